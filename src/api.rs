@@ -1,0 +1,338 @@
+//! The public and admin API's request and response bodies, cookie names and header parsing, as
+//! both deployments serve them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::room::{RoomConfig, RoomId};
+
+pub const DEFAULT_API_PREFIX: &str = "/_qg/v1";
+/// The largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_USER_ID_LEN: usize = 128;
+
+/// The cookie that holds a visitor's ticket for `room`.
+pub fn ticket_cookie_name(room: &RoomId) -> String {
+    format!("qg_ticket_{room}")
+}
+
+/// The cookie that holds a visitor's pass for `room`.
+pub fn pass_cookie_name(room: &RoomId) -> String {
+    format!("qg_pass_{room}")
+}
+
+/// A `Set-Cookie` value. `max_age_s` of 0 deletes the cookie.
+pub fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{secure}")
+}
+
+/// Finds a cookie's value in `Cookie` header values.
+pub fn find_cookie<'a>(headers: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    headers
+        .into_iter()
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a request wants JSON rather than the HTML waiting page.
+pub fn wants_json(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        let a = a.to_ascii_lowercase();
+        a.contains("application/json") && !a.contains("text/html")
+    })
+}
+
+/// `POST .../join` body. Empty bodies are allowed; unknown fields are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+impl JoinRequest {
+    pub fn from_body(body: &[u8]) -> Result<JoinRequest, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JoinRequest::default());
+        }
+        let req: JoinRequest = parse_json(body)?;
+        if let Some(user) = &req.user_id {
+            validate_user_id(user)?;
+        }
+        Ok(req)
+    }
+}
+
+pub fn validate_user_id(user: &str) -> Result<(), ApiError> {
+    if user.is_empty() || user.len() > MAX_USER_ID_LEN || user.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidUserId,
+            format!("user_id must be 1-{MAX_USER_ID_LEN} bytes without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a JSON body, telling a syntax error from a well-formed body of the wrong shape. Both
+/// are `invalid_json`: the body is not the object the endpoint takes.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))
+}
+
+/// Where a visitor stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VisitorStatus {
+    Waiting,
+    Admitted,
+    Left,
+    Expired,
+}
+
+impl VisitorStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            VisitorStatus::Waiting => "waiting",
+            VisitorStatus::Admitted => "admitted",
+            VisitorStatus::Left => "left",
+            VisitorStatus::Expired => "expired",
+        }
+    }
+}
+
+/// The body of join, status and leave, and of the gate's JSON waiting response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisitorResponse {
+    pub room: String,
+    pub status: VisitorStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// 1 = next in line. Only while waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    /// Only while waiting; `null` when the room admits nobody at the moment (paused or full).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
+    pub eta_seconds: Option<Option<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_after_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_expires_at: Option<u64>,
+}
+
+impl VisitorResponse {
+    pub fn new(room: &RoomId, status: VisitorStatus) -> Self {
+        VisitorResponse {
+            room: room.as_str().to_owned(),
+            status,
+            ticket_id: None,
+            ticket: None,
+            position: None,
+            eta_seconds: None,
+            poll_after_ms: None,
+            pass: None,
+            pass_expires_at: None,
+        }
+    }
+}
+
+/// Reads a field that is present, possibly `null`, as `Some(..)`; serde would read `null` as an
+/// absent field.
+fn present_or_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST .../admin/rooms/{room}/admit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmitRequest {
+    pub count: u64,
+}
+
+pub const MAX_ADMIT_COUNT: u64 = 10_000_000;
+
+impl AdmitRequest {
+    pub fn from_body(body: &[u8]) -> Result<AdmitRequest, ApiError> {
+        let req: AdmitRequest = parse_json(body)?;
+        if req.count > MAX_ADMIT_COUNT {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("count: at most {MAX_ADMIT_COUNT}"),
+            ));
+        }
+        Ok(req)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmitResponse {
+    pub admitted: u64,
+}
+
+/// `POST .../admin/rooms/{room}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub ticket_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    pub ticket_id: String,
+    pub revoked: bool,
+}
+
+/// A room's live numbers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoomStats {
+    /// In the queue, neither admitted nor gone.
+    pub waiting: u64,
+    /// Admitted but not arrived yet, within the claim window.
+    pub admitted: u64,
+    /// Sessions in the application.
+    pub active: u64,
+    /// Admissions ever made (batches, direct entries and operator admissions).
+    pub admitted_total: u64,
+    /// Admissions per minute measured while visitors waited; `null` until measured.
+    pub admit_rate_per_min: Option<f64>,
+    /// Slots the scheduler has opened for direct entry until its next tick.
+    pub entry_credit: u64,
+}
+
+/// `GET .../admin/rooms/{room}`: the configuration, flattened, plus state and stats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomView {
+    pub id: RoomId,
+    #[serde(flatten)]
+    pub config: RoomConfig,
+    pub paused: bool,
+    pub stats: RoomStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomList {
+    pub rooms: Vec<RoomView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let headers = ["a=1; qg_ticket_demo=abc", "qg_pass_demo=\"def\""];
+        assert_eq!(
+            find_cookie(headers.iter().copied(), "qg_ticket_demo"),
+            Some("abc")
+        );
+        assert_eq!(
+            find_cookie(headers.iter().copied(), "qg_pass_demo"),
+            Some("def")
+        );
+        assert_eq!(find_cookie(headers.iter().copied(), "qg_pass"), None);
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+
+    #[test]
+    fn json_is_chosen_only_when_asked_for() {
+        assert!(wants_json(Some("application/json")));
+        assert!(!wants_json(Some("text/html,application/json;q=0.9")));
+        assert!(!wants_json(Some("*/*")));
+        assert!(!wants_json(None));
+    }
+
+    #[test]
+    fn join_bodies() {
+        assert_eq!(JoinRequest::from_body(b"").unwrap(), JoinRequest::default());
+        assert_eq!(
+            JoinRequest::from_body(br#"{"user_id":"u1","extra":1}"#)
+                .unwrap()
+                .user_id
+                .as_deref(),
+            Some("u1")
+        );
+        let bad = [
+            &br#"{"user_id":"#[..],
+            br#"[1,2]"#,
+            br#"{"user_id":5}"#,
+            b"\xff\xfe",
+        ];
+        for body in bad {
+            assert_eq!(
+                JoinRequest::from_body(body).unwrap_err().code,
+                ErrorCode::InvalidJson
+            );
+        }
+        let long = format!(r#"{{"user_id":"{}"}}"#, "x".repeat(129));
+        for body in [
+            &br#"{"user_id":""}"#[..],
+            br#"{"user_id":"a\nb"}"#,
+            long.as_bytes(),
+        ] {
+            assert_eq!(
+                JoinRequest::from_body(body).unwrap_err().code,
+                ErrorCode::InvalidUserId
+            );
+        }
+    }
+
+    #[test]
+    fn room_view_flattens_the_config_and_reads_back() {
+        let view = RoomView {
+            id: RoomId::parse("demo").unwrap(),
+            config: RoomConfig::default(),
+            paused: false,
+            stats: RoomStats::default(),
+        };
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["max_active"], 100);
+        assert_eq!(json["mode"], "fifo");
+        assert_eq!(json["stats"]["waiting"], 0);
+        let back: RoomView = serde_json::from_value(json).unwrap();
+        assert_eq!(back, view);
+    }
+
+    #[test]
+    fn waiting_response_has_the_contract_fields() {
+        let mut r = VisitorResponse::new(&RoomId::parse("demo").unwrap(), VisitorStatus::Waiting);
+        r.position = Some(3);
+        r.eta_seconds = Some(None);
+        r.poll_after_ms = Some(1000);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["status"], "waiting");
+        assert_eq!(json["position"], 3);
+        assert!(json["eta_seconds"].is_null());
+        assert!(json.get("pass").is_none());
+        let back: VisitorResponse = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,198 @@
+//! The admission controller: how many visitors a room may admit now.
+//!
+//! Two limits apply. Capacity: active sessions plus admitted visitors who have not arrived yet
+//! never exceed `max_active`. Rate: a token bucket refilled at `admit_per_minute` caps how fast
+//! visitors come in, so that an opening does not let the whole capacity in at one instant.
+//!
+//! The controller is sans-IO: the scheduler passes the room's load and the time in, and reports
+//! the admissions the store actually made (batch admissions, direct entries at an open room and
+//! operator admissions all draw on the same bucket).
+
+use crate::room::RoomConfig;
+
+/// A room's load, as the store counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoomLoad {
+    /// Visitors in the queue who have neither been admitted nor left.
+    pub waiting: u64,
+    /// Sessions in the application.
+    pub active: u64,
+    /// Admitted visitors who have not arrived yet and are still inside their claim window.
+    pub admitted: u64,
+    /// Admissions ever made in the room (all kinds), a counter that only grows.
+    pub admitted_total: u64,
+}
+
+impl RoomLoad {
+    /// Free slots under `max_active`.
+    pub fn free(&self, config: &RoomConfig) -> u64 {
+        config
+            .max_active
+            .saturating_sub(self.active.saturating_add(self.admitted))
+    }
+}
+
+/// The rate bucket holds at most this many ticks' worth of admissions, so that a tick that runs
+/// a little late does not lose rate, while a long idle time does not save up a stampede.
+const BURST_TICKS: u128 = 2;
+/// The bucket counts in 1/60,000ths of an admission, so that `admit_per_minute` times elapsed
+/// milliseconds is exact: no float drift over a long sale.
+const UNITS_PER_ADMISSION: u128 = 60_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionController {
+    tokens: u128,
+    last_refill: Option<u64>,
+    last_admitted_total: Option<u64>,
+}
+
+impl AdmissionController {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many to admit at this tick. `tick_ms` is the scheduler's interval. Call once per
+    /// tick with the room's current load; the admissions counted in `load.admitted_total` since
+    /// the previous call are charged to the bucket first.
+    pub fn grant(&mut self, config: &RoomConfig, load: RoomLoad, tick_ms: u64, now: u64) -> u64 {
+        let per_minute = u128::from(config.admit_per_minute);
+        let burst =
+            (per_minute * u128::from(tick_ms.max(1)) * BURST_TICKS).max(UNITS_PER_ADMISSION);
+        if let Some(last) = self.last_admitted_total {
+            let used = u128::from(load.admitted_total.saturating_sub(last));
+            self.tokens = self.tokens.saturating_sub(used * UNITS_PER_ADMISSION);
+        }
+        self.last_admitted_total = Some(load.admitted_total);
+        let elapsed = match self.last_refill {
+            Some(last) => now.saturating_sub(last),
+            // The first tick starts with one tick's worth, so a new room opens at once.
+            None => tick_ms.max(1),
+        };
+        self.last_refill = Some(now);
+        self.tokens = (self.tokens + per_minute * u128::from(elapsed)).min(burst);
+        let budget = u64::try_from(self.tokens / UNITS_PER_ADMISSION).unwrap_or(u64::MAX);
+        budget.min(load.free(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config(max_active: u64, per_minute: u64) -> RoomConfig {
+        RoomConfig {
+            max_active,
+            admit_per_minute: per_minute,
+            ..RoomConfig::default()
+        }
+    }
+
+    #[test]
+    fn rate_limits_a_long_queue_exactly_over_time() {
+        let cfg = config(1_000_000, 600);
+        let mut ctl = AdmissionController::new();
+        let mut load = RoomLoad {
+            waiting: 1_000_000,
+            ..RoomLoad::default()
+        };
+        let mut now = 0;
+        for _ in 0..600 {
+            now += 1000;
+            let n = ctl.grant(&cfg, load, 1000, now);
+            load.admitted_total += n;
+            load.admitted += n;
+        }
+        // 600 ticks of one second at 600/min = 10 minutes = 6,000 admissions.
+        assert_eq!(load.admitted_total, 6000);
+    }
+
+    #[test]
+    fn fractional_rates_accumulate() {
+        let cfg = config(100, 6); // one every ten seconds
+        let mut ctl = AdmissionController::new();
+        let mut total = 0;
+        for tick in 1..=60 {
+            let n = ctl.grant(
+                &cfg,
+                RoomLoad {
+                    admitted_total: total,
+                    ..RoomLoad::default()
+                },
+                1000,
+                tick * 1000,
+            );
+            total += n;
+        }
+        assert_eq!(total, 6);
+    }
+
+    #[test]
+    fn capacity_caps_the_grant() {
+        let cfg = config(10, 60_000);
+        let mut ctl = AdmissionController::new();
+        let load = RoomLoad {
+            waiting: 100,
+            active: 7,
+            admitted: 2,
+            admitted_total: 9,
+        };
+        assert_eq!(ctl.grant(&cfg, load, 1000, 1000), 1);
+    }
+
+    #[test]
+    fn a_late_tick_does_not_lose_rate_but_idle_time_does_not_hoard() {
+        let cfg = config(1_000_000, 60_000); // 1,000 a second
+        let mut ctl = AdmissionController::new();
+        let mut load = RoomLoad::default();
+        assert_eq!(ctl.grant(&cfg, load, 1000, 1000), 1000);
+        load.admitted_total += 1000;
+        // The tick runs 500 ms late: one and a half seconds' worth.
+        assert_eq!(ctl.grant(&cfg, load, 1000, 2500), 1500);
+        load.admitted_total += 1500;
+        // An hour idle saves up no more than the burst.
+        assert_eq!(ctl.grant(&cfg, load, 1000, 3_600_000), 2000);
+    }
+
+    #[test]
+    fn admissions_made_elsewhere_draw_on_the_bucket() {
+        let cfg = config(1_000_000, 60_000);
+        let mut ctl = AdmissionController::new();
+        let mut load = RoomLoad::default();
+        let granted = ctl.grant(&cfg, load, 1000, 1000);
+        // Direct entries used the whole grant before the next tick.
+        load.admitted_total += granted;
+        assert_eq!(ctl.grant(&cfg, load, 1000, 2000), 1000);
+        // Nobody came: the unused grant stays in the bucket, up to the burst.
+        assert_eq!(ctl.grant(&cfg, load, 1000, 3000), 2000);
+    }
+
+    proptest! {
+        #[test]
+        fn never_grants_over_capacity(
+            max_active in 1u64..1000,
+            per_minute in 1u64..1_000_000,
+            steps in proptest::collection::vec((0u64..5000, 0u64..1000, 0u64..1000, 0u64..3), 1..200),
+        ) {
+            let cfg = config(max_active, per_minute);
+            let mut ctl = AdmissionController::new();
+            let mut now = 0;
+            let mut total = 0u64;
+            let mut active = 0u64;
+            let mut admitted = 0u64;
+            for (dt, arrivals, departures, _) in steps {
+                now += dt;
+                // Some admitted visitors arrive, some sessions end.
+                let arriving = arrivals.min(admitted);
+                admitted -= arriving;
+                active += arriving;
+                active -= departures.min(active);
+                let load = RoomLoad { waiting: 10_000, active, admitted, admitted_total: total };
+                let n = ctl.grant(&cfg, load, 1000, now);
+                prop_assert!(active + admitted + n <= max_active);
+                admitted += n;
+                total += n;
+            }
+        }
+    }
+}

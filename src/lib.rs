@@ -1,0 +1,28 @@
+//! queuegate's core: everything the edge worker and the origin server must agree on, with no IO,
+//! no clock and no randomness of its own. Time comes in as `now` (Unix milliseconds) and random
+//! bytes as arguments, so the same code runs in a Durable Object, a tokio task and a test on
+//! virtual time.
+//!
+//! - [`token`]: tickets and passes, signed with [`keys`];
+//! - [`room`]: room ids and configuration;
+//! - [`controller`]: how many to admit per tick; [`order`]: which ones, FIFO across shards;
+//! - [`estimate`]: the measured admission rate and the wait estimate;
+//! - [`visitor`]: from a visitor's state to the API's answer; [`api`]: bodies, cookies, headers;
+//! - [`page`]: the waiting page; [`error`]: error codes.
+
+pub mod api;
+pub mod controller;
+pub mod error;
+pub mod estimate;
+pub mod keys;
+pub mod order;
+pub mod page;
+pub mod room;
+pub mod token;
+pub mod visitor;
+
+pub use error::{ApiError, ErrorCode};
+pub use keys::{SigningKey, SigningKeys};
+pub use room::{Mode, RoomConfig, RoomId};
+pub use token::{Pass, Place, Ticket, TokenError};
+pub use visitor::{RoomContext, VisitorState};

@@ -1,0 +1,150 @@
+//! The waiting page the gate shows to browsers. It works without JavaScript (it refreshes itself
+//! at the recommended poll interval, and the gate lets the visitor in on the refresh that finds
+//! them admitted) and is better with it (it polls the status API and updates in place).
+
+use crate::room::RoomId;
+
+const TEMPLATE: &str = include_str!("waiting.html");
+
+/// What the waiting page shows.
+#[derive(Debug, Clone)]
+pub struct WaitingPage<'a> {
+    pub room: &'a RoomId,
+    pub ticket_id: &'a str,
+    pub position: u64,
+    pub eta_seconds: Option<u64>,
+    pub poll_after_ms: u64,
+    /// The status endpoint the page polls, e.g. `/_qg/v1/rooms/demo/status`.
+    pub status_url: &'a str,
+}
+
+impl WaitingPage<'_> {
+    pub fn render(&self) -> String {
+        let refresh_s = self.poll_after_ms.div_ceil(1000).max(1);
+        let message = match self.eta_seconds {
+            None => "Nobody is being let in at this moment; your place is kept.",
+            Some(_) => "The estimate follows how fast people are being let in.",
+        };
+        fill(
+            TEMPLATE,
+            &[
+                ("refresh_s", &refresh_s.to_string()),
+                ("position", &self.position.to_string()),
+                ("eta", &format_wait(self.eta_seconds)),
+                ("message", message),
+                ("updated", "just now"),
+                ("room", self.room.as_str()),
+                ("ticket_id", self.ticket_id),
+                ("status_url", self.status_url),
+                ("poll_ms", &self.poll_after_ms.to_string()),
+            ],
+        )
+    }
+}
+
+/// A wait in words, as the page's script writes it.
+pub fn format_wait(eta_seconds: Option<u64>) -> String {
+    match eta_seconds {
+        None => "unknown".into(),
+        Some(s) if s < 60 => "under a minute".into(),
+        Some(s) => {
+            let minutes = (s + 30) / 60;
+            if minutes < 60 {
+                let unit = if minutes == 1 { "minute" } else { "minutes" };
+                format!("about {minutes} {unit}")
+            } else {
+                format!("about {} h {} min", minutes / 60, minutes % 60)
+            }
+        }
+    }
+}
+
+/// Replaces `{{name}}` placeholders with HTML-escaped values. The values also land inside a
+/// script string (`status_url`), where the escaping keeps quotes and `<` harmless too.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = &after[..end];
+        match values.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => escape_into(&mut out, v),
+            None => out.push_str(&rest[start..start + 2 + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\\' => out.push_str("&#92;"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(eta: Option<u64>) -> String {
+        let room = RoomId::parse("demo").unwrap();
+        WaitingPage {
+            room: &room,
+            ticket_id: "00000001-0-7",
+            position: 42,
+            eta_seconds: eta,
+            poll_after_ms: 2500,
+            status_url: "/_qg/v1/rooms/demo/status",
+        }
+        .render()
+    }
+
+    #[test]
+    fn shows_position_wait_and_refreshes_without_script() {
+        let html = page(Some(125));
+        assert!(html.contains(r#"<dd id="position" aria-labelledby="position-label">42</dd>"#));
+        assert!(html.contains("about 2 minutes"));
+        assert!(html.contains(r#"<noscript><meta http-equiv="refresh" content="3"></noscript>"#));
+        assert!(html.contains(r#"var statusUrl = "/_qg/v1/rooms/demo/status";"#));
+        assert!(html.contains(r#"aria-live="polite""#));
+        assert!(html.contains(r#"name="viewport""#));
+        assert!(!html.contains("{{"), "every placeholder is filled");
+    }
+
+    #[test]
+    fn unknown_wait_says_so() {
+        let html = page(None);
+        assert!(html.contains(">unknown</dd>"));
+        assert!(html.contains("Nobody is being let in"));
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let out = fill("<p>{{x}}</p>\"{{x}}\"", &[("x", "</p><script>\"'\\")]);
+        assert_eq!(
+            out,
+            "<p>&lt;/p&gt;&lt;script&gt;&quot;&#39;&#92;</p>\"&lt;/p&gt;&lt;script&gt;&quot;&#39;&#92;\""
+        );
+    }
+
+    #[test]
+    fn waits_in_words() {
+        assert_eq!(format_wait(Some(0)), "under a minute");
+        assert_eq!(format_wait(Some(89)), "about 1 minute");
+        assert_eq!(format_wait(Some(3600)), "about 1 h 0 min");
+    }
+}

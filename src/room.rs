@@ -1,0 +1,338 @@
+//! Room identity and configuration, with validation that both deployments apply the same way.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// The longest room id; keeps cookie names, store keys and tokens short.
+pub const MAX_ROOM_ID_LEN: usize = 64;
+pub const MAX_PATHS: usize = 32;
+pub const MAX_PATH_LEN: usize = 256;
+pub const MAX_SHARDS: u16 = 64;
+pub const MAX_ACTIVE_LIMIT: u64 = 100_000_000;
+pub const MAX_ADMIT_PER_MINUTE: u64 = 100_000_000;
+pub const MAX_SESSION_TTL_S: u64 = 7 * 24 * 3600;
+pub const MAX_CLAIM_WINDOW_S: u64 = 24 * 3600;
+pub const MAX_TICKET_TTL_S: u64 = 7 * 24 * 3600;
+
+/// A validated room id: 1 to 64 characters of `a-z`, `0-9`, `-` and `_`, starting with a letter
+/// or digit. Safe in a URL path, a cookie name and a Redis key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RoomId(String);
+
+impl RoomId {
+    pub fn parse(id: &str) -> Result<RoomId, ApiError> {
+        let valid_chars = id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        let valid_start = id
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if id.len() > MAX_ROOM_ID_LEN || !valid_chars || !valid_start {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRoomId,
+                format!(
+                    "room id must be 1-{MAX_ROOM_ID_LEN} characters of a-z, 0-9, '-' and '_', \
+                     starting with a letter or digit"
+                ),
+            ));
+        }
+        Ok(RoomId(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RoomId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RoomId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        RoomId::parse(&raw).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+/// How a room orders the visitors it admits. Only FIFO exists today; the enum is open so that
+/// random order at opening, passthrough and closed rooms can arrive without a format change.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// First come, first served across all shards.
+    #[default]
+    Fifo,
+}
+
+impl Mode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Fifo => "fifo",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        match raw.as_str() {
+            "fifo" => Ok(Mode::Fifo),
+            "random" | "passthrough" | "closed" => Err(serde::de::Error::custom(format!(
+                "mode \"{raw}\" is not supported yet (supported: \"fifo\")"
+            ))),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown mode \"{raw}\" (supported: \"fifo\")"
+            ))),
+        }
+    }
+}
+
+/// A room's configuration, as the admin API takes it and the config file holds it. Missing fields
+/// take their defaults; [`RoomConfig::validate`] then checks every value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoomConfig {
+    /// Path prefixes the room protects, each starting with `/`. A prefix matches itself and
+    /// everything below it (`/shop` matches `/shop` and `/shop/cart`, not `/shopping`).
+    pub paths: Vec<String>,
+    /// Most visitors in the application at once: active sessions plus admitted visitors who have
+    /// not arrived yet.
+    pub max_active: u64,
+    /// Most admissions per minute, however much capacity is free.
+    pub admit_per_minute: u64,
+    /// A session ends this long after the visitor's last activity.
+    pub session_ttl_s: u64,
+    /// An admitted visitor who has not arrived after this long loses the slot.
+    pub claim_window_s: u64,
+    /// How long a ticket stays valid without a status poll renewing it.
+    pub ticket_ttl_s: u64,
+    pub mode: Mode,
+    /// How many queue shards hold the room's waiting visitors. Fixed once the room exists.
+    pub shards: u16,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            paths: Vec::new(),
+            max_active: 100,
+            admit_per_minute: 60,
+            session_ttl_s: 600,
+            claim_window_s: 120,
+            ticket_ttl_s: 3600,
+            mode: Mode::Fifo,
+            shards: 4,
+        }
+    }
+}
+
+impl RoomConfig {
+    /// Checks every value. `reserved_prefix` is the API prefix: a room may not protect it.
+    pub fn validate(&self, reserved_prefix: &str) -> Result<(), ApiError> {
+        let invalid = |msg: String| Err(ApiError::new(ErrorCode::InvalidConfig, msg));
+        if self.paths.len() > MAX_PATHS {
+            return invalid(format!("paths: at most {MAX_PATHS} prefixes"));
+        }
+        for path in &self.paths {
+            if let Err(msg) = validate_path(path, reserved_prefix) {
+                return invalid(format!("paths: {path:?} {msg}"));
+            }
+        }
+        check_range("max_active", self.max_active, 1, MAX_ACTIVE_LIMIT)?;
+        check_range(
+            "admit_per_minute",
+            self.admit_per_minute,
+            1,
+            MAX_ADMIT_PER_MINUTE,
+        )?;
+        check_range("session_ttl_s", self.session_ttl_s, 1, MAX_SESSION_TTL_S)?;
+        check_range("claim_window_s", self.claim_window_s, 1, MAX_CLAIM_WINDOW_S)?;
+        check_range("ticket_ttl_s", self.ticket_ttl_s, 10, MAX_TICKET_TTL_S)?;
+        check_range("shards", u64::from(self.shards), 1, u64::from(MAX_SHARDS))?;
+        Ok(())
+    }
+
+    /// The fields a configuration may have.
+    pub const FIELDS: &'static [&'static str] = &[
+        "paths",
+        "max_active",
+        "admit_per_minute",
+        "session_ttl_s",
+        "claim_window_s",
+        "ticket_ttl_s",
+        "mode",
+        "shards",
+    ];
+
+    /// Parses a configuration from JSON, telling a syntax error (`invalid_json`) from a bad or
+    /// unknown field (`invalid_config`), then validates it.
+    pub fn from_json(body: &[u8], reserved_prefix: &str) -> Result<RoomConfig, ApiError> {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
+        RoomConfig::from_value(value, reserved_prefix)
+    }
+
+    /// Reads a configuration from an already parsed value (JSON, or TOML read into JSON values),
+    /// refusing unknown fields, then validates it.
+    pub fn from_value(
+        value: serde_json::Value,
+        reserved_prefix: &str,
+    ) -> Result<RoomConfig, ApiError> {
+        let invalid = |msg: String| ApiError::new(ErrorCode::InvalidConfig, msg);
+        let serde_json::Value::Object(fields) = &value else {
+            return Err(invalid("a room configuration is a JSON object".into()));
+        };
+        if let Some(unknown) = fields.keys().find(|k| !Self::FIELDS.contains(&k.as_str())) {
+            return Err(invalid(format!(
+                "unknown field {unknown:?} (known: {})",
+                Self::FIELDS.join(", ")
+            )));
+        }
+        let config: RoomConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            invalid(format!("{field}: {}", e.into_inner()))
+        })?;
+        config.validate(reserved_prefix)?;
+        Ok(config)
+    }
+
+    pub fn session_ttl_ms(&self) -> u64 {
+        self.session_ttl_s * 1000
+    }
+
+    pub fn claim_window_ms(&self) -> u64 {
+        self.claim_window_s * 1000
+    }
+
+    pub fn ticket_ttl_ms(&self) -> u64 {
+        self.ticket_ttl_s * 1000
+    }
+}
+
+fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ApiError> {
+    if value < min || value > max {
+        return Err(ApiError::new(
+            ErrorCode::InvalidConfig,
+            format!("{field}: {value} is out of range {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_path(path: &str, reserved_prefix: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("must start with '/'");
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err("is too long");
+    }
+    if path
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#' || b >= 0x80)
+    {
+        return Err("must be a plain URL path without spaces, query or fragment");
+    }
+    if path_has_prefix(reserved_prefix, path) || path_has_prefix(path, reserved_prefix) {
+        return Err("overlaps queuegate's own API prefix");
+    }
+    Ok(())
+}
+
+/// Whether `path` is `prefix` or lies below it, on a segment boundary.
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return path.starts_with('/');
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &str = "/_qg/v1";
+
+    #[test]
+    fn room_ids() {
+        for ok in ["a", "demo", "sale-2026_x", "0", &"a".repeat(64)] {
+            assert!(RoomId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "A",
+            "a b",
+            "a/b",
+            "é",
+            &"a".repeat(65),
+            "a.b",
+        ] {
+            let err = RoomId::parse(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRoomId, "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        RoomConfig::default().validate(PREFIX).unwrap();
+    }
+
+    #[test]
+    fn absurd_values_are_refused_with_the_field_named() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"max_active":0}"#, "max_active"),
+            (r#"{"max_active":-1}"#, "max_active"),
+            (r#"{"max_active":1e30}"#, "max_active"),
+            (r#"{"admit_per_minute":0}"#, "admit_per_minute"),
+            (r#"{"session_ttl_s":99999999999}"#, "session_ttl_s"),
+            (r#"{"claim_window_s":0}"#, "claim_window_s"),
+            (r#"{"shards":0}"#, "shards"),
+            (r#"{"shards":65}"#, "shards"),
+            (r#"{"shards":70000}"#, "shards"),
+            (r#"{"paths":["shop"]}"#, "paths"),
+            (r#"{"paths":["/_qg"]}"#, "paths"),
+            (r#"{"paths":["/_qg/v1/x"]}"#, "paths"),
+            (r#"{"paths":"/shop"}"#, "paths"),
+            (r#"{"mode":"random"}"#, "random"),
+            (r#"{"mode":"lifo"}"#, "lifo"),
+            (r#"{"max_actve":3}"#, "max_actve"),
+            (r#"[1]"#, "object"),
+        ];
+        for (body, field) in cases {
+            let err = RoomConfig::from_json(body.as_bytes(), PREFIX).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidConfig, "{body}");
+            assert!(err.message.contains(field), "{body}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_invalid_json() {
+        for body in ["", "{", "nope", "{\"max_active\":}"] {
+            let err = RoomConfig::from_json(body.as_bytes(), PREFIX).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidJson, "{body}");
+        }
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        assert!(path_has_prefix("/shop", "/shop"));
+        assert!(path_has_prefix("/shop/cart", "/shop"));
+        assert!(path_has_prefix("/shop/cart", "/shop/"));
+        assert!(!path_has_prefix("/shopping", "/shop"));
+        assert!(path_has_prefix("/anything", "/"));
+        assert!(path_has_prefix("/", "/"));
+        assert!(!path_has_prefix("/sho", "/shop"));
+    }
+}

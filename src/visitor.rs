@@ -1,0 +1,277 @@
+//! From a visitor's state in the store to what the API answers: the JSON body, a renewed ticket,
+//! a pass once admitted, and the cookies to set or clear. Both deployments answer through here.
+
+use crate::api::{
+    pass_cookie_name, set_cookie, ticket_cookie_name, VisitorResponse, VisitorStatus,
+};
+use crate::estimate::{estimate, WaitEstimate};
+use crate::keys::SigningKeys;
+use crate::room::{RoomConfig, RoomId};
+use crate::token::{Pass, Place, Ticket};
+
+/// Where a visitor stands, as a store reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisitorState {
+    /// In the queue; `position` 1 is next.
+    Waiting { position: u64 },
+    /// Admitted and arrived: the session lasts until `session_expires_at` unless renewed.
+    Admitted { session_expires_at: u64 },
+    /// Left the queue or the application, or was revoked.
+    Left,
+    /// The place is gone: never claimed within the claim window, the session timed out, or the
+    /// queue the ticket belongs to no longer exists.
+    Expired,
+}
+
+impl VisitorState {
+    pub fn status(&self) -> VisitorStatus {
+        match self {
+            VisitorState::Waiting { .. } => VisitorStatus::Waiting,
+            VisitorState::Admitted { .. } => VisitorStatus::Admitted,
+            VisitorState::Left => VisitorStatus::Left,
+            VisitorState::Expired => VisitorStatus::Expired,
+        }
+    }
+}
+
+/// What the shell sends back: a body and `Set-Cookie` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub body: VisitorResponse,
+    pub set_cookies: Vec<String>,
+    /// The pass minted for an admitted visitor, for a gate that lets the request through at once.
+    pub pass: Option<Pass>,
+}
+
+/// Everything about a room that shapes an answer.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomContext<'a> {
+    pub room: &'a RoomId,
+    pub config: &'a RoomConfig,
+    pub paused: bool,
+    /// Admissions per minute measured while visitors waited, if known.
+    pub measured_rate: Option<f64>,
+    pub keys: &'a SigningKeys,
+    pub secure_cookies: bool,
+}
+
+impl RoomContext<'_> {
+    /// A new ticket for a place a store just handed out.
+    pub fn new_ticket(&self, place: Place, joined_us: u64, now: u64) -> Ticket {
+        Ticket {
+            room: self.room.clone(),
+            place,
+            joined_us,
+            expires_at: now.saturating_add(self.config.ticket_ttl_ms()),
+        }
+    }
+
+    /// A pass for an admitted visitor, valid as long as the session.
+    pub fn new_pass(&self, place: Place, session_expires_at: u64, now: u64) -> Pass {
+        Pass {
+            room: self.room.clone(),
+            place,
+            issued_at: now,
+            expires_at: session_expires_at,
+        }
+    }
+
+    pub fn wait_estimate(&self, position: u64) -> WaitEstimate {
+        estimate(position, self.measured_rate, self.config, self.paused)
+    }
+
+    /// The answer for `ticket` in `state`. `fresh` says whether the ticket was just issued (it is
+    /// then always sent as a cookie); otherwise it is renewed once past half its life.
+    pub fn answer(&self, ticket: &Ticket, state: VisitorState, fresh: bool, now: u64) -> Answer {
+        let mut body = VisitorResponse::new(self.room, state.status());
+        let mut set_cookies = Vec::new();
+        let mut pass = None;
+        body.ticket_id = Some(ticket.ticket_id());
+        match state {
+            VisitorState::Waiting { position } => {
+                let renewed = self.renewed(ticket, fresh, now);
+                let token = renewed.encode(self.keys);
+                if fresh || renewed.expires_at != ticket.expires_at {
+                    set_cookies.push(self.ticket_cookie(&token, renewed.expires_at, now));
+                }
+                let wait = self.wait_estimate(position);
+                body.ticket = Some(token);
+                body.position = Some(position);
+                body.eta_seconds = Some(wait.eta_seconds);
+                body.poll_after_ms = Some(wait.poll_after_ms);
+            }
+            VisitorState::Admitted { session_expires_at } => {
+                let ticket = self.renewed(ticket, fresh, now);
+                let token = ticket.encode(self.keys);
+                set_cookies.push(self.ticket_cookie(&token, ticket.expires_at, now));
+                let minted = self.new_pass(ticket.place, session_expires_at, now);
+                let pass_token = minted.encode(self.keys);
+                set_cookies.push(self.pass_cookie(&pass_token, minted.expires_at, now));
+                body.ticket = Some(token);
+                body.pass = Some(pass_token);
+                body.pass_expires_at = Some(minted.expires_at);
+                pass = Some(minted);
+            }
+            VisitorState::Left | VisitorState::Expired => {
+                set_cookies.extend(self.clear_cookies());
+            }
+        }
+        Answer {
+            body,
+            set_cookies,
+            pass,
+        }
+    }
+
+    /// The ticket with its expiry pushed out, if it was fresh or is past half its life.
+    fn renewed(&self, ticket: &Ticket, fresh: bool, now: u64) -> Ticket {
+        let ttl = self.config.ticket_ttl_ms();
+        let half_life_left = ticket.expires_at.saturating_sub(now) < ttl / 2;
+        let mut ticket = ticket.clone();
+        if fresh || half_life_left {
+            ticket.expires_at = now.saturating_add(ttl);
+        }
+        ticket
+    }
+
+    pub fn ticket_cookie(&self, token: &str, expires_at: u64, now: u64) -> String {
+        set_cookie(
+            &ticket_cookie_name(self.room),
+            token,
+            max_age_s(expires_at, now),
+            self.secure_cookies,
+        )
+    }
+
+    pub fn pass_cookie(&self, token: &str, expires_at: u64, now: u64) -> String {
+        set_cookie(
+            &pass_cookie_name(self.room),
+            token,
+            max_age_s(expires_at, now),
+            self.secure_cookies,
+        )
+    }
+
+    pub fn clear_cookies(&self) -> [String; 2] {
+        [
+            set_cookie(&ticket_cookie_name(self.room), "", 0, self.secure_cookies),
+            set_cookie(&pass_cookie_name(self.room), "", 0, self.secure_cookies),
+        ]
+    }
+}
+
+fn max_age_s(expires_at: u64, now: u64) -> u64 {
+    expires_at.saturating_sub(now).div_ceil(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> (RoomId, RoomConfig, SigningKeys) {
+        (
+            RoomId::parse("demo").unwrap(),
+            RoomConfig::default(),
+            SigningKeys::parse("k:0123456789abcdef0123").unwrap(),
+        )
+    }
+
+    const PLACE: Place = Place {
+        epoch: 1,
+        shard: 0,
+        seq: 9,
+    };
+
+    #[test]
+    fn waiting_answers_carry_position_estimate_and_ticket() {
+        let (room, config, keys) = fixture();
+        let ctx = RoomContext {
+            room: &room,
+            config: &config,
+            paused: false,
+            measured_rate: Some(30.0),
+            keys: &keys,
+            secure_cookies: false,
+        };
+        let ticket = ctx.new_ticket(PLACE, 5, 1_000);
+        let answer = ctx.answer(&ticket, VisitorState::Waiting { position: 3 }, true, 1_000);
+        assert_eq!(answer.body.position, Some(3));
+        assert_eq!(answer.body.eta_seconds, Some(Some(6)));
+        assert_eq!(answer.body.ticket_id.as_deref(), Some("00000001-0-9"));
+        let token = answer.body.ticket.clone().unwrap();
+        assert_eq!(
+            Ticket::decode(&token, &keys, &room, 1_000),
+            Ok(ticket.clone())
+        );
+        assert_eq!(answer.set_cookies.len(), 1);
+        assert!(answer.set_cookies[0].starts_with(&format!("qg_ticket_demo={token};")));
+
+        // A poll early in the ticket's life sets no cookie; one late in its life renews it.
+        let early = ctx.answer(&ticket, VisitorState::Waiting { position: 2 }, false, 2_000);
+        assert!(early.set_cookies.is_empty());
+        let late_now = ticket.expires_at - 1_000;
+        let late = ctx.answer(
+            &ticket,
+            VisitorState::Waiting { position: 1 },
+            false,
+            late_now,
+        );
+        let renewed =
+            Ticket::decode(late.body.ticket.as_deref().unwrap(), &keys, &room, late_now).unwrap();
+        assert_eq!(renewed.expires_at, late_now + config.ticket_ttl_ms());
+        assert_eq!(renewed.place, ticket.place);
+        assert_eq!(late.set_cookies.len(), 1);
+    }
+
+    #[test]
+    fn admitted_answers_carry_a_pass_bound_to_the_place() {
+        let (room, config, keys) = fixture();
+        let ctx = RoomContext {
+            room: &room,
+            config: &config,
+            paused: false,
+            measured_rate: None,
+            keys: &keys,
+            secure_cookies: true,
+        };
+        let ticket = ctx.new_ticket(PLACE, 5, 1_000);
+        let answer = ctx.answer(
+            &ticket,
+            VisitorState::Admitted {
+                session_expires_at: 61_000,
+            },
+            false,
+            1_000,
+        );
+        let pass = Pass::decode(answer.body.pass.as_deref().unwrap(), &keys, &room, 1_000).unwrap();
+        assert_eq!(pass.place, PLACE);
+        assert_eq!(pass.expires_at, 61_000);
+        assert!(answer
+            .set_cookies
+            .iter()
+            .any(|c| c.starts_with("qg_pass_demo=")
+                && c.contains("Max-Age=60;")
+                && c.ends_with("; Secure")));
+        assert_eq!(answer.body.position, None);
+    }
+
+    #[test]
+    fn gone_visitors_get_their_cookies_cleared() {
+        let (room, config, keys) = fixture();
+        let ctx = RoomContext {
+            room: &room,
+            config: &config,
+            paused: false,
+            measured_rate: None,
+            keys: &keys,
+            secure_cookies: false,
+        };
+        let ticket = ctx.new_ticket(PLACE, 5, 1_000);
+        for state in [VisitorState::Left, VisitorState::Expired] {
+            let answer = ctx.answer(&ticket, state, false, 1_000);
+            assert_eq!(answer.body.ticket, None);
+            assert_eq!(answer.set_cookies.len(), 2);
+            assert!(answer.set_cookies.iter().all(|c| c.contains("Max-Age=0;")));
+        }
+    }
+}
