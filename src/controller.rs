@@ -63,13 +63,15 @@ impl AdmissionController {
             self.tokens = self.tokens.saturating_sub(used * UNITS_PER_ADMISSION);
         }
         self.last_admitted_total = Some(load.admitted_total);
-        let elapsed = match self.last_refill {
-            Some(last) => now.saturating_sub(last),
-            // The first tick starts with one tick's worth, so a new room opens at once.
-            None => tick_ms.max(1),
+        self.tokens = match self.last_refill {
+            Some(last) => {
+                let elapsed = u128::from(now.saturating_sub(last));
+                (self.tokens + per_minute * elapsed).min(burst)
+            }
+            // A new bucket starts full, so that a room opens at once even at a slow rate.
+            None => burst,
         };
         self.last_refill = Some(now);
-        self.tokens = (self.tokens + per_minute * u128::from(elapsed)).min(burst);
         let budget = u64::try_from(self.tokens / UNITS_PER_ADMISSION).unwrap_or(u64::MAX);
         budget.min(load.free(config))
     }
@@ -97,14 +99,14 @@ mod tests {
             ..RoomLoad::default()
         };
         let mut now = 0;
-        for _ in 0..600 {
-            now += 1000;
+        for _ in 0..=600 {
             let n = ctl.grant(&cfg, load, 1000, now);
             load.admitted_total += n;
             load.admitted += n;
+            now += 1000;
         }
-        // 600 ticks of one second at 600/min = 10 minutes = 6,000 admissions.
-        assert_eq!(load.admitted_total, 6000);
+        // A full bucket (two ticks' worth) at the start, then 600/min for ten minutes.
+        assert_eq!(load.admitted_total, 20 + 6000);
     }
 
     #[test]
@@ -112,7 +114,7 @@ mod tests {
         let cfg = config(100, 6); // one every ten seconds
         let mut ctl = AdmissionController::new();
         let mut total = 0;
-        for tick in 1..=60 {
+        for tick in 0..=60 {
             let n = ctl.grant(
                 &cfg,
                 RoomLoad {
@@ -124,7 +126,8 @@ mod tests {
             );
             total += n;
         }
-        assert_eq!(total, 6);
+        // The bucket starts with one admission (the least it holds), then one per ten seconds.
+        assert_eq!(total, 1 + 6);
     }
 
     #[test]
@@ -145,6 +148,8 @@ mod tests {
         let cfg = config(1_000_000, 60_000); // 1,000 a second
         let mut ctl = AdmissionController::new();
         let mut load = RoomLoad::default();
+        assert_eq!(ctl.grant(&cfg, load, 1000, 0), 2000);
+        load.admitted_total += 2000;
         assert_eq!(ctl.grant(&cfg, load, 1000, 1000), 1000);
         load.admitted_total += 1000;
         // The tick runs 500 ms late: one and a half seconds' worth.
@@ -160,6 +165,7 @@ mod tests {
         let mut ctl = AdmissionController::new();
         let mut load = RoomLoad::default();
         let granted = ctl.grant(&cfg, load, 1000, 1000);
+        assert_eq!(granted, 2000);
         // Direct entries used the whole grant before the next tick.
         load.admitted_total += granted;
         assert_eq!(ctl.grant(&cfg, load, 1000, 2000), 1000);

@@ -1,0 +1,45 @@
+//! The one place the origin reads the wall clock. Everything below takes `now` as an argument,
+//! so tests can run the server on a clock they move themselves.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A source of `now` in Unix milliseconds.
+#[derive(Clone)]
+pub enum Clock {
+    System,
+    /// A clock that moves only when told to.
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    pub fn manual(start: u64) -> (Clock, Arc<AtomicU64>) {
+        let cell = Arc::new(AtomicU64::new(start));
+        (Clock::Manual(cell.clone()), cell)
+    }
+
+    pub fn now(&self) -> u64 {
+        match self {
+            Clock::System => system_now(),
+            Clock::Manual(cell) => cell.load(Ordering::SeqCst),
+        }
+    }
+}
+
+pub fn system_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Random bytes from the operating system, for room epochs and generated keys.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the operating system's random source works");
+    buf
+}
+
+pub fn random_epoch() -> u32 {
+    u32::from_be_bytes(random_bytes())
+}

@@ -1,0 +1,336 @@
+//! Configuration: command-line flags over environment variables over a TOML file over defaults.
+//! Secrets come only from the environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use queuegate::api::DEFAULT_API_PREFIX;
+use queuegate::keys::KeyError;
+use queuegate::{ApiError, RoomConfig, RoomId, SigningKeys};
+use serde::Deserialize;
+
+use crate::clock::random_bytes;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_TICK_MS: u64 = 1000;
+pub const ENV_ADMIN_KEY: &str = "QUEUEGATE_ADMIN_KEY";
+pub const ENV_SIGNING_KEYS: &str = "QUEUEGATE_SIGNING_KEYS";
+
+/// Flags of `queuegate-origin serve`. Each can also come from the environment variable named.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (see the README). Without one, a demo room protects every
+    /// path.
+    #[arg(long, env = "QUEUEGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "QUEUEGATE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// The application behind the gate, an http:// URL. Without one, a built-in demo page
+    /// stands in.
+    #[arg(long, env = "QUEUEGATE_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// Where queuegate's own API lives [default: /_qg/v1].
+    #[arg(long, env = "QUEUEGATE_API_PREFIX", value_name = "PATH")]
+    pub api_prefix: Option<String>,
+
+    /// The scheduler's tick in milliseconds [default: 1000].
+    #[arg(long, env = "QUEUEGATE_TICK_MS", value_name = "MS")]
+    pub tick_ms: Option<u64>,
+
+    /// Mark cookies `Secure` (set it when clients reach queuegate over HTTPS).
+    #[arg(long, env = "QUEUEGATE_SECURE_COOKIES", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true")]
+    pub secure_cookies: Option<bool>,
+}
+
+/// The TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub upstream: Option<String>,
+    pub api_prefix: Option<String>,
+    pub tick_ms: Option<u64>,
+    pub secure_cookies: Option<bool>,
+    pub store: StoreConfig,
+    /// Rooms by id, each a room configuration (the admin API's fields).
+    pub rooms: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// The embedded in-process store.
+    #[default]
+    Memory,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub upstream: Option<String>,
+    pub api_prefix: String,
+    pub tick: Duration,
+    pub secure_cookies: bool,
+    pub store: StoreConfig,
+    pub rooms: Vec<(RoomId, RoomConfig)>,
+    pub admin_key: String,
+    pub signing_keys: SigningKeys,
+    /// Secrets that were not configured and were generated for this run.
+    pub generated: Vec<&'static str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("room {room:?}: {error}")]
+    Room { room: String, error: ApiError },
+    #[error("{ENV_SIGNING_KEYS}: {0}")]
+    Keys(#[from] KeyError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The demo room a server without a configuration file starts with: small enough that a few
+/// browser tabs or a curl loop fill it.
+pub fn demo_room() -> (RoomId, RoomConfig) {
+    (
+        RoomId::parse("demo").expect("valid id"),
+        RoomConfig {
+            paths: vec!["/".into()],
+            max_active: 2,
+            admit_per_minute: 12,
+            session_ttl_s: 60,
+            claim_window_s: 30,
+            shards: 2,
+            ..RoomConfig::default()
+        },
+    )
+}
+
+impl Settings {
+    /// Resolves flags (already merged with the environment by clap), the file they name, and
+    /// the secrets from `env`.
+    pub fn resolve(
+        args: &ServeArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(path) => Some(read_file(path)?),
+            None => None,
+        };
+        let file_or_default = file.clone().unwrap_or_default();
+        let api_prefix = args
+            .api_prefix
+            .clone()
+            .or(file_or_default.api_prefix)
+            .unwrap_or_else(|| DEFAULT_API_PREFIX.to_owned());
+        validate_prefix(&api_prefix)?;
+        let tick_ms = args
+            .tick_ms
+            .or(file_or_default.tick_ms)
+            .unwrap_or(DEFAULT_TICK_MS);
+        if !(10..=60_000).contains(&tick_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "tick_ms: {tick_ms} is out of range 10..=60000"
+            )));
+        }
+        let rooms = match &file {
+            Some(file) => file
+                .rooms
+                .iter()
+                .map(|(id, value)| {
+                    let room_err = |error| ConfigError::Room {
+                        room: id.clone(),
+                        error,
+                    };
+                    let room = RoomId::parse(id).map_err(room_err)?;
+                    let config =
+                        RoomConfig::from_value(value.clone(), &api_prefix).map_err(room_err)?;
+                    Ok((room, config))
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?,
+            None => vec![demo_room()],
+        };
+        let mut generated = Vec::new();
+        let admin_key = match env(ENV_ADMIN_KEY).filter(|k| !k.trim().is_empty()) {
+            Some(key) => key.trim().to_owned(),
+            None => {
+                generated.push(ENV_ADMIN_KEY);
+                hex(&random_bytes::<16>())
+            }
+        };
+        let signing_keys = match env(ENV_SIGNING_KEYS).filter(|k| !k.trim().is_empty()) {
+            Some(spec) => SigningKeys::parse(&spec)?,
+            None => {
+                generated.push(ENV_SIGNING_KEYS);
+                SigningKeys::from_random("gen", random_bytes())
+            }
+        };
+        Ok(Settings {
+            listen: args
+                .listen
+                .or(file_or_default.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            upstream: args.upstream.clone().or(file_or_default.upstream),
+            api_prefix,
+            tick: Duration::from_millis(tick_ms),
+            secure_cookies: args
+                .secure_cookies
+                .or(file_or_default.secure_cookies)
+                .unwrap_or(false),
+            store: file_or_default.store,
+            rooms,
+            admin_key,
+            signing_keys,
+            generated,
+        })
+    }
+}
+
+fn read_file(path: &PathBuf) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let ok = prefix.len() >= 2
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "api_prefix {prefix:?} must be a path like /_qg/v1: starting with '/', not ending with one"
+        )))
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn no_configuration_means_the_demo_room_and_generated_secrets() {
+        let s = Settings::resolve(&ServeArgs::default(), no_env).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.rooms, vec![demo_room()]);
+        assert_eq!(s.generated, [ENV_ADMIN_KEY, ENV_SIGNING_KEYS]);
+        assert_eq!(s.api_prefix, "/_qg/v1");
+        assert_eq!(s.admin_key.len(), 32);
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_secrets_come_from_the_environment() {
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            r#"
+listen = "127.0.0.1:9000"
+upstream = "http://127.0.0.1:3000"
+tick_ms = 250
+[rooms.sale]
+paths = ["/tickets"]
+max_active = 500
+admit_per_minute = 1000
+"#
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.0.clone()),
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let env = |name: &str| match name {
+            ENV_ADMIN_KEY => Some("admin-secret".to_owned()),
+            ENV_SIGNING_KEYS => Some("k1:0123456789abcdef0123".to_owned()),
+            _ => None,
+        };
+        let s = Settings::resolve(&args, env).unwrap();
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.upstream.as_deref(), Some("http://127.0.0.1:3000"));
+        assert_eq!(s.tick, Duration::from_millis(250));
+        assert_eq!(s.rooms.len(), 1);
+        assert_eq!(s.rooms[0].0.as_str(), "sale");
+        assert_eq!(s.rooms[0].1.max_active, 500);
+        assert_eq!(s.rooms[0].1.shards, RoomConfig::default().shards);
+        assert_eq!(s.admin_key, "admin-secret");
+        assert_eq!(s.signing_keys.signer().kid(), "k1");
+        assert!(s.generated.is_empty());
+        std::fs::remove_file(file.0).unwrap();
+    }
+
+    #[test]
+    fn bad_files_name_what_is_wrong() {
+        for (text, expected) in [
+            ("listen = 5", "listen"),
+            ("unknown_key = 1", "unknown_key"),
+            ("[rooms.sale]\nmax_active = 0", "max_active"),
+            ("[rooms.Sale]\n", "Sale"),
+            ("[rooms.sale]\nbogus = 1", "bogus"),
+            ("tick_ms = 1", "tick_ms"),
+            ("api_prefix = \"nope\"", "api_prefix"),
+            ("[store]\nkind = \"etcd\"", "etcd"),
+        ] {
+            let mut file = tempfile();
+            write!(file.1, "{text}").unwrap();
+            let args = ServeArgs {
+                config: Some(file.0.clone()),
+                ..ServeArgs::default()
+            };
+            let err = Settings::resolve(&args, no_env).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+            std::fs::remove_file(file.0).unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_signing_keys_are_refused() {
+        let env = |name: &str| (name == ENV_SIGNING_KEYS).then(|| "k1:short".to_owned());
+        assert!(matches!(
+            Settings::resolve(&ServeArgs::default(), env),
+            Err(ConfigError::Keys(KeyError::ShortSecret(_)))
+        ));
+    }
+
+    fn tempfile() -> (PathBuf, std::fs::File) {
+        let path = std::env::temp_dir().join(format!(
+            "queuegate-config-{}.toml",
+            hex(&random_bytes::<8>())
+        ));
+        let file = std::fs::File::create(&path).unwrap();
+        (path, file)
+    }
+}

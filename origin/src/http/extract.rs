@@ -1,0 +1,94 @@
+//! Extractors whose rejections are our error codes, and the token lookups every route shares.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use queuegate::api::{bearer_token, find_cookie, MAX_BODY_BYTES};
+use queuegate::{ErrorCode, RoomId};
+
+use super::error::AppError;
+
+/// The `{room}` path segment, validated.
+pub struct RoomParam(pub RoomId);
+
+impl<S: Send + Sync> FromRequestParts<S> for RoomParam {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::new(ErrorCode::InvalidRoomId, e.body_text()))?;
+        Ok(RoomParam(RoomId::parse(&raw)?))
+    }
+}
+
+/// A request body of at most [`MAX_BODY_BYTES`]; larger ones get `body_too_large`.
+pub struct LimitedBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for LimitedBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        read_body(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map(LimitedBody)
+    }
+}
+
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            AppError::new(
+                ErrorCode::BodyTooLarge,
+                format!("the body is larger than {limit} bytes"),
+            )
+        } else {
+            AppError::new(
+                ErrorCode::InvalidRequest,
+                format!("the body could not be read: {e}"),
+            )
+        }
+    })
+}
+
+/// Where a token came from: an explicit `Authorization: Bearer` header is the client's claim and
+/// is refused when bad; a cookie may be stale and is then ignored where a fresh start makes sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Bearer,
+    Cookie,
+}
+
+/// The bearer token, if the request has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+}
+
+/// A cookie's value.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    find_cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
+    .filter(|v| !v.is_empty())
+}
+
+/// The bearer token if any, else the named cookie.
+pub fn presented<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<(&'a str, Source)> {
+    bearer(headers)
+        .map(|t| (t, Source::Bearer))
+        .or_else(|| cookie(headers, cookie_name).map(|t| (t, Source::Cookie)))
+}
+
+pub fn accept(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,180 @@
+//! The public API: join, status, leave.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use queuegate::api::{
+    pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse, VisitorStatus,
+};
+use queuegate::token::looks_like_pass;
+use queuegate::visitor::Answer;
+use queuegate::{ErrorCode, Pass, Place, Ticket, VisitorState};
+
+use super::error::AppError;
+use super::extract::{presented, LimitedBody, RoomParam, Source};
+use crate::server::{AppState, Shared};
+use crate::store::RoomRecord;
+
+pub async fn join(
+    State(s): State<AppState>,
+    RoomParam(room): RoomParam,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, AppError> {
+    let request = JoinRequest::from_body(&body)?;
+    let record = s.record(&room).await?;
+    let now = s.now();
+    let presented = presented(&headers, &ticket_cookie_name(&room));
+    let (answer, outcome) =
+        join_room(&s, &record, request.user_id.as_deref(), presented, now).await?;
+    s.metrics.join(&room, outcome);
+    Ok(visitor_response(answer))
+}
+
+pub async fn status(
+    State(s): State<AppState>,
+    RoomParam(room): RoomParam,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let record = s.record(&room).await?;
+    let now = s.now();
+    let (token, _) = presented(&headers, &ticket_cookie_name(&room)).ok_or_else(|| {
+        AppError::new(
+            ErrorCode::TicketRequired,
+            "send the ticket in the room's ticket cookie or as Authorization: Bearer",
+        )
+    })?;
+    let ticket = Ticket::decode(token, &s.keys, &room, now).map_err(|e| e.for_ticket())?;
+    let state = s.store.visit(&room, ticket.place, now).await?;
+    Ok(visitor_response(
+        s.context(&record).answer(&ticket, state, false, now),
+    ))
+}
+
+pub async fn leave(
+    State(s): State<AppState>,
+    RoomParam(room): RoomParam,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let record = s.record(&room).await?;
+    let now = s.now();
+    let place = presented_place(&s, &record, &headers, now)?;
+    let state = s.store.leave(&room, place, now).await?;
+    let ctx = s.context(&record);
+    let mut body = VisitorResponse::new(&room, state.status());
+    body.ticket_id = Some(place.ticket_id());
+    Ok(visitor_response(Answer {
+        body,
+        set_cookies: ctx.clear_cookies().to_vec(),
+        pass: None,
+    }))
+}
+
+/// What a join did, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// A new place in the queue.
+    Queued,
+    /// Let in at once: free capacity and nobody waiting.
+    Entered,
+    /// The visitor already had a place (same ticket or same user id).
+    Kept,
+}
+
+impl JoinOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinOutcome::Queued => "queued",
+            JoinOutcome::Entered => "entered",
+            JoinOutcome::Kept => "kept",
+        }
+    }
+}
+
+/// Joins the room, keeping the place of a visitor who presents a live ticket. A bad bearer ticket
+/// is refused; a bad or stale cookie is ignored and the visitor gets a new place.
+pub async fn join_room(
+    s: &Shared,
+    record: &RoomRecord,
+    user_id: Option<&str>,
+    presented: Option<(&str, Source)>,
+    now: u64,
+) -> Result<(Answer, JoinOutcome), AppError> {
+    let ctx = s.context(record);
+    if let Some((token, source)) = presented {
+        match Ticket::decode(token, &s.keys, &record.id, now) {
+            Ok(ticket) => {
+                let state = s.store.visit(&record.id, ticket.place, now).await?;
+                if matches!(
+                    state,
+                    VisitorState::Waiting { .. } | VisitorState::Admitted { .. }
+                ) {
+                    return Ok((ctx.answer(&ticket, state, false, now), JoinOutcome::Kept));
+                }
+            }
+            Err(e) if source == Source::Bearer => return Err(e.for_ticket().into()),
+            Err(_) => {}
+        }
+    }
+    let joined = s.store.join(&record.id, user_id, now).await?;
+    let ticket = ctx.new_ticket(joined.place, joined.joined_us, now);
+    let outcome = match (joined.existing, joined.state) {
+        (true, _) => JoinOutcome::Kept,
+        (false, VisitorState::Admitted { .. }) => JoinOutcome::Entered,
+        (false, _) => JoinOutcome::Queued,
+    };
+    Ok((ctx.answer(&ticket, joined.state, true, now), outcome))
+}
+
+/// The place named by the presented ticket or pass (bearer first, then cookies).
+fn presented_place(
+    s: &Shared,
+    record: &RoomRecord,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<Place, AppError> {
+    let room = &record.id;
+    if let Some((token, _)) = presented(headers, &ticket_cookie_name(room)) {
+        if looks_like_pass(token) {
+            let pass = Pass::decode(token, &s.keys, room, now).map_err(|e| e.for_pass())?;
+            return Ok(pass.place);
+        }
+        let ticket = Ticket::decode(token, &s.keys, room, now).map_err(|e| e.for_ticket())?;
+        return Ok(ticket.place);
+    }
+    if let Some((token, _)) = presented(headers, &pass_cookie_name(room)) {
+        let pass = Pass::decode(token, &s.keys, room, now).map_err(|e| e.for_pass())?;
+        return Ok(pass.place);
+    }
+    Err(AppError::new(
+        ErrorCode::TicketRequired,
+        "send the ticket (or pass) in the room's cookie or as Authorization: Bearer",
+    ))
+}
+
+/// A visitor answer as a JSON response with its cookies.
+pub fn visitor_response(answer: Answer) -> Response {
+    let body = serde_json::to_string(&answer.body).unwrap_or_default();
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    add_no_store_and_cookies(headers, &answer.set_cookies);
+    response
+}
+
+pub fn add_no_store_and_cookies(headers: &mut HeaderMap, cookies: &[String]) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+}
+
+/// Whether an answer lets the visitor in.
+pub fn is_admitted(answer: &Answer) -> bool {
+    answer.body.status == VisitorStatus::Admitted
+}

@@ -1,0 +1,80 @@
+//! Which room protects a path: the longest matching prefix wins.
+
+use parking_lot::RwLock;
+use std::sync::Arc;
+
+use queuegate::room::path_has_prefix;
+use queuegate::RoomId;
+
+use crate::store::RoomRecord;
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Prefixes with their rooms, longest first.
+    entries: Vec<(String, RoomId)>,
+}
+
+impl RouteTable {
+    pub fn build(records: &[RoomRecord]) -> RouteTable {
+        let mut entries: Vec<(String, RoomId)> = records
+            .iter()
+            .flat_map(|r| r.config.paths.iter().map(|p| (p.clone(), r.id.clone())))
+            .collect();
+        // Longest first; equal prefixes in two rooms go to the room first by id.
+        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.1.cmp(&b.1)));
+        RouteTable { entries }
+    }
+
+    pub fn room_for(&self, path: &str) -> Option<&RoomId> {
+        self.entries
+            .iter()
+            .find(|(prefix, _)| path_has_prefix(path, prefix))
+            .map(|(_, room)| room)
+    }
+}
+
+/// The current table, swapped whole when rooms change.
+#[derive(Default)]
+pub struct Routes(RwLock<Arc<RouteTable>>);
+
+impl Routes {
+    pub fn current(&self) -> Arc<RouteTable> {
+        self.0.read().clone()
+    }
+
+    pub fn replace(&self, table: RouteTable) {
+        *self.0.write() = Arc::new(table);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use queuegate::RoomConfig;
+
+    fn record(id: &str, paths: &[&str]) -> RoomRecord {
+        RoomRecord {
+            id: RoomId::parse(id).unwrap(),
+            config: RoomConfig {
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+                ..RoomConfig::default()
+            },
+            paused: false,
+            epoch: 1,
+            measured_rate: None,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let table =
+            RouteTable::build(&[record("all", &["/"]), record("shop", &["/shop", "/cart/"])]);
+        let room = |p| table.room_for(p).map(|r| r.as_str().to_owned());
+        assert_eq!(room("/shop/x").as_deref(), Some("shop"));
+        assert_eq!(room("/cart").as_deref(), Some("shop"));
+        assert_eq!(room("/shopping").as_deref(), Some("all"));
+        assert_eq!(room("/").as_deref(), Some("all"));
+        let none = RouteTable::build(&[record("shop", &["/shop"])]);
+        assert!(none.room_for("/other").is_none());
+    }
+}

@@ -1,0 +1,141 @@
+//! The admission scheduler: once a tick, for every room, ends what has expired, measures the
+//! admission rate, asks the core's controller how many to admit and has the store admit them.
+//! It holds the store's admission lease first, so that of several schedulers only one admits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use queuegate::controller::AdmissionController;
+use queuegate::estimate::RateMeter;
+use queuegate::RoomId;
+use tokio::sync::{watch, Notify};
+use tokio::time::MissedTickBehavior;
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::routes::{RouteTable, Routes};
+use crate::store::{Store, StoreError};
+
+/// The scheduler's per-room memory: the rate bucket and the rate meter.
+#[derive(Default)]
+struct RoomMemory {
+    controller: AdmissionController,
+    meter: RateMeter,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    tick: Duration,
+    holder: String,
+    rooms: HashMap<RoomId, RoomMemory>,
+    metrics: Option<Arc<Metrics>>,
+    routes: Option<Arc<Routes>>,
+}
+
+/// What one tick did, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    pub leader: bool,
+    pub rooms: usize,
+    pub admitted: u64,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, clock: Clock, tick: Duration, holder: String) -> Scheduler {
+        Scheduler {
+            store,
+            clock,
+            tick,
+            holder,
+            rooms: HashMap::new(),
+            metrics: None,
+            routes: None,
+        }
+    }
+
+    /// Publishes room gauges to `metrics` each tick.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Rebuilds `routes` from the store each tick, so rooms another instance changed show up.
+    pub fn with_routes(mut self, routes: Arc<Routes>) -> Self {
+        self.routes = Some(routes);
+        self
+    }
+
+    fn tick_ms(&self) -> u64 {
+        self.tick.as_millis() as u64
+    }
+
+    /// One tick at `now`.
+    pub async fn tick(&mut self, now: u64) -> Result<TickReport, StoreError> {
+        let records = self.store.rooms().await?;
+        if let Some(routes) = &self.routes {
+            routes.replace(RouteTable::build(&records));
+        }
+        let lease_ms = self.tick_ms() * 3;
+        let Some(fence) = self
+            .store
+            .acquire_lease(&self.holder, lease_ms, now)
+            .await?
+        else {
+            return Ok(TickReport::default());
+        };
+        self.rooms
+            .retain(|id, _| records.iter().any(|r| &r.id == id));
+        let mut report = TickReport {
+            leader: true,
+            rooms: records.len(),
+            admitted: 0,
+        };
+        let tick_ms = self.tick_ms();
+        for record in records {
+            let memory = self.rooms.entry(record.id.clone()).or_default();
+            let load = self.store.load(&record.id, now).await?;
+            memory
+                .meter
+                .record(now, load.admitted_total, load.waiting > 0);
+            let rate = memory.meter.rate_per_minute();
+            if rate != record.measured_rate {
+                self.store.set_measured_rate(&record.id, rate).await?;
+            }
+            let grant = memory.controller.grant(&record.config, load, tick_ms, now);
+            let grant = if record.paused { 0 } else { grant };
+            let admitted = self.store.admit(&record.id, grant, fence, now).await?;
+            report.admitted += admitted.from_queue;
+            if let Some(metrics) = &self.metrics {
+                metrics.admitted(&record.id, admitted.from_queue);
+                let stats = self.store.stats(&record.id, now).await?;
+                metrics.room(&record.id, &stats);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Ticks until `shutdown` turns true; `wake` runs a tick at once (a new room, a resume).
+    pub async fn run(mut self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let now = self.clock.now();
+            if let Err(err) = self.tick(now).await {
+                tracing::warn!(error = %err, "scheduler tick failed");
+                if let Some(metrics) = &self.metrics {
+                    metrics.scheduler_error();
+                }
+            }
+        }
+    }
+}

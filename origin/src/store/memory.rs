@@ -1,0 +1,980 @@
+//! The embedded store: the whole waiting room in this process's memory, for a single machine.
+//!
+//! Each room sits behind its own mutex; every operation is a few map and vector accesses under
+//! it. A waiting visitor costs 8 bytes (the join stamp) plus one bit (left or not): positions
+//! come from the shards' sequence numbers and a binary search over the stamps, so a poll costs
+//! the same at any depth of the queue. Nothing is persisted: a restart starts every room with a
+//! new epoch, and old tickets are answered `expired`.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use queuegate::api::RoomStats;
+use queuegate::controller::RoomLoad;
+use queuegate::order::plan_fifo;
+use queuegate::{Place, RoomConfig, RoomId, VisitorState};
+
+use super::{Admitted, Fence, Joined, RoomRecord, Store, StoreError, StoreResult};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
+    lease: Mutex<Option<Lease>>,
+}
+
+struct Lease {
+    holder: String,
+    fence: Fence,
+    expires_at: u64,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn room(&self, id: &RoomId) -> StoreResult<Arc<Mutex<Room>>> {
+        self.rooms
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownRoom(id.clone()))
+    }
+
+    fn with_room<T>(&self, id: &RoomId, f: impl FnOnce(&mut Room) -> T) -> StoreResult<T> {
+        let room = self.room(id)?;
+        let mut room = room.lock();
+        Ok(f(&mut room))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn put_room(
+        &self,
+        id: &RoomId,
+        config: RoomConfig,
+        epoch: u32,
+        _now: u64,
+    ) -> StoreResult<(RoomRecord, bool)> {
+        let mut rooms = self.rooms.write();
+        if let Some(room) = rooms.get(id) {
+            let mut room = room.lock();
+            room.reconfigure(config)?;
+            return Ok((room.record.clone(), false));
+        }
+        let room = Room::new(id.clone(), config, epoch);
+        let record = room.record.clone();
+        rooms.insert(id.clone(), Arc::new(Mutex::new(room)));
+        Ok((record, true))
+    }
+
+    async fn room(&self, id: &RoomId) -> StoreResult<Option<RoomRecord>> {
+        Ok(self
+            .rooms
+            .read()
+            .get(id)
+            .map(|room| room.lock().record.clone()))
+    }
+
+    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>> {
+        let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
+        let mut records: Vec<_> = rooms.iter().map(|r| r.lock().record.clone()).collect();
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    async fn set_paused(&self, id: &RoomId, paused: bool) -> StoreResult<RoomRecord> {
+        self.with_room(id, |room| {
+            room.record.paused = paused;
+            if paused {
+                room.entry_credit = 0;
+            }
+            room.record.clone()
+        })
+    }
+
+    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
+        self.with_room(id, |room| room.record.measured_rate = rate)
+    }
+
+    async fn join(&self, id: &RoomId, user_id: Option<&str>, now: u64) -> StoreResult<Joined> {
+        self.with_room(id, |room| room.join(user_id, now))
+    }
+
+    async fn visit(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<VisitorState> {
+        self.with_room(id, |room| room.visit(place, now))
+    }
+
+    async fn leave(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<VisitorState> {
+        self.with_room(id, |room| {
+            room.end(place, now);
+            match room.locate(place) {
+                Some(_) => VisitorState::Left,
+                None => VisitorState::Expired,
+            }
+        })
+    }
+
+    async fn session(
+        &self,
+        id: &RoomId,
+        place: Place,
+        renew: bool,
+        now: u64,
+    ) -> StoreResult<Option<u64>> {
+        self.with_room(id, |room| room.session(place, renew, now))
+    }
+
+    async fn load(&self, id: &RoomId, now: u64) -> StoreResult<RoomLoad> {
+        self.with_room(id, |room| {
+            room.expire(now);
+            room.load()
+        })
+    }
+
+    async fn stats(&self, id: &RoomId, now: u64) -> StoreResult<RoomStats> {
+        self.with_room(id, |room| {
+            room.expire(now);
+            let load = room.load();
+            RoomStats {
+                waiting: load.waiting,
+                admitted: load.admitted,
+                active: load.active,
+                admitted_total: load.admitted_total,
+                admit_rate_per_min: room.record.measured_rate,
+                entry_credit: room.entry_credit,
+            }
+        })
+    }
+
+    async fn admit(
+        &self,
+        id: &RoomId,
+        grant: u64,
+        fence: Fence,
+        now: u64,
+    ) -> StoreResult<Admitted> {
+        if !self.fence_is_current(fence) {
+            return Err(StoreError::Fenced);
+        }
+        self.with_room(id, |room| {
+            room.expire(now);
+            let from_queue = room.admit_oldest(grant, 0, now);
+            let free = room.free();
+            room.entry_credit = if room.record.paused {
+                0
+            } else {
+                (grant - from_queue).min(free)
+            };
+            Admitted {
+                from_queue,
+                entry_credit: room.entry_credit,
+            }
+        })
+    }
+
+    async fn admit_now(&self, id: &RoomId, count: u64, now: u64) -> StoreResult<u64> {
+        self.with_room(id, |room| {
+            room.expire(now);
+            // Entry credit is capacity already promised to whoever arrives next.
+            let reserved = room.entry_credit;
+            room.admit_oldest(count, reserved, now)
+        })
+    }
+
+    async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
+        self.with_room(id, |room| room.end(place, now))
+    }
+
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+        now: u64,
+    ) -> StoreResult<Option<Fence>> {
+        let mut lease = self.lease.lock();
+        match lease.as_mut() {
+            Some(l) if l.holder == holder => {
+                l.expires_at = now + ttl_ms;
+                Ok(Some(l.fence))
+            }
+            Some(l) if l.expires_at > now => Ok(None),
+            _ => {
+                let fence = Fence(lease.as_ref().map_or(1, |l| l.fence.0 + 1));
+                *lease = Some(Lease {
+                    holder: holder.to_owned(),
+                    fence,
+                    expires_at: now + ttl_ms,
+                });
+                Ok(Some(fence))
+            }
+        }
+    }
+}
+
+impl MemoryStore {
+    fn fence_is_current(&self, fence: Fence) -> bool {
+        self.lease.lock().as_ref().is_some_and(|l| l.fence == fence)
+    }
+}
+
+/// One room's queue, admissions and sessions.
+struct Room {
+    record: RoomRecord,
+    shards: Vec<Shard>,
+    next_shard: usize,
+    last_stamp: u64,
+    users: HashMap<String, Place>,
+    /// Live sessions: shard and seq to expiry, and the same ordered by expiry.
+    sessions: HashMap<(u16, u64), u64>,
+    session_expiry: BTreeSet<(u64, u16, u64)>,
+    /// Admitted visitors who have not arrived yet, inside their claim window.
+    unclaimed: u64,
+    /// Direct entries allowed until the scheduler's next tick.
+    entry_credit: u64,
+    admitted_total: u64,
+}
+
+/// One shard: seq `n` is at index `n - 1`.
+#[derive(Default)]
+struct Shard {
+    stamps: Vec<u64>,
+    left: LeftSet,
+    /// Every seq up to this one has been admitted (or left).
+    admitted_seq: u64,
+    /// Leavers among the seqs above `admitted_seq`.
+    left_waiting: u64,
+    /// Batches admitted from this shard, oldest first, until their claim window closes.
+    grants: VecDeque<Grant>,
+}
+
+/// A run of seqs admitted together, and which of them arrived or left since.
+struct Grant {
+    first_seq: u64,
+    last_seq: u64,
+    admitted_at: u64,
+    resolved: Bits,
+    unresolved: u64,
+}
+
+impl Shard {
+    fn tail(&self) -> u64 {
+        self.stamps.len() as u64
+    }
+
+    fn waiting(&self) -> u64 {
+        self.tail() - self.admitted_seq - self.left_waiting
+    }
+
+    fn is_left(&self, seq: u64) -> bool {
+        self.left.contains(seq - 1)
+    }
+
+    /// Join stamps of the waiting visitors, in order.
+    fn waiting_stamps(&self) -> impl Iterator<Item = u64> + '_ {
+        (self.admitted_seq + 1..=self.tail())
+            .filter(|&seq| !self.is_left(seq))
+            .map(|seq| self.stamps[(seq - 1) as usize])
+    }
+
+    /// How many waiting visitors joined before `stamp`: a binary search over the stamps and a
+    /// count of leavers in a Fenwick tree, so that a poll costs O(log n) at any depth.
+    fn waiting_before(&self, stamp: u64) -> u64 {
+        let joined_before = self.stamps.partition_point(|&s| s < stamp) as u64;
+        if joined_before <= self.admitted_seq {
+            return 0;
+        }
+        let left_between =
+            self.left.count_below(joined_before) - self.left.count_below(self.admitted_seq);
+        joined_before - self.admitted_seq - left_between
+    }
+
+    /// Admits the next `count` waiting visitors as one grant.
+    fn admit(&mut self, count: u64, now: u64) {
+        if count == 0 {
+            return;
+        }
+        let first_seq = self.admitted_seq + 1;
+        let mut seq = self.admitted_seq;
+        let mut taken = 0;
+        let mut resolved = Bits::default();
+        while taken < count {
+            seq += 1;
+            if self.is_left(seq) {
+                self.left_waiting -= 1;
+                resolved.set(seq - first_seq);
+            } else {
+                taken += 1;
+            }
+        }
+        self.admitted_seq = seq;
+        self.grants.push_back(Grant {
+            first_seq,
+            last_seq: seq,
+            admitted_at: now,
+            resolved,
+            unresolved: count,
+        });
+    }
+
+    fn grant_of(&mut self, seq: u64) -> Option<&mut Grant> {
+        let i = self.grants.partition_point(|g| g.last_seq < seq);
+        self.grants.get_mut(i).filter(|g| g.first_seq <= seq)
+    }
+}
+
+impl Grant {
+    /// Marks `seq` as arrived or left; `true` if it was still unresolved.
+    fn resolve(&mut self, seq: u64) -> bool {
+        let bit = seq - self.first_seq;
+        if self.resolved.get(bit) {
+            return false;
+        }
+        self.resolved.set(bit);
+        self.unresolved -= 1;
+        true
+    }
+}
+
+impl Room {
+    fn new(id: RoomId, config: RoomConfig, epoch: u32) -> Room {
+        let shards = (0..config.shards).map(|_| Shard::default()).collect();
+        Room {
+            record: RoomRecord {
+                id,
+                config,
+                paused: false,
+                epoch,
+                measured_rate: None,
+            },
+            shards,
+            next_shard: 0,
+            last_stamp: 0,
+            users: HashMap::new(),
+            sessions: HashMap::new(),
+            session_expiry: BTreeSet::new(),
+            unclaimed: 0,
+            entry_credit: 0,
+            admitted_total: 0,
+        }
+    }
+
+    fn reconfigure(&mut self, config: RoomConfig) -> StoreResult<()> {
+        if config.shards != self.record.config.shards {
+            return Err(StoreError::Conflict(format!(
+                "shards: a room keeps its shard count ({}) for life",
+                self.record.config.shards
+            )));
+        }
+        self.record.config = config;
+        self.entry_credit = self.entry_credit.min(self.free());
+        Ok(())
+    }
+
+    fn config(&self) -> &RoomConfig {
+        &self.record.config
+    }
+
+    fn waiting(&self) -> u64 {
+        self.shards.iter().map(Shard::waiting).sum()
+    }
+
+    fn load(&self) -> RoomLoad {
+        RoomLoad {
+            waiting: self.waiting(),
+            active: self.sessions.len() as u64,
+            admitted: self.unclaimed,
+            admitted_total: self.admitted_total,
+        }
+    }
+
+    /// Capacity not taken by sessions, unclaimed admissions or entry credit.
+    fn free(&self) -> u64 {
+        self.config()
+            .max_active
+            .saturating_sub(self.sessions.len() as u64 + self.unclaimed + self.entry_credit)
+    }
+
+    /// The shard and seq of `place` if it belongs to this room's queue.
+    fn locate(&self, place: Place) -> Option<&Shard> {
+        if place.epoch != self.record.epoch || place.seq == 0 {
+            return None;
+        }
+        self.shards
+            .get(usize::from(place.shard))
+            .filter(|shard| place.seq <= shard.tail())
+    }
+
+    fn next_stamp(&mut self, now: u64) -> u64 {
+        self.last_stamp = (now.saturating_mul(1000)).max(self.last_stamp + 1);
+        self.last_stamp
+    }
+
+    fn join(&mut self, user_id: Option<&str>, now: u64) -> Joined {
+        if let Some(place) = user_id.and_then(|u| self.users.get(u).copied()) {
+            let state = self.visit(place, now);
+            if matches!(
+                state,
+                VisitorState::Waiting { .. } | VisitorState::Admitted { .. }
+            ) {
+                let shard = &self.shards[usize::from(place.shard)];
+                return Joined {
+                    place,
+                    joined_us: shard.stamps[(place.seq - 1) as usize],
+                    state,
+                    existing: true,
+                };
+            }
+        }
+        let enter_now = self.entry_credit > 0 && self.waiting() == 0 && !self.record.paused;
+        let shard_index = self.next_shard;
+        self.next_shard = (self.next_shard + 1) % self.shards.len();
+        let joined_us = self.next_stamp(now);
+        let shard = &mut self.shards[shard_index];
+        shard.stamps.push(joined_us);
+        let seq = shard.tail();
+        let place = Place {
+            epoch: self.record.epoch,
+            shard: shard_index as u16,
+            seq,
+        };
+        let state = if enter_now {
+            // Nobody waits: every earlier seq of the shard was admitted or left.
+            shard.admitted_seq = seq;
+            shard.left_waiting = 0;
+            self.entry_credit -= 1;
+            self.admitted_total += 1;
+            VisitorState::Admitted {
+                session_expires_at: self.start_session(place, now),
+            }
+        } else {
+            VisitorState::Waiting {
+                position: self.position(joined_us),
+            }
+        };
+        if let Some(user) = user_id {
+            self.users.insert(user.to_owned(), place);
+        }
+        Joined {
+            place,
+            joined_us,
+            state,
+            existing: false,
+        }
+    }
+
+    /// 1 + the waiting visitors who joined before `joined_us`, in every shard (the own shard
+    /// included: its earlier seqs have earlier stamps).
+    fn position(&self, joined_us: u64) -> u64 {
+        let ahead: u64 = self
+            .shards
+            .iter()
+            .map(|shard| shard.waiting_before(joined_us))
+            .sum();
+        ahead + 1
+    }
+
+    fn start_session(&mut self, place: Place, now: u64) -> u64 {
+        let expires_at = now + self.config().session_ttl_ms();
+        self.sessions.insert((place.shard, place.seq), expires_at);
+        self.session_expiry
+            .insert((expires_at, place.shard, place.seq));
+        expires_at
+    }
+
+    fn end_session(&mut self, place: Place) -> bool {
+        match self.sessions.remove(&(place.shard, place.seq)) {
+            Some(expires_at) => {
+                self.session_expiry
+                    .remove(&(expires_at, place.shard, place.seq));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn visit(&mut self, place: Place, now: u64) -> VisitorState {
+        let Some(shard) = self.locate(place) else {
+            return VisitorState::Expired;
+        };
+        if shard.is_left(place.seq) {
+            return VisitorState::Left;
+        }
+        if place.seq > shard.admitted_seq {
+            let joined_us = shard.stamps[(place.seq - 1) as usize];
+            return VisitorState::Waiting {
+                position: self.position(joined_us),
+            };
+        }
+        if let Some(&expires_at) = self.sessions.get(&(place.shard, place.seq)) {
+            if expires_at > now {
+                return VisitorState::Admitted {
+                    session_expires_at: expires_at,
+                };
+            }
+            self.end_session(place);
+            return VisitorState::Expired;
+        }
+        let claim_window = self.config().claim_window_ms();
+        let shard = &mut self.shards[usize::from(place.shard)];
+        let claimed = shard
+            .grant_of(place.seq)
+            .filter(|g| g.admitted_at + claim_window > now)
+            .is_some_and(|g| g.resolve(place.seq));
+        if !claimed {
+            return VisitorState::Expired;
+        }
+        self.unclaimed -= 1;
+        VisitorState::Admitted {
+            session_expires_at: self.start_session(place, now),
+        }
+    }
+
+    /// Ends whatever the visitor holds: a place in the queue, an unclaimed admission or a
+    /// session. Marks the visitor as left for good. `true` if something was ended.
+    fn end(&mut self, place: Place, now: u64) -> bool {
+        let Some(shard) = self.locate(place) else {
+            return false;
+        };
+        if shard.is_left(place.seq) {
+            return false;
+        }
+        let waiting = place.seq > shard.admitted_seq;
+        let shard = &mut self.shards[usize::from(place.shard)];
+        shard.left.insert(place.seq - 1);
+        if waiting {
+            shard.left_waiting += 1;
+            return true;
+        }
+        let unclaimed = shard
+            .grant_of(place.seq)
+            .is_some_and(|g| g.resolve(place.seq));
+        if unclaimed {
+            self.unclaimed -= 1;
+            return true;
+        }
+        let live = self
+            .sessions
+            .get(&(place.shard, place.seq))
+            .is_some_and(|&expires_at| expires_at > now);
+        self.end_session(place) && live
+    }
+
+    fn session(&mut self, place: Place, renew: bool, now: u64) -> Option<u64> {
+        let shard = self.locate(place)?;
+        if shard.is_left(place.seq) {
+            return None;
+        }
+        let key = (place.shard, place.seq);
+        let expires_at = *self.sessions.get(&key)?;
+        if expires_at <= now {
+            self.end_session(place);
+            return None;
+        }
+        if !renew {
+            return Some(expires_at);
+        }
+        self.end_session(place);
+        Some(self.start_session(place, now))
+    }
+
+    fn expire(&mut self, now: u64) {
+        while let Some(&(expires_at, shard, seq)) = self.session_expiry.first() {
+            if expires_at > now {
+                break;
+            }
+            self.session_expiry.pop_first();
+            self.sessions.remove(&(shard, seq));
+        }
+        let claim_window = self.config().claim_window_ms();
+        for shard in &mut self.shards {
+            while let Some(grant) = shard.grants.front() {
+                if grant.admitted_at + claim_window > now {
+                    break;
+                }
+                self.unclaimed -= grant.unresolved;
+                shard.grants.pop_front();
+            }
+        }
+    }
+
+    /// Admits up to `count` of the oldest waiting visitors across shards, within the capacity
+    /// left after `reserved` slots.
+    fn admit_oldest(&mut self, count: u64, reserved: u64, now: u64) -> u64 {
+        let capacity = self
+            .config()
+            .max_active
+            .saturating_sub(self.sessions.len() as u64 + self.unclaimed + reserved);
+        let wanted = count.min(capacity);
+        if wanted == 0 {
+            return 0;
+        }
+        let plan = plan_fifo(
+            self.shards.iter().map(Shard::waiting_stamps).collect(),
+            wanted,
+        );
+        let mut admitted = 0;
+        for (shard, n) in self.shards.iter_mut().zip(plan) {
+            shard.admit(n, now);
+            admitted += n;
+        }
+        self.unclaimed += admitted;
+        self.admitted_total += admitted;
+        admitted
+    }
+}
+
+/// The seqs that left, as a bit set with a Fenwick tree over its words' counts, so that the
+/// leavers below any seq are counted in O(log n). Costs one bit per visitor plus 8 bytes per 64.
+#[derive(Default)]
+struct LeftSet {
+    words: Vec<u64>,
+    /// 1-based Fenwick tree: `tree[i]` sums the counts of words `i - lowbit(i) .. i`.
+    tree: Vec<u64>,
+}
+
+impl LeftSet {
+    fn contains(&self, i: u64) -> bool {
+        self.words
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn insert(&mut self, i: u64) {
+        let word = (i / 64) as usize;
+        while self.words.len() <= word {
+            self.push_word();
+        }
+        let bit = 1 << (i % 64);
+        if self.words[word] & bit != 0 {
+            return;
+        }
+        self.words[word] |= bit;
+        let mut node = word + 1;
+        while node < self.tree.len() {
+            self.tree[node] += 1;
+            node += node & node.wrapping_neg();
+        }
+    }
+
+    /// Appends an empty word; its tree node sums the words it covers, all already present.
+    fn push_word(&mut self) {
+        if self.tree.is_empty() {
+            self.tree.push(0);
+        }
+        self.words.push(0);
+        let node = self.words.len();
+        let covered_from = node - (node & node.wrapping_neg());
+        let sum = self.words_prefix(node - 1) - self.words_prefix(covered_from);
+        self.tree.push(sum);
+    }
+
+    /// Set bits in the first `words` words.
+    fn words_prefix(&self, words: usize) -> u64 {
+        let mut sum = 0;
+        let mut node = words;
+        while node > 0 {
+            sum += self.tree[node];
+            node &= node - 1;
+        }
+        sum
+    }
+
+    /// Set bits below index `i`.
+    fn count_below(&self, i: u64) -> u64 {
+        let word = (i / 64) as usize;
+        if word >= self.words.len() {
+            return self.words_prefix(self.words.len());
+        }
+        let partial = self.words[word] & ((1u64 << (i % 64)) - 1);
+        self.words_prefix(word) + u64::from(partial.count_ones())
+    }
+}
+
+/// A growable bit set.
+#[derive(Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn get(&self, i: u64) -> bool {
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn set(&mut self, i: u64) {
+        let word = (i / 64) as usize;
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (i % 64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn config(max_active: u64, shards: u16) -> RoomConfig {
+        RoomConfig {
+            max_active,
+            shards,
+            session_ttl_s: 30,
+            claim_window_s: 10,
+            ..RoomConfig::default()
+        }
+    }
+
+    fn room(max_active: u64, shards: u16) -> Room {
+        Room::new(RoomId::parse("r").unwrap(), config(max_active, shards), 7)
+    }
+
+    #[test]
+    fn left_set_counts_like_a_plain_count() {
+        let mut set = LeftSet::default();
+        let mut plain = HashSet::new();
+        let mut x: u64 = 12345;
+        for _ in 0..5000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let i = (x >> 33) % 20_000;
+            set.insert(i);
+            plain.insert(i);
+            let probe = (x >> 13) % 21_000;
+            let expected = plain.iter().filter(|&&v| v < probe).count() as u64;
+            assert_eq!(set.count_below(probe), expected, "below {probe}");
+            assert!(set.contains(i));
+        }
+    }
+
+    #[test]
+    fn an_open_room_lets_visitors_straight_in_until_someone_waits() {
+        let mut r = room(2, 2);
+        r.entry_credit = 2;
+        let a = r.join(None, 0);
+        assert!(matches!(a.state, VisitorState::Admitted { .. }));
+        let b = r.join(None, 0);
+        assert!(matches!(b.state, VisitorState::Admitted { .. }));
+        let c = r.join(None, 0);
+        assert_eq!(c.state, VisitorState::Waiting { position: 1 });
+        assert_eq!(r.load().active, 2);
+    }
+
+    #[test]
+    fn positions_count_across_shards_and_skip_leavers() {
+        let mut r = room(100, 3);
+        let places: Vec<_> = (0..9).map(|i| r.join(None, i).place).collect();
+        assert_eq!(
+            r.visit(places[8], 10),
+            VisitorState::Waiting { position: 9 }
+        );
+        r.end(places[2], 10);
+        r.end(places[4], 10);
+        assert_eq!(
+            r.visit(places[8], 10),
+            VisitorState::Waiting { position: 7 }
+        );
+        assert_eq!(
+            r.visit(places[3], 10),
+            VisitorState::Waiting { position: 3 }
+        );
+        assert_eq!(r.visit(places[2], 10), VisitorState::Left);
+        assert_eq!(r.admit_oldest(3, 0, 10), 3);
+        // 0, 1 and 3 are in (2 left); 5 is next.
+        assert_eq!(
+            r.visit(places[5], 10),
+            VisitorState::Waiting { position: 1 }
+        );
+        assert!(matches!(
+            r.visit(places[3], 10),
+            VisitorState::Admitted { .. }
+        ));
+    }
+
+    #[test]
+    fn unclaimed_admissions_free_their_slot_after_the_claim_window() {
+        let mut r = room(1, 1);
+        let a = r.join(None, 0).place;
+        let b = r.join(None, 0).place;
+        assert_eq!(r.admit_oldest(5, 0, 1_000), 1);
+        assert_eq!(r.load().admitted, 1);
+        // Inside the window the slot stays taken.
+        r.expire(10_999);
+        assert_eq!(r.admit_oldest(5, 0, 10_999), 0);
+        r.expire(11_000);
+        assert_eq!(r.load().admitted, 0);
+        assert_eq!(r.visit(a, 11_000), VisitorState::Expired);
+        assert_eq!(r.admit_oldest(5, 0, 11_000), 1);
+        assert!(matches!(r.visit(b, 11_001), VisitorState::Admitted { .. }));
+    }
+
+    #[test]
+    fn sessions_end_after_their_ttl_unless_renewed() {
+        let mut r = room(5, 1);
+        r.entry_credit = 2;
+        let a = r.join(None, 0).place;
+        let b = r.join(None, 0).place;
+        assert_eq!(r.session(b, true, 20_000), Some(50_000));
+        r.expire(30_000);
+        assert_eq!(r.session(a, false, 30_000), None);
+        assert_eq!(r.visit(a, 30_000), VisitorState::Expired);
+        assert_eq!(r.session(b, false, 30_000), Some(50_000));
+        assert_eq!(r.load().active, 1);
+    }
+
+    #[test]
+    fn another_epoch_has_no_place_here() {
+        let mut r = room(5, 1);
+        let mut a = r.join(None, 0).place;
+        a.epoch += 1;
+        assert_eq!(r.visit(a, 0), VisitorState::Expired);
+        assert!(!r.end(a, 0));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join(Option<u8>),
+        Visit(usize),
+        Leave(usize),
+        Renew(usize),
+        Batch(u64),
+        AdmitNow(u64),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => proptest::option::of(0u8..6).prop_map(Op::Join),
+            3 => any::<usize>().prop_map(Op::Visit),
+            1 => any::<usize>().prop_map(Op::Leave),
+            1 => any::<usize>().prop_map(Op::Renew),
+            2 => (0u64..6).prop_map(Op::Batch),
+            1 => (0u64..4).prop_map(Op::AdmitNow),
+            2 => (0u64..15_000).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Invariants 1-3 of DESIGN.md on the embedded store, on virtual time: capacity, FIFO
+        /// across shards, idempotent joins; plus leavers are never admitted and positions only
+        /// fall.
+        #[test]
+        fn invariants_hold_under_any_sequence(
+            max_active in 1u64..6,
+            shards in 1u16..4,
+            ops in proptest::collection::vec(op(), 1..150),
+        ) {
+            let mut r = room(max_active, shards);
+            let mut now = 0u64;
+            let mut places: Vec<(Place, u64)> = Vec::new();
+            let mut left_waiting: HashSet<Place> = HashSet::new();
+            let mut last_position: HashMap<Place, u64> = HashMap::new();
+            let mut users: HashMap<u8, Place> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Join(user) => {
+                        let uid = user.map(|u| format!("user-{u}"));
+                        let joined = r.join(uid.as_deref(), now);
+                        if let Some(u) = user {
+                            if let Some(&prev) = users.get(&u) {
+                                if joined.existing {
+                                    prop_assert_eq!(joined.place, prev);
+                                }
+                            }
+                            users.insert(u, joined.place);
+                        }
+                        if !joined.existing {
+                            if let VisitorState::Admitted { .. } = joined.state {
+                                prop_assert_eq!(r.waiting(), 0, "direct entry only when nobody waits");
+                            }
+                            places.push((joined.place, joined.joined_us));
+                        }
+                    }
+                    Op::Visit(i) | Op::Leave(i) | Op::Renew(i) if places.is_empty() => { let _ = i; }
+                    Op::Visit(i) => {
+                        let place = places[i % places.len()].0;
+                        match r.visit(place, now) {
+                            VisitorState::Waiting { position } => {
+                                if let Some(&before) = last_position.get(&place) {
+                                    prop_assert!(position <= before, "position rose from {} to {}", before, position);
+                                }
+                                last_position.insert(place, position);
+                            }
+                            VisitorState::Admitted { .. } => {
+                                prop_assert!(!left_waiting.contains(&place), "a leaver was admitted");
+                            }
+                            _ => {}
+                        }
+                    }
+                    Op::Leave(i) => {
+                        let place = places[i % places.len()].0;
+                        let shard = &r.shards[usize::from(place.shard)];
+                        if place.seq > shard.admitted_seq && !shard.is_left(place.seq) {
+                            left_waiting.insert(place);
+                        }
+                        r.end(place, now);
+                        prop_assert_eq!(r.visit(place, now), VisitorState::Left);
+                    }
+                    Op::Renew(i) => {
+                        let place = places[i % places.len()].0;
+                        r.session(place, true, now);
+                    }
+                    Op::Batch(n) => {
+                        r.expire(now);
+                        let from_queue = r.admit_oldest(n, 0, now);
+                        r.entry_credit = (n - from_queue).min(r.free());
+                    }
+                    Op::AdmitNow(n) => {
+                        r.expire(now);
+                        let reserved = r.entry_credit;
+                        r.admit_oldest(n, reserved, now);
+                    }
+                    Op::Advance(ms) => {
+                        now += ms;
+                        r.expire(now);
+                    }
+                }
+
+                // 1. Capacity.
+                let taken = r.sessions.len() as u64 + r.unclaimed + r.entry_credit;
+                prop_assert!(taken <= max_active, "{} taken of {}", taken, max_active);
+                let recount: u64 = r.shards.iter().flat_map(|s| s.grants.iter()).map(|g| g.unresolved).sum();
+                prop_assert_eq!(recount, r.unclaimed);
+
+                // 2. FIFO: everyone admitted joined before everyone still waiting.
+                let is_admitted = |p: &Place| {
+                    p.seq <= r.shards[usize::from(p.shard)].admitted_seq && !left_waiting.contains(p)
+                };
+                let is_waiting = |p: &Place| {
+                    let shard = &r.shards[usize::from(p.shard)];
+                    p.seq > shard.admitted_seq && !shard.is_left(p.seq)
+                };
+                let newest_admitted = places.iter().filter(|(p, _)| is_admitted(p)).map(|&(_, s)| s).max();
+                let oldest_waiting = places.iter().filter(|(p, _)| is_waiting(p)).map(|&(_, s)| s).min();
+                if let (Some(a), Some(w)) = (newest_admitted, oldest_waiting) {
+                    prop_assert!(a < w, "admitted stamp {} after waiting stamp {}", a, w);
+                }
+
+                // The waiting count agrees with a recount.
+                let waiting = places.iter().filter(|(p, _)| is_waiting(p)).count() as u64;
+                prop_assert_eq!(waiting, r.waiting());
+            }
+        }
+    }
+}
