@@ -1,0 +1,328 @@
+//! What the conformance suite needs from a target: where it is, its admin key and signing keys,
+//! and an HTTP client; plus helpers to start the targets that run in-process.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use queuegate::SigningKeys;
+use queuegate_origin::clock::Clock;
+use queuegate_origin::config::{ServeArgs, Settings};
+use queuegate_origin::server::{self, Running};
+use queuegate_origin::store::memory::MemoryStore;
+use queuegate_origin::store::Store;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_KEY: &str = "conformance-admin-key";
+pub const SIGNING_KEYS: &str =
+    "test1:conformance-signing-secret-0001,old0:conformance-signing-secret-0000";
+
+/// A server under test, reached over HTTP only.
+pub struct Target {
+    pub base: String,
+    pub admin_key: String,
+    /// The keys the target signs with, so tests can mint expired or foreign tokens.
+    pub keys: SigningKeys,
+    pub client: reqwest::Client,
+    /// The scheduler's tick, to size waits for automatic admission.
+    pub tick: Duration,
+}
+
+/// The answer to a request: status, headers and the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// The value a `Set-Cookie` header gives `name`, if any.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies().iter().find_map(|c| {
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        self.json["error"]["code"].as_str()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Target {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/_qg/v1{}", self.base, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("the target answers");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.api(&format!("/admin{path}")))
+            .bearer_auth(&self.admin_key)
+    }
+
+    /// Creates (or replaces) a room; panics unless the target accepts it.
+    pub async fn put_room(&self, room: &str, config: Value) -> Value {
+        let reply = self
+            .send(
+                self.admin(reqwest::Method::PUT, &format!("/rooms/{room}"))
+                    .json(&config),
+            )
+            .await;
+        assert!(
+            reply.status == 200 || reply.status == 201,
+            "PUT room {room}: {} {}",
+            reply.status,
+            reply.text
+        );
+        reply.json
+    }
+
+    pub async fn room(&self, room: &str) -> Value {
+        let reply = self
+            .send(self.admin(reqwest::Method::GET, &format!("/rooms/{room}")))
+            .await;
+        assert_eq!(reply.status, 200, "GET room {room}: {}", reply.text);
+        reply.json
+    }
+
+    pub async fn pause(&self, room: &str) {
+        let reply = self
+            .send(self.admin(reqwest::Method::POST, &format!("/rooms/{room}/pause")))
+            .await;
+        assert_eq!(reply.status, 200, "pause: {}", reply.text);
+    }
+
+    pub async fn resume(&self, room: &str) {
+        let reply = self
+            .send(self.admin(reqwest::Method::POST, &format!("/rooms/{room}/resume")))
+            .await;
+        assert_eq!(reply.status, 200, "resume: {}", reply.text);
+    }
+
+    pub async fn admit(&self, room: &str, count: u64) -> u64 {
+        let reply = self
+            .send(
+                self.admin(reqwest::Method::POST, &format!("/rooms/{room}/admit"))
+                    .json(&json!({ "count": count })),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "admit: {}", reply.text);
+        reply.json["admitted"].as_u64().expect("admitted count")
+    }
+
+    /// Joins with an optional user id; returns the reply (the ticket is in `json["ticket"]`).
+    pub async fn join(&self, room: &str, user_id: Option<&str>) -> Reply {
+        let mut req = self.client.post(self.api(&format!("/rooms/{room}/join")));
+        if let Some(user) = user_id {
+            req = req.json(&json!({ "user_id": user }));
+        }
+        self.send(req).await
+    }
+
+    pub async fn status(&self, room: &str, ticket: &str) -> Reply {
+        self.send(
+            self.client
+                .get(self.api(&format!("/rooms/{room}/status")))
+                .bearer_auth(ticket),
+        )
+        .await
+    }
+
+    pub async fn leave(&self, room: &str, token: &str) -> Reply {
+        self.send(
+            self.client
+                .post(self.api(&format!("/rooms/{room}/leave")))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// A GET of a (possibly protected) page with the given cookies.
+    pub async fn page(&self, path: &str, cookies: &[(String, String)], json: bool) -> Reply {
+        let mut req = self.client.get(self.url(path));
+        if !cookies.is_empty() {
+            let header = cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            req = req.header("cookie", header);
+        }
+        req = req.header(
+            "accept",
+            if json {
+                "application/json"
+            } else {
+                "text/html,application/xhtml+xml"
+            },
+        );
+        self.send(req).await
+    }
+
+    /// Polls until `check` passes on the room's admin view, or panics after `within`.
+    pub async fn wait_for_room(
+        &self,
+        room: &str,
+        within: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let view = self.room(room).await;
+            if check(&view) {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "room {room} did not reach the expected state: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a client")
+}
+
+/// A small application to stand behind the gate: it answers `upstream <path>` and echoes the
+/// visitor header the gate adds.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(|req: Request| async move {
+            let visitor = req
+                .headers()
+                .get("x-queuegate-visitor")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            let cookies = req
+                .headers()
+                .get("cookie")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (
+                [("x-upstream", "yes")],
+                format!(
+                    "upstream {} visitor={visitor} cookies={cookies}",
+                    req.uri().path()
+                ),
+            )
+                .into_response()
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Upstream { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The origin on the embedded store, in this process, on a free port.
+pub struct Embedded {
+    pub target: Target,
+    pub running: Option<Running>,
+    pub upstream: Upstream,
+}
+
+impl Embedded {
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+}
+
+pub const TEST_TICK: Duration = Duration::from_millis(100);
+
+pub async fn embedded() -> Embedded {
+    embedded_with(Arc::new(MemoryStore::new()), Clock::System).await
+}
+
+pub async fn embedded_with(store: Arc<dyn Store>, clock: Clock) -> Embedded {
+    let upstream = Upstream::start().await;
+    let args = ServeArgs {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        upstream: Some(upstream.url()),
+        tick_ms: Some(TEST_TICK.as_millis() as u64),
+        ..ServeArgs::default()
+    };
+    let env = |name: &str| match name {
+        "QUEUEGATE_ADMIN_KEY" => Some(ADMIN_KEY.to_owned()),
+        "QUEUEGATE_SIGNING_KEYS" => Some(SIGNING_KEYS.to_owned()),
+        _ => None,
+    };
+    let mut settings = Settings::resolve(&args, env).expect("settings");
+    settings.rooms.clear();
+    let running = server::start(&settings, store, clock).await.expect("start");
+    Embedded {
+        target: Target {
+            base: running.url(),
+            admin_key: ADMIN_KEY.to_owned(),
+            keys: SigningKeys::parse(SIGNING_KEYS).unwrap(),
+            client: client(),
+            tick: TEST_TICK,
+        },
+        running: Some(running),
+        upstream,
+    }
+}
