@@ -44,6 +44,11 @@ pub struct ServeArgs {
     #[arg(long, env = "QUEUEGATE_TICK_MS", value_name = "MS")]
     pub tick_ms: Option<u64>,
 
+    /// Worker threads of the async runtime [default: one per core]. One is best when a load
+    /// generator shares a small machine.
+    #[arg(long, env = "QUEUEGATE_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
     /// Mark cookies `Secure` (set it when clients reach queuegate over HTTPS).
     #[arg(long, env = "QUEUEGATE_SECURE_COOKIES", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true")]
@@ -113,7 +118,7 @@ pub fn demo_room() -> (RoomId, RoomConfig) {
         RoomConfig {
             paths: vec!["/".into()],
             max_active: 2,
-            admit_per_minute: 12,
+            admit_per_minute: 60,
             session_ttl_s: 60,
             claim_window_s: 30,
             shards: 2,
@@ -314,6 +319,21 @@ admit_per_minute = 1000
             assert!(err.contains(expected), "{text}: {err}");
             std::fs::remove_file(file.0).unwrap();
         }
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../queuegate.example.toml"
+        ));
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args, no_env).unwrap();
+        assert_eq!(s.rooms.len(), 1);
+        assert_eq!(s.rooms[0].1.paths, ["/tickets", "/checkout"]);
     }
 
     #[test]

