@@ -15,6 +15,8 @@
 //   MAX_DROPPED  iterations k6 may drop for want of VUs         [0]
 //   WARM_VUS, PEAK_VUS  VUs allocated before each stage         [50, 150]
 //   MAX_VUS      the most VUs k6 may use                        [600]
+//   BASELINE     if 1, GET /_qg/v1/healthz instead of joining: the same load on a trivial route,
+//                to tell what the load generator itself adds
 //
 // k6 itself needs more than a core at 5,000 requests/s. On a small machine shared with the server,
 // fewer VUs (less garbage for Go to collect) and GOGC=400 keep the client from adding latency;
@@ -35,6 +37,7 @@ const P95_MS = parseFloat(env('P95_MS', '10'));
 const P99_MS = parseFloat(env('P99_MS', '25'));
 const MIN_SUCCESS = parseFloat(env('MIN_SUCCESS', '1.0'));
 const MAX_DROPPED = parseInt(env('MAX_DROPPED', '0'), 10);
+const BASELINE = env('BASELINE', '0') === '1';
 const MAX_VUS = parseInt(env('MAX_VUS', '600'), 10);
 const WARM_VUS = parseInt(env('WARM_VUS', '50'), 10);
 const PEAK_VUS = parseInt(env('PEAK_VUS', '150'), 10);
@@ -76,7 +79,7 @@ export const options = {
 };
 
 export function setup() {
-  if (!ADMIN_KEY) {
+  if (!ADMIN_KEY || BASELINE) {
     return;
   }
   const res = http.put(`${BASE_URL}/_qg/v1/admin/rooms/${ROOM}`, JSON.stringify(ROOM_CONFIG), {
@@ -91,7 +94,14 @@ const JOIN_URL = `${BASE_URL}/_qg/v1/rooms/${ROOM}/join`;
 const TICKET_COOKIE = `qg_ticket_${ROOM}=`;
 const JOIN_PARAMS = { headers: { 'Content-Type': 'application/json' }, tags: { name: 'join' } };
 
+const HEALTH_URL = `${BASE_URL}/_qg/v1/healthz`;
+const HEALTH_PARAMS = { tags: { name: 'healthz' } };
+
 export default function () {
+  if (BASELINE) {
+    check(http.get(HEALTH_URL, HEALTH_PARAMS), { 'trivial route answered': (r) => r.status === 200 });
+    return;
+  }
   // k6 empties each VU's cookie jar between iterations, so every iteration is a new visitor.
   const user = `${exec.scenario.name}-${exec.scenario.iterationInTest}`;
   const res = http.post(JOIN_URL, `{"user_id":"${user}"}`, JOIN_PARAMS);
