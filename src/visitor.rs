@@ -176,6 +176,23 @@ mod tests {
         )
     }
 
+    fn context<'a>(
+        room: &'a RoomId,
+        config: &'a RoomConfig,
+        keys: &'a SigningKeys,
+        measured_rate: Option<f64>,
+        secure_cookies: bool,
+    ) -> RoomContext<'a> {
+        RoomContext {
+            room,
+            config,
+            paused: false,
+            measured_rate,
+            keys,
+            secure_cookies,
+        }
+    }
+
     const PLACE: Place = Place {
         epoch: 1,
         shard: 0,
@@ -185,14 +202,7 @@ mod tests {
     #[test]
     fn waiting_answers_carry_position_estimate_and_ticket() {
         let (room, config, keys) = fixture();
-        let ctx = RoomContext {
-            room: &room,
-            config: &config,
-            paused: false,
-            measured_rate: Some(30.0),
-            keys: &keys,
-            secure_cookies: false,
-        };
+        let ctx = context(&room, &config, &keys, Some(30.0), false);
         let ticket = ctx.new_ticket(PLACE, 5, 1_000);
         let answer = ctx.answer(&ticket, VisitorState::Waiting { position: 3 }, true, 1_000);
         assert_eq!(answer.body.position, Some(3));
@@ -226,14 +236,7 @@ mod tests {
     #[test]
     fn admitted_answers_carry_a_pass_bound_to_the_place() {
         let (room, config, keys) = fixture();
-        let ctx = RoomContext {
-            room: &room,
-            config: &config,
-            paused: false,
-            measured_rate: None,
-            keys: &keys,
-            secure_cookies: true,
-        };
+        let ctx = context(&room, &config, &keys, None, true);
         let ticket = ctx.new_ticket(PLACE, 5, 1_000);
         let answer = ctx.answer(
             &ticket,
@@ -258,14 +261,7 @@ mod tests {
     #[test]
     fn gone_visitors_get_their_cookies_cleared() {
         let (room, config, keys) = fixture();
-        let ctx = RoomContext {
-            room: &room,
-            config: &config,
-            paused: false,
-            measured_rate: None,
-            keys: &keys,
-            secure_cookies: false,
-        };
+        let ctx = context(&room, &config, &keys, None, false);
         let ticket = ctx.new_ticket(PLACE, 5, 1_000);
         for state in [VisitorState::Left, VisitorState::Expired] {
             let answer = ctx.answer(&ticket, state, false, 1_000);
