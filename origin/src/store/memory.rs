@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
-use queuegate::order::plan_fifo;
+use queuegate::queue::{plan_admission, position, ShardQueue};
 use queuegate::{Place, RoomConfig, RoomId, VisitorState};
 
 use super::{Admitted, Fence, Joined, RoomRecord, Store, StoreError, StoreResult};
@@ -232,7 +232,9 @@ impl MemoryStore {
 /// One room's queue, admissions and sessions.
 struct Room {
     record: RoomRecord,
-    shards: Vec<Shard>,
+    queues: Vec<ShardQueue>,
+    /// Per shard, the batches whose claim window is still open, oldest first.
+    grants: Vec<VecDeque<Grant>>,
     next_shard: usize,
     last_stamp: u64,
     users: HashMap<String, Place>,
@@ -246,92 +248,13 @@ struct Room {
     admitted_total: u64,
 }
 
-/// One shard: seq `n` is at index `n - 1`.
-#[derive(Default)]
-struct Shard {
-    stamps: Vec<u64>,
-    left: LeftSet,
-    /// Every seq up to this one has been admitted (or left).
-    admitted_seq: u64,
-    /// Leavers among the seqs above `admitted_seq`.
-    left_waiting: u64,
-    /// Batches admitted from this shard, oldest first, until their claim window closes.
-    grants: VecDeque<Grant>,
-}
-
-/// A run of seqs admitted together, and which of them arrived or left since.
+/// A run of seqs admitted together from one shard, and which of them arrived or left since.
 struct Grant {
     first_seq: u64,
     last_seq: u64,
     admitted_at: u64,
     resolved: Bits,
     unresolved: u64,
-}
-
-impl Shard {
-    fn tail(&self) -> u64 {
-        self.stamps.len() as u64
-    }
-
-    fn waiting(&self) -> u64 {
-        self.tail() - self.admitted_seq - self.left_waiting
-    }
-
-    fn is_left(&self, seq: u64) -> bool {
-        self.left.contains(seq - 1)
-    }
-
-    /// Join stamps of the waiting visitors, in order.
-    fn waiting_stamps(&self) -> impl Iterator<Item = u64> + '_ {
-        (self.admitted_seq + 1..=self.tail())
-            .filter(|&seq| !self.is_left(seq))
-            .map(|seq| self.stamps[(seq - 1) as usize])
-    }
-
-    /// How many waiting visitors joined before `stamp`: a binary search over the stamps and a
-    /// count of leavers in a Fenwick tree, so that a poll costs O(log n) at any depth.
-    fn waiting_before(&self, stamp: u64) -> u64 {
-        let joined_before = self.stamps.partition_point(|&s| s < stamp) as u64;
-        if joined_before <= self.admitted_seq {
-            return 0;
-        }
-        let left_between =
-            self.left.count_below(joined_before) - self.left.count_below(self.admitted_seq);
-        joined_before - self.admitted_seq - left_between
-    }
-
-    /// Admits the next `count` waiting visitors as one grant.
-    fn admit(&mut self, count: u64, now: u64) {
-        if count == 0 {
-            return;
-        }
-        let first_seq = self.admitted_seq + 1;
-        let mut seq = self.admitted_seq;
-        let mut taken = 0;
-        let mut resolved = Bits::default();
-        while taken < count {
-            seq += 1;
-            if self.is_left(seq) {
-                self.left_waiting -= 1;
-                resolved.set(seq - first_seq);
-            } else {
-                taken += 1;
-            }
-        }
-        self.admitted_seq = seq;
-        self.grants.push_back(Grant {
-            first_seq,
-            last_seq: seq,
-            admitted_at: now,
-            resolved,
-            unresolved: count,
-        });
-    }
-
-    fn grant_of(&mut self, seq: u64) -> Option<&mut Grant> {
-        let i = self.grants.partition_point(|g| g.last_seq < seq);
-        self.grants.get_mut(i).filter(|g| g.first_seq <= seq)
-    }
 }
 
 impl Grant {
@@ -349,7 +272,7 @@ impl Grant {
 
 impl Room {
     fn new(id: RoomId, config: RoomConfig, epoch: u32) -> Room {
-        let shards = (0..config.shards).map(|_| Shard::default()).collect();
+        let shards = usize::from(config.shards);
         Room {
             record: RoomRecord {
                 id,
@@ -358,7 +281,8 @@ impl Room {
                 epoch,
                 measured_rate: None,
             },
-            shards,
+            queues: vec![ShardQueue::new(); shards],
+            grants: (0..shards).map(|_| VecDeque::new()).collect(),
             next_shard: 0,
             last_stamp: 0,
             users: HashMap::new(),
@@ -387,7 +311,7 @@ impl Room {
     }
 
     fn waiting(&self) -> u64 {
-        self.shards.iter().map(Shard::waiting).sum()
+        self.queues.iter().map(ShardQueue::waiting).sum()
     }
 
     fn load(&self) -> RoomLoad {
@@ -406,14 +330,14 @@ impl Room {
             .saturating_sub(self.sessions.len() as u64 + self.unclaimed + self.entry_credit)
     }
 
-    /// The shard and seq of `place` if it belongs to this room's queue.
-    fn locate(&self, place: Place) -> Option<&Shard> {
-        if place.epoch != self.record.epoch || place.seq == 0 {
+    /// The queue holding `place`, if the place belongs to this room's queue.
+    fn locate(&self, place: Place) -> Option<&ShardQueue> {
+        if place.epoch != self.record.epoch {
             return None;
         }
-        self.shards
+        self.queues
             .get(usize::from(place.shard))
-            .filter(|shard| place.seq <= shard.tail())
+            .filter(|queue| queue.contains(place.seq))
     }
 
     fn next_stamp(&mut self, now: u64) -> u64 {
@@ -428,31 +352,30 @@ impl Room {
                 state,
                 VisitorState::Waiting { .. } | VisitorState::Admitted { .. }
             ) {
-                let shard = &self.shards[usize::from(place.shard)];
+                let joined_us = self.queues[usize::from(place.shard)]
+                    .stamp(place.seq)
+                    .expect("a located place has a stamp");
                 return Joined {
                     place,
-                    joined_us: shard.stamps[(place.seq - 1) as usize],
+                    joined_us,
                     state,
                     existing: true,
                 };
             }
         }
         let enter_now = self.entry_credit > 0 && self.waiting() == 0 && !self.record.paused;
-        let shard_index = self.next_shard;
-        self.next_shard = (self.next_shard + 1) % self.shards.len();
+        let shard = self.next_shard;
+        self.next_shard = (self.next_shard + 1) % self.queues.len();
         let joined_us = self.next_stamp(now);
-        let shard = &mut self.shards[shard_index];
-        shard.stamps.push(joined_us);
-        let seq = shard.tail();
+        let seq = self.queues[shard].push(joined_us);
         let place = Place {
             epoch: self.record.epoch,
-            shard: shard_index as u16,
+            shard: shard as u16,
             seq,
         };
         let state = if enter_now {
             // Nobody waits: every earlier seq of the shard was admitted or left.
-            shard.admitted_seq = seq;
-            shard.left_waiting = 0;
+            self.queues[shard].admit_through(seq);
             self.entry_credit -= 1;
             self.admitted_total += 1;
             VisitorState::Admitted {
@@ -460,7 +383,7 @@ impl Room {
             }
         } else {
             VisitorState::Waiting {
-                position: self.position(joined_us),
+                position: position(&self.queues, joined_us),
             }
         };
         if let Some(user) = user_id {
@@ -472,17 +395,6 @@ impl Room {
             state,
             existing: false,
         }
-    }
-
-    /// 1 + the waiting visitors who joined before `joined_us`, in every shard (the own shard
-    /// included: its earlier seqs have earlier stamps).
-    fn position(&self, joined_us: u64) -> u64 {
-        let ahead: u64 = self
-            .shards
-            .iter()
-            .map(|shard| shard.waiting_before(joined_us))
-            .sum();
-        ahead + 1
     }
 
     fn start_session(&mut self, place: Place, now: u64) -> u64 {
@@ -504,17 +416,24 @@ impl Room {
         }
     }
 
+    /// The still-open grant that admitted `seq` in `shard`.
+    fn grant_of(&mut self, shard: u16, seq: u64) -> Option<&mut Grant> {
+        let grants = &mut self.grants[usize::from(shard)];
+        let i = grants.partition_point(|g| g.last_seq < seq);
+        grants.get_mut(i).filter(|g| g.first_seq <= seq)
+    }
+
     fn visit(&mut self, place: Place, now: u64) -> VisitorState {
-        let Some(shard) = self.locate(place) else {
+        let Some(queue) = self.locate(place) else {
             return VisitorState::Expired;
         };
-        if shard.is_left(place.seq) {
+        if queue.is_left(place.seq) {
             return VisitorState::Left;
         }
-        if place.seq > shard.admitted_seq {
-            let joined_us = shard.stamps[(place.seq - 1) as usize];
+        if place.seq > queue.admitted_seq() {
+            let joined_us = queue.stamp(place.seq).expect("a located place has a stamp");
             return VisitorState::Waiting {
-                position: self.position(joined_us),
+                position: position(&self.queues, joined_us),
             };
         }
         if let Some(&expires_at) = self.sessions.get(&(place.shard, place.seq)) {
@@ -527,9 +446,8 @@ impl Room {
             return VisitorState::Expired;
         }
         let claim_window = self.config().claim_window_ms();
-        let shard = &mut self.shards[usize::from(place.shard)];
-        let claimed = shard
-            .grant_of(place.seq)
+        let claimed = self
+            .grant_of(place.shard, place.seq)
             .filter(|g| g.admitted_at + claim_window > now)
             .is_some_and(|g| g.resolve(place.seq));
         if !claimed {
@@ -544,21 +462,18 @@ impl Room {
     /// Ends whatever the visitor holds: a place in the queue, an unclaimed admission or a
     /// session. Marks the visitor as left for good. `true` if something was ended.
     fn end(&mut self, place: Place, now: u64) -> bool {
-        let Some(shard) = self.locate(place) else {
+        let Some(queue) = self.locate(place) else {
             return false;
         };
-        if shard.is_left(place.seq) {
+        let waiting = queue.is_waiting(place.seq);
+        if !self.queues[usize::from(place.shard)].mark_left(place.seq) {
             return false;
         }
-        let waiting = place.seq > shard.admitted_seq;
-        let shard = &mut self.shards[usize::from(place.shard)];
-        shard.left.insert(place.seq - 1);
         if waiting {
-            shard.left_waiting += 1;
             return true;
         }
-        let unclaimed = shard
-            .grant_of(place.seq)
+        let unclaimed = self
+            .grant_of(place.shard, place.seq)
             .is_some_and(|g| g.resolve(place.seq));
         if unclaimed {
             self.unclaimed -= 1;
@@ -572,12 +487,11 @@ impl Room {
     }
 
     fn session(&mut self, place: Place, renew: bool, now: u64) -> Option<u64> {
-        let shard = self.locate(place)?;
-        if shard.is_left(place.seq) {
+        let queue = self.locate(place)?;
+        if queue.is_left(place.seq) {
             return None;
         }
-        let key = (place.shard, place.seq);
-        let expires_at = *self.sessions.get(&key)?;
+        let expires_at = *self.sessions.get(&(place.shard, place.seq))?;
         if expires_at <= now {
             self.end_session(place);
             return None;
@@ -598,13 +512,13 @@ impl Room {
             self.sessions.remove(&(shard, seq));
         }
         let claim_window = self.config().claim_window_ms();
-        for shard in &mut self.shards {
-            while let Some(grant) = shard.grants.front() {
+        for grants in &mut self.grants {
+            while let Some(grant) = grants.front() {
                 if grant.admitted_at + claim_window > now {
                     break;
                 }
                 self.unclaimed -= grant.unresolved;
-                shard.grants.pop_front();
+                grants.pop_front();
             }
         }
     }
@@ -620,85 +534,31 @@ impl Room {
         if wanted == 0 {
             return 0;
         }
-        let plan = plan_fifo(
-            self.shards.iter().map(Shard::waiting_stamps).collect(),
-            wanted,
-        );
+        let plan = plan_admission(&self.queues, wanted, None);
         let mut admitted = 0;
-        for (shard, n) in self.shards.iter_mut().zip(plan) {
-            shard.admit(n, now);
+        for (shard, n) in plan.into_iter().enumerate() {
+            let Some((first_seq, last_seq)) = self.queues[shard].admit(n) else {
+                continue;
+            };
+            // Leavers inside the run have nothing to claim.
+            let mut resolved = Bits::default();
+            for seq in first_seq..=last_seq {
+                if self.queues[shard].is_left(seq) {
+                    resolved.set(seq - first_seq);
+                }
+            }
+            self.grants[shard].push_back(Grant {
+                first_seq,
+                last_seq,
+                admitted_at: now,
+                resolved,
+                unresolved: n,
+            });
             admitted += n;
         }
         self.unclaimed += admitted;
         self.admitted_total += admitted;
         admitted
-    }
-}
-
-/// The seqs that left, as a bit set with a Fenwick tree over its words' counts, so that the
-/// leavers below any seq are counted in O(log n). Costs one bit per visitor plus 8 bytes per 64.
-#[derive(Default)]
-struct LeftSet {
-    words: Vec<u64>,
-    /// 1-based Fenwick tree: `tree[i]` sums the counts of words `i - lowbit(i) .. i`.
-    tree: Vec<u64>,
-}
-
-impl LeftSet {
-    fn contains(&self, i: u64) -> bool {
-        self.words
-            .get((i / 64) as usize)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    fn insert(&mut self, i: u64) {
-        let word = (i / 64) as usize;
-        while self.words.len() <= word {
-            self.push_word();
-        }
-        let bit = 1 << (i % 64);
-        if self.words[word] & bit != 0 {
-            return;
-        }
-        self.words[word] |= bit;
-        let mut node = word + 1;
-        while node < self.tree.len() {
-            self.tree[node] += 1;
-            node += node & node.wrapping_neg();
-        }
-    }
-
-    /// Appends an empty word; its tree node sums the words it covers, all already present.
-    fn push_word(&mut self) {
-        if self.tree.is_empty() {
-            self.tree.push(0);
-        }
-        self.words.push(0);
-        let node = self.words.len();
-        let covered_from = node - (node & node.wrapping_neg());
-        let sum = self.words_prefix(node - 1) - self.words_prefix(covered_from);
-        self.tree.push(sum);
-    }
-
-    /// Set bits in the first `words` words.
-    fn words_prefix(&self, words: usize) -> u64 {
-        let mut sum = 0;
-        let mut node = words;
-        while node > 0 {
-            sum += self.tree[node];
-            node &= node - 1;
-        }
-        sum
-    }
-
-    /// Set bits below index `i`.
-    fn count_below(&self, i: u64) -> u64 {
-        let word = (i / 64) as usize;
-        if word >= self.words.len() {
-            return self.words_prefix(self.words.len());
-        }
-        let partial = self.words[word] & ((1u64 << (i % 64)) - 1);
-        self.words_prefix(word) + u64::from(partial.count_ones())
     }
 }
 
@@ -740,25 +600,6 @@ mod tests {
 
     fn room(max_active: u64, shards: u16) -> Room {
         Room::new(RoomId::parse("r").unwrap(), config(max_active, shards), 7)
-    }
-
-    #[test]
-    fn left_set_counts_like_a_plain_count() {
-        let mut set = LeftSet::default();
-        let mut plain = HashSet::new();
-        let mut x: u64 = 12345;
-        for _ in 0..5000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let i = (x >> 33) % 20_000;
-            set.insert(i);
-            plain.insert(i);
-            let probe = (x >> 13) % 21_000;
-            let expected = plain.iter().filter(|&&v| v < probe).count() as u64;
-            assert_eq!(set.count_below(probe), expected, "below {probe}");
-            assert!(set.contains(i));
-        }
     }
 
     #[test]
@@ -924,8 +765,7 @@ mod tests {
                     }
                     Op::Leave(i) => {
                         let place = places[i % places.len()].0;
-                        let shard = &r.shards[usize::from(place.shard)];
-                        if place.seq > shard.admitted_seq && !shard.is_left(place.seq) {
+                        if r.queues[usize::from(place.shard)].is_waiting(place.seq) {
                             left_waiting.insert(place);
                         }
                         r.end(place, now);
@@ -954,17 +794,14 @@ mod tests {
                 // 1. Capacity.
                 let taken = r.sessions.len() as u64 + r.unclaimed + r.entry_credit;
                 prop_assert!(taken <= max_active, "{} taken of {}", taken, max_active);
-                let recount: u64 = r.shards.iter().flat_map(|s| s.grants.iter()).map(|g| g.unresolved).sum();
+                let recount: u64 = r.grants.iter().flatten().map(|g| g.unresolved).sum();
                 prop_assert_eq!(recount, r.unclaimed);
 
                 // 2. FIFO: everyone admitted joined before everyone still waiting.
                 let is_admitted = |p: &Place| {
-                    p.seq <= r.shards[usize::from(p.shard)].admitted_seq && !left_waiting.contains(p)
+                    p.seq <= r.queues[usize::from(p.shard)].admitted_seq() && !left_waiting.contains(p)
                 };
-                let is_waiting = |p: &Place| {
-                    let shard = &r.shards[usize::from(p.shard)];
-                    p.seq > shard.admitted_seq && !shard.is_left(p.seq)
-                };
+                let is_waiting = |p: &Place| r.queues[usize::from(p.shard)].is_waiting(p.seq);
                 let newest_admitted = places.iter().filter(|(p, _)| is_admitted(p)).map(|&(_, s)| s).max();
                 let oldest_waiting = places.iter().filter(|(p, _)| is_waiting(p)).map(|&(_, s)| s).min();
                 if let (Some(a), Some(w)) = (newest_admitted, oldest_waiting) {

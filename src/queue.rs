@@ -1,0 +1,354 @@
+//! A shard's queue as positions see it: the join stamps in sequence order, who left, and how far
+//! admission has come. The embedded store keeps its queue in it; the Redis store keeps a mirror
+//! of each shard in it, so that both compute positions and admission plans with this one code.
+//!
+//! A waiting visitor costs 8 bytes (the stamp) and a bit (left or not). Positions come from a
+//! binary search over the stamps and a Fenwick tree of leavers: O(log n) at any depth.
+
+use crate::order::plan_fifo;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardQueue {
+    /// Seq `n` is at index `n - 1`. Strictly increasing.
+    stamps: Vec<u64>,
+    left: LeftSet,
+    /// Every seq up to this one has been admitted (or left while waiting).
+    admitted_seq: u64,
+    /// Leavers among the seqs above `admitted_seq`.
+    left_waiting: u64,
+}
+
+impl ShardQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The last seq handed out (0 when empty).
+    pub fn tail(&self) -> u64 {
+        self.stamps.len() as u64
+    }
+
+    pub fn admitted_seq(&self) -> u64 {
+        self.admitted_seq
+    }
+
+    pub fn left_waiting(&self) -> u64 {
+        self.left_waiting
+    }
+
+    /// Visitors in the queue who have neither been admitted nor left.
+    pub fn waiting(&self) -> u64 {
+        self.tail() - self.admitted_seq - self.left_waiting
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        seq >= 1 && seq <= self.tail()
+    }
+
+    pub fn stamp(&self, seq: u64) -> Option<u64> {
+        seq.checked_sub(1)
+            .and_then(|i| self.stamps.get(i as usize))
+            .copied()
+    }
+
+    pub fn is_left(&self, seq: u64) -> bool {
+        seq >= 1 && self.left.contains(seq - 1)
+    }
+
+    pub fn is_waiting(&self, seq: u64) -> bool {
+        seq > self.admitted_seq && self.contains(seq) && !self.is_left(seq)
+    }
+
+    /// Appends a visitor; `stamp` must exceed every stamp so far. Returns the new seq.
+    pub fn push(&mut self, stamp: u64) -> u64 {
+        debug_assert!(self.stamps.last().is_none_or(|&last| last < stamp));
+        self.stamps.push(stamp);
+        self.tail()
+    }
+
+    /// The last stamp handed out, or 0.
+    pub fn last_stamp(&self) -> u64 {
+        self.stamps.last().copied().unwrap_or(0)
+    }
+
+    /// Appends stamps a mirror read from its source (the bytes after what it already had).
+    pub fn extend_from_be_bytes(&mut self, bytes: &[u8]) {
+        self.stamps.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|b| u64::from_be_bytes(b.try_into().expect("chunks of 8"))),
+        );
+    }
+
+    /// Marks `seq` as left. `true` if it was not already; a waiting leaver stops counting as
+    /// waiting.
+    pub fn mark_left(&mut self, seq: u64) -> bool {
+        if !self.contains(seq) || self.is_left(seq) {
+            return false;
+        }
+        self.left.insert(seq - 1);
+        if seq > self.admitted_seq {
+            self.left_waiting += 1;
+        }
+        true
+    }
+
+    /// Join stamps of the waiting visitors, in order.
+    pub fn waiting_stamps(&self) -> impl Iterator<Item = u64> + '_ {
+        (self.admitted_seq + 1..=self.tail())
+            .filter(|&seq| !self.is_left(seq))
+            .map(|seq| self.stamps[(seq - 1) as usize])
+    }
+
+    /// How many waiting visitors joined before `stamp`.
+    pub fn waiting_before(&self, stamp: u64) -> u64 {
+        let joined_before = self.stamps.partition_point(|&s| s < stamp) as u64;
+        if joined_before <= self.admitted_seq {
+            return 0;
+        }
+        let left_between =
+            self.left.count_below(joined_before) - self.left.count_below(self.admitted_seq);
+        joined_before - self.admitted_seq - left_between
+    }
+
+    /// Admits the next `count` waiting visitors (leavers are skipped). Returns the seq range
+    /// the admission covers, leavers included, or `None` when `count` is 0.
+    ///
+    /// # Panics
+    /// If fewer than `count` visitors wait.
+    pub fn admit(&mut self, count: u64) -> Option<(u64, u64)> {
+        if count == 0 {
+            return None;
+        }
+        assert!(count <= self.waiting(), "admitting more than wait");
+        let first = self.admitted_seq + 1;
+        let mut seq = self.admitted_seq;
+        let mut taken = 0;
+        while taken < count {
+            seq += 1;
+            if self.is_left(seq) {
+                self.left_waiting -= 1;
+            } else {
+                taken += 1;
+            }
+        }
+        self.admitted_seq = seq;
+        Some((first, seq))
+    }
+
+    /// Moves admission up to `seq` (a mirror learning what its source admitted). Returns how
+    /// many waiting visitors that admitted.
+    pub fn admit_through(&mut self, seq: u64) -> u64 {
+        let seq = seq.min(self.tail());
+        if seq <= self.admitted_seq {
+            return 0;
+        }
+        let left = self.left.count_below(seq) - self.left.count_below(self.admitted_seq);
+        let admitted = seq - self.admitted_seq - left;
+        self.left_waiting -= left;
+        self.admitted_seq = seq;
+        admitted
+    }
+}
+
+/// 1 + the waiting visitors across `shards` who joined before `joined_us`. Within a shard,
+/// earlier seqs have earlier stamps, so the own shard needs no special case.
+pub fn position(shards: &[ShardQueue], joined_us: u64) -> u64 {
+    1 + shards
+        .iter()
+        .map(|s| s.waiting_before(joined_us))
+        .sum::<u64>()
+}
+
+/// How many of each shard's waiting visitors a batch of `n` admits, oldest first across shards.
+/// Only visitors stamped before `cutoff` take part: a mirror read shard by shard has seen every
+/// visitor who joined before its first read began, but maybe not those who joined during it.
+pub fn plan_admission(shards: &[ShardQueue], n: u64, cutoff: Option<u64>) -> Vec<u64> {
+    let cutoff = cutoff.unwrap_or(u64::MAX);
+    plan_fifo(
+        shards
+            .iter()
+            .map(|s| s.waiting_stamps().take_while(move |&stamp| stamp < cutoff))
+            .collect(),
+        n,
+    )
+}
+
+/// A set of indexes with a Fenwick tree over its 64-bit words' counts, so that the members
+/// below any index are counted in O(log n). Costs one bit per index plus 8 bytes per 64.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeftSet {
+    words: Vec<u64>,
+    /// 1-based Fenwick tree: `tree[i]` sums the counts of words `i - lowbit(i) .. i`.
+    tree: Vec<u64>,
+}
+
+impl LeftSet {
+    pub fn contains(&self, i: u64) -> bool {
+        self.words
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    pub fn insert(&mut self, i: u64) {
+        let word = (i / 64) as usize;
+        while self.words.len() <= word {
+            self.push_word();
+        }
+        let bit = 1 << (i % 64);
+        if self.words[word] & bit != 0 {
+            return;
+        }
+        self.words[word] |= bit;
+        let mut node = word + 1;
+        while node < self.tree.len() {
+            self.tree[node] += 1;
+            node += node & node.wrapping_neg();
+        }
+    }
+
+    /// Appends an empty word; its tree node sums the words it covers, all already present.
+    fn push_word(&mut self) {
+        if self.tree.is_empty() {
+            self.tree.push(0);
+        }
+        self.words.push(0);
+        let node = self.words.len();
+        let covered_from = node - (node & node.wrapping_neg());
+        let sum = self.words_prefix(node - 1) - self.words_prefix(covered_from);
+        self.tree.push(sum);
+    }
+
+    /// Members in the first `words` words.
+    fn words_prefix(&self, words: usize) -> u64 {
+        let mut sum = 0;
+        let mut node = words;
+        while node > 0 {
+            sum += self.tree[node];
+            node &= node - 1;
+        }
+        sum
+    }
+
+    /// Members below index `i`.
+    pub fn count_below(&self, i: u64) -> u64 {
+        let word = (i / 64) as usize;
+        if word >= self.words.len() {
+            return self.words_prefix(self.words.len());
+        }
+        let partial = self.words[word] & ((1u64 << (i % 64)) - 1);
+        self.words_prefix(word) + u64::from(partial.count_ones())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn left_set_counts_like_a_plain_set() {
+        let mut set = LeftSet::default();
+        let mut plain = BTreeSet::new();
+        let mut x: u64 = 12345;
+        for _ in 0..5000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let i = (x >> 33) % 20_000;
+            set.insert(i);
+            plain.insert(i);
+            let probe = (x >> 13) % 21_000;
+            assert_eq!(set.count_below(probe), plain.range(..probe).count() as u64);
+            assert!(set.contains(i));
+        }
+    }
+
+    fn shard(stamps: &[u64]) -> ShardQueue {
+        let mut q = ShardQueue::new();
+        for &s in stamps {
+            q.push(s);
+        }
+        q
+    }
+
+    #[test]
+    fn admission_skips_leavers_and_mirrors_agree() {
+        let mut q = shard(&[1, 2, 3, 4, 5, 6]);
+        q.mark_left(2);
+        q.mark_left(3);
+        assert_eq!(q.waiting(), 4);
+        assert_eq!(q.admit(2), Some((1, 4)));
+        assert_eq!(q.waiting(), 2);
+        assert_eq!(q.left_waiting(), 0);
+
+        let mut mirror = shard(&[1, 2, 3, 4, 5, 6]);
+        mirror.mark_left(2);
+        mirror.mark_left(3);
+        assert_eq!(mirror.admit_through(4), 2);
+        assert_eq!(mirror, q);
+        // An admitted visitor who leaves later does not count as a waiting leaver.
+        assert!(q.mark_left(1));
+        assert_eq!(q.left_waiting(), 0);
+        assert!(!q.mark_left(1));
+    }
+
+    #[test]
+    fn stamps_round_trip_through_bytes() {
+        let mut q = ShardQueue::new();
+        let bytes: Vec<u8> = [7u64, 9, 1 << 40]
+            .iter()
+            .flat_map(|s| s.to_be_bytes())
+            .collect();
+        q.extend_from_be_bytes(&bytes);
+        assert_eq!(q.tail(), 3);
+        assert_eq!(q.stamp(3), Some(1 << 40));
+        assert_eq!(q.last_stamp(), 1 << 40);
+    }
+
+    #[test]
+    fn the_cutoff_keeps_late_joiners_out_of_a_plan() {
+        let shards = [shard(&[1, 4, 9]), shard(&[2, 3, 10])];
+        assert_eq!(plan_admission(&shards, 10, Some(5)), [2, 2]);
+        assert_eq!(plan_admission(&shards, 10, None), [3, 3]);
+    }
+
+    proptest! {
+        #[test]
+        fn positions_match_a_count_over_all_shards(
+            joins in proptest::collection::vec(0usize..3, 1..200),
+            leaves in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+            admitted in proptest::collection::vec(0u64..30, 3),
+        ) {
+            let mut shards = vec![ShardQueue::new(), ShardQueue::new(), ShardQueue::new()];
+            let mut all = Vec::new();
+            for (stamp, &s) in joins.iter().enumerate() {
+                let stamp = stamp as u64 + 1;
+                let seq = shards[s].push(stamp);
+                all.push((s, seq, stamp));
+            }
+            for leave in leaves {
+                let (s, seq, _) = all[leave.index(all.len())];
+                shards[s].mark_left(seq);
+            }
+            for (s, n) in admitted.iter().enumerate() {
+                let n = (*n).min(shards[s].waiting());
+                shards[s].admit(n);
+            }
+            for &(s, seq, stamp) in &all {
+                if !shards[s].is_waiting(seq) {
+                    continue;
+                }
+                let ahead = all
+                    .iter()
+                    .filter(|&&(s2, seq2, stamp2)| stamp2 < stamp && shards[s2].is_waiting(seq2))
+                    .count() as u64;
+                prop_assert_eq!(position(&shards, stamp), ahead + 1);
+            }
+            let waiting: u64 = shards.iter().map(ShardQueue::waiting).sum();
+            let counted = all.iter().filter(|&&(s, seq, _)| shards[s].is_waiting(seq)).count() as u64;
+            prop_assert_eq!(waiting, counted);
+        }
+    }
+}
