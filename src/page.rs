@@ -42,6 +42,15 @@ impl WaitingPage<'_> {
     }
 }
 
+/// The page shown on a protected path while the queue's store cannot be reached and the room
+/// fails closed: nobody is let in, and the page asks again by itself.
+pub fn unavailable_page(retry_s: u64) -> String {
+    fill(
+        include_str!("unavailable.html"),
+        &[("refresh_s", &retry_s.max(1).to_string())],
+    )
+}
+
 /// A wait in words, as the page's script writes it.
 pub fn format_wait(eta_seconds: Option<u64>) -> String {
     match eta_seconds {
@@ -139,6 +148,13 @@ mod tests {
             out,
             "<p>&lt;/p&gt;&lt;script&gt;&quot;&#39;&#92;</p>\"&lt;/p&gt;&lt;script&gt;&quot;&#39;&#92;\""
         );
+    }
+
+    #[test]
+    fn the_unavailable_page_retries_by_itself() {
+        let html = unavailable_page(2);
+        assert!(html.contains(r#"<meta http-equiv="refresh" content="2">"#));
+        assert!(!html.contains("{{"));
     }
 
     #[test]

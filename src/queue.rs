@@ -136,6 +136,22 @@ impl ShardQueue {
         Some((first, seq))
     }
 
+    /// The seq of the `n`-th waiting visitor (1 = next in line), leavers skipped.
+    pub fn nth_waiting(&self, n: u64) -> Option<u64> {
+        if n == 0 || n > self.waiting() {
+            return None;
+        }
+        let mut seq = self.admitted_seq;
+        let mut taken = 0;
+        while taken < n {
+            seq += 1;
+            if !self.is_left(seq) {
+                taken += 1;
+            }
+        }
+        Some(seq)
+    }
+
     /// Moves admission up to `seq` (a mirror learning what its source admitted). Returns how
     /// many waiting visitors that admitted.
     pub fn admit_through(&mut self, seq: u64) -> u64 {
@@ -286,6 +302,8 @@ mod tests {
         let mut mirror = shard(&[1, 2, 3, 4, 5, 6]);
         mirror.mark_left(2);
         mirror.mark_left(3);
+        assert_eq!(mirror.nth_waiting(2), Some(4));
+        assert_eq!(mirror.nth_waiting(5), None);
         assert_eq!(mirror.admit_through(4), 2);
         assert_eq!(mirror, q);
         // An admitted visitor who leaves later does not count as a waiting leaver.

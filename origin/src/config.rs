@@ -49,6 +49,33 @@ pub struct ServeArgs {
     #[arg(long, env = "QUEUEGATE_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
 
+    /// Keep the queue in Redis at this URL (redis://host:port/db) instead of in memory.
+    #[arg(
+        long,
+        env = "QUEUEGATE_REDIS",
+        value_name = "URL",
+        conflicts_with = "redis_cluster"
+    )]
+    pub redis: Option<String>,
+
+    /// Keep the queue in a Redis Cluster; give one or more of its nodes, comma-separated.
+    #[arg(
+        long,
+        env = "QUEUEGATE_REDIS_CLUSTER",
+        value_name = "URL,...",
+        value_delimiter = ','
+    )]
+    pub redis_cluster: Option<Vec<String>>,
+
+    /// How long a Redis call may take before it counts as failed [default: 500].
+    #[arg(long, env = "QUEUEGATE_STORE_TIMEOUT_MS", value_name = "MS")]
+    pub store_timeout_ms: Option<u64>,
+
+    /// What the gate does while the store cannot be reached: `closed` shows a waiting page
+    /// (503), `open` lets visitors through [default: closed].
+    #[arg(long, env = "QUEUEGATE_ON_STORE_UNAVAILABLE", value_name = "POLICY")]
+    pub on_store_unavailable: Option<UnavailablePolicy>,
+
     /// Mark cookies `Secure` (set it when clients reach queuegate over HTTPS).
     #[arg(long, env = "QUEUEGATE_SECURE_COOKIES", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true")]
@@ -64,17 +91,54 @@ pub struct FileConfig {
     pub api_prefix: Option<String>,
     pub tick_ms: Option<u64>,
     pub secure_cookies: Option<bool>,
+    pub on_store_unavailable: Option<UnavailablePolicy>,
     pub store: StoreConfig,
     /// Rooms by id, each a room configuration (the admin API's fields).
     pub rooms: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum StoreConfig {
     /// The embedded in-process store.
     #[default]
     Memory,
+    /// One Redis server (or a primary behind a proxy).
+    Redis {
+        url: String,
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    /// A Redis Cluster, reached through any of `urls`.
+    RedisCluster {
+        urls: Vec<String>,
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+}
+
+pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 500;
+
+impl StoreConfig {
+    pub fn timeout(&self) -> Duration {
+        let ms = match self {
+            StoreConfig::Memory => None,
+            StoreConfig::Redis { timeout_ms, .. }
+            | StoreConfig::RedisCluster { timeout_ms, .. } => *timeout_ms,
+        };
+        Duration::from_millis(ms.unwrap_or(DEFAULT_STORE_TIMEOUT_MS))
+    }
+}
+
+/// What the gate does while the store cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UnavailablePolicy {
+    /// Protected paths show a waiting page with status 503; the API answers 503.
+    #[default]
+    Closed,
+    /// Protected paths let every visitor through; the API answers 503.
+    Open,
 }
 
 /// Everything `serve` needs, resolved.
@@ -86,6 +150,7 @@ pub struct Settings {
     pub tick: Duration,
     pub secure_cookies: bool,
     pub store: StoreConfig,
+    pub on_store_unavailable: UnavailablePolicy,
     pub rooms: Vec<(RoomId, RoomConfig)>,
     pub admin_key: String,
     pub signing_keys: SigningKeys,
@@ -198,7 +263,31 @@ impl Settings {
                 .secure_cookies
                 .or(file_or_default.secure_cookies)
                 .unwrap_or(false),
-            store: file_or_default.store,
+            store: match (&args.redis, &args.redis_cluster) {
+                (Some(url), _) => StoreConfig::Redis {
+                    url: url.clone(),
+                    timeout_ms: args.store_timeout_ms,
+                },
+                (None, Some(urls)) => StoreConfig::RedisCluster {
+                    urls: urls.clone(),
+                    timeout_ms: args.store_timeout_ms,
+                },
+                (None, None) => match file_or_default.store {
+                    StoreConfig::Redis { url, timeout_ms } => StoreConfig::Redis {
+                        url,
+                        timeout_ms: args.store_timeout_ms.or(timeout_ms),
+                    },
+                    StoreConfig::RedisCluster { urls, timeout_ms } => StoreConfig::RedisCluster {
+                        urls,
+                        timeout_ms: args.store_timeout_ms.or(timeout_ms),
+                    },
+                    StoreConfig::Memory => StoreConfig::Memory,
+                },
+            },
+            on_store_unavailable: args
+                .on_store_unavailable
+                .or(file_or_default.on_store_unavailable)
+                .unwrap_or_default(),
             rooms,
             admin_key,
             signing_keys,
@@ -334,6 +423,47 @@ admit_per_minute = 1000
         let s = Settings::resolve(&args, no_env).unwrap();
         assert_eq!(s.rooms.len(), 1);
         assert_eq!(s.rooms[0].1.paths, ["/tickets", "/checkout"]);
+    }
+
+    #[test]
+    fn redis_comes_from_a_flag_or_the_file() {
+        let args = ServeArgs {
+            redis: Some("redis://127.0.0.1:6390".into()),
+            store_timeout_ms: Some(250),
+            on_store_unavailable: Some(UnavailablePolicy::Open),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args, no_env).unwrap();
+        assert_eq!(
+            s.store,
+            StoreConfig::Redis {
+                url: "redis://127.0.0.1:6390".into(),
+                timeout_ms: Some(250)
+            }
+        );
+        assert_eq!(s.store.timeout(), Duration::from_millis(250));
+        assert_eq!(s.on_store_unavailable, UnavailablePolicy::Open);
+
+        let mut file = tempfile();
+        write!(
+            file.1,
+            "on_store_unavailable = \"open\"\n[store]\nkind = \"redis-cluster\"\nurls = [\"redis://127.0.0.1:7000\"]\n"
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.0.clone()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args, no_env).unwrap();
+        assert_eq!(
+            s.store,
+            StoreConfig::RedisCluster {
+                urls: vec!["redis://127.0.0.1:7000".into()],
+                timeout_ms: None
+            }
+        );
+        assert_eq!(s.on_store_unavailable, UnavailablePolicy::Open);
+        std::fs::remove_file(file.0).unwrap();
     }
 
     #[test]

@@ -3,9 +3,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use queuegate_origin::clock::Clock;
-use queuegate_origin::config::{ServeArgs, Settings, StoreConfig};
+use queuegate_origin::config::{ServeArgs, Settings};
 use queuegate_origin::server;
-use queuegate_origin::store::memory::MemoryStore;
 use queuegate_origin::store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -60,9 +59,7 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::resolve(&args, |name| std::env::var(name).ok())?;
-    let store: Arc<dyn Store> = match settings.store {
-        StoreConfig::Memory => Arc::new(MemoryStore::new()),
-    };
+    let store: Arc<dyn Store> = queuegate_origin::store::open(&settings.store).await?;
     let running = server::start(&settings, store.clone(), Clock::System).await?;
     for secret in &settings.generated {
         tracing::warn!("{secret} is not set: generated one for this run only");

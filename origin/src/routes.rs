@@ -1,6 +1,7 @@
 //! Which room protects a path: the longest matching prefix wins.
 
 use parking_lot::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use queuegate::room::path_has_prefix;
@@ -33,17 +34,35 @@ impl RouteTable {
     }
 }
 
-/// The current table, swapped whole when rooms change.
+/// The current table, swapped whole when rooms change. Builds are numbered when they start
+/// reading the rooms, and a build never replaces one that started later: a slow read of the
+/// rooms cannot bring back a table older than the one a room change just put in place.
 #[derive(Default)]
-pub struct Routes(RwLock<Arc<RouteTable>>);
+pub struct Routes {
+    table: RwLock<(u64, Arc<RouteTable>)>,
+    started: AtomicU64,
+}
+
+/// A build in progress, from [`Routes::begin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Build(u64);
 
 impl Routes {
     pub fn current(&self) -> Arc<RouteTable> {
-        self.0.read().clone()
+        self.table.read().1.clone()
     }
 
-    pub fn replace(&self, table: RouteTable) {
-        *self.0.write() = Arc::new(table);
+    /// Call before reading the rooms the table will be built from.
+    pub fn begin(&self) -> Build {
+        Build(self.started.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Puts the table in place unless a build that started later already did.
+    pub fn finish(&self, build: Build, table: RouteTable) {
+        let mut current = self.table.write();
+        if build.0 > current.0 {
+            *current = (build.0, Arc::new(table));
+        }
     }
 }
 
@@ -76,5 +95,15 @@ mod tests {
         assert_eq!(room("/").as_deref(), Some("all"));
         let none = RouteTable::build(&[record("shop", &["/shop"])]);
         assert!(none.room_for("/other").is_none());
+    }
+
+    #[test]
+    fn a_slow_build_does_not_undo_a_newer_one() {
+        let routes = Routes::default();
+        let slow = routes.begin();
+        let fast = routes.begin();
+        routes.finish(fast, RouteTable::build(&[record("new", &["/new"])]));
+        routes.finish(slow, RouteTable::build(&[]));
+        assert!(routes.current().room_for("/new").is_some());
     }
 }

@@ -73,9 +73,11 @@ impl Scheduler {
 
     /// One tick at `now`.
     pub async fn tick(&mut self, now: u64) -> Result<TickReport, StoreError> {
+        let build = self.routes.as_ref().map(|r| r.begin());
         let records = self.store.rooms().await?;
-        if let Some(routes) = &self.routes {
-            routes.replace(RouteTable::build(&records));
+        self.store.refresh(now).await?;
+        if let (Some(routes), Some(build)) = (&self.routes, build) {
+            routes.finish(build, RouteTable::build(&records));
         }
         let lease_ms = self.tick_ms() * 3;
         let Some(fence) = self

@@ -16,7 +16,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::clock::{random_epoch, Clock};
-use crate::config::Settings;
+use crate::config::{Settings, UnavailablePolicy};
 use crate::http::error::{error_response, AppError};
 use crate::http::proxy::{HttpUpstream, Upstream};
 use crate::http::{admin, gate, public};
@@ -37,6 +37,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub wake_scheduler: Arc<Notify>,
     pub clock: Clock,
+    pub on_store_unavailable: UnavailablePolicy,
 }
 
 pub type AppState = Arc<Shared>;
@@ -69,8 +70,9 @@ impl Shared {
 
     /// Rebuilds the route table and lets the scheduler look at the rooms at once.
     pub async fn rooms_changed(&self) {
+        let build = self.routes.begin();
         match self.store.rooms().await {
-            Ok(records) => self.routes.replace(RouteTable::build(&records)),
+            Ok(records) => self.routes.finish(build, RouteTable::build(&records)),
             Err(err) => tracing::warn!(error = %err, "could not reload the rooms"),
         }
         self.wake_scheduler.notify_one();
@@ -115,9 +117,14 @@ async fn healthz(State(s): State<AppState>) -> Response {
         }
         Err(err) => {
             let err = queuegate::ApiError::from(err);
+            let policy = match s.on_store_unavailable {
+                UnavailablePolicy::Closed => "closed",
+                UnavailablePolicy::Open => "open",
+            };
             let body = serde_json::json!({
                 "status": "unavailable",
                 "store": s.store.kind(),
+                "gate": policy,
                 "error": err.to_body().error,
             });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
@@ -261,6 +268,7 @@ pub async fn start(
         metrics: metrics.clone(),
         wake_scheduler: wake.clone(),
         clock: clock.clone(),
+        on_store_unavailable: settings.on_store_unavailable,
     });
     state.rooms_changed().await;
     let (shutdown, shutdown_rx) = watch::channel(false);

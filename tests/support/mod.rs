@@ -2,6 +2,8 @@
 //! and an HTTP client; plus helpers to start the targets that run in-process.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use axum::extract::Request;
 use axum::response::IntoResponse;
 use queuegate::SigningKeys;
 use queuegate_origin::clock::Clock;
-use queuegate_origin::config::{ServeArgs, Settings};
+use queuegate_origin::config::{ServeArgs, Settings, StoreConfig};
 use queuegate_origin::server::{self, Running};
 use queuegate_origin::store::memory::MemoryStore;
 use queuegate_origin::store::Store;
@@ -296,6 +298,14 @@ pub const TEST_TICK: Duration = Duration::from_millis(100);
 
 pub async fn embedded() -> Embedded {
     embedded_with(Arc::new(MemoryStore::new()), Clock::System).await
+}
+
+/// The origin in this process on the store the configuration names (Redis, a cluster).
+pub async fn origin_on(store: &StoreConfig) -> Embedded {
+    let store = queuegate_origin::store::open(store)
+        .await
+        .expect("the store opens");
+    embedded_with(store, Clock::System).await
 }
 
 pub async fn embedded_with(store: Arc<dyn Store>, clock: Clock) -> Embedded {

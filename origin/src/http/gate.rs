@@ -4,17 +4,18 @@
 //! free slot and nobody waits.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use queuegate::api::{pass_cookie_name, ticket_cookie_name, wants_json};
-use queuegate::page::WaitingPage;
+use queuegate::page::{unavailable_page, WaitingPage};
 use queuegate::visitor::Answer;
-use queuegate::{Pass, RoomId};
+use queuegate::{ErrorCode, Pass, Place, RoomId};
 
-use super::error::AppError;
+use super::error::{AppError, RETRY_AFTER_S};
 use super::extract::{accept, cookie, Source};
 use super::proxy::{forward, Visitor};
 use super::public::{add_no_store_and_cookies, is_admitted, join_room};
+use crate::config::UnavailablePolicy;
 use crate::server::{AppState, Shared};
 
 pub async fn gate(State(s): State<AppState>, req: Request) -> Response {
@@ -23,21 +24,49 @@ pub async fn gate(State(s): State<AppState>, req: Request) -> Response {
         s.metrics.gate(None, "unprotected");
         return forward(&s, req, None, &[]).await;
     };
-    match gated(&s, &room, req).await {
-        Ok(response) => response,
+    let json = wants_json(accept(req.headers()));
+    match decide(&s, &room, req.headers()).await {
+        Ok(Decision::Unprotected) => forward(&s, req, None, &[]).await,
+        Ok(Decision::Through { place, cookies }) => {
+            let visitor = place.map(|place| Visitor { room: &room, place });
+            forward(&s, req, visitor, &cookies).await
+        }
+        Ok(Decision::Wait(answer)) => waiting_response(&s, &room, answer, json),
+        Err(err) if err.0.code == ErrorCode::StoreUnavailable => match s.on_store_unavailable {
+            UnavailablePolicy::Open => {
+                s.metrics.gate(Some(&room), "open");
+                forward(&s, req, None, &[]).await
+            }
+            UnavailablePolicy::Closed => {
+                s.metrics.gate(Some(&room), "closed");
+                unavailable_response(err, json)
+            }
+        },
         Err(err) => err.into_response(),
     }
 }
 
-async fn gated(s: &Shared, room: &RoomId, req: Request) -> Result<Response, AppError> {
+/// What the gate does with a request on a protected path.
+enum Decision {
+    /// The room is gone: the path is not protected any more.
+    Unprotected,
+    /// Let it through, for this visitor, setting these cookies.
+    Through {
+        place: Option<Place>,
+        cookies: Vec<String>,
+    },
+    /// Show the waiting page.
+    Wait(Answer),
+}
+
+async fn decide(s: &Shared, room: &RoomId, headers: &HeaderMap) -> Result<Decision, AppError> {
     let Some(record) = s.store.room(room).await? else {
-        // The room went away after the route table was built: the path is unprotected now.
-        return Ok(forward(s, req, None, &[]).await);
+        return Ok(Decision::Unprotected);
     };
     let now = s.now();
     let ctx = s.context(&record);
 
-    if let Some(pass) = cookie(req.headers(), &pass_cookie_name(room))
+    if let Some(pass) = cookie(headers, &pass_cookie_name(room))
         .and_then(|token| Pass::decode(token, &s.keys, room, now).ok())
     {
         let renew = pass.wants_renewal(now);
@@ -49,30 +78,46 @@ async fn gated(s: &Shared, room: &RoomId, req: Request) -> Result<Response, AppE
                 Vec::new()
             };
             s.metrics.gate(Some(room), "passed");
-            let visitor = Visitor {
-                room,
-                place: pass.place,
-            };
-            return Ok(forward(s, req, Some(visitor), &cookies).await);
+            return Ok(Decision::Through {
+                place: Some(pass.place),
+                cookies,
+            });
         }
     }
 
-    let ticket = cookie(req.headers(), &ticket_cookie_name(room)).map(|t| (t, Source::Cookie));
+    let ticket = cookie(headers, &ticket_cookie_name(room)).map(|t| (t, Source::Cookie));
     let (answer, outcome) = join_room(s, &record, None, ticket, now).await?;
     s.metrics.join(room, outcome);
     if is_admitted(&answer) {
         s.metrics.gate(Some(room), "entered");
-        let place = answer.pass.as_ref().map(|p| p.place);
-        let visitor = place.map(|place| Visitor { room, place });
-        return Ok(forward(s, req, visitor, &answer.set_cookies).await);
+        return Ok(Decision::Through {
+            place: answer.pass.as_ref().map(|p| p.place),
+            cookies: answer.set_cookies,
+        });
     }
     s.metrics.gate(Some(room), "waiting");
-    Ok(waiting_response(
-        s,
-        room,
-        answer,
-        wants_json(accept(req.headers())),
-    ))
+    Ok(Decision::Wait(answer))
+}
+
+/// The store is away and the room fails closed: a page that retries by itself, or the error.
+fn unavailable_response(err: AppError, json: bool) -> Response {
+    if json {
+        return err.into_response();
+    }
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        unavailable_page(RETRY_AFTER_S),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    headers.insert(
+        "x-queuegate-status",
+        HeaderValue::from_static("unavailable"),
+    );
+    response
 }
 
 fn waiting_response(s: &Shared, room: &RoomId, answer: Answer, json: bool) -> Response {

@@ -4,6 +4,7 @@
 //! keeps state and applies each operation atomically.
 
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use queuegate::api::RoomStats;
@@ -74,6 +75,23 @@ impl From<StoreError> for ApiError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens the store the configuration names.
+pub async fn open(
+    config: &crate::config::StoreConfig,
+) -> Result<std::sync::Arc<dyn Store>, String> {
+    use crate::config::StoreConfig;
+    use std::sync::Arc;
+    match config {
+        StoreConfig::Memory => Ok(Arc::new(memory::MemoryStore::new())),
+        StoreConfig::Redis { url, .. } => {
+            Ok(Arc::new(redis::connect_single(url, config.timeout())?))
+        }
+        StoreConfig::RedisCluster { urls, .. } => Ok(Arc::new(
+            redis::connect_cluster(urls, config.timeout()).await?,
+        )),
+    }
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -146,4 +164,10 @@ pub trait Store: Send + Sync + 'static {
         ttl_ms: u64,
         now: u64,
     ) -> StoreResult<Option<Fence>>;
+
+    /// Brings whatever this instance caches of a shared store up to date; called every tick on
+    /// every instance, leader or not.
+    async fn refresh(&self, _now: u64) -> StoreResult<()> {
+        Ok(())
+    }
 }

@@ -1,0 +1,29 @@
+-- Admits every waiting visitor through seq `upto` as one grant, and sets the entry credit
+-- (none while the shard is paused).
+-- ARGV: fence, upto, now (ms), credit. Returns {admitted, adm} or the error FENCED.
+local fence, upto, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if fence < num(redis.call('HGET', KEYS[3], 'fence')) then
+  return redis.error_reply('FENCED a newer scheduler holds the lease')
+end
+local credit = tonumber(ARGV[4])
+if redis.call('HGET', KEYS[3], 'paused') == '1' then
+  credit = 0
+end
+redis.call('HSET', KEYS[3], 'fence', fence, 'cr', credit)
+local adm = num(redis.call('HGET', KEYS[3], 'adm'))
+upto = math.min(upto, tail())
+if upto <= adm then
+  return {0, adm}
+end
+-- Leavers in the run are skipped: count the left bits between adm + 1 and upto.
+local left = redis.call('BITCOUNT', KEYS[2], adm + 1, upto, 'BIT')
+local admitted = upto - adm - left
+redis.call('HSET', KEYS[3], 'adm', upto)
+redis.call('HINCRBY', KEYS[3], 'lw', 0 - left)
+if admitted > 0 then
+  redis.call('HINCRBY', KEYS[3], 'unc', admitted)
+  redis.call('HINCRBY', KEYS[3], 'tot', admitted)
+  redis.call('ZADD', KEYS[4], upto, (adm + 1) .. ':' .. upto .. ':' .. now)
+  redis.call('HSET', KEYS[5], adm + 1, admitted)
+end
+return {admitted, upto}

@@ -1,0 +1,89 @@
+-- Shared by every shard script (prepended to each). All keys of a script share one hash tag,
+-- {qg:<room>:<epoch>:<shard>}, so no script ever crosses a cluster slot.
+--
+-- KEYS[1] st  the join stamps: 8 bytes (big-endian microseconds) per seq, seq n at byte 8(n-1)
+-- KEYS[2] lf  bit n set: seq n left
+-- KEYS[3] m   meta hash: adm (admitted through seq), lw (leavers above adm), unc (admitted,
+--             not arrived), cr (entry credit), tot (admissions ever), fence, paused
+-- KEYS[4] g   open grants: zset scored by last seq, member "first:last:admitted_at"
+-- KEYS[5] gu  unresolved (not arrived, not left) count per grant: hash first -> n
+-- KEYS[6] se  sessions: zset seq scored by expiry (ms)
+-- KEYS[7] rs  bit n set: admitted seq n arrived (or left) and cannot claim again
+-- KEYS[8] ll  left log: 8 bytes per seq that left while waiting, for mirrors to catch up
+-- KEYS[9] u   this user id's bucket: hash user id -> seq (a same-slot dummy without a user)
+
+local function num(v)
+  return tonumber(v) or 0
+end
+
+local function tail()
+  return redis.call('STRLEN', KEYS[1]) / 8
+end
+
+local function stamp_of(seq)
+  return struct.unpack('>I8', redis.call('GETRANGE', KEYS[1], 8 * (seq - 1), 8 * seq - 1))
+end
+
+-- The open grant that admitted seq, as first, admitted_at; nil if none.
+local function grant_of(seq)
+  local found = redis.call('ZRANGEBYSCORE', KEYS[4], seq, '+inf', 'LIMIT', 0, 1)[1]
+  if not found then
+    return nil
+  end
+  local first, at = string.match(found, '^(%d+):%d+:(%d+)$')
+  first = tonumber(first)
+  if first > seq then
+    return nil
+  end
+  return first, tonumber(at)
+end
+
+-- Marks an admitted seq as arrived or left; true if it was still unresolved in an open grant.
+local function resolve(seq)
+  if redis.call('GETBIT', KEYS[7], seq) == 1 then
+    return false
+  end
+  redis.call('SETBIT', KEYS[7], seq, 1)
+  local first = grant_of(seq)
+  if not first then
+    return false
+  end
+  redis.call('HINCRBY', KEYS[5], first, -1)
+  redis.call('HINCRBY', KEYS[3], 'unc', -1)
+  return true
+end
+
+-- Where seq stands: {code, ...}. 0 waiting {0, adm, lw}; 1 admitted {1, session expiry};
+-- 2 left; 3 expired. An admitted visitor inside the claim window arrives now.
+local function visit(seq, now, ttl, window)
+  if seq < 1 or seq > tail() then
+    return {3}
+  end
+  if redis.call('GETBIT', KEYS[2], seq) == 1 then
+    return {2}
+  end
+  local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw')
+  local adm, lw = num(meta[1]), num(meta[2])
+  if seq > adm then
+    return {0, adm, lw}
+  end
+  local expires = tonumber(redis.call('ZSCORE', KEYS[6], seq))
+  if expires then
+    if expires > now then
+      return {1, expires}
+    end
+    redis.call('ZREM', KEYS[6], seq)
+    return {3}
+  end
+  if redis.call('GETBIT', KEYS[7], seq) == 1 then
+    return {3}
+  end
+  local first, at = grant_of(seq)
+  if not first or at + window <= now then
+    return {3}
+  end
+  resolve(seq)
+  expires = now + ttl
+  redis.call('ZADD', KEYS[6], expires, seq)
+  return {1, expires}
+end

@@ -1,0 +1,43 @@
+-- Ends sessions and claim windows that are over, then reports the shard to a mirror.
+-- ARGV: now (ms), claim window (ms), stamps byte offset, left log byte offset, max bytes,
+--       fence (0: none; else the caller's lease fence, which it raises here first)
+-- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs}
+-- or the error FENCED.
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local fence = tonumber(ARGV[6])
+if fence > 0 then
+  if fence < num(redis.call('HGET', KEYS[3], 'fence')) then
+    return redis.error_reply('FENCED a newer scheduler holds the lease')
+  end
+  redis.call('HSET', KEYS[3], 'fence', fence)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+while true do
+  local oldest = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  if not oldest then
+    break
+  end
+  local first, at = string.match(oldest, '^(%d+):%d+:(%d+)$')
+  if tonumber(at) + window > now then
+    break
+  end
+  local unresolved = num(redis.call('HGET', KEYS[5], first))
+  redis.call('HINCRBY', KEYS[3], 'unc', 0 - unresolved)
+  redis.call('HDEL', KEYS[5], first)
+  redis.call('ZREM', KEYS[4], oldest)
+end
+local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot')
+local stamp_bytes = redis.call('STRLEN', KEYS[1])
+local left_bytes = redis.call('STRLEN', KEYS[8])
+local from, max = tonumber(ARGV[3]), tonumber(ARGV[5])
+local stamps = ''
+if from < stamp_bytes then
+  stamps = redis.call('GETRANGE', KEYS[1], from, math.min(stamp_bytes, from + max) - 1)
+end
+local left_from = tonumber(ARGV[4])
+local lefts = ''
+if left_from < left_bytes then
+  lefts = redis.call('GETRANGE', KEYS[8], left_from, math.min(left_bytes, left_from + max) - 1)
+end
+return {num(meta[1]), num(meta[2]), num(meta[3]), num(meta[4]), num(meta[5]),
+        redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts}
