@@ -33,6 +33,13 @@ pub fn system_now() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The wall clock in microseconds: join stamps from different processes order by it.
+pub fn system_now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Random bytes from the operating system, for room epochs and generated keys.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];

@@ -2,6 +2,7 @@
 //! and an HTTP client; plus helpers to start the targets that run in-process.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod redis;
 
 use std::net::SocketAddr;
@@ -81,17 +82,22 @@ impl Target {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        let resp = req.send().await.expect("the target answers");
+        self.try_send(req).await.expect("the target answers")
+    }
+
+    /// Like `send`, for a target that may be down.
+    pub async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
+        let text = resp.text().await?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
+        Ok(Reply {
             status,
             headers,
             text,
             json,
-        }
+        })
     }
 
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

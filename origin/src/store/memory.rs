@@ -170,6 +170,8 @@ impl Store for MemoryStore {
         }
         self.with_room(id, |room| {
             room.expire(now);
+            // A pause that came after the scheduler read the room still stops its batch.
+            let grant = if room.record.paused { 0 } else { grant };
             let from_queue = room.admit_oldest(grant, 0, now);
             let free = room.free();
             room.entry_credit = if room.record.paused {

@@ -235,9 +235,11 @@ where
             .await
     }
 
-    /// A strictly increasing microsecond stamp for this instance, from `now` in milliseconds.
+    /// A strictly increasing microsecond stamp for this instance. Instances share a room, so
+    /// the stamp comes from the wall clock at microsecond resolution (visitors who join one after
+    /// the other through different instances keep their order), and never falls behind `now`.
     fn stamp(&self, now: u64) -> u64 {
-        let candidate = now.saturating_mul(1000);
+        let candidate = now.saturating_mul(1000).max(crate::clock::system_now_us());
         let previous = self
             .last_stamp
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
@@ -363,7 +365,7 @@ where
     ) -> StoreResult<Admitted> {
         // Every shard learns the fence before anything is counted: an older scheduler that
         // wakes up now can no longer admit anywhere.
-        let cutoff = now.saturating_mul(1000);
+        let cutoff = now.saturating_mul(1000).max(crate::clock::system_now_us());
         self.sync_room(room, now, fence.0).await?;
         let (plans, credits, keys) = {
             let r = room.lock();
@@ -406,7 +408,13 @@ where
                     &scripts::ADMIT,
                     keys,
                     None,
-                    vec![fence.0.into(), upto.into(), now.into(), credit.into()],
+                    vec![
+                        fence.0.into(),
+                        upto.into(),
+                        now.into(),
+                        credit.into(),
+                        u64::from(operator).into(),
+                    ],
                 )
             });
         let results = futures::future::join_all(batches).await;

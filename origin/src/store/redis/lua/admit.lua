@@ -1,6 +1,7 @@
--- Admits every waiting visitor through seq `upto` as one grant, and sets the entry credit
--- (none while the shard is paused).
--- ARGV: fence, upto, now (ms), credit. Returns {admitted, adm} or the error FENCED.
+-- Admits every waiting visitor through seq `upto` as one grant, and sets the entry credit.
+-- While the shard is paused the scheduler admits nobody and opens no credit; an operator's
+-- admission goes ahead.
+-- ARGV: fence, upto, now (ms), credit, operator (0/1). Returns {admitted, adm} or FENCED.
 local fence, upto, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if fence < num(redis.call('HGET', KEYS[3], 'fence')) then
   return redis.error_reply('FENCED a newer scheduler holds the lease')
@@ -8,6 +9,9 @@ end
 local credit = tonumber(ARGV[4])
 if redis.call('HGET', KEYS[3], 'paused') == '1' then
   credit = 0
+  if ARGV[5] ~= '1' then
+    upto = 0
+  end
 end
 redis.call('HSET', KEYS[3], 'fence', fence, 'cr', credit)
 local adm = num(redis.call('HGET', KEYS[3], 'adm'))
