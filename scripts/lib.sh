@@ -49,3 +49,18 @@ ensure_rust_components() {
     fi
   done
 }
+
+# redis-server and redis-cli from Debian's package, for the tests only (each test starts its
+# own servers on free ports; the package's own service is not used).
+ensure_redis() {
+  if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+    return
+  fi
+  log "installing redis-server (Debian package)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  # The package may start a server on 6379; the tests do not need it.
+  $sudo service redis-server stop >/dev/null 2>&1 || true
+}

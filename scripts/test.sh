@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests need (pinned, into .tools/ where possible) and runs every test:
-# formatting, clippy, the unit and property tests, the conformance suite, the core's wasm32
-# build, and a short k6 run of the seed's scenario.
+# Installs what the tests need (pinned, into .tools/ where possible; redis-server from Debian)
+# and runs every test: formatting, clippy, the unit and property tests, the conformance suite on
+# the embedded store, on Redis and on a Redis Cluster, the failure tests on real processes, the
+# core's wasm32 build, and short k6 runs of the seed's scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -9,6 +10,7 @@ source scripts/lib.sh
 ensure_rust_components
 ensure_wasm_target
 ensure_k6
+ensure_redis
 
 log "cargo fmt"
 cargo fmt --all -- --check
@@ -19,18 +21,31 @@ cargo test --workspace --locked
 log "the core builds for wasm32-unknown-unknown"
 cargo build --locked -p queuegate --target wasm32-unknown-unknown
 
-log "k6 smoke: the seed's scenario, scaled down, against the origin on the embedded store"
 cargo build --locked -p queuegate-origin
-port=$(free_port)
-QUEUEGATE_ADMIN_KEY=smoke-admin QUEUEGATE_LOG=warn \
-  ./target/debug/queuegate-origin serve --listen "127.0.0.1:$port" > target/k6-smoke-server.log 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-wait_for_http "http://127.0.0.1:$port/_qg/v1/healthz"
-# A debug build on a busy CI machine: the latency thresholds are loose, success must be total.
-k6 run --quiet -e BASE_URL="http://127.0.0.1:$port" -e ADMIN_KEY=smoke-admin \
-  -e WARM_RATE=50 -e WARM_S=2 -e PEAK_RATE=200 -e PEAK_S=3 -e P95_MS=250 -e P99_MS=1000 \
-  k6/entry-scale.js
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+smoke() {  # smoke <what> <serve flags...>
+  local what=$1
+  shift
+  log "k6 smoke: the seed's scenario, scaled down, against the origin on $what"
+  port=$(free_port)
+  QUEUEGATE_ADMIN_KEY=smoke-admin QUEUEGATE_LOG=warn \
+    ./target/debug/queuegate-origin serve --listen "127.0.0.1:$port" "$@" > "target/k6-smoke-$what.log" 2>&1 &
+  pids+=($!)
+  wait_for_http "http://127.0.0.1:$port/_qg/v1/healthz"
+  # A debug build on a busy CI machine: the latency thresholds are loose, success must be total.
+  k6 run --quiet -e BASE_URL="http://127.0.0.1:$port" -e ADMIN_KEY=smoke-admin \
+    -e WARM_RATE=50 -e WARM_S=2 -e PEAK_RATE=200 -e PEAK_S=3 -e P95_MS=250 -e P99_MS=1000 \
+    k6/entry-scale.js
+}
+
+smoke embedded
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no > target/k6-smoke-redis-server.log 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+smoke redis --redis "redis://127.0.0.1:$redis_port"
 # The thresholds must be able to fail: a room that does not exist fails every check.
 if k6 run --quiet -e BASE_URL="http://127.0.0.1:$port" -e ROOM=no-such-room \
   -e WARM_RATE=10 -e WARM_S=1 -e PEAK_RATE=10 -e PEAK_S=1 k6/entry-scale.js > target/k6-negative.log 2>&1; then
