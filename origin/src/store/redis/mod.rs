@@ -11,10 +11,11 @@
 //! A waiting visitor's status poll is answered from the signed ticket and the mirror, without a
 //! round trip; the mirror also gives exact positions and the scheduler's FIFO plan.
 
+mod batch;
 mod keys;
 mod scripts;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ use redis::{AsyncCommands, RedisError, Script};
 
 use super::{Admitted, Fence, Joined, RoomRecord, Store, StoreError, StoreResult};
 
-pub use scripts::join_source;
+pub use scripts::source as script_source;
 
 /// The most stamp or left-log bytes one sync reads (half a million visitors).
 const MAX_SYNC_BYTES: u64 = 4 << 20;
@@ -44,7 +45,12 @@ const OPERATOR_WAIT: Duration = Duration::from_secs(5);
 
 /// One shard of a room as this instance sees it.
 struct ShardState {
-    keys: Vec<String>,
+    keys: Arc<[String]>,
+    /// This shard's joins on this instance, sent in batches.
+    joins: Arc<batch::JoinBatcher>,
+    /// Stamps this instance's joins learned ahead of the mirror's tail (joins on one shard can
+    /// answer out of order); they join the mirror once the seqs before them arrive.
+    pending: BTreeMap<u64, u64>,
     /// Bytes of the left log already applied.
     left_bytes: u64,
     unclaimed: u64,
@@ -71,7 +77,9 @@ impl Room {
             queues: vec![ShardQueue::new(); usize::from(n)],
             shards: (0..n)
                 .map(|s| ShardState {
-                    keys: keys::shard(&record.id, record.epoch, s),
+                    keys: keys::shard(&record.id, record.epoch, s).into(),
+                    joins: Arc::default(),
+                    pending: BTreeMap::new(),
                     left_bytes: 0,
                     unclaimed: 0,
                     credit: 0,
@@ -96,14 +104,42 @@ impl Room {
         self.shards.iter().map(|s| s.credit).sum()
     }
 
+    /// Adds a stamp a join of this instance learned: at the tail at once, or pending until the
+    /// seqs before it are known.
+    fn learn_stamp(&mut self, shard: usize, seq: u64, stamp: u64) {
+        let queue = &self.queues[shard];
+        if seq > queue.tail() {
+            self.shards[shard].pending.insert(seq, stamp);
+        }
+        self.fold_pending(shard);
+    }
+
+    /// Moves pending stamps that now follow the tail into the mirror, and forgets those a sync
+    /// brought already.
+    fn fold_pending(&mut self, shard: usize) {
+        let queue = &mut self.queues[shard];
+        let pending = &mut self.shards[shard].pending;
+        while let Some(entry) = pending.first_entry() {
+            let seq = *entry.key();
+            if seq <= queue.tail() {
+                entry.remove();
+            } else if seq == queue.tail() + 1 {
+                queue.push(entry.remove());
+            } else {
+                break;
+            }
+        }
+    }
+
     /// Applies a sync reply; returns whether more bytes wait to be read.
     fn apply(&mut self, shard: usize, from: (u64, u64), reply: SyncReply) -> bool {
+        // A concurrent sync may have applied these bytes already: apply only from where we are.
+        if self.queues[shard].tail() * 8 == from.0 {
+            self.queues[shard].extend_from_be_bytes(&reply.stamps);
+            self.fold_pending(shard);
+        }
         let queue = &mut self.queues[shard];
         let state = &mut self.shards[shard];
-        // A concurrent sync may have applied these bytes already: apply only from where we are.
-        if queue.tail() * 8 == from.0 {
-            queue.extend_from_be_bytes(&reply.stamps);
-        }
         if state.left_bytes == from.1 {
             for chunk in reply.lefts.chunks_exact(8) {
                 let seq = u64::from_be_bytes(chunk.try_into().expect("chunks of 8"));
@@ -194,21 +230,12 @@ where
         }
     }
 
-    /// Runs a Redis call under the store's timeout; failures become `Unavailable` (or
-    /// `Fenced`).
+    /// Runs a Redis call under the store's timeout.
     async fn call<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: std::future::Future<Output = Result<T, RedisError>>,
     {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) if err.to_string().contains("FENCED") => Err(StoreError::Fenced),
-            Ok(Err(err)) => Err(StoreError::Unavailable(err.to_string())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        within(self.timeout, f).await
     }
 
     async fn shard_script<T: redis::FromRedisValue>(
@@ -230,9 +257,7 @@ where
         for arg in args {
             invocation.arg(arg);
         }
-        let mut conn = self.conn.clone();
-        self.call(async move { invocation.invoke_async(&mut conn).await })
-            .await
+        invoke(&self.conn, self.timeout, invocation).await
     }
 
     /// A strictly increasing microsecond stamp for this instance. Instances share a room, so
@@ -396,7 +421,7 @@ where
                     .map(|s| open / shards + u64::from(s < open % shards))
                     .collect()
             };
-            let keys: Vec<Vec<String>> = r.shards.iter().map(|s| s.keys.clone()).collect();
+            let keys: Vec<Arc<[String]>> = r.shards.iter().map(|s| s.keys.clone()).collect();
             (upto, credits, keys)
         };
         let batches = plans
@@ -471,7 +496,7 @@ where
         paused: bool,
         drop_credit: bool,
     ) -> StoreResult<()> {
-        let shard_keys: Vec<Vec<String>> =
+        let shard_keys: Vec<Arc<[String]>> =
             room.lock().shards.iter().map(|s| s.keys.clone()).collect();
         let calls = shard_keys.iter().map(|keys| {
             self.shard_script::<i64>(
@@ -539,6 +564,40 @@ pub async fn connect_cluster(
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+}
+
+/// Runs a Redis call under `timeout`; failures become `Unavailable` (or `Fenced`).
+async fn within<T, F>(timeout: Duration, f: F) -> StoreResult<T>
+where
+    F: std::future::Future<Output = Result<T, RedisError>>,
+{
+    match tokio::time::timeout(timeout, f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) if err.to_string().contains("FENCED") => Err(StoreError::Fenced),
+        Ok(Err(err)) => Err(StoreError::Unavailable(err.to_string())),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// Invokes a prepared script on a clone of `conn`.
+async fn invoke<C, T>(
+    conn: &C,
+    timeout: Duration,
+    invocation: redis::ScriptInvocation<'_>,
+) -> StoreResult<T>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+    T: redis::FromRedisValue,
+{
+    let mut conn = conn.clone();
+    within(
+        timeout,
+        async move { invocation.invoke_async(&mut conn).await },
+    )
+    .await
 }
 
 /// A script argument: a number or a string.
@@ -725,7 +784,7 @@ where
 
     async fn join(&self, id: &RoomId, user_id: Option<&str>, now: u64) -> StoreResult<Joined> {
         let room = self.mirror(id, now).await?;
-        let (shard, bucket, keys, epoch, config) = {
+        let (shard, epoch, job, batcher, shard_keys) = {
             let r = room.lock();
             let shards = r.record.config.shards;
             let (shard, bucket) = match user_id {
@@ -735,48 +794,33 @@ where
                     0,
                 ),
             };
+            let job = batch::JoinJob {
+                user: user_id.map(str::to_owned),
+                bucket,
+                stamp: self.stamp(now),
+                now,
+                ttl_ms: r.record.config.session_ttl_ms(),
+                window_ms: r.record.config.claim_window_ms(),
+            };
+            let state = &r.shards[usize::from(shard)];
             (
                 shard,
-                bucket,
-                r.shards[usize::from(shard)].keys.clone(),
                 r.record.epoch,
-                r.record.config.clone(),
+                job,
+                state.joins.clone(),
+                state.keys.clone(),
             )
         };
-        let bucket_key = user_id.map(|_| keys::user_bucket(&keys, bucket));
-        let reply: Vec<i64> = self
-            .shard_script(
-                &scripts::JOIN,
-                &keys,
-                bucket_key.as_deref(),
-                vec![
-                    now.into(),
-                    self.stamp(now).into(),
-                    user_id.unwrap_or("").into(),
-                    config.session_ttl_ms().into(),
-                    config.claim_window_ms().into(),
-                ],
-            )
+        let reply = batcher
+            .join(&self.conn, self.timeout, &shard_keys, job)
             .await?;
-        let [existing, seq, stamp, code, a, _b] = reply[..] else {
-            return Err(StoreError::Unavailable(format!(
-                "unexpected join reply {reply:?}"
-            )));
-        };
+        let [existing, seq, stamp, code, a, _b] = reply;
         let (seq, stamp) = (seq as u64, stamp as u64);
         let place = Place { epoch, shard, seq };
-        let behind = {
-            let mut r = room.lock();
-            let queue = &mut r.queues[usize::from(shard)];
-            if queue.tail() + 1 == seq {
-                queue.push(stamp);
-            }
-            queue.tail() < seq
-        };
-        if behind {
-            self.sync_shard(&room, usize::from(shard), now, 0).await?;
-        }
         let mut r = room.lock();
+        if existing == 0 {
+            r.learn_stamp(usize::from(shard), seq, stamp);
+        }
         if code == 1 && existing == 0 {
             // Let in at once: the shard admitted through this seq.
             let queue = &mut r.queues[usize::from(shard)];

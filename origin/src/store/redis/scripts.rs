@@ -27,11 +27,17 @@ pub static ADMIT: LazyLock<Script> = shard_script!("admit.lua");
 pub static PAUSE: LazyLock<Script> = shard_script!("pause.lua");
 pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
 
-/// The join script's source, for `redis-benchmark` runs of the same script.
-pub fn join_source() -> String {
-    format!(
-        "{}\n{}",
-        include_str!("lua/shard.lua"),
-        include_str!("lua/join.lua")
-    )
+/// A shard script's source as Redis runs it, for `redis-benchmark` runs of the same script.
+pub fn source(name: &str) -> Option<String> {
+    let body = match name {
+        "join" => include_str!("lua/join.lua"),
+        "visit" => include_str!("lua/visit.lua"),
+        "leave" => include_str!("lua/leave.lua"),
+        "session" => include_str!("lua/session.lua"),
+        "sync" => include_str!("lua/sync.lua"),
+        "admit" => include_str!("lua/admit.lua"),
+        "pause" => include_str!("lua/pause.lua"),
+        _ => return None,
+    };
+    Some(format!("{}\n{}", include_str!("lua/shard.lua"), body))
 }

@@ -1,0 +1,207 @@
+//! Group commit for joins: the joins that reach an instance for one shard while its previous
+//! join script is in flight go to Redis together, as one script call. The join that finds no
+//! script in flight sends it itself (no hand-over to another task); joins arriving meanwhile
+//! queue, and it sends them as the next batch before it leaves. A busy shard thus runs one
+//! script (and the instance writes one command) for many visitors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::aio::ConnectionLike;
+use tokio::sync::oneshot;
+
+use super::{invoke, keys, scripts, Arg};
+use crate::store::{StoreError, StoreResult};
+
+/// The most joins one script call carries.
+pub const MAX_JOIN_BATCH: usize = 128;
+
+/// What the join script answers for one visitor: existing, seq, stamp, code, a, b.
+pub type JoinReply = [i64; 6];
+
+pub struct JoinJob {
+    pub user: Option<String>,
+    pub bucket: u64,
+    pub stamp: u64,
+    pub now: u64,
+    pub ttl_ms: u64,
+    pub window_ms: u64,
+}
+
+struct Waiting {
+    job: JoinJob,
+    reply: oneshot::Sender<StoreResult<JoinReply>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// A join of this shard is sending batches; others queue for it.
+    sending: bool,
+    queued: Vec<Waiting>,
+}
+
+/// The joins of one shard on this instance.
+#[derive(Default)]
+pub struct JoinBatcher {
+    state: Arc<Mutex<State>>,
+}
+
+impl JoinBatcher {
+    /// Joins one visitor, with whoever else joins the shard at the same time.
+    pub async fn join<C>(
+        &self,
+        conn: &C,
+        timeout: Duration,
+        shard_keys: &Arc<[String]>,
+        job: JoinJob,
+    ) -> StoreResult<JoinReply>
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        let job = {
+            let mut state = self.state.lock();
+            if state.sending {
+                let (reply, receiver) = oneshot::channel();
+                state.queued.push(Waiting { job, reply });
+                Err(receiver)
+            } else {
+                state.sending = true;
+                Ok(job)
+            }
+        };
+        let job = match job {
+            Ok(job) => job,
+            Err(receiver) => {
+                return receiver
+                    .await
+                    .map_err(|_| StoreError::Unavailable("a join batch was dropped".into()))?;
+            }
+        };
+        // This join sends: its own script, then whatever queued meanwhile, until none is left.
+        // Should this future be dropped midway (the client went away), the guard hands the
+        // queue to a task of its own, so no queued join is stranded.
+        let mut guard = Sender {
+            state: self.state.clone(),
+            conn: conn.clone(),
+            timeout,
+            keys: shard_keys.clone(),
+            armed: true,
+        };
+        let own = run(conn, timeout, shard_keys, &[&job])
+            .await
+            .map(|mut replies| replies.remove(0));
+        drain(&self.state, conn, timeout, shard_keys).await;
+        guard.armed = false;
+        own
+    }
+}
+
+/// Sends the queued joins in batches until none is left, then lets the next join send.
+async fn drain<C>(state: &Mutex<State>, conn: &C, timeout: Duration, shard_keys: &[String])
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    loop {
+        let batch: Vec<Waiting> = {
+            let mut state = state.lock();
+            if state.queued.is_empty() {
+                state.sending = false;
+                return;
+            }
+            let n = state.queued.len().min(MAX_JOIN_BATCH);
+            state.queued.drain(..n).collect()
+        };
+        let jobs: Vec<&JoinJob> = batch.iter().map(|w| &w.job).collect();
+        match run(conn, timeout, shard_keys, &jobs).await {
+            Ok(replies) => {
+                for (waiting, reply) in batch.into_iter().zip(replies) {
+                    let _ = waiting.reply.send(Ok(reply));
+                }
+            }
+            Err(err) => {
+                for waiting in batch {
+                    let _ = waiting.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The sending join's duty, carried on by a task if the join is dropped before it is done.
+struct Sender<C: ConnectionLike + Clone + Send + Sync + 'static> {
+    state: Arc<Mutex<State>>,
+    conn: C,
+    timeout: Duration,
+    keys: Arc<[String]>,
+    armed: bool,
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> Drop for Sender<C> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (state, conn, timeout, keys) = (
+            self.state.clone(),
+            self.conn.clone(),
+            self.timeout,
+            self.keys.clone(),
+        );
+        tokio::spawn(async move { drain(&state, &conn, timeout, &keys).await });
+    }
+}
+
+async fn run<C>(
+    conn: &C,
+    timeout: Duration,
+    shard_keys: &[String],
+    batch: &[&JoinJob],
+) -> StoreResult<Vec<JoinReply>>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let mut invocation = scripts::JOIN.prepare_invoke();
+    for key in shard_keys {
+        invocation.key(key);
+    }
+    // KEYS[9] is the dummy bucket; the batch's user buckets follow.
+    invocation.key(keys::user_bucket(shard_keys, 0));
+    let mut bucket_index: HashMap<u64, usize> = HashMap::new();
+    for job in batch.iter().filter(|j| j.user.is_some()) {
+        let next = shard_keys.len() + 2 + bucket_index.len();
+        bucket_index.entry(job.bucket).or_insert_with(|| {
+            invocation.key(keys::user_bucket(shard_keys, job.bucket));
+            next
+        });
+    }
+    let first = batch[0];
+    invocation
+        .arg(Arg::Num(first.now))
+        .arg(Arg::Num(first.ttl_ms))
+        .arg(Arg::Num(first.window_ms));
+    let dummy = shard_keys.len() + 1;
+    for job in batch {
+        let index = match &job.user {
+            Some(_) => bucket_index[&job.bucket],
+            None => dummy,
+        };
+        invocation
+            .arg(Arg::Num(job.stamp))
+            .arg(Arg::Str(job.user.as_deref().unwrap_or("")))
+            .arg(Arg::Num(index as u64));
+    }
+    let flat: Vec<i64> = invoke(conn, timeout, invocation).await?;
+    if flat.len() != batch.len() * 6 {
+        return Err(StoreError::Unavailable(format!(
+            "the join script answered {} numbers for {} joins",
+            flat.len(),
+            batch.len()
+        )));
+    }
+    Ok(flat
+        .chunks_exact(6)
+        .map(|c| c.try_into().expect("chunks of 6"))
+        .collect())
+}
