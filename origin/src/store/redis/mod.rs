@@ -512,6 +512,36 @@ where
         Ok(())
     }
 
+    /// Marks the visitor at `place` as gone for good (a leave or a revocation). `None` when the
+    /// room never gave out that place; else whether a place, an admission or a live session
+    /// ended.
+    async fn end_place(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<Option<bool>> {
+        let room = self.mirror(id, now).await?;
+        let keys = {
+            let r = room.lock();
+            if !self.check_place(&r, place) {
+                return Ok(None);
+            }
+            r.shards[usize::from(place.shard)].keys.clone()
+        };
+        let reply: Vec<i64> = self
+            .shard_script(
+                &scripts::LEAVE,
+                &keys,
+                None,
+                vec![place.seq.into(), now.into()],
+            )
+            .await?;
+        if reply.first() != Some(&2) {
+            return Ok(None);
+        }
+        room.lock().queues[usize::from(place.shard)].mark_left(place.seq);
+        self.sessions
+            .lock()
+            .remove(&(id.clone(), place.shard, place.seq));
+        Ok(Some(reply.get(1) == Some(&1)))
+    }
+
     fn held_fence(&self, now: u64) -> Option<Fence> {
         self.lease
             .lock()
@@ -907,31 +937,10 @@ where
     }
 
     async fn leave(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<VisitorState> {
-        let room = self.mirror(id, now).await?;
-        let keys = {
-            let r = room.lock();
-            if !self.check_place(&r, place) {
-                return Ok(VisitorState::Expired);
-            }
-            r.shards[usize::from(place.shard)].keys.clone()
-        };
-        let reply: Vec<i64> = self
-            .shard_script(
-                &scripts::LEAVE,
-                &keys,
-                None,
-                vec![place.seq.into(), now.into()],
-            )
-            .await?;
-        if reply.first() == Some(&2) {
-            room.lock().queues[usize::from(place.shard)].mark_left(place.seq);
-            self.sessions
-                .lock()
-                .remove(&(id.clone(), place.shard, place.seq));
-            Ok(VisitorState::Left)
-        } else {
-            Ok(VisitorState::Expired)
-        }
+        Ok(match self.end_place(id, place, now).await? {
+            Some(_) => VisitorState::Left,
+            None => VisitorState::Expired,
+        })
     }
 
     async fn session(
@@ -1051,29 +1060,7 @@ where
     }
 
     async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
-        let room = self.mirror(id, now).await?;
-        let keys = {
-            let r = room.lock();
-            if !self.check_place(&r, place) {
-                return Ok(false);
-            }
-            r.shards[usize::from(place.shard)].keys.clone()
-        };
-        let reply: Vec<i64> = self
-            .shard_script(
-                &scripts::LEAVE,
-                &keys,
-                None,
-                vec![place.seq.into(), now.into()],
-            )
-            .await?;
-        if reply.first() == Some(&2) {
-            room.lock().queues[usize::from(place.shard)].mark_left(place.seq);
-            self.sessions
-                .lock()
-                .remove(&(id.clone(), place.shard, place.seq));
-        }
-        Ok(reply.get(1) == Some(&1))
+        Ok(self.end_place(id, place, now).await? == Some(true))
     }
 
     async fn acquire_lease(
