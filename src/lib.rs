@@ -6,7 +6,8 @@
 //! - [`token`]: tickets and passes, signed with [`keys`];
 //! - [`room`]: room ids and configuration;
 //! - [`controller`]: how many to admit per tick; [`order`]: which ones, FIFO across shards;
-//! - [`queue`]: a shard's queue as positions and admission plans see it;
+//! - [`queue`]: a shard's queue as positions and admission plans see it; [`shard`]: a whole
+//!   shard (queue, admissions, sessions, user ids) as a state machine;
 //! - [`estimate`]: the measured admission rate and the wait estimate;
 //! - [`visitor`]: from a visitor's state to the API's answer; [`api`]: bodies, cookies, headers;
 //! - [`page`]: the waiting page; [`error`]: error codes.
@@ -20,6 +21,7 @@ pub mod order;
 pub mod page;
 pub mod queue;
 pub mod room;
+pub mod shard;
 pub mod token;
 pub mod visitor;
 

@@ -169,9 +169,9 @@ impl ShardQueue {
 
 /// 1 + the waiting visitors across `shards` who joined before `joined_us`. Within a shard,
 /// earlier seqs have earlier stamps, so the own shard needs no special case.
-pub fn position(shards: &[ShardQueue], joined_us: u64) -> u64 {
+pub fn position<'a>(shards: impl IntoIterator<Item = &'a ShardQueue>, joined_us: u64) -> u64 {
     1 + shards
-        .iter()
+        .into_iter()
         .map(|s| s.waiting_before(joined_us))
         .sum::<u64>()
 }
@@ -179,11 +179,15 @@ pub fn position(shards: &[ShardQueue], joined_us: u64) -> u64 {
 /// How many of each shard's waiting visitors a batch of `n` admits, oldest first across shards.
 /// Only visitors stamped before `cutoff` take part: a mirror read shard by shard has seen every
 /// visitor who joined before its first read began, but maybe not those who joined during it.
-pub fn plan_admission(shards: &[ShardQueue], n: u64, cutoff: Option<u64>) -> Vec<u64> {
+pub fn plan_admission<'a>(
+    shards: impl IntoIterator<Item = &'a ShardQueue>,
+    n: u64,
+    cutoff: Option<u64>,
+) -> Vec<u64> {
     let cutoff = cutoff.unwrap_or(u64::MAX);
     plan_fifo(
         shards
-            .iter()
+            .into_iter()
             .map(|s| s.waiting_stamps().take_while(move |&stamp| stamp < cutoff))
             .collect(),
         n,

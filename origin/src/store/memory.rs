@@ -6,7 +6,7 @@
 //! the same at any depth of the queue. Nothing is persisted: a restart starts every room with a
 //! new epoch, and old tickets are answered `expired`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
 use queuegate::queue::{plan_admission, position, ShardQueue};
+use queuegate::shard::{user_hash, Shard, Standing, Timing};
 use queuegate::{Place, RoomConfig, RoomId, VisitorState};
 
 use super::{Admitted, Fence, Joined, RoomRecord, Store, StoreError, StoreResult};
@@ -117,12 +118,9 @@ impl Store for MemoryStore {
     }
 
     async fn leave(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<VisitorState> {
-        self.with_room(id, |room| {
-            room.end(place, now);
-            match room.locate(place) {
-                Some(_) => VisitorState::Left,
-                None => VisitorState::Expired,
-            }
+        self.with_room(id, |room| match room.end(place, now) {
+            Some(_) => VisitorState::Left,
+            None => VisitorState::Expired,
         })
     }
 
@@ -196,7 +194,7 @@ impl Store for MemoryStore {
     }
 
     async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
-        self.with_room(id, |room| room.end(place, now))
+        self.with_room(id, |room| room.end(place, now) == Some(true))
     }
 
     async fn acquire_lease(
@@ -231,45 +229,14 @@ impl MemoryStore {
     }
 }
 
-/// One room's queue, admissions and sessions.
+/// One room: its shards, and what spans them (entry credit, the stamp clock).
 struct Room {
     record: RoomRecord,
-    queues: Vec<ShardQueue>,
-    /// Per shard, the batches whose claim window is still open, oldest first.
-    grants: Vec<VecDeque<Grant>>,
+    shards: Vec<Shard>,
     next_shard: usize,
     last_stamp: u64,
-    users: HashMap<String, Place>,
-    /// Live sessions: shard and seq to expiry, and the same ordered by expiry.
-    sessions: HashMap<(u16, u64), u64>,
-    session_expiry: BTreeSet<(u64, u16, u64)>,
-    /// Admitted visitors who have not arrived yet, inside their claim window.
-    unclaimed: u64,
     /// Direct entries allowed until the scheduler's next tick.
     entry_credit: u64,
-    admitted_total: u64,
-}
-
-/// A run of seqs admitted together from one shard, and which of them arrived or left since.
-struct Grant {
-    first_seq: u64,
-    last_seq: u64,
-    admitted_at: u64,
-    resolved: Bits,
-    unresolved: u64,
-}
-
-impl Grant {
-    /// Marks `seq` as arrived or left; `true` if it was still unresolved.
-    fn resolve(&mut self, seq: u64) -> bool {
-        let bit = seq - self.first_seq;
-        if self.resolved.get(bit) {
-            return false;
-        }
-        self.resolved.set(bit);
-        self.unresolved -= 1;
-        true
-    }
 }
 
 impl Room {
@@ -283,16 +250,10 @@ impl Room {
                 epoch,
                 measured_rate: None,
             },
-            queues: vec![ShardQueue::new(); shards],
-            grants: (0..shards).map(|_| VecDeque::new()).collect(),
+            shards: vec![Shard::new(); shards],
             next_shard: 0,
             last_stamp: 0,
-            users: HashMap::new(),
-            sessions: HashMap::new(),
-            session_expiry: BTreeSet::new(),
-            unclaimed: 0,
             entry_credit: 0,
-            admitted_total: 0,
         }
     }
 
@@ -308,38 +269,52 @@ impl Room {
         Ok(())
     }
 
-    fn config(&self) -> &RoomConfig {
-        &self.record.config
+    fn timing(&self) -> Timing {
+        Timing {
+            session_ttl_ms: self.record.config.session_ttl_ms(),
+            claim_window_ms: self.record.config.claim_window_ms(),
+        }
+    }
+
+    fn queues(&self) -> impl Iterator<Item = &ShardQueue> {
+        self.shards.iter().map(Shard::queue)
     }
 
     fn waiting(&self) -> u64 {
-        self.queues.iter().map(ShardQueue::waiting).sum()
+        self.queues().map(ShardQueue::waiting).sum()
+    }
+
+    fn active(&self) -> u64 {
+        self.shards.iter().map(Shard::active).sum()
+    }
+
+    fn unclaimed(&self) -> u64 {
+        self.shards.iter().map(Shard::unclaimed).sum()
     }
 
     fn load(&self) -> RoomLoad {
         RoomLoad {
             waiting: self.waiting(),
-            active: self.sessions.len() as u64,
-            admitted: self.unclaimed,
-            admitted_total: self.admitted_total,
+            active: self.active(),
+            admitted: self.unclaimed(),
+            admitted_total: self.shards.iter().map(Shard::admitted_total).sum(),
         }
     }
 
     /// Capacity not taken by sessions, unclaimed admissions or entry credit.
     fn free(&self) -> u64 {
-        self.config()
+        self.record
+            .config
             .max_active
-            .saturating_sub(self.sessions.len() as u64 + self.unclaimed + self.entry_credit)
+            .saturating_sub(self.active() + self.unclaimed() + self.entry_credit)
     }
 
-    /// The queue holding `place`, if the place belongs to this room's queue.
-    fn locate(&self, place: Place) -> Option<&ShardQueue> {
+    /// The shard of `place`, if the place is of this room's queue.
+    fn shard_of(&mut self, place: Place) -> Option<&mut Shard> {
         if place.epoch != self.record.epoch {
             return None;
         }
-        self.queues
-            .get(usize::from(place.shard))
-            .filter(|queue| queue.contains(place.seq))
+        self.shards.get_mut(usize::from(place.shard))
     }
 
     fn next_stamp(&mut self, now: u64) -> u64 {
@@ -348,180 +323,71 @@ impl Room {
     }
 
     fn join(&mut self, user_id: Option<&str>, now: u64) -> Joined {
-        if let Some(place) = user_id.and_then(|u| self.users.get(u).copied()) {
-            let state = self.visit(place, now);
-            if matches!(
-                state,
-                VisitorState::Waiting { .. } | VisitorState::Admitted { .. }
-            ) {
-                let joined_us = self.queues[usize::from(place.shard)]
-                    .stamp(place.seq)
-                    .expect("a located place has a stamp");
-                return Joined {
-                    place,
-                    joined_us,
-                    state,
-                    existing: true,
-                };
+        let shards = self.shards.len();
+        let index = match user_id {
+            Some(user) => (user_hash(user) % shards as u64) as usize,
+            None => {
+                self.next_shard = (self.next_shard + 1) % shards;
+                self.next_shard
             }
+        };
+        let enter = self.entry_credit > 0 && self.waiting() == 0 && !self.record.paused;
+        let stamp = self.next_stamp(now);
+        let timing = self.timing();
+        let joined = self.shards[index].join(user_id, stamp, enter, now, timing);
+        if enter && !joined.existing {
+            self.entry_credit -= 1;
         }
-        let enter_now = self.entry_credit > 0 && self.waiting() == 0 && !self.record.paused;
-        let shard = self.next_shard;
-        self.next_shard = (self.next_shard + 1) % self.queues.len();
-        let joined_us = self.next_stamp(now);
-        let seq = self.queues[shard].push(joined_us);
         let place = Place {
             epoch: self.record.epoch,
-            shard: shard as u16,
-            seq,
+            shard: index as u16,
+            seq: joined.seq,
         };
-        let state = if enter_now {
-            // Nobody waits: every earlier seq of the shard was admitted or left.
-            self.queues[shard].admit_through(seq);
-            self.entry_credit -= 1;
-            self.admitted_total += 1;
-            VisitorState::Admitted {
-                session_expires_at: self.start_session(place, now),
-            }
-        } else {
-            VisitorState::Waiting {
-                position: position(&self.queues, joined_us),
-            }
-        };
-        if let Some(user) = user_id {
-            self.users.insert(user.to_owned(), place);
-        }
         Joined {
             place,
-            joined_us,
-            state,
-            existing: false,
+            joined_us: joined.stamp,
+            state: self.state_of(joined.standing, joined.stamp),
+            existing: joined.existing,
         }
     }
 
-    fn start_session(&mut self, place: Place, now: u64) -> u64 {
-        let expires_at = now + self.config().session_ttl_ms();
-        self.sessions.insert((place.shard, place.seq), expires_at);
-        self.session_expiry
-            .insert((expires_at, place.shard, place.seq));
-        expires_at
-    }
-
-    fn end_session(&mut self, place: Place) -> bool {
-        match self.sessions.remove(&(place.shard, place.seq)) {
-            Some(expires_at) => {
-                self.session_expiry
-                    .remove(&(expires_at, place.shard, place.seq));
-                true
+    fn state_of(&self, standing: Standing, stamp: u64) -> VisitorState {
+        match standing {
+            Standing::Waiting => VisitorState::Waiting {
+                position: position(self.queues(), stamp),
+            },
+            Standing::Admitted { session_expires_at } => {
+                VisitorState::Admitted { session_expires_at }
             }
-            None => false,
+            Standing::Left => VisitorState::Left,
+            Standing::Expired => VisitorState::Expired,
         }
-    }
-
-    /// The still-open grant that admitted `seq` in `shard`.
-    fn grant_of(&mut self, shard: u16, seq: u64) -> Option<&mut Grant> {
-        let grants = &mut self.grants[usize::from(shard)];
-        let i = grants.partition_point(|g| g.last_seq < seq);
-        grants.get_mut(i).filter(|g| g.first_seq <= seq)
     }
 
     fn visit(&mut self, place: Place, now: u64) -> VisitorState {
-        let Some(queue) = self.locate(place) else {
+        let timing = self.timing();
+        let Some(shard) = self.shard_of(place) else {
             return VisitorState::Expired;
         };
-        if queue.is_left(place.seq) {
-            return VisitorState::Left;
-        }
-        if place.seq > queue.admitted_seq() {
-            let joined_us = queue.stamp(place.seq).expect("a located place has a stamp");
-            return VisitorState::Waiting {
-                position: position(&self.queues, joined_us),
-            };
-        }
-        if let Some(&expires_at) = self.sessions.get(&(place.shard, place.seq)) {
-            if expires_at > now {
-                return VisitorState::Admitted {
-                    session_expires_at: expires_at,
-                };
-            }
-            self.end_session(place);
-            return VisitorState::Expired;
-        }
-        let claim_window = self.config().claim_window_ms();
-        let claimed = self
-            .grant_of(place.shard, place.seq)
-            .filter(|g| g.admitted_at + claim_window > now)
-            .is_some_and(|g| g.resolve(place.seq));
-        if !claimed {
-            return VisitorState::Expired;
-        }
-        self.unclaimed -= 1;
-        VisitorState::Admitted {
-            session_expires_at: self.start_session(place, now),
-        }
+        let standing = shard.visit(place.seq, now, timing);
+        let stamp = shard.queue().stamp(place.seq).unwrap_or(0);
+        self.state_of(standing, stamp)
     }
 
-    /// Ends whatever the visitor holds: a place in the queue, an unclaimed admission or a
-    /// session. Marks the visitor as left for good. `true` if something was ended.
-    fn end(&mut self, place: Place, now: u64) -> bool {
-        let Some(queue) = self.locate(place) else {
-            return false;
-        };
-        let waiting = queue.is_waiting(place.seq);
-        if !self.queues[usize::from(place.shard)].mark_left(place.seq) {
-            return false;
-        }
-        if waiting {
-            return true;
-        }
-        let unclaimed = self
-            .grant_of(place.shard, place.seq)
-            .is_some_and(|g| g.resolve(place.seq));
-        if unclaimed {
-            self.unclaimed -= 1;
-            return true;
-        }
-        let live = self
-            .sessions
-            .get(&(place.shard, place.seq))
-            .is_some_and(|&expires_at| expires_at > now);
-        self.end_session(place) && live
+    /// Ends whatever the visitor holds; `true` if something was ended.
+    fn end(&mut self, place: Place, now: u64) -> Option<bool> {
+        self.shard_of(place)?.end(place.seq, now)
     }
 
     fn session(&mut self, place: Place, renew: bool, now: u64) -> Option<u64> {
-        let queue = self.locate(place)?;
-        if queue.is_left(place.seq) {
-            return None;
-        }
-        let expires_at = *self.sessions.get(&(place.shard, place.seq))?;
-        if expires_at <= now {
-            self.end_session(place);
-            return None;
-        }
-        if !renew {
-            return Some(expires_at);
-        }
-        self.end_session(place);
-        Some(self.start_session(place, now))
+        let timing = self.timing();
+        self.shard_of(place)?.session(place.seq, renew, now, timing)
     }
 
     fn expire(&mut self, now: u64) {
-        while let Some(&(expires_at, shard, seq)) = self.session_expiry.first() {
-            if expires_at > now {
-                break;
-            }
-            self.session_expiry.pop_first();
-            self.sessions.remove(&(shard, seq));
-        }
-        let claim_window = self.config().claim_window_ms();
-        for grants in &mut self.grants {
-            while let Some(grant) = grants.front() {
-                if grant.admitted_at + claim_window > now {
-                    break;
-                }
-                self.unclaimed -= grant.unresolved;
-                grants.pop_front();
-            }
+        let timing = self.timing();
+        for shard in &mut self.shards {
+            shard.expire(now, timing);
         }
     }
 
@@ -529,58 +395,20 @@ impl Room {
     /// left after `reserved` slots.
     fn admit_oldest(&mut self, count: u64, reserved: u64, now: u64) -> u64 {
         let capacity = self
-            .config()
+            .record
+            .config
             .max_active
-            .saturating_sub(self.sessions.len() as u64 + self.unclaimed + reserved);
+            .saturating_sub(self.active() + self.unclaimed() + reserved);
         let wanted = count.min(capacity);
         if wanted == 0 {
             return 0;
         }
-        let plan = plan_admission(&self.queues, wanted, None);
-        let mut admitted = 0;
-        for (shard, n) in plan.into_iter().enumerate() {
-            let Some((first_seq, last_seq)) = self.queues[shard].admit(n) else {
-                continue;
-            };
-            // Leavers inside the run have nothing to claim.
-            let mut resolved = Bits::default();
-            for seq in first_seq..=last_seq {
-                if self.queues[shard].is_left(seq) {
-                    resolved.set(seq - first_seq);
-                }
-            }
-            self.grants[shard].push_back(Grant {
-                first_seq,
-                last_seq,
-                admitted_at: now,
-                resolved,
-                unresolved: n,
-            });
-            admitted += n;
-        }
-        self.unclaimed += admitted;
-        self.admitted_total += admitted;
-        admitted
-    }
-}
-
-/// A growable bit set.
-#[derive(Default)]
-struct Bits(Vec<u64>);
-
-impl Bits {
-    fn get(&self, i: u64) -> bool {
-        self.0
-            .get((i / 64) as usize)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    fn set(&mut self, i: u64) {
-        let word = (i / 64) as usize;
-        if word >= self.0.len() {
-            self.0.resize(word + 1, 0);
-        }
-        self.0[word] |= 1 << (i % 64);
+        let plan = plan_admission(self.queues(), wanted, None);
+        self.shards
+            .iter_mut()
+            .zip(plan)
+            .map(|(shard, n)| shard.admit(n, now))
+            .sum()
     }
 }
 
@@ -685,7 +513,7 @@ mod tests {
         let mut a = r.join(None, 0).place;
         a.epoch += 1;
         assert_eq!(r.visit(a, 0), VisitorState::Expired);
-        assert!(!r.end(a, 0));
+        assert_eq!(r.end(a, 0), None);
     }
 
     #[derive(Debug, Clone)]
@@ -767,7 +595,7 @@ mod tests {
                     }
                     Op::Leave(i) => {
                         let place = places[i % places.len()].0;
-                        if r.queues[usize::from(place.shard)].is_waiting(place.seq) {
+                        if r.shards[usize::from(place.shard)].queue().is_waiting(place.seq) {
                             left_waiting.insert(place);
                         }
                         r.end(place, now);
@@ -794,16 +622,15 @@ mod tests {
                 }
 
                 // 1. Capacity.
-                let taken = r.sessions.len() as u64 + r.unclaimed + r.entry_credit;
+                let taken = r.active() + r.unclaimed() + r.entry_credit;
                 prop_assert!(taken <= max_active, "{} taken of {}", taken, max_active);
-                let recount: u64 = r.grants.iter().flatten().map(|g| g.unresolved).sum();
-                prop_assert_eq!(recount, r.unclaimed);
+                prop_assert!(r.shards.iter().all(Shard::is_consistent));
 
                 // 2. FIFO: everyone admitted joined before everyone still waiting.
                 let is_admitted = |p: &Place| {
-                    p.seq <= r.queues[usize::from(p.shard)].admitted_seq() && !left_waiting.contains(p)
+                    p.seq <= r.shards[usize::from(p.shard)].queue().admitted_seq() && !left_waiting.contains(p)
                 };
-                let is_waiting = |p: &Place| r.queues[usize::from(p.shard)].is_waiting(p.seq);
+                let is_waiting = |p: &Place| r.shards[usize::from(p.shard)].queue().is_waiting(p.seq);
                 let newest_admitted = places.iter().filter(|(p, _)| is_admitted(p)).map(|&(_, s)| s).max();
                 let oldest_waiting = places.iter().filter(|(p, _)| is_waiting(p)).map(|&(_, s)| s).min();
                 if let (Some(a), Some(w)) = (newest_admitted, oldest_waiting) {

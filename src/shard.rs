@@ -1,0 +1,529 @@
+//! One shard of a room as a deterministic state machine: its queue, the batches admitted from it
+//! whose claim window is open, its sessions and its user ids. The embedded store keeps a room as
+//! a set of these; an edge shard object keeps one, and persists it as the log of the operations
+//! that changed it ([`Op`]): replaying the log rebuilds the same shard.
+//!
+//! Decisions that span shards (FIFO order, capacity, entry at once) are the caller's: a join is
+//! told whether it may enter at once, an admission is told how far to go.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::queue::ShardQueue;
+
+/// Where a visitor of this shard stands. Positions span shards and are the caller's to compute
+/// from the queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Waiting,
+    Admitted { session_expires_at: u64 },
+    Left,
+    Expired,
+}
+
+/// What a join did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardJoin {
+    /// The user id already held this place.
+    pub existing: bool,
+    pub seq: u64,
+    pub stamp: u64,
+    pub standing: Standing,
+}
+
+/// The timing a shard needs from its room's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    pub session_ttl_ms: u64,
+    pub claim_window_ms: u64,
+}
+
+/// An operation that changes a shard, as an edge shard object logs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Join {
+        user: Option<String>,
+        stamp: u64,
+        enter: bool,
+        now: u64,
+        timing: Timing,
+    },
+    Visit {
+        seq: u64,
+        now: u64,
+        timing: Timing,
+    },
+    End {
+        seq: u64,
+        now: u64,
+    },
+    Session {
+        seq: u64,
+        renew: bool,
+        now: u64,
+        timing: Timing,
+    },
+    Expire {
+        now: u64,
+        timing: Timing,
+    },
+    AdmitThrough {
+        upto: u64,
+        now: u64,
+    },
+}
+
+/// What applying an [`Op`] answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Join(ShardJoin),
+    Visit(Standing),
+    End(Option<bool>),
+    Session(Option<u64>),
+    Expire,
+    Admitted(u64),
+}
+
+/// A run of seqs admitted together, and which of them arrived or left since.
+#[derive(Debug, Clone, Default)]
+struct Grant {
+    first_seq: u64,
+    last_seq: u64,
+    admitted_at: u64,
+    /// Bit `seq - first_seq` set: arrived or left.
+    resolved: Vec<u64>,
+    unresolved: u64,
+}
+
+impl Grant {
+    fn is_resolved(&self, seq: u64) -> bool {
+        let bit = seq - self.first_seq;
+        self.resolved
+            .get((bit / 64) as usize)
+            .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+    }
+
+    /// Marks `seq` as arrived or left; `true` if it was still unresolved.
+    fn resolve(&mut self, seq: u64) -> bool {
+        if self.is_resolved(seq) {
+            return false;
+        }
+        let bit = seq - self.first_seq;
+        let word = (bit / 64) as usize;
+        if word >= self.resolved.len() {
+            self.resolved.resize(word + 1, 0);
+        }
+        self.resolved[word] |= 1 << (bit % 64);
+        self.unresolved -= 1;
+        true
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Shard {
+    queue: ShardQueue,
+    /// Oldest first.
+    grants: VecDeque<Grant>,
+    sessions: HashMap<u64, u64>,
+    session_expiry: BTreeSet<(u64, u64)>,
+    users: HashMap<String, u64>,
+    unclaimed: u64,
+    admitted_total: u64,
+}
+
+impl Shard {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn queue(&self) -> &ShardQueue {
+        &self.queue
+    }
+
+    /// Sessions in the application.
+    pub fn active(&self) -> u64 {
+        self.sessions.len() as u64
+    }
+
+    /// Admitted visitors who have not arrived yet, inside their claim window.
+    pub fn unclaimed(&self) -> u64 {
+        self.unclaimed
+    }
+
+    /// Admissions ever made from this shard (batches and entries at once).
+    pub fn admitted_total(&self) -> u64 {
+        self.admitted_total
+    }
+
+    /// Whether the shard's counters agree with what they count (for tests and debug checks).
+    pub fn is_consistent(&self) -> bool {
+        let unresolved: u64 = self.grants.iter().map(|g| g.unresolved).sum();
+        unresolved == self.unclaimed
+            && self.sessions.len() == self.session_expiry.len()
+            && self
+                .session_expiry
+                .iter()
+                .all(|(expires_at, seq)| self.sessions.get(seq) == Some(expires_at))
+    }
+
+    pub fn apply(&mut self, op: &Op) -> Outcome {
+        match op {
+            Op::Join {
+                user,
+                stamp,
+                enter,
+                now,
+                timing,
+            } => Outcome::Join(self.join(user.as_deref(), *stamp, *enter, *now, *timing)),
+            Op::Visit { seq, now, timing } => Outcome::Visit(self.visit(*seq, *now, *timing)),
+            Op::End { seq, now } => Outcome::End(self.end(*seq, *now)),
+            Op::Session {
+                seq,
+                renew,
+                now,
+                timing,
+            } => Outcome::Session(self.session(*seq, *renew, *now, *timing)),
+            Op::Expire { now, timing } => {
+                self.expire(*now, *timing);
+                Outcome::Expire
+            }
+            Op::AdmitThrough { upto, now } => Outcome::Admitted(self.admit_through(*upto, *now)),
+        }
+    }
+
+    /// Gives a visitor a place (or, for a user id with a live place, that place). With `enter`,
+    /// the caller has found a free slot and nobody waiting: the visitor is admitted at once.
+    pub fn join(
+        &mut self,
+        user: Option<&str>,
+        stamp: u64,
+        enter: bool,
+        now: u64,
+        timing: Timing,
+    ) -> ShardJoin {
+        if let Some(seq) = user.and_then(|u| self.users.get(u).copied()) {
+            let standing = self.visit(seq, now, timing);
+            if matches!(standing, Standing::Waiting | Standing::Admitted { .. }) {
+                return ShardJoin {
+                    existing: true,
+                    seq,
+                    stamp: self.queue.stamp(seq).unwrap_or(0),
+                    standing,
+                };
+            }
+        }
+        let stamp = stamp.max(self.queue.last_stamp() + 1);
+        let seq = self.queue.push(stamp);
+        if let Some(user) = user {
+            self.users.insert(user.to_owned(), seq);
+        }
+        let standing = if enter {
+            // Nobody waits: every earlier seq was admitted or left.
+            self.queue.admit_through(seq);
+            self.admitted_total += 1;
+            Standing::Admitted {
+                session_expires_at: self.start_session(seq, now, timing),
+            }
+        } else {
+            Standing::Waiting
+        };
+        ShardJoin {
+            existing: false,
+            seq,
+            stamp,
+            standing,
+        }
+    }
+
+    /// Where the visitor at `seq` stands; an admitted visitor inside the claim window arrives
+    /// now.
+    pub fn visit(&mut self, seq: u64, now: u64, timing: Timing) -> Standing {
+        if !self.queue.contains(seq) {
+            return Standing::Expired;
+        }
+        if self.queue.is_left(seq) {
+            return Standing::Left;
+        }
+        if seq > self.queue.admitted_seq() {
+            return Standing::Waiting;
+        }
+        if let Some(&expires_at) = self.sessions.get(&seq) {
+            if expires_at > now {
+                return Standing::Admitted {
+                    session_expires_at: expires_at,
+                };
+            }
+            self.end_session(seq);
+            return Standing::Expired;
+        }
+        let claimed = self
+            .grant_of(seq)
+            .filter(|g| g.admitted_at + timing.claim_window_ms > now)
+            .is_some_and(|g| g.resolve(seq));
+        if !claimed {
+            return Standing::Expired;
+        }
+        self.unclaimed -= 1;
+        Standing::Admitted {
+            session_expires_at: self.start_session(seq, now, timing),
+        }
+    }
+
+    /// Ends whatever the visitor holds: a place in the queue, an unclaimed admission or a
+    /// session, and marks the visitor as left for good. `None` when the shard never gave out
+    /// `seq`; else whether something was ended.
+    pub fn end(&mut self, seq: u64, now: u64) -> Option<bool> {
+        if !self.queue.contains(seq) {
+            return None;
+        }
+        let waiting = self.queue.is_waiting(seq);
+        if !self.queue.mark_left(seq) {
+            return Some(false);
+        }
+        if waiting {
+            return Some(true);
+        }
+        if self.grant_of(seq).is_some_and(|g| g.resolve(seq)) {
+            self.unclaimed -= 1;
+            return Some(true);
+        }
+        let live = self
+            .sessions
+            .get(&seq)
+            .is_some_and(|&expires_at| expires_at > now);
+        Some(self.end_session(seq) && live)
+    }
+
+    /// Whether the session at `seq` is live, and its expiry; with `renew`, pushed out first.
+    pub fn session(&mut self, seq: u64, renew: bool, now: u64, timing: Timing) -> Option<u64> {
+        if self.queue.is_left(seq) {
+            return None;
+        }
+        let expires_at = *self.sessions.get(&seq)?;
+        if expires_at <= now {
+            self.end_session(seq);
+            return None;
+        }
+        if !renew {
+            return Some(expires_at);
+        }
+        self.end_session(seq);
+        Some(self.start_session(seq, now, timing))
+    }
+
+    /// Ends sessions past their TTL and admissions past their claim window.
+    pub fn expire(&mut self, now: u64, timing: Timing) {
+        while let Some(&(expires_at, seq)) = self.session_expiry.first() {
+            if expires_at > now {
+                break;
+            }
+            self.session_expiry.pop_first();
+            self.sessions.remove(&seq);
+        }
+        while let Some(grant) = self.grants.front() {
+            if grant.admitted_at + timing.claim_window_ms > now {
+                break;
+            }
+            self.unclaimed -= grant.unresolved;
+            self.grants.pop_front();
+        }
+    }
+
+    /// Whether expiring at `now` would change anything (so that a log need not record it).
+    pub fn would_expire(&self, now: u64, timing: Timing) -> bool {
+        self.session_expiry
+            .first()
+            .is_some_and(|&(expires_at, _)| expires_at <= now)
+            || self
+                .grants
+                .front()
+                .is_some_and(|g| g.admitted_at + timing.claim_window_ms <= now)
+    }
+
+    /// Admits every waiting visitor through `upto` as one batch; returns how many.
+    pub fn admit_through(&mut self, upto: u64, now: u64) -> u64 {
+        let first_seq = self.queue.admitted_seq() + 1;
+        let admitted = self.queue.admit_through(upto);
+        if admitted == 0 {
+            return 0;
+        }
+        let last_seq = self.queue.admitted_seq();
+        let mut grant = Grant {
+            first_seq,
+            last_seq,
+            admitted_at: now,
+            resolved: Vec::new(),
+            unresolved: admitted + (last_seq - first_seq + 1 - admitted),
+        };
+        // Leavers inside the run have nothing to claim.
+        for seq in first_seq..=last_seq {
+            if self.queue.is_left(seq) {
+                grant.resolve(seq);
+            }
+        }
+        self.grants.push_back(grant);
+        self.unclaimed += admitted;
+        self.admitted_total += admitted;
+        admitted
+    }
+
+    /// Admits the next `count` waiting visitors; returns how many (fewer if fewer wait).
+    pub fn admit(&mut self, count: u64, now: u64) -> u64 {
+        let count = count.min(self.queue.waiting());
+        match self.queue.nth_waiting(count) {
+            Some(upto) => self.admit_through(upto, now),
+            None => 0,
+        }
+    }
+
+    fn start_session(&mut self, seq: u64, now: u64, timing: Timing) -> u64 {
+        let expires_at = now + timing.session_ttl_ms;
+        self.sessions.insert(seq, expires_at);
+        self.session_expiry.insert((expires_at, seq));
+        expires_at
+    }
+
+    fn end_session(&mut self, seq: u64) -> bool {
+        match self.sessions.remove(&seq) {
+            Some(expires_at) => {
+                self.session_expiry.remove(&(expires_at, seq));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The still-open grant that admitted `seq`.
+    fn grant_of(&mut self, seq: u64) -> Option<&mut Grant> {
+        let i = self.grants.partition_point(|g| g.last_seq < seq);
+        self.grants.get_mut(i).filter(|g| g.first_seq <= seq)
+    }
+}
+
+/// The shard a user id lives in. FNV-1a: stable across processes, platforms and versions,
+/// unlike the standard library's seeded hasher, so every server agrees.
+pub fn user_hash(user: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timing = Timing {
+        session_ttl_ms: 30_000,
+        claim_window_ms: 10_000,
+    };
+
+    #[test]
+    fn replaying_the_log_rebuilds_the_same_shard() {
+        let ops = vec![
+            Op::Join {
+                user: Some("a".into()),
+                stamp: 10,
+                enter: false,
+                now: 1,
+                timing: T,
+            },
+            Op::Join {
+                user: None,
+                stamp: 11,
+                enter: false,
+                now: 2,
+                timing: T,
+            },
+            Op::Join {
+                user: Some("a".into()),
+                stamp: 12,
+                enter: false,
+                now: 3,
+                timing: T,
+            },
+            Op::Join {
+                user: None,
+                stamp: 5,
+                enter: false,
+                now: 4,
+                timing: T,
+            },
+            Op::End { seq: 2, now: 5 },
+            Op::AdmitThrough { upto: 3, now: 6 },
+            Op::Visit {
+                seq: 1,
+                now: 7,
+                timing: T,
+            },
+            Op::Session {
+                seq: 1,
+                renew: true,
+                now: 8,
+                timing: T,
+            },
+            Op::Expire {
+                now: 20_000,
+                timing: T,
+            },
+        ];
+        let mut live = Shard::new();
+        let outcomes: Vec<Outcome> = ops.iter().map(|op| live.apply(op)).collect();
+        let encoded: Vec<String> = ops
+            .iter()
+            .map(|op| serde_json::to_string(op).unwrap())
+            .collect();
+        let mut replayed = Shard::new();
+        let again: Vec<Outcome> = encoded
+            .iter()
+            .map(|line| replayed.apply(&serde_json::from_str(line).unwrap()))
+            .collect();
+        assert_eq!(outcomes, again);
+        assert_eq!(replayed.queue(), live.queue());
+        assert_eq!(replayed.active(), 1);
+        assert_eq!(replayed.unclaimed(), 0, "seq 3 lost its claim window");
+        // The same user joined twice: one place. A stamp below the last one is raised.
+        assert_eq!(
+            outcomes[2],
+            Outcome::Join(ShardJoin {
+                existing: true,
+                seq: 1,
+                stamp: 10,
+                standing: Standing::Waiting
+            })
+        );
+        assert!(matches!(
+            outcomes[3],
+            Outcome::Join(ShardJoin {
+                stamp: 12,
+                seq: 3,
+                ..
+            })
+        ));
+        assert_eq!(outcomes[5], Outcome::Admitted(2));
+    }
+
+    #[test]
+    fn admission_skips_leavers_and_claims_once() {
+        let mut shard = Shard::new();
+        for stamp in 1..=4 {
+            shard.join(None, stamp, false, 0, T);
+        }
+        shard.end(2, 0);
+        assert_eq!(shard.admit(2, 0), 2);
+        assert_eq!(shard.queue().admitted_seq(), 3);
+        assert_eq!(shard.unclaimed(), 2);
+        assert!(matches!(shard.visit(3, 1, T), Standing::Admitted { .. }));
+        assert_eq!(shard.unclaimed(), 1);
+        assert!(matches!(shard.visit(3, 2, T), Standing::Admitted { .. }));
+        assert_eq!(shard.visit(2, 2, T), Standing::Left);
+        assert_eq!(shard.visit(4, 2, T), Standing::Waiting);
+        assert_eq!(shard.end(3, 3), Some(true));
+        assert_eq!(shard.active(), 0);
+        assert_eq!(shard.end(99, 3), None);
+    }
+}
