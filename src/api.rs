@@ -336,3 +336,39 @@ mod tests {
         assert_eq!(back, r);
     }
 }
+
+/// The scheduler's side of the admin API, which the edge serves so that the origin's scheduler can
+/// drive it: `POST {prefix}/admin/lease`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub holder: String,
+    pub ttl_ms: u64,
+}
+
+/// The fencing token of the lease, or 0 while another holder has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    pub fence: u64,
+}
+
+/// `POST {prefix}/admin/rooms/{room}/schedule`: a scheduler's batch, under its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    pub grant: u64,
+    pub fence: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleResponse {
+    pub from_queue: u64,
+    pub entry_credit: u64,
+}
+
+/// `POST {prefix}/admin/rooms/{room}/rate`: the admission rate the scheduler measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateRequest {
+    pub admit_rate_per_min: Option<f64>,
+}

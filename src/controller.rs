@@ -11,7 +11,7 @@
 use crate::room::RoomConfig;
 
 /// A room's load, as the store counts it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomLoad {
     /// Visitors in the queue who have neither been admitted nor left.
     pub waiting: u64,

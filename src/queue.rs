@@ -167,6 +167,100 @@ impl ShardQueue {
     }
 }
 
+/// A shard's queue in brief, for servers that do not hold the queue itself (edge isolates):
+/// how far admission has come and a sample of the waiting visitors, from which positions are
+/// estimated. With no more waiting visitors than samples, the sample is the whole queue and the
+/// estimate exact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueSummary {
+    pub admitted_seq: u64,
+    pub tail: u64,
+    pub waiting: u64,
+    /// `(rank, seq, stamp)` of sampled waiting visitors, rank 0 = next in line, in order; the
+    /// first and the last waiting visitor are always in it.
+    pub samples: Vec<(u64, u64, u64)>,
+    /// Seqs above `admitted_seq` that left, the most recent first, up to as many as samples:
+    /// a leaver polling an old ticket learns it left without asking the shard.
+    pub left: Vec<u64>,
+}
+
+impl ShardQueue {
+    /// The summary of this queue with at most `max_samples` samples.
+    pub fn summary(&self, max_samples: usize) -> QueueSummary {
+        let waiting = self.waiting();
+        let max_samples = max_samples.max(2) as u64;
+        let step = waiting.div_ceil(max_samples - 1).max(1);
+        let mut samples = Vec::new();
+        let mut left = Vec::new();
+        let mut rank = 0;
+        for seq in self.admitted_seq + 1..=self.tail() {
+            if self.is_left(seq) {
+                left.push(seq);
+                continue;
+            }
+            if rank % step == 0 || rank + 1 == waiting {
+                samples.push((rank, seq, self.stamps[(seq - 1) as usize]));
+            }
+            rank += 1;
+        }
+        left.reverse();
+        left.truncate(max_samples as usize);
+        QueueSummary {
+            admitted_seq: self.admitted_seq,
+            tail: self.tail(),
+            waiting,
+            samples,
+            left,
+        }
+    }
+}
+
+impl QueueSummary {
+    /// About how many waiting visitors come before the visitor keyed `key`, by seq when it is
+    /// this shard's own visitor, by stamp otherwise.
+    fn before(&self, key: u64, by_seq: bool) -> f64 {
+        let key_of = |&(_, seq, stamp): &(u64, u64, u64)| if by_seq { seq } else { stamp };
+        let i = self.samples.partition_point(|s| key_of(s) < key);
+        if i == 0 {
+            return 0.0;
+        }
+        let (rank, ..) = self.samples[i - 1];
+        if i == self.samples.len() {
+            // Past every sample: everyone known waits before; for an own visitor newer than
+            // the summary, so do those between the summary's tail and it.
+            let newer = if by_seq {
+                key.saturating_sub(self.tail.max(self.admitted_seq) + 1)
+            } else {
+                0
+            };
+            return (self.waiting + newer) as f64;
+        }
+        let below = self.samples[i - 1];
+        let above = self.samples[i];
+        let span = (key_of(&above) - key_of(&below)) as f64;
+        let fraction = (key - key_of(&below)) as f64 / span;
+        rank as f64 + 1.0 + fraction * (above.0 - below.0 - 1) as f64
+    }
+}
+
+/// The position of the visitor at `seq` (stamp `joined_us`) of shard `own`, estimated from
+/// summaries of all the room's shards: exact while each shard waits no more visitors than its
+/// summary samples.
+pub fn estimate_position(summaries: &[QueueSummary], own: usize, seq: u64, joined_us: u64) -> u64 {
+    let ahead: f64 = summaries
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i == own {
+                s.before(seq, true)
+            } else {
+                s.before(joined_us, false)
+            }
+        })
+        .sum();
+    1 + ahead.round() as u64
+}
+
 /// 1 + the waiting visitors across `shards` who joined before `joined_us`. Within a shard,
 /// earlier seqs have earlier stamps, so the own shard needs no special case.
 pub fn position<'a>(shards: impl IntoIterator<Item = &'a ShardQueue>, joined_us: u64) -> u64 {
@@ -334,6 +428,37 @@ mod tests {
         let shards = [shard(&[1, 4, 9]), shard(&[2, 3, 10])];
         assert_eq!(plan_admission(&shards, 10, Some(5)), [2, 2]);
         assert_eq!(plan_admission(&shards, 10, None), [3, 3]);
+    }
+
+    #[test]
+    fn estimates_are_exact_on_small_queues_and_close_on_big_ones() {
+        let mut shards = vec![ShardQueue::new(), ShardQueue::new()];
+        for stamp in 1..=2000u64 {
+            shards[(stamp % 2) as usize].push(stamp);
+        }
+        shards[1].mark_left(3);
+        shards[0].admit(10);
+        let full: Vec<QueueSummary> = shards.iter().map(|q| q.summary(100_000)).collect();
+        let sparse: Vec<QueueSummary> = shards.iter().map(|q| q.summary(16)).collect();
+        for (own, queue) in shards.iter().enumerate() {
+            for seq in queue.admitted_seq() + 1..=queue.tail() {
+                if !queue.is_waiting(seq) {
+                    continue;
+                }
+                let stamp = queue.stamp(seq).unwrap();
+                let exact = position(&shards, stamp);
+                assert_eq!(estimate_position(&full, own, seq, stamp), exact);
+                let estimate = estimate_position(&sparse, own, seq, stamp);
+                assert!(estimate.abs_diff(exact) <= 2, "{estimate} vs {exact}");
+            }
+        }
+        // A visitor newer than the summaries counts everyone they know of.
+        let mut newer = shards[0].clone();
+        let seq = newer.push(5000);
+        assert_eq!(
+            estimate_position(&full, 0, seq, 5000),
+            1 + shards[0].waiting() + shards[1].waiting()
+        );
     }
 
     proptest! {

@@ -4,6 +4,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
 
+/// A room as a store keeps it: its configuration and the state the scheduler and the operator
+/// set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub id: RoomId,
+    pub config: RoomConfig,
+    pub paused: bool,
+    /// The queue's incarnation; tickets of another epoch have no place here.
+    pub epoch: u32,
+    /// Admissions per minute measured while visitors waited, as the scheduler last published it.
+    pub measured_rate: Option<f64>,
+}
+
 /// The longest room id; keeps cookie names, store keys and tokens short.
 pub const MAX_ROOM_ID_LEN: usize = 64;
 pub const MAX_PATHS: usize = 32;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use queuegate::{RoomConfig, RoomId, Ticket};
 use queuegate_origin::store::redis::connect_single;
-use queuegate_origin::store::{Store, StoreError};
+use queuegate_origin::store::{Scheduling, Store, StoreError};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::process::OriginProcess;

@@ -15,7 +15,7 @@ use tokio::time::MissedTickBehavior;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::routes::{RouteTable, Routes};
-use crate::store::{Store, StoreError};
+use crate::store::{Scheduling, StoreError};
 
 /// The scheduler's per-room memory: the rate bucket and the rate meter.
 #[derive(Default)]
@@ -25,7 +25,7 @@ struct RoomMemory {
 }
 
 pub struct Scheduler {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Scheduling>,
     clock: Clock,
     tick: Duration,
     holder: String,
@@ -43,7 +43,12 @@ pub struct TickReport {
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, clock: Clock, tick: Duration, holder: String) -> Scheduler {
+    pub fn new(
+        store: Arc<dyn Scheduling>,
+        clock: Clock,
+        tick: Duration,
+        holder: String,
+    ) -> Scheduler {
         Scheduler {
             store,
             clock,

@@ -17,7 +17,7 @@ use queuegate::queue::{plan_admission, position, ShardQueue};
 use queuegate::shard::{user_hash, Shard, Standing, Timing};
 use queuegate::{Place, RoomConfig, RoomId, VisitorState};
 
-use super::{Admitted, Fence, Joined, RoomRecord, Store, StoreError, StoreResult};
+use super::{Admitted, Fence, Joined, RoomRecord, Scheduling, Store, StoreError, StoreResult};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -88,13 +88,6 @@ impl Store for MemoryStore {
             .map(|room| room.lock().record.clone()))
     }
 
-    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>> {
-        let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
-        let mut records: Vec<_> = rooms.iter().map(|r| r.lock().record.clone()).collect();
-        records.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(records)
-    }
-
     async fn set_paused(&self, id: &RoomId, paused: bool) -> StoreResult<RoomRecord> {
         self.with_room(id, |room| {
             room.record.paused = paused;
@@ -103,10 +96,6 @@ impl Store for MemoryStore {
             }
             room.record.clone()
         })
-    }
-
-    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
-        self.with_room(id, |room| room.record.measured_rate = rate)
     }
 
     async fn join(&self, id: &RoomId, user_id: Option<&str>, now: u64) -> StoreResult<Joined> {
@@ -132,6 +121,33 @@ impl Store for MemoryStore {
         now: u64,
     ) -> StoreResult<Option<u64>> {
         self.with_room(id, |room| room.session(place, renew, now))
+    }
+
+    async fn admit_now(&self, id: &RoomId, count: u64, now: u64) -> StoreResult<u64> {
+        self.with_room(id, |room| {
+            room.expire(now);
+            // Entry credit is capacity already promised to whoever arrives next.
+            let reserved = room.entry_credit;
+            room.admit_oldest(count, reserved, now)
+        })
+    }
+
+    async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
+        self.with_room(id, |room| room.end(place, now) == Some(true))
+    }
+}
+
+#[async_trait]
+impl Scheduling for MemoryStore {
+    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>> {
+        let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
+        let mut records: Vec<_> = rooms.iter().map(|r| r.lock().record.clone()).collect();
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
+        self.with_room(id, |room| room.record.measured_rate = rate)
     }
 
     async fn load(&self, id: &RoomId, now: u64) -> StoreResult<RoomLoad> {
@@ -182,19 +198,6 @@ impl Store for MemoryStore {
                 entry_credit: room.entry_credit,
             }
         })
-    }
-
-    async fn admit_now(&self, id: &RoomId, count: u64, now: u64) -> StoreResult<u64> {
-        self.with_room(id, |room| {
-            room.expire(now);
-            // Entry credit is capacity already promised to whoever arrives next.
-            let reserved = room.entry_credit;
-            room.admit_oldest(count, reserved, now)
-        })
-    }
-
-    async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
-        self.with_room(id, |room| room.end(place, now) == Some(true))
     }
 
     async fn acquire_lease(

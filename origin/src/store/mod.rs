@@ -11,17 +11,7 @@ use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
 use queuegate::{ApiError, ErrorCode, Place, RoomConfig, RoomId, VisitorState};
 
-/// A room as stored: its configuration and the state the scheduler and the operator set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoomRecord {
-    pub id: RoomId,
-    pub config: RoomConfig,
-    pub paused: bool,
-    /// The queue's incarnation; tickets of another epoch have no place here.
-    pub epoch: u32,
-    /// Admissions per minute measured while visitors waited, as the scheduler last published it.
-    pub measured_rate: Option<f64>,
-}
+pub use queuegate::room::RoomRecord;
 
 /// What a join did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +83,43 @@ pub async fn open(
     }
 }
 
+/// What the admission scheduler needs of a store: the rooms, their load, the admission lease
+/// and admission batches. The embedded store, Redis and the edge (through its admin API) all
+/// provide it.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Scheduling: Send + Sync + 'static {
+    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>>;
+
+    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()>;
+
+    /// Ends sessions past their TTL and admissions past their claim window, then counts.
+    async fn load(&self, id: &RoomId, now: u64) -> StoreResult<RoomLoad>;
+
+    async fn stats(&self, id: &RoomId, now: u64) -> StoreResult<RoomStats>;
+
+    /// A scheduler batch: admits up to `grant` of the oldest waiting visitors (FIFO across
+    /// shards, never above capacity) and opens what is left of the grant as entry credit.
+    async fn admit(&self, id: &RoomId, grant: u64, fence: Fence, now: u64)
+        -> StoreResult<Admitted>;
+
+    /// Takes or renews the admission lease for `holder`; `None` while another holder has it.
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+        now: u64,
+    ) -> StoreResult<Option<Fence>>;
+
+    /// Brings whatever this instance caches of a shared store up to date; called every tick on
+    /// every instance, leader or not.
+    async fn refresh(&self, _now: u64) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// A store the origin serves visitors from: scheduling, plus everything a visitor does.
+#[async_trait]
+pub trait Store: Scheduling {
     /// A short name for logs, metrics and `/healthz`.
     fn kind(&self) -> &'static str;
 
@@ -113,11 +138,7 @@ pub trait Store: Send + Sync + 'static {
 
     async fn room(&self, id: &RoomId) -> StoreResult<Option<RoomRecord>>;
 
-    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>>;
-
     async fn set_paused(&self, id: &RoomId, paused: bool) -> StoreResult<RoomRecord>;
-
-    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()>;
 
     /// Gives a visitor a place. With a `user_id` that already holds a live place, returns that
     /// place. When nobody waits and the scheduler opened entry credit, admits at once.
@@ -140,34 +161,10 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreResult<Option<u64>>;
 
-    /// Ends sessions past their TTL and admissions past their claim window, then counts.
-    async fn load(&self, id: &RoomId, now: u64) -> StoreResult<RoomLoad>;
-
-    async fn stats(&self, id: &RoomId, now: u64) -> StoreResult<RoomStats>;
-
-    /// A scheduler batch: admits up to `grant` of the oldest waiting visitors (FIFO across
-    /// shards, never above capacity) and opens what is left of the grant as entry credit.
-    async fn admit(&self, id: &RoomId, grant: u64, fence: Fence, now: u64)
-        -> StoreResult<Admitted>;
-
     /// An operator's admission: up to `count` of the oldest waiting, within free capacity and
     /// outside the rate budget. Returns how many were admitted.
     async fn admit_now(&self, id: &RoomId, count: u64, now: u64) -> StoreResult<u64>;
 
     /// Ends the visitor's place or session for good; `false` if there was nothing to end.
     async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool>;
-
-    /// Takes or renews the admission lease for `holder`; `None` while another holder has it.
-    async fn acquire_lease(
-        &self,
-        holder: &str,
-        ttl_ms: u64,
-        now: u64,
-    ) -> StoreResult<Option<Fence>>;
-
-    /// Brings whatever this instance caches of a shared store up to date; called every tick on
-    /// every instance, leader or not.
-    async fn refresh(&self, _now: u64) -> StoreResult<()> {
-        Ok(())
-    }
 }

@@ -29,7 +29,7 @@ use queuegate::{Place, RoomConfig, RoomId, VisitorState};
 use redis::aio::ConnectionLike;
 use redis::{AsyncCommands, RedisError, Script};
 
-use super::{Admitted, Fence, Joined, RoomRecord, Store, StoreError, StoreResult};
+use super::{Admitted, Fence, Joined, RoomRecord, Scheduling, Store, StoreError, StoreResult};
 
 pub use scripts::source as script_source;
 
@@ -755,26 +755,6 @@ where
         }
     }
 
-    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>> {
-        let mut conn = self.conn.clone();
-        let read_at = Instant::now();
-        let ids: Vec<String> = self
-            .call(async move { conn.smembers(keys::ROOMS).await })
-            .await?;
-        let mut records = Vec::new();
-        for id in ids {
-            let Ok(id) = RoomId::parse(&id) else {
-                continue;
-            };
-            if let Some(record) = self.fetch_record(&id).await? {
-                let room = self.install(record, read_at);
-                records.push(room.lock().record.clone());
-            }
-        }
-        records.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(records)
-    }
-
     async fn set_paused(&self, id: &RoomId, paused: bool) -> StoreResult<RoomRecord> {
         let room = self.mirror(id, crate::clock::system_now()).await?;
         let mut conn = self.conn.clone();
@@ -792,24 +772,6 @@ where
             r.shards.iter_mut().for_each(|s| s.credit = 0);
         }
         Ok(r.record.clone())
-    }
-
-    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let key = keys::room(id);
-        self.call(async move {
-            match rate {
-                Some(rate) => conn.hset::<_, _, _, ()>(key, "rate", rate).await,
-                None => conn.hdel::<_, _, ()>(key, "rate").await,
-            }
-        })
-        .await?;
-        if let Some(room) = self.rooms.read().get(id) {
-            let mut r = room.lock();
-            r.record.measured_rate = rate;
-            r.changed = Instant::now();
-        }
-        Ok(())
     }
 
     async fn join(&self, id: &RoomId, user_id: Option<&str>, now: u64) -> StoreResult<Joined> {
@@ -994,6 +956,84 @@ where
         Ok(Some(expires as u64))
     }
 
+    async fn admit_now(&self, id: &RoomId, count: u64, now: u64) -> StoreResult<u64> {
+        let room = self.mirror(id, now).await?;
+        if let Some(fence) = self.held_fence(now) {
+            let _admitting = self.admitting.lock().await;
+            let done = self.admit_batch(&room, count, true, fence, now).await?;
+            return Ok(done.from_queue);
+        }
+        // Another instance holds the lease: only it may admit. Ask it, and wait for its answer.
+        let request = format!("{:016x}", u64::from_be_bytes(crate::clock::random_bytes()));
+        let mut conn = self.conn.clone();
+        let key = keys::admit_requests(id);
+        let body = format!("{request}:{count}");
+        self.call(async move { conn.rpush::<_, _, ()>(key, body).await })
+            .await?;
+        let deadline = tokio::time::Instant::now() + OPERATOR_WAIT;
+        let result_key = keys::admit_result(&request);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut conn = self.conn.clone();
+            let key = result_key.clone();
+            let done: Option<u64> = self.call(async move { conn.get(key).await }).await?;
+            if let Some(done) = done {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the scheduler holding the admission lease did not answer".into(),
+        ))
+    }
+
+    async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
+        Ok(self.end_place(id, place, now).await? == Some(true))
+    }
+}
+
+#[async_trait]
+impl<C> Scheduling for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>> {
+        let mut conn = self.conn.clone();
+        let read_at = Instant::now();
+        let ids: Vec<String> = self
+            .call(async move { conn.smembers(keys::ROOMS).await })
+            .await?;
+        let mut records = Vec::new();
+        for id in ids {
+            let Ok(id) = RoomId::parse(&id) else {
+                continue;
+            };
+            if let Some(record) = self.fetch_record(&id).await? {
+                let room = self.install(record, read_at);
+                records.push(room.lock().record.clone());
+            }
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let key = keys::room(id);
+        self.call(async move {
+            match rate {
+                Some(rate) => conn.hset::<_, _, _, ()>(key, "rate", rate).await,
+                None => conn.hdel::<_, _, ()>(key, "rate").await,
+            }
+        })
+        .await?;
+        if let Some(room) = self.rooms.read().get(id) {
+            let mut r = room.lock();
+            r.record.measured_rate = rate;
+            r.changed = Instant::now();
+        }
+        Ok(())
+    }
+
     async fn load(&self, id: &RoomId, now: u64) -> StoreResult<RoomLoad> {
         let room = self.mirror(id, now).await?;
         self.sync_room(&room, now, 0).await?;
@@ -1027,40 +1067,6 @@ where
         let _admitting = self.admitting.lock().await;
         self.serve_admit_requests(id, &room, fence, now).await?;
         self.admit_batch(&room, grant, false, fence, now).await
-    }
-
-    async fn admit_now(&self, id: &RoomId, count: u64, now: u64) -> StoreResult<u64> {
-        let room = self.mirror(id, now).await?;
-        if let Some(fence) = self.held_fence(now) {
-            let _admitting = self.admitting.lock().await;
-            let done = self.admit_batch(&room, count, true, fence, now).await?;
-            return Ok(done.from_queue);
-        }
-        // Another instance holds the lease: only it may admit. Ask it, and wait for its answer.
-        let request = format!("{:016x}", u64::from_be_bytes(crate::clock::random_bytes()));
-        let mut conn = self.conn.clone();
-        let key = keys::admit_requests(id);
-        let body = format!("{request}:{count}");
-        self.call(async move { conn.rpush::<_, _, ()>(key, body).await })
-            .await?;
-        let deadline = tokio::time::Instant::now() + OPERATOR_WAIT;
-        let result_key = keys::admit_result(&request);
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let mut conn = self.conn.clone();
-            let key = result_key.clone();
-            let done: Option<u64> = self.call(async move { conn.get(key).await }).await?;
-            if let Some(done) = done {
-                return Ok(done);
-            }
-        }
-        Err(StoreError::Unavailable(
-            "the scheduler holding the admission lease did not answer".into(),
-        ))
-    }
-
-    async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
-        Ok(self.end_place(id, place, now).await? == Some(true))
     }
 
     async fn acquire_lease(
