@@ -41,6 +41,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// A change that the room's current state does not allow (such as changing its shard count).
     Conflict,
+    /// An admission from a scheduler whose lease a newer scheduler has taken over.
+    Fenced,
     /// No route at that path.
     NotFound,
     /// The route exists but not for this method.
@@ -73,6 +75,7 @@ impl ErrorCode {
         ErrorCode::UnknownTicket,
         ErrorCode::Unauthorized,
         ErrorCode::Conflict,
+        ErrorCode::Fenced,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StoreUnavailable,
@@ -99,6 +102,7 @@ impl ErrorCode {
             ErrorCode::UnknownTicket => "unknown_ticket",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Fenced => "fenced",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::StoreUnavailable => "store_unavailable",
@@ -124,7 +128,7 @@ impl ErrorCode {
             ErrorCode::TicketWrongRoom | ErrorCode::PassWrongRoom => 403,
             ErrorCode::UnknownRoom | ErrorCode::UnknownTicket | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::Fenced => 409,
             ErrorCode::UpstreamUnavailable => 502,
             ErrorCode::StoreUnavailable => 503,
             ErrorCode::Internal => 500,

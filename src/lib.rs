@@ -27,6 +27,6 @@ pub mod visitor;
 
 pub use error::{ApiError, ErrorCode};
 pub use keys::{SigningKey, SigningKeys};
-pub use room::{Mode, RoomConfig, RoomId};
+pub use room::{Mode, RoomConfig, RoomId, RoomRecord};
 pub use token::{Pass, Place, Ticket, TokenError};
 pub use visitor::{RoomContext, VisitorState};

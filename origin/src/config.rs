@@ -82,6 +82,27 @@ pub struct ServeArgs {
     pub secure_cookies: Option<bool>,
 }
 
+/// Flags of `queuegate-origin schedule`: the admission scheduler for rooms the edge serves.
+/// The admin key comes from `QUEUEGATE_ADMIN_KEY`.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
+    /// The edge worker's base URL, e.g. https://queue.example.com or http://127.0.0.1:8787.
+    #[arg(long, env = "QUEUEGATE_EDGE", value_name = "URL")]
+    pub edge: String,
+
+    /// Where the worker's API lives [default: /_qg/v1].
+    #[arg(long, env = "QUEUEGATE_API_PREFIX", value_name = "PATH")]
+    pub api_prefix: Option<String>,
+
+    /// The scheduler's tick in milliseconds [default: 1000].
+    #[arg(long, env = "QUEUEGATE_TICK_MS", value_name = "MS")]
+    pub tick_ms: Option<u64>,
+
+    /// How long a call to the edge may take [default: 5000].
+    #[arg(long, env = "QUEUEGATE_EDGE_TIMEOUT_MS", value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+}
+
 /// The TOML file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

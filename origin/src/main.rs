@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use queuegate_origin::clock::Clock;
-use queuegate_origin::config::{ServeArgs, Settings};
+use queuegate_origin::config::{ScheduleArgs, ServeArgs, Settings};
 use queuegate_origin::server;
 use queuegate_origin::store::Store;
 use tracing_subscriber::EnvFilter;
@@ -24,6 +24,11 @@ enum Command {
     /// QUEUEGATE_SIGNING_KEYS (comma-separated kid:secret pairs, the first one signs). Without
     /// them, keys are generated for this run and the admin key is printed to the log.
     Serve(ServeArgs),
+
+    /// Run the admission scheduler for the rooms an edge worker serves: every tick, read each
+    /// room's load from the edge's admin API and admit a batch there, under the edge's admission
+    /// lease. QUEUEGATE_ADMIN_KEY must hold the edge's admin key.
+    Schedule(ScheduleArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Schedule(args) => schedule(args).await,
         }
     });
     match result {
@@ -89,6 +95,38 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let _ = shutdown.send(true);
     });
     running.wait().await?;
+    Ok(())
+}
+
+async fn schedule(args: ScheduleArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use queuegate_origin::config::{DEFAULT_TICK_MS, ENV_ADMIN_KEY};
+    use queuegate_origin::scheduler::Scheduler;
+    use queuegate_origin::store::edge::EdgeStore;
+    use std::time::Duration;
+
+    let admin_key = std::env::var(ENV_ADMIN_KEY)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| format!("{ENV_ADMIN_KEY} must hold the edge's admin key"))?;
+    let prefix = args
+        .api_prefix
+        .unwrap_or_else(|| queuegate::api::DEFAULT_API_PREFIX.to_owned());
+    let timeout = Duration::from_millis(args.timeout_ms.unwrap_or(5000));
+    let tick = Duration::from_millis(args.tick_ms.unwrap_or(DEFAULT_TICK_MS).clamp(10, 60_000));
+    let store = EdgeStore::new(&args.edge, &prefix, admin_key.trim(), timeout)?;
+    let holder = format!(
+        "schedule-{}",
+        queuegate_origin::config::hex(&queuegate_origin::clock::random_bytes::<6>())
+    );
+    tracing::info!(edge = %args.edge, holder = %holder, "queuegate-origin is scheduling the edge");
+    let scheduler = Scheduler::new(Arc::new(store), Clock::System, tick, holder);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    scheduler.run(wake, stopped).await;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! same HTTP handlers. Decisions (how many to admit, what to answer) stay in the core; a store
 //! keeps state and applies each operation atomically.
 
+pub mod edge;
 pub mod memory;
 pub mod redis;
 
@@ -58,7 +59,8 @@ impl From<StoreError> for ApiError {
         let code = match &err {
             StoreError::UnknownRoom(_) => ErrorCode::UnknownRoom,
             StoreError::Conflict(_) => ErrorCode::Conflict,
-            StoreError::Unavailable(_) | StoreError::Fenced => ErrorCode::StoreUnavailable,
+            StoreError::Unavailable(_) => ErrorCode::StoreUnavailable,
+            StoreError::Fenced => ErrorCode::Fenced,
         };
         ApiError::new(code, err.to_string())
     }
