@@ -25,7 +25,12 @@ pub struct EdgeStore {
 }
 
 impl EdgeStore {
-    pub fn new(edge: &str, prefix: &str, admin_key: &str, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        edge: &str,
+        prefix: &str,
+        admin_key: &str,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -60,17 +65,15 @@ impl EdgeStore {
             });
         }
         let error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
-        let message = error
-            .as_ref()
-            .map_or_else(|| String::from_utf8_lossy(&bytes).into_owned(), |e| {
-                format!("{}: {}", e.error.code, e.error.message)
-            });
+        let message = error.as_ref().map_or_else(
+            || String::from_utf8_lossy(&bytes).into_owned(),
+            |e| format!("{}: {}", e.error.code, e.error.message),
+        );
         Err(match error.as_ref().map(|e| e.error.code.as_str()) {
             Some("fenced") => StoreError::Fenced,
             Some("unknown_room") => StoreError::UnknownRoom(
-                RoomId::parse(path.split('/').nth(2).unwrap_or("")).unwrap_or_else(|_| {
-                    RoomId::parse("unknown").expect("valid")
-                }),
+                RoomId::parse(path.split('/').nth(2).unwrap_or(""))
+                    .unwrap_or_else(|_| RoomId::parse("unknown").expect("valid")),
             ),
             Some("conflict") => StoreError::Conflict(message),
             _ => StoreError::Unavailable(format!("the edge answered {status}: {message}")),
@@ -103,7 +106,11 @@ impl Scheduling for EdgeStore {
             admit_rate_per_min: rate,
         };
         let _: RoomView = self
-            .call(reqwest::Method::POST, &format!("/rooms/{id}/rate"), Some(&body))
+            .call(
+                reqwest::Method::POST,
+                &format!("/rooms/{id}/rate"),
+                Some(&body),
+            )
             .await?;
         Ok(())
     }
@@ -132,7 +139,11 @@ impl Scheduling for EdgeStore {
             fence: fence.0,
         };
         let done: ScheduleResponse = self
-            .call(reqwest::Method::POST, &format!("/rooms/{id}/schedule"), Some(&body))
+            .call(
+                reqwest::Method::POST,
+                &format!("/rooms/{id}/schedule"),
+                Some(&body),
+            )
             .await?;
         Ok(Admitted {
             from_queue: done.from_queue,
