@@ -35,6 +35,10 @@ impl RoomLoad {
 /// The rate bucket holds at most this many ticks' worth of admissions, so that a tick that runs
 /// a little late does not lose rate, while a long idle time does not save up a stampede.
 const BURST_TICKS: u128 = 2;
+/// A tick that comes later than that (a slow store, a busy machine: ticks that take longer than
+/// the interval) may still grant what the time since the previous one earned, up to this many
+/// ticks' worth; otherwise a scheduler whose ticks always run late would admit below the rate.
+const MAX_LATE_TICKS: u128 = 10;
 /// The bucket counts in 1/60,000ths of an admission, so that `admit_per_minute` times elapsed
 /// milliseconds is exact: no float drift over a long sale.
 const UNITS_PER_ADMISSION: u128 = 60_000;
@@ -56,18 +60,19 @@ impl AdmissionController {
     /// the previous call are charged to the bucket first.
     pub fn grant(&mut self, config: &RoomConfig, load: RoomLoad, tick_ms: u64, now: u64) -> u64 {
         let per_minute = u128::from(config.admit_per_minute);
-        let burst =
-            (per_minute * u128::from(tick_ms.max(1)) * BURST_TICKS).max(UNITS_PER_ADMISSION);
+        let tick = u128::from(tick_ms.max(1));
+        let elapsed = self
+            .last_refill
+            .map_or(0, |last| u128::from(now.saturating_sub(last)));
+        let window = (tick * BURST_TICKS).max(elapsed.min(tick * MAX_LATE_TICKS));
+        let burst = (per_minute * window).max(UNITS_PER_ADMISSION);
         if let Some(last) = self.last_admitted_total {
             let used = u128::from(load.admitted_total.saturating_sub(last));
             self.tokens = self.tokens.saturating_sub(used * UNITS_PER_ADMISSION);
         }
         self.last_admitted_total = Some(load.admitted_total);
         self.tokens = match self.last_refill {
-            Some(last) => {
-                let elapsed = u128::from(now.saturating_sub(last));
-                (self.tokens + per_minute * elapsed).min(burst)
-            }
+            Some(_) => (self.tokens + per_minute * elapsed).min(burst),
             // A new bucket starts full, so that a room opens at once even at a slow rate.
             None => burst,
         };
@@ -155,8 +160,26 @@ mod tests {
         // The tick runs 500 ms late: one and a half seconds' worth.
         assert_eq!(ctl.grant(&cfg, load, 1000, 2500), 1500);
         load.admitted_total += 1500;
-        // An hour idle saves up no more than the burst.
-        assert_eq!(ctl.grant(&cfg, load, 1000, 3_600_000), 2000);
+        // An hour idle saves up no more than ten ticks' worth.
+        assert_eq!(ctl.grant(&cfg, load, 1000, 3_600_000), 10_000);
+    }
+
+    #[test]
+    fn ticks_that_always_run_late_keep_the_rate() {
+        // A 100 ms tick that takes 700 ms each time (a slow store): 600 a minute still.
+        let cfg = config(1_000_000, 600);
+        let mut ctl = AdmissionController::new();
+        let mut load = RoomLoad {
+            waiting: 1_000_000,
+            ..RoomLoad::default()
+        };
+        let mut now = 0;
+        while now <= 60_000 {
+            load.admitted_total += ctl.grant(&cfg, load, 100, now);
+            now += 700;
+        }
+        // Two ticks' worth at the start, then 10 a second for 59.5 s.
+        assert_eq!(load.admitted_total, 2 + 595);
     }
 
     #[test]
