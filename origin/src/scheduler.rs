@@ -6,16 +6,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use queuegate::controller::AdmissionController;
 use queuegate::estimate::RateMeter;
-use queuegate::RoomId;
+use queuegate::{RoomId, RoomRecord};
 use tokio::sync::{watch, Notify};
 use tokio::time::MissedTickBehavior;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::routes::{RouteTable, Routes};
-use crate::store::{Scheduling, StoreError};
+use crate::store::{Fence, Scheduling, StoreError};
+
+/// How many rooms a tick works on at once.
+const ROOMS_AT_ONCE: usize = 16;
 
 /// The scheduler's per-room memory: the rate bucket and the rate meter.
 #[derive(Default)]
@@ -92,35 +96,70 @@ impl Scheduler {
         else {
             return Ok(TickReport::default());
         };
-        self.rooms
-            .retain(|id, _| records.iter().any(|r| &r.id == id));
+        // Rooms tick side by side: against a remote store (the edge) each room costs several
+        // round trips, and one slow room must not make every other room's tick late.
+        let mut memories = std::mem::take(&mut self.rooms);
+        let rooms = records.len();
+        let this = &*self;
+        let outcomes: Vec<_> = futures::stream::iter(records.into_iter().map(|record| {
+            let memory = memories.remove(&record.id).unwrap_or_default();
+            async move {
+                let mut memory = memory;
+                let admitted = this.tick_room(&record, &mut memory, fence, now).await;
+                (record.id, memory, admitted)
+            }
+        }))
+        .buffer_unordered(ROOMS_AT_ONCE)
+        .collect()
+        .await;
         let mut report = TickReport {
             leader: true,
-            rooms: records.len(),
+            rooms,
             admitted: 0,
         };
-        let tick_ms = self.tick_ms();
-        for record in records {
-            let memory = self.rooms.entry(record.id.clone()).or_default();
-            let load = self.store.load(&record.id, now).await?;
-            memory
-                .meter
-                .record(now, load.admitted_total, load.waiting > 0);
-            let rate = memory.meter.rate_per_minute();
-            if rate != record.measured_rate {
-                self.store.set_measured_rate(&record.id, rate).await?;
-            }
-            let grant = memory.controller.grant(&record.config, load, tick_ms, now);
-            let grant = if record.paused { 0 } else { grant };
-            let admitted = self.store.admit(&record.id, grant, fence, now).await?;
-            report.admitted += admitted.from_queue;
-            if let Some(metrics) = &self.metrics {
-                metrics.admitted(&record.id, admitted.from_queue);
-                let stats = self.store.stats(&record.id, now).await?;
-                metrics.room(&record.id, &stats);
+        let mut first_error = None;
+        for (id, memory, admitted) in outcomes {
+            self.rooms.insert(id, memory);
+            match admitted {
+                Ok(n) => report.admitted += n,
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
             }
         }
-        Ok(report)
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(report),
+        }
+    }
+
+    /// One room's part of a tick: measure, ask the controller, admit. Returns the admissions.
+    async fn tick_room(
+        &self,
+        record: &RoomRecord,
+        memory: &mut RoomMemory,
+        fence: Fence,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let load = self.store.load(&record.id, now).await?;
+        memory
+            .meter
+            .record(now, load.admitted_total, load.waiting > 0);
+        let rate = memory.meter.rate_per_minute();
+        if rate != record.measured_rate {
+            self.store.set_measured_rate(&record.id, rate).await?;
+        }
+        let grant = memory
+            .controller
+            .grant(&record.config, load, self.tick_ms(), now);
+        let grant = if record.paused { 0 } else { grant };
+        let admitted = self.store.admit(&record.id, grant, fence, now).await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.admitted(&record.id, admitted.from_queue);
+            let stats = self.store.stats(&record.id, now).await?;
+            metrics.room(&record.id, &stats);
+        }
+        Ok(admitted.from_queue)
     }
 
     /// Ticks until `shutdown` turns true; `wake` runs a tick at once (a new room, a resume).
