@@ -64,3 +64,38 @@ ensure_redis() {
   # The package may start a server on 6379; the tests do not need it.
   $sudo service redis-server stop >/dev/null 2>&1 || true
 }
+
+# The edge toolchain, pinned: worker-build takes worker ^0.8, and needs a wasm-bindgen CLI of
+# exactly the wasm-bindgen version in Cargo.lock, which it would otherwise download from GitHub.
+WORKER_BUILD_VERSION=0.8.7
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock
+}
+
+ensure_edge_tools() {
+  ensure_wasm_target
+  local wb
+  wb=$(wasm_bindgen_version)
+  if ! "$TOOLS_DIR/cargo/bin/wasm-bindgen" --version 2>/dev/null | grep -q " $wb$"; then
+    log "installing wasm-bindgen-cli $wb into .tools/cargo"
+    cargo install --quiet --root "$TOOLS_DIR/cargo" wasm-bindgen-cli --version "$wb"
+  fi
+  if ! "$TOOLS_DIR/cargo/bin/worker-build" --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+    log "installing worker-build $WORKER_BUILD_VERSION into .tools/cargo"
+    cargo install --quiet --root "$TOOLS_DIR/cargo" worker-build --version "$WORKER_BUILD_VERSION"
+  fi
+  if [ ! -x node_modules/.bin/wrangler ] || ! node_modules/.bin/wrangler --version 2>/dev/null | grep -q "4.86.0"; then
+    log "installing wrangler (package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+}
+
+# Builds the worker into build/ (index.js, index_bg.wasm), offline from GitHub.
+build_edge() {
+  ensure_edge_tools
+  log "building the edge worker"
+  WASM_BINDGEN_BIN="$TOOLS_DIR/cargo/bin/wasm-bindgen" \
+    ESBUILD_BIN="$PWD/node_modules/@esbuild/linux-x64/bin/esbuild" \
+    "$TOOLS_DIR/cargo/bin/worker-build" --release --no-opt > target/worker-build.log 2>&1 \
+    || { cat target/worker-build.log >&2; return 1; }
+}

@@ -2,13 +2,16 @@
 # Installs what the tests need (pinned, into .tools/ where possible; redis-server from Debian)
 # and runs every test: formatting, clippy, the unit and property tests, the conformance suite on
 # the embedded store, on Redis and on a Redis Cluster, the failure tests on real processes, the
-# core's wasm32 build, and short k6 runs of the seed's scenario.
+# edge worker under real `wrangler dev` (built offline with the pinned worker-build and
+# wasm-bindgen-cli) with the origin's scheduler driving it, and short k6 runs of the seed's
+# scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_rust_components
 ensure_wasm_target
+ensure_edge_tools
 ensure_k6
 ensure_redis
 
@@ -16,10 +19,12 @@ log "cargo fmt"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-log "cargo test (unit, property and conformance tests)"
+log "cargo clippy (the edge worker, wasm32)"
+cargo clippy --locked -p queuegate --target wasm32-unknown-unknown -- -D warnings
+log "building the edge worker"
+scripts/edge.sh build
+log "cargo test (unit, property, conformance and edge tests)"
 cargo test --workspace --locked
-log "the core builds for wasm32-unknown-unknown"
-cargo build --locked -p queuegate --target wasm32-unknown-unknown
 
 cargo build --locked -p queuegate-origin
 pids=()

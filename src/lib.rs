@@ -25,6 +25,9 @@ pub mod shard;
 pub mod token;
 pub mod visitor;
 
+#[cfg(target_arch = "wasm32")]
+pub mod edge;
+
 pub use error::{ApiError, ErrorCode};
 pub use keys::{SigningKey, SigningKeys};
 pub use room::{Mode, RoomConfig, RoomId, RoomRecord};

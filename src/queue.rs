@@ -100,6 +100,15 @@ impl ShardQueue {
             .map(|seq| self.stamps[(seq - 1) as usize])
     }
 
+    /// `(seq, stamp)` of the next `n` waiting visitors, in order.
+    pub fn heads(&self, n: u64) -> Vec<(u64, u64)> {
+        (self.admitted_seq + 1..=self.tail())
+            .filter(|&seq| !self.is_left(seq))
+            .take(usize::try_from(n).unwrap_or(usize::MAX))
+            .map(|seq| (seq, self.stamps[(seq - 1) as usize]))
+            .collect()
+    }
+
     /// How many waiting visitors joined before `stamp`.
     pub fn waiting_before(&self, stamp: u64) -> u64 {
         let joined_before = self.stamps.partition_point(|&s| s < stamp) as u64;
@@ -221,10 +230,6 @@ impl QueueSummary {
     fn before(&self, key: u64, by_seq: bool) -> f64 {
         let key_of = |&(_, seq, stamp): &(u64, u64, u64)| if by_seq { seq } else { stamp };
         let i = self.samples.partition_point(|s| key_of(s) < key);
-        if i == 0 {
-            return 0.0;
-        }
-        let (rank, ..) = self.samples[i - 1];
         if i == self.samples.len() {
             // Past every sample: everyone known waits before; for an own visitor newer than
             // the summary, so do those between the summary's tail and it.
@@ -235,6 +240,10 @@ impl QueueSummary {
             };
             return (self.waiting + newer) as f64;
         }
+        if i == 0 {
+            return 0.0;
+        }
+        let (rank, ..) = self.samples[i - 1];
         let below = self.samples[i - 1];
         let above = self.samples[i];
         let span = (key_of(&above) - key_of(&below)) as f64;
@@ -259,6 +268,23 @@ pub fn estimate_position(summaries: &[QueueSummary], own: usize, seq: u64, joine
         })
         .sum();
     1 + ahead.round() as u64
+}
+
+/// The position of a visitor whose own shard counted `own_ahead` waiting before it exactly, the
+/// other shards estimated from their summaries.
+pub fn position_with_own(
+    summaries: &[QueueSummary],
+    own: usize,
+    own_ahead: u64,
+    joined_us: u64,
+) -> u64 {
+    let others: f64 = summaries
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != own)
+        .map(|(_, s)| s.before(joined_us, false))
+        .sum();
+    1 + own_ahead + others.round() as u64
 }
 
 /// 1 + the waiting visitors across `shards` who joined before `joined_us`. Within a shard,
@@ -452,7 +478,10 @@ mod tests {
                 assert!(estimate.abs_diff(exact) <= 2, "{estimate} vs {exact}");
             }
         }
-        // A visitor newer than the summaries counts everyone they know of.
+        // A visitor newer than the summaries counts everyone they know of, and in its own shard
+        // everyone between the summary's tail and it.
+        let empty = ShardQueue::new().summary(16);
+        assert_eq!(estimate_position(&[empty.clone(), empty], 0, 3, 99), 3);
         let mut newer = shards[0].clone();
         let seq = newer.push(5000);
         assert_eq!(

@@ -14,7 +14,8 @@ use crate::queue::ShardQueue;
 
 /// Where a visitor of this shard stands. Positions span shards and are the caller's to compute
 /// from the queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Standing {
     Waiting,
     Admitted { session_expires_at: u64 },
@@ -23,7 +24,7 @@ pub enum Standing {
 }
 
 /// What a join did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardJoin {
     /// The user id already held this place.
     pub existing: bool,

@@ -2,6 +2,7 @@
 //! and an HTTP client; plus helpers to start the targets that run in-process.
 #![allow(dead_code)]
 
+pub mod edge;
 pub mod process;
 pub mod redis;
 

@@ -1,0 +1,261 @@
+//! What an isolate keeps between requests: its configuration, the rooms as the registry last
+//! published them (for at most a second), live sessions it checked (for at most a second), and
+//! counters of requests and Durable Object calls by kind. Nothing here is the truth: an isolate
+//! may be thrown away at any time.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::wasm_bindgen::JsValue;
+use worker::{Env, Method, Request, RequestInit};
+
+use super::protocol::{ErrorBody, RoomEntry, RoomsRes};
+use crate::error::{ApiError, ErrorCode};
+use crate::keys::SigningKeys;
+
+/// How long an isolate trusts what it read from the registry or a shard.
+pub const CACHE_MS: u64 = 1_000;
+
+pub struct Config {
+    pub keys: SigningKeys,
+    pub admin_digest: [u8; 32],
+    pub prefix: String,
+    pub upstream: Option<String>,
+    pub secure_cookies: bool,
+    /// The raw settings the above came from, to notice a change.
+    source: String,
+}
+
+#[derive(Default)]
+struct Isolate {
+    config: Option<std::rc::Rc<Config>>,
+    rooms: Option<(u64, std::rc::Rc<BTreeMap<String, RoomEntry>>)>,
+    sessions: HashMap<(String, u32, u16, u64), (u64, u64)>,
+    requests: BTreeMap<&'static str, u64>,
+    object_calls: BTreeMap<&'static str, u64>,
+    next_shard: u64,
+    last_stamp: u64,
+}
+
+thread_local! {
+    static ISOLATE: RefCell<Isolate> = RefCell::new(Isolate::default());
+}
+
+fn setting(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// The configuration from the worker's vars and secrets, parsed once per isolate.
+pub fn config(env: &Env) -> Result<std::rc::Rc<Config>, ApiError> {
+    let admin = setting(env, "QUEUEGATE_ADMIN_KEY");
+    let keys = setting(env, "QUEUEGATE_SIGNING_KEYS");
+    let upstream = setting(env, "QUEUEGATE_UPSTREAM");
+    let prefix = setting(env, "QUEUEGATE_API_PREFIX");
+    let secure = setting(env, "QUEUEGATE_SECURE_COOKIES");
+    let source = format!("{admin:?}|{keys:?}|{upstream:?}|{prefix:?}|{secure:?}");
+    if let Some(config) = ISOLATE.with(|i| i.borrow().config.clone()) {
+        if config.source == source {
+            return Ok(config);
+        }
+    }
+    let misconfigured = |what: String| ApiError::new(ErrorCode::Internal, what);
+    let admin = admin.ok_or_else(|| misconfigured("QUEUEGATE_ADMIN_KEY is not set".into()))?;
+    let keys = keys
+        .ok_or_else(|| misconfigured("QUEUEGATE_SIGNING_KEYS is not set".into()))
+        .and_then(|k| {
+            SigningKeys::parse(&k)
+                .map_err(|e| misconfigured(format!("QUEUEGATE_SIGNING_KEYS: {e}")))
+        })?;
+    let config = std::rc::Rc::new(Config {
+        keys,
+        admin_digest: digest(admin.trim()),
+        prefix: prefix.unwrap_or_else(|| crate::api::DEFAULT_API_PREFIX.to_owned()),
+        upstream: upstream.map(|u| u.trim_end_matches('/').to_owned()),
+        secure_cookies: secure.is_some_and(|s| s == "true" || s == "1"),
+        source,
+    });
+    ISOLATE.with(|i| i.borrow_mut().config = Some(config.clone()));
+    Ok(config)
+}
+
+pub fn digest(key: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.as_bytes()).into()
+}
+
+pub fn count_request(kind: &'static str) {
+    ISOLATE.with(|i| *i.borrow_mut().requests.entry(kind).or_default() += 1);
+}
+
+/// Requests and Durable Object calls by kind, as Prometheus text.
+pub fn render_metrics() -> String {
+    ISOLATE.with(|i| {
+        let i = i.borrow();
+        let mut out = String::new();
+        out.push_str("# HELP queuegate_edge_requests Requests this isolate served, by kind.\n");
+        out.push_str("# TYPE queuegate_edge_requests counter\n");
+        for (kind, n) in &i.requests {
+            out.push_str(&format!(
+                "queuegate_edge_requests_total{{kind=\"{kind}\"}} {n}\n"
+            ));
+        }
+        out.push_str(
+            "# HELP queuegate_edge_object_calls Durable Object calls this isolate made, by kind.\n",
+        );
+        out.push_str("# TYPE queuegate_edge_object_calls counter\n");
+        for (kind, n) in &i.object_calls {
+            out.push_str(&format!(
+                "queuegate_edge_object_calls_total{{kind=\"{kind}\"}} {n}\n"
+            ));
+        }
+        out.push_str("# EOF\n");
+        out
+    })
+}
+
+/// A join stamp in microseconds, strictly increasing in this isolate: the runtime's clock moves
+/// in whole milliseconds, and visitors who join one after the other must keep their order.
+pub fn next_stamp(now: u64) -> u64 {
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        i.last_stamp = now.saturating_mul(1000).max(i.last_stamp + 1);
+        i.last_stamp
+    })
+}
+
+/// A round-robin shard for joins without a user id.
+pub fn next_shard(shards: u16) -> u16 {
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        i.next_shard = i.next_shard.wrapping_add(1);
+        (i.next_shard % u64::from(shards.max(1))) as u16
+    })
+}
+
+/// Calls a Durable Object: `POST https://do/{op}` with a JSON body, answer parsed as JSON.
+/// Errors the object answered with keep their code; a failed call is `store_unavailable`.
+/// The request is encoded before the call, so the future borrows only `env`.
+pub fn call<'e, Q: Serialize, A: DeserializeOwned>(
+    env: &'e Env,
+    binding: &'static str,
+    name: &str,
+    kind: &'static str,
+    op: &'static str,
+    body: &Q,
+) -> impl std::future::Future<Output = Result<A, ApiError>> + 'e {
+    let json = serde_json::to_string(body).expect("requests serialize");
+    let name = name.to_owned();
+    async move {
+        ISOLATE.with(|i| *i.borrow_mut().object_calls.entry(kind).or_default() += 1);
+        let unavailable = |e: worker::Error| {
+            ApiError::new(
+                ErrorCode::StoreUnavailable,
+                format!("{binding} {name}: {e}"),
+            )
+        };
+        let namespace = env.durable_object(binding).map_err(unavailable)?;
+        let id = namespace.id_from_name(&name).map_err(unavailable)?;
+        let stub = id.get_stub().map_err(unavailable)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_body(Some(JsValue::from_str(&json)));
+        let request =
+            Request::new_with_init(&format!("https://do/{op}"), &init).map_err(unavailable)?;
+        let mut response = stub
+            .fetch_with_request(request)
+            .await
+            .map_err(unavailable)?;
+        let status = response.status_code();
+        let bytes = response.bytes().await.map_err(unavailable)?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(ErrorCode::StoreUnavailable, format!("{binding} {op}: {e}"))
+            });
+        }
+        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        Err(match body {
+            Some(body) => ApiError::new(
+                ErrorCode::parse(&body.error.code).unwrap_or(ErrorCode::StoreUnavailable),
+                body.error.message,
+            ),
+            None => ApiError::new(
+                ErrorCode::StoreUnavailable,
+                format!("{binding} {op} answered {status}"),
+            ),
+        })
+    }
+}
+
+pub const REGISTRY: &str = "REGISTRY";
+pub const SHARDS: &str = "SHARDS";
+pub const REGISTRY_NAME: &str = "registry";
+
+/// Every room as the registry last published it, read at most once a second (or now, with
+/// `fresh`).
+pub async fn rooms(
+    env: &Env,
+    now: u64,
+    fresh: bool,
+) -> Result<std::rc::Rc<BTreeMap<String, RoomEntry>>, ApiError> {
+    if !fresh {
+        let cached = ISOLATE.with(|i| {
+            i.borrow()
+                .rooms
+                .as_ref()
+                .filter(|(at, _)| now < at + CACHE_MS)
+                .map(|(_, rooms)| rooms.clone())
+        });
+        if let Some(rooms) = cached {
+            return Ok(rooms);
+        }
+    }
+    let res: RoomsRes = call(env, REGISTRY, REGISTRY_NAME, "registry_read", "rooms", &()).await?;
+    let rooms: BTreeMap<String, RoomEntry> = res
+        .rooms
+        .into_iter()
+        .map(|e| (e.record.id.as_str().to_owned(), e))
+        .collect();
+    let rooms = std::rc::Rc::new(rooms);
+    ISOLATE.with(|i| i.borrow_mut().rooms = Some((now, rooms.clone())));
+    Ok(rooms)
+}
+
+/// Forgets the cached rooms (after this isolate changed one).
+pub fn forget_rooms() {
+    ISOLATE.with(|i| i.borrow_mut().rooms = None);
+}
+
+/// A live session this isolate found less than a second ago.
+pub fn cached_session(key: &(String, u32, u16, u64), now: u64) -> Option<u64> {
+    ISOLATE.with(|i| {
+        i.borrow()
+            .sessions
+            .get(key)
+            .filter(|&&(expires_at, checked_at)| expires_at > now && now < checked_at + CACHE_MS)
+            .map(|&(expires_at, _)| expires_at)
+    })
+}
+
+pub fn remember_session(key: (String, u32, u16, u64), expires_at: Option<u64>, now: u64) {
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        match expires_at {
+            Some(expires_at) => {
+                if i.sessions.len() > 10_000 {
+                    i.sessions
+                        .retain(|_, &mut (e, c)| e > now && now < c + CACHE_MS);
+                }
+                i.sessions.insert(key, (expires_at, now));
+            }
+            None => {
+                i.sessions.remove(&key);
+            }
+        }
+    });
+}

@@ -1,0 +1,182 @@
+//! What the worker and its Durable Objects say to each other: JSON over `fetch`, one path per
+//! operation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::RoomStats;
+use crate::queue::QueueSummary;
+use crate::room::{RoomConfig, RoomId, RoomRecord};
+use crate::shard::{ShardJoin, Standing, Timing};
+
+// ---- the shard object ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinJob {
+    pub user: Option<String>,
+    pub stamp: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinReq {
+    pub jobs: Vec<JoinJob>,
+    pub now: u64,
+    pub timing: Timing,
+}
+
+/// A join and, when the visitor waits, how many wait before it in this shard.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct JoinedIn {
+    pub joined: ShardJoin,
+    pub ahead: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRes {
+    pub results: Vec<JoinedIn>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct VisitReq {
+    pub seq: u64,
+    pub now: u64,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct VisitRes {
+    pub standing: Standing,
+    pub stamp: u64,
+    pub ahead: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct EndReq {
+    pub seq: u64,
+    pub now: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndRes {
+    pub ended: Option<bool>,
+    pub report: ShardReport,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SessionReq {
+    pub seq: u64,
+    pub renew: bool,
+    pub now: u64,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SessionRes {
+    pub expires_at: Option<u64>,
+}
+
+/// Ends what has expired, raises the fence (when not 0), and reports the shard.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SummaryReq {
+    pub now: u64,
+    pub timing: Timing,
+    pub fence: u64,
+    /// How many of the next waiting visitors to list (for an admission plan).
+    pub heads: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardReport {
+    pub summary: QueueSummary,
+    pub active: u64,
+    pub unclaimed: u64,
+    pub credit: u64,
+    pub admitted_total: u64,
+    /// `(seq, stamp)` of the next waiting visitors.
+    pub heads: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct AdmitReq {
+    pub fence: u64,
+    pub upto: u64,
+    pub credit: u64,
+    /// An operator's admission goes ahead in a paused room and leaves the credit alone.
+    pub operator: bool,
+    pub now: u64,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdmitRes {
+    pub admitted: u64,
+    pub report: ShardReport,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct PauseReq {
+    pub paused: bool,
+    pub drop_credit: bool,
+}
+
+// ---- the registry ----
+
+/// A room as the registry keeps it: its record and what was last published of its shards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomEntry {
+    pub record: RoomRecord,
+    #[serde(default)]
+    pub summaries: Vec<QueueSummary>,
+    #[serde(default)]
+    pub stats: RoomStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomsRes {
+    pub rooms: Vec<RoomEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutReq {
+    pub id: RoomId,
+    pub config: RoomConfig,
+    pub epoch: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutRes {
+    pub record: RoomRecord,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchReq {
+    pub id: RoomId,
+    pub paused: Option<bool>,
+    /// `Some(None)` clears the rate.
+    pub rate: Option<Option<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishReq {
+    pub id: RoomId,
+    pub summaries: Vec<QueueSummary>,
+    pub stats: RoomStats,
+}
+
+/// One shard's summary, after a change this isolate made (a leave, a revocation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishShardReq {
+    pub id: RoomId,
+    pub shard: u16,
+    pub summary: QueueSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseReq {
+    pub holder: String,
+    pub ttl_ms: u64,
+    pub now: u64,
+}
+
+/// An error a Durable Object answers with, as `{"error":{"code","message"}}` and a status.
+pub use crate::error::ErrorBody;

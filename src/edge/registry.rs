@@ -1,0 +1,278 @@
+//! The registry object (one for the whole deployment): every room's record, what was last
+//! published of its shards (the summaries isolates answer polls from), and the scheduler's
+//! admission lease with its fencing counter. Small, and read by each isolate at most once a
+//! second.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+
+use super::protocol::*;
+use super::respond::{error, json};
+use crate::api::LeaseResponse;
+use crate::error::ErrorCode;
+use crate::room::RoomRecord;
+
+#[durable_object]
+pub struct Registry {
+    sql: SqlStorage,
+    rooms: RefCell<Option<BTreeMap<String, RoomEntry>>>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    id: String,
+    entry: String,
+}
+
+#[derive(Deserialize)]
+struct LeaseRow {
+    holder: String,
+    expires: i64,
+    fence: i64,
+}
+
+type Answer<T> = std::result::Result<T, (ErrorCode, String)>;
+
+impl DurableObject for Registry {
+    fn new(state: State, _env: Env) -> Self {
+        Registry {
+            sql: state.storage().sql(),
+            rooms: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        let body = req.bytes().await?;
+        if let Err(e) = self.ensure_loaded() {
+            return error(
+                ErrorCode::Internal,
+                &format!("the registry could not load: {e}"),
+            );
+        }
+        match path.as_str() {
+            "/rooms" => json(&RoomsRes {
+                rooms: self.entries(),
+            }),
+            "/put" => self.handle(&body, |this, r: PutReq| this.put(r)),
+            "/patch" => self.handle(&body, |this, r: PatchReq| this.patch(r)),
+            "/publish" => self.handle(&body, |this, r: PublishReq| this.publish(r)),
+            "/publish_shard" => {
+                self.handle(&body, |this, r: PublishShardReq| this.publish_shard(r))
+            }
+            "/lease" => self.handle(&body, |this, r: LeaseReq| this.lease(r)),
+            "/fence" => self.handle(&body, |this, _: serde_json::Value| this.fence()),
+            _ => error(ErrorCode::NotFound, "no such registry operation"),
+        }
+    }
+}
+
+impl Registry {
+    fn handle<Q: DeserializeOwned, A: Serialize>(
+        &self,
+        body: &[u8],
+        f: impl FnOnce(&Self, Q) -> Answer<A>,
+    ) -> Result<Response> {
+        let request: Q = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(e) => return error(ErrorCode::InvalidJson, &e.to_string()),
+        };
+        match f(self, request) {
+            Ok(answer) => json(&answer),
+            Err((code, message)) => error(code, &message),
+        }
+    }
+
+    fn ensure_loaded(&self) -> Result<()> {
+        if self.rooms.borrow().is_some() {
+            return Ok(());
+        }
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS rooms(id TEXT PRIMARY KEY, entry TEXT NOT NULL)",
+            None,
+        )?;
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS lease(k INTEGER PRIMARY KEY, holder TEXT NOT NULL, \
+             expires INTEGER NOT NULL, fence INTEGER NOT NULL)",
+            None,
+        )?;
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT id, entry FROM rooms", None)?
+            .to_array()?;
+        let mut rooms = BTreeMap::new();
+        for row in rows {
+            let entry: RoomEntry = serde_json::from_str(&row.entry)
+                .map_err(|e| worker::Error::RustError(format!("room {}: {e}", row.id)))?;
+            rooms.insert(row.id, entry);
+        }
+        *self.rooms.borrow_mut() = Some(rooms);
+        Ok(())
+    }
+
+    fn entries(&self) -> Vec<RoomEntry> {
+        self.rooms
+            .borrow()
+            .as_ref()
+            .map(|rooms| rooms.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn store(&self, entry: RoomEntry) -> Answer<RoomEntry> {
+        let id = entry.record.id.as_str().to_owned();
+        let text = serde_json::to_string(&entry).expect("an entry serializes");
+        self.sql
+            .exec(
+                "INSERT INTO rooms(id, entry) VALUES (?, ?) \
+                 ON CONFLICT(id) DO UPDATE SET entry = excluded.entry",
+                vec![id.clone().into(), text.into()],
+            )
+            .map_err(|e| (ErrorCode::Internal, format!("the rooms table: {e}")))?;
+        if let Some(rooms) = self.rooms.borrow_mut().as_mut() {
+            rooms.insert(id, entry.clone());
+        }
+        Ok(entry)
+    }
+
+    fn get(&self, id: &str) -> Option<RoomEntry> {
+        self.rooms
+            .borrow()
+            .as_ref()
+            .and_then(|r| r.get(id).cloned())
+    }
+
+    fn put(&self, req: PutReq) -> Answer<PutRes> {
+        match self.get(req.id.as_str()) {
+            Some(mut entry) => {
+                if entry.record.config.shards != req.config.shards {
+                    return Err((
+                        ErrorCode::Conflict,
+                        format!(
+                            "shards: a room keeps its shard count ({}) for life",
+                            entry.record.config.shards
+                        ),
+                    ));
+                }
+                entry.record.config = req.config;
+                let entry = self.store(entry)?;
+                Ok(PutRes {
+                    record: entry.record,
+                    created: false,
+                })
+            }
+            None => {
+                let entry = self.store(RoomEntry {
+                    record: RoomRecord {
+                        id: req.id,
+                        config: req.config,
+                        paused: false,
+                        epoch: req.epoch,
+                        measured_rate: None,
+                    },
+                    summaries: Vec::new(),
+                    stats: Default::default(),
+                })?;
+                Ok(PutRes {
+                    record: entry.record,
+                    created: true,
+                })
+            }
+        }
+    }
+
+    fn patch(&self, req: PatchReq) -> Answer<RoomRecord> {
+        let Some(mut entry) = self.get(req.id.as_str()) else {
+            return Err((
+                ErrorCode::UnknownRoom,
+                format!("no room {:?}", req.id.as_str()),
+            ));
+        };
+        if let Some(paused) = req.paused {
+            entry.record.paused = paused;
+        }
+        if let Some(rate) = req.rate {
+            entry.record.measured_rate = rate;
+            entry.stats.admit_rate_per_min = rate;
+        }
+        Ok(self.store(entry)?.record)
+    }
+
+    fn publish(&self, req: PublishReq) -> Answer<()> {
+        let Some(mut entry) = self.get(req.id.as_str()) else {
+            return Err((
+                ErrorCode::UnknownRoom,
+                format!("no room {:?}", req.id.as_str()),
+            ));
+        };
+        entry.summaries = req.summaries;
+        entry.stats = req.stats;
+        entry.stats.admit_rate_per_min = entry.record.measured_rate;
+        self.store(entry).map(|_| ())
+    }
+
+    fn publish_shard(&self, req: PublishShardReq) -> Answer<()> {
+        let Some(mut entry) = self.get(req.id.as_str()) else {
+            return Err((
+                ErrorCode::UnknownRoom,
+                format!("no room {:?}", req.id.as_str()),
+            ));
+        };
+        let shard = usize::from(req.shard);
+        if shard >= usize::from(entry.record.config.shards) {
+            return Err((ErrorCode::InvalidRequest, "no such shard".into()));
+        }
+        if entry.summaries.len() <= shard {
+            // Nothing published for the room yet: one shard alone would mislead.
+            return Ok(());
+        }
+        entry.summaries[shard] = req.summary;
+        entry.stats.waiting = entry.summaries.iter().map(|s| s.waiting).sum();
+        self.store(entry).map(|_| ())
+    }
+
+    fn lease_row(&self) -> Answer<Option<LeaseRow>> {
+        let rows: Vec<LeaseRow> = self
+            .sql
+            .exec("SELECT holder, expires, fence FROM lease WHERE k = 1", None)
+            .and_then(|c| c.to_array())
+            .map_err(|e| (ErrorCode::Internal, format!("the lease table: {e}")))?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn lease(&self, req: LeaseReq) -> Answer<LeaseResponse> {
+        let now = req.now as i64;
+        let current = self.lease_row()?;
+        let fence = match current {
+            Some(row) if row.holder == req.holder => row.fence,
+            Some(row) if row.expires > now => return Ok(LeaseResponse { fence: 0 }),
+            Some(row) => row.fence + 1,
+            None => 1,
+        };
+        self.sql
+            .exec(
+                "INSERT INTO lease(k, holder, expires, fence) VALUES (1, ?, ?, ?) \
+                 ON CONFLICT(k) DO UPDATE SET holder = excluded.holder, \
+                 expires = excluded.expires, fence = excluded.fence",
+                vec![
+                    req.holder.into(),
+                    (now + req.ttl_ms as i64).into(),
+                    fence.into(),
+                ],
+            )
+            .map_err(|e| (ErrorCode::Internal, format!("the lease table: {e}")))?;
+        Ok(LeaseResponse {
+            fence: fence as u64,
+        })
+    }
+
+    /// The current fence, for an operator's admission (which does not take the lease).
+    fn fence(&self) -> Answer<LeaseResponse> {
+        Ok(LeaseResponse {
+            fence: self.lease_row()?.map_or(0, |r| r.fence as u64),
+        })
+    }
+}

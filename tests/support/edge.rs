@@ -1,0 +1,198 @@
+//! The edge worker under real `wrangler dev` (workerd, local Durable Object storage), with the
+//! origin's scheduler driving it, both as processes on free loopback ports.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::process::origin_binary;
+use super::redis::{command, free_port};
+use super::{client, Target, ADMIN_KEY, SIGNING_KEYS};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the worker once per test run (scripts/edge.sh build: worker-build, offline).
+pub fn build_worker() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(root().join("scripts/edge.sh"))
+            .arg("build")
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "scripts/edge.sh build failed");
+    });
+}
+
+/// A process group we started; stopped (with all its children) when dropped.
+struct Group {
+    child: Option<Child>,
+}
+
+impl Group {
+    fn spawn(mut command: Command) -> Group {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        Group {
+            child: Some(command.spawn().expect("the process starts")),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // `kill -TERM -PID` is read by this procps as a signal to the group of PID's first
+            // digit (that is, everything for a PID starting with 1): `-s SIG -- -PID` is not.
+            let group = format!("-{}", child.id());
+            let signal = |name: &str| {
+                let _ = Command::new("kill")
+                    .args(["-s", name, "--", &group])
+                    .status();
+            };
+            signal("TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            signal("KILL");
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct WranglerDev {
+    pub port: u16,
+    pub persist: PathBuf,
+    upstream: Option<String>,
+    group: Group,
+    log: PathBuf,
+}
+
+impl WranglerDev {
+    /// Starts `wrangler dev` on free ports with the test keys, the given upstream and a fresh
+    /// persistence directory.
+    pub fn start(upstream: Option<&str>) -> WranglerDev {
+        let persist = std::env::temp_dir().join(format!(
+            "queuegate-wrangler-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        Self::start_in(upstream, persist)
+    }
+
+    /// Starts it on the persistence directory of an earlier run.
+    pub fn start_in(upstream: Option<&str>, persist: PathBuf) -> WranglerDev {
+        build_worker();
+        let port = free_port();
+        let log = persist.with_extension("log");
+        let mut command = Command::new(root().join("node_modules/.bin/wrangler"));
+        command
+            .current_dir(root())
+            .args(["dev", "--ip", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--persist-to")
+            .arg(&persist)
+            .args(["--var", &format!("QUEUEGATE_ADMIN_KEY:{ADMIN_KEY}")])
+            .args(["--var", &format!("QUEUEGATE_SIGNING_KEYS:{SIGNING_KEYS}")])
+            .args([
+                "--var",
+                &format!("QUEUEGATE_UPSTREAM:{}", upstream.unwrap_or("")),
+            ])
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "1")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("a log"))
+            .stderr(Stdio::null());
+        let group = Group::spawn(command);
+        let dev = WranglerDev {
+            port,
+            persist,
+            upstream: upstream.map(str::to_owned),
+            group,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let reply = command_http(port, "/_qg/v1/healthz");
+            if reply.is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return dev;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wrangler dev did not come up: {}",
+                std::fs::read_to_string(&dev.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn target(&self) -> Target {
+        Target {
+            base: self.url(),
+            admin_key: ADMIN_KEY.to_owned(),
+            keys: queuegate::SigningKeys::parse(SIGNING_KEYS).unwrap(),
+            client: client(),
+            tick: Duration::from_millis(100),
+        }
+    }
+
+    /// Stops it, keeping the persisted Durable Object storage.
+    pub fn stop(mut self) -> PathBuf {
+        self.group.stop();
+        self.persist.clone()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn command_http(port: u16, path: &str) -> Option<String> {
+    command(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"),
+    )
+}
+
+/// `queuegate-origin schedule --edge URL`: the origin's scheduler driving the edge.
+pub struct EdgeScheduler {
+    group: Group,
+}
+
+impl EdgeScheduler {
+    pub fn start(edge: &str, tick_ms: u64) -> EdgeScheduler {
+        let mut command = Command::new(origin_binary());
+        command
+            .args([
+                "schedule",
+                "--edge",
+                edge,
+                "--tick-ms",
+                &tick_ms.to_string(),
+            ])
+            .env("QUEUEGATE_ADMIN_KEY", ADMIN_KEY)
+            .env("QUEUEGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        EdgeScheduler {
+            group: Group::spawn(command),
+        }
+    }
+}
