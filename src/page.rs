@@ -51,6 +51,23 @@ pub fn unavailable_page(retry_s: u64) -> String {
     )
 }
 
+/// The built-in demo application, served when no upstream is configured, so that a server or
+/// worker started with no configuration at all shows the gate working. `visitor` is the room and
+/// ticket id of a visitor the gate let through.
+pub fn demo_page(api_prefix: &str, visitor: Option<(&RoomId, &str)>) -> String {
+    match visitor {
+        Some((room, ticket_id)) => fill(
+            include_str!("demo_admitted.html"),
+            &[
+                ("room", room.as_str()),
+                ("visitor", ticket_id),
+                ("leave_url", &format!("{api_prefix}/rooms/{room}/leave")),
+            ],
+        ),
+        None => include_str!("demo_open.html").to_owned(),
+    }
+}
+
 /// A wait in words, as the page's script writes it.
 pub fn format_wait(eta_seconds: Option<u64>) -> String {
     match eta_seconds {

@@ -7,15 +7,14 @@ use axum::response::{IntoResponse, Response};
 use crate::http::proxy::Visitor;
 
 pub fn page(prefix: &str, visitor: Option<Visitor<'_>>) -> Response {
-    let body = match visitor {
-        Some(v) => format!(
-            include_str!("demo_admitted.html"),
-            room = v.room,
-            visitor = v.place.ticket_id(),
-            leave_url = format!("{prefix}/rooms/{}/leave", v.room),
-        ),
-        None => include_str!("demo_open.html").to_owned(),
-    };
+    let ticket_id = visitor.as_ref().map(|v| v.place.ticket_id());
+    let body = queuegate::page::demo_page(
+        prefix,
+        visitor
+            .as_ref()
+            .zip(ticket_id.as_deref())
+            .map(|(v, id)| (v.room, id)),
+    );
     (
         StatusCode::OK,
         [
