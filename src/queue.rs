@@ -191,6 +191,13 @@ pub struct QueueSummary {
     /// Seqs above `admitted_seq` that left, the most recent first, up to as many as samples:
     /// a leaver polling an old ticket learns it left without asking the shard.
     pub left: Vec<u64>,
+    /// When the summary was published (Unix ms), and how many joined the shard a minute before
+    /// that: a visitor of another shard who joined since counts those who likely joined here
+    /// meanwhile, instead of learning of them a tick later, when the position would rise.
+    #[serde(default)]
+    pub taken_at: u64,
+    #[serde(default)]
+    pub arrivals_per_min: u64,
 }
 
 impl ShardQueue {
@@ -220,11 +227,43 @@ impl ShardQueue {
             waiting,
             samples,
             left,
+            taken_at: 0,
+            arrivals_per_min: 0,
         }
     }
 }
 
+/// A summary's arrival rate extends at most this far past the summary.
+const MAX_EXTRAPOLATION_MS: u64 = 2_000;
+/// Publications closer together than this keep the previous arrival rate.
+const MIN_RATE_INTERVAL_MS: u64 = 250;
+
 impl QueueSummary {
+    /// This summary as published at `now`, with the arrival rate since `previous` (the shard's
+    /// summary published before it).
+    pub fn observed(mut self, now: u64, previous: Option<&QueueSummary>) -> Self {
+        self.taken_at = now;
+        self.arrivals_per_min = match previous {
+            Some(p) if p.taken_at > 0 && now >= p.taken_at + MIN_RATE_INTERVAL_MS => {
+                self.tail.saturating_sub(p.tail) * 60_000 / (now - p.taken_at)
+            }
+            Some(p) => p.arrivals_per_min,
+            None => 0,
+        };
+        self
+    }
+
+    /// About how many joined the shard between the summary and `stamp` (µs).
+    fn joined_since(&self, stamp: u64) -> f64 {
+        let since_ms = (stamp / 1000)
+            .saturating_sub(self.taken_at)
+            .min(MAX_EXTRAPOLATION_MS);
+        if self.taken_at == 0 {
+            return 0.0;
+        }
+        self.arrivals_per_min as f64 * since_ms as f64 / 60_000.0
+    }
+
     /// About how many waiting visitors come before the visitor keyed `key`, by seq when it is
     /// this shard's own visitor, by stamp otherwise.
     fn before(&self, key: u64, by_seq: bool) -> f64 {
@@ -234,11 +273,11 @@ impl QueueSummary {
             // Past every sample: everyone known waits before; for an own visitor newer than
             // the summary, so do those between the summary's tail and it.
             let newer = if by_seq {
-                key.saturating_sub(self.tail.max(self.admitted_seq) + 1)
+                key.saturating_sub(self.tail.max(self.admitted_seq) + 1) as f64
             } else {
-                0
+                self.joined_since(key)
             };
-            return (self.waiting + newer) as f64;
+            return self.waiting as f64 + newer;
         }
         if i == 0 {
             return 0.0;
@@ -488,6 +527,38 @@ mod tests {
             estimate_position(&full, 0, seq, 5000),
             1 + shards[0].waiting() + shards[1].waiting()
         );
+    }
+
+    #[test]
+    fn joins_elsewhere_since_the_summary_are_counted_at_the_measured_rate() {
+        // Shard 1 took 100 joins in the second between two publications: 6,000 a minute.
+        let mut other = ShardQueue::new();
+        for stamp in 1..=100u64 {
+            other.push(stamp);
+        }
+        let first = ShardQueue::new().summary(16).observed(9_000, None);
+        let second = other.summary(16).observed(10_000, Some(&first));
+        assert_eq!(second.arrivals_per_min, 6_000);
+        let own = ShardQueue::new().summary(16).observed(10_000, None);
+        let summaries = [own, second];
+        // A visitor of shard 0 who joined half a second after the publication: the 100 known
+        // to wait in shard 1, and about 50 more who joined there meanwhile.
+        assert_eq!(
+            estimate_position(&summaries, 0, 1, 10_500_000),
+            1 + 100 + 50
+        );
+        assert_eq!(
+            position_with_own(&summaries, 0, 0, 10_500_000),
+            1 + 100 + 50
+        );
+        // Never more than two seconds' worth, however old the summary.
+        assert_eq!(
+            estimate_position(&summaries, 0, 1, 99_000_000),
+            1 + 100 + 200
+        );
+        // A second publication soon after keeps the rate it had.
+        let soon = other.summary(16).observed(10_100, Some(&summaries[1]));
+        assert_eq!(soon.arrivals_per_min, 6_000);
     }
 
     proptest! {
