@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
+use super::batch;
 use super::isolate::{self, call, Config, REGISTRY, REGISTRY_NAME, SHARDS};
 use super::protocol::*;
 use super::respond::{api_error, json, with_status};
@@ -19,7 +20,7 @@ use crate::api::{
 use crate::controller::RoomLoad;
 use crate::error::{ApiError, ErrorCode};
 use crate::order::plan_fifo;
-use crate::page::{unavailable_page, WaitingPage};
+use crate::page::{demo_page, unavailable_page, WaitingPage};
 use crate::queue::{estimate_position, position_with_own};
 use crate::room::{path_has_prefix, RoomConfig, RoomId};
 use crate::shard::{user_hash, Standing, Timing};
@@ -290,27 +291,18 @@ async fn join_room(
         Some(user) => (user_hash(user) % u64::from(shards)) as u16,
         None => isolate::next_shard(shards),
     };
-    let request = JoinReq {
-        jobs: vec![JoinJob {
-            user: user.map(str::to_owned),
-            stamp: isolate::next_stamp(now),
-        }],
-        now,
-        timing: timing(&entry.record.config),
+    let job = JoinJob {
+        user: user.map(str::to_owned),
+        stamp: isolate::next_stamp(now),
     };
-    let res: JoinRes = call(
+    let joined = &batch::join(
         env,
-        SHARDS,
         &shard_name(entry, shard),
-        "join",
-        "join",
-        &request,
+        job,
+        now,
+        timing(&entry.record.config),
     )
     .await?;
-    let joined = res
-        .results
-        .first()
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the shard answered no join"))?;
     let place = Place {
         epoch: entry.record.epoch,
         shard,
@@ -419,7 +411,10 @@ async fn end_place(env: &Env, entry: &RoomEntry, place: Place, now: u64) -> Outc
     let publish = PublishShardReq {
         id: entry.record.id.clone(),
         shard: place.shard,
-        summary: res.report.summary,
+        summary: res
+            .report
+            .summary
+            .observed(now, entry.summaries.get(usize::from(place.shard))),
     };
     let _: () = call(
         env,
@@ -430,7 +425,7 @@ async fn end_place(env: &Env, entry: &RoomEntry, place: Place, now: u64) -> Outc
         &publish,
     )
     .await?;
-    isolate::forget_rooms();
+    isolate::outdate_rooms();
     isolate::remember_session(session_key(entry, place), None, now);
     Ok(res.ended)
 }
@@ -739,7 +734,7 @@ async fn refresh(
     now: u64,
 ) -> Outcome<(RoomEntry, RoomLoad)> {
     let reports = read_shards(env, entry, fence, heads, now).await?;
-    let entry = publish(env, entry, &reports).await?;
+    let entry = publish(env, entry, &reports, now).await?;
     let load = RoomLoad {
         waiting: entry.stats.waiting,
         active: entry.stats.active,
@@ -775,7 +770,12 @@ async fn read_shards(
     futures::future::join_all(calls).await.into_iter().collect()
 }
 
-async fn publish(env: &Env, entry: &RoomEntry, reports: &[ShardReport]) -> Outcome<RoomEntry> {
+async fn publish(
+    env: &Env,
+    entry: &RoomEntry,
+    reports: &[ShardReport],
+    now: u64,
+) -> Outcome<RoomEntry> {
     let stats = RoomStats {
         waiting: reports.iter().map(|r| r.summary.waiting).sum(),
         admitted: reports.iter().map(|r| r.unclaimed).sum(),
@@ -784,7 +784,11 @@ async fn publish(env: &Env, entry: &RoomEntry, reports: &[ShardReport]) -> Outco
         admit_rate_per_min: entry.record.measured_rate,
         entry_credit: reports.iter().map(|r| r.credit).sum(),
     };
-    let summaries: Vec<_> = reports.iter().map(|r| r.summary.clone()).collect();
+    let summaries: Vec<_> = reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.summary.clone().observed(now, entry.summaries.get(i)))
+        .collect();
     let request = PublishReq {
         id: entry.record.id.clone(),
         summaries: summaries.clone(),
@@ -876,7 +880,7 @@ async fn admit(
         .collect::<Outcome<_>>()?;
     let admitted = results.iter().map(|r| r.admitted).sum();
     let after: Vec<ShardReport> = results.into_iter().map(|r| r.report).collect();
-    publish(env, entry, &after).await?;
+    publish(env, entry, &after, now).await?;
     Ok((admitted, if operator { 0 } else { credits.iter().sum() }))
 }
 
@@ -1056,17 +1060,17 @@ async fn forward(
 ) -> Outcome<Response> {
     let mut response = match &config.upstream {
         None => {
-            let text = match &visitor {
-                Some((room, place)) => format!(
-                    "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>You are in</title>\
-                     <h1>You are in</h1><p>Room {room}, visitor {}.</p></html>",
-                    place.ticket_id()
-                ),
-                None => "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>queuegate</title>\
-                         <p>No waiting room protects this path.</p></html>"
-                    .to_owned(),
-            };
-            Response::from_html(text).map_err(internal)?
+            let ticket_id = visitor.as_ref().map(|(_, place)| place.ticket_id());
+            let visitor = visitor
+                .as_ref()
+                .zip(ticket_id.as_deref())
+                .map(|((room, _), id)| (room, id));
+            let mut page =
+                Response::from_html(demo_page(&config.prefix, visitor)).map_err(internal)?;
+            page.headers_mut()
+                .set("cache-control", "no-store")
+                .map_err(internal)?;
+            page
         }
         Some(upstream) => {
             let url = req.url().map_err(internal)?;

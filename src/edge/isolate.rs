@@ -32,6 +32,8 @@ pub struct Config {
 struct Isolate {
     config: Option<std::rc::Rc<Config>>,
     rooms: Option<(u64, std::rc::Rc<BTreeMap<String, RoomEntry>>)>,
+    /// When a request of this isolate began reading the registry, while it reads.
+    rooms_read_since: Option<u64>,
     sessions: HashMap<(String, u32, u16, u64), (u64, u64)>,
     requests: BTreeMap<&'static str, u64>,
     object_calls: BTreeMap<&'static str, u64>,
@@ -197,7 +199,9 @@ pub const SHARDS: &str = "SHARDS";
 pub const REGISTRY_NAME: &str = "registry";
 
 /// Every room as the registry last published it, read at most once a second (or now, with
-/// `fresh`).
+/// `fresh`). While one request reads the registry, the others of the isolate go on with the copy
+/// it replaces, so a busy isolate reads once a second, not once per request that found the copy
+/// out of date.
 pub async fn rooms(
     env: &Env,
     now: u64,
@@ -205,18 +209,25 @@ pub async fn rooms(
 ) -> Result<std::rc::Rc<BTreeMap<String, RoomEntry>>, ApiError> {
     if !fresh {
         let cached = ISOLATE.with(|i| {
-            i.borrow()
-                .rooms
-                .as_ref()
-                .filter(|(at, _)| now < at + CACHE_MS)
-                .map(|(_, rooms)| rooms.clone())
+            let mut i = i.borrow_mut();
+            let (at, rooms) = i.rooms.clone()?;
+            let someone_reads = i
+                .rooms_read_since
+                .is_some_and(|since| now < since + CACHE_MS);
+            if now < at + CACHE_MS || someone_reads {
+                return Some(rooms);
+            }
+            i.rooms_read_since = Some(now);
+            None
         });
         if let Some(rooms) = cached {
             return Ok(rooms);
         }
     }
-    let res: RoomsRes = call(env, REGISTRY, REGISTRY_NAME, "registry_read", "rooms", &()).await?;
-    let rooms: BTreeMap<String, RoomEntry> = res
+    let read: Result<RoomsRes, ApiError> =
+        call(env, REGISTRY, REGISTRY_NAME, "registry_read", "rooms", &()).await;
+    ISOLATE.with(|i| i.borrow_mut().rooms_read_since = None);
+    let rooms: BTreeMap<String, RoomEntry> = read?
         .rooms
         .into_iter()
         .map(|e| (e.record.id.as_str().to_owned(), e))
@@ -226,9 +237,19 @@ pub async fn rooms(
     Ok(rooms)
 }
 
-/// Forgets the cached rooms (after this isolate changed one).
+/// Forgets the cached rooms (after this isolate changed one): the next request reads them.
 pub fn forget_rooms() {
     ISOLATE.with(|i| i.borrow_mut().rooms = None);
+}
+
+/// Marks the cached rooms out of date (after a visitor left): the next request reads them while
+/// the others go on with this copy.
+pub fn outdate_rooms() {
+    ISOLATE.with(|i| {
+        if let Some((at, _)) = i.borrow_mut().rooms.as_mut() {
+            *at = 0;
+        }
+    });
 }
 
 /// A live session this isolate found less than a second ago.

@@ -4,12 +4,14 @@
 //! published shard summaries, the scheduler's lease). The origin's scheduler drives admission
 //! through the admin API (`queuegate-origin schedule --edge URL`).
 //!
-//! Calls to Durable Objects, per request kind: a join, a leave and a claim are one call to the
-//! visitor's shard; a waiting visitor's poll is none (the isolate answers from the signed ticket
-//! and the registry's summaries, read at most once a second per isolate); a request through the
-//! gate with a live pass is none while the isolate checked the session in the last second, else
-//! one.
+//! Calls to Durable Objects, per request kind: a leave and a claim are one call to the visitor's
+//! shard; a join is one call to its shard, shared with the other joins for that shard that
+//! arrive while it is in flight ([`batch`]); a waiting visitor's poll is none (the isolate
+//! answers from the signed ticket and the registry's summaries, read at most once a second per
+//! isolate); a request through the gate with a live pass is none while the isolate checked the
+//! session in the last second, else one.
 
+mod batch;
 mod handlers;
 mod isolate;
 mod protocol;
