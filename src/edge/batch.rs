@@ -60,6 +60,26 @@ enum Signal {
     Failed(ErrorBody),
 }
 
+/// A batch grows to at most this many joins before a join without a user id looks elsewhere.
+const MAX_BATCH: usize = 64;
+
+/// For a join without a user id (whose shard is free to choose), the shard among `names` whose
+/// call is in flight and whose next batch has room: joining it costs no call of its own.
+pub fn busy_shard(names: impl Iterator<Item = String>) -> Option<u16> {
+    LANES.with(|lanes| {
+        let lanes = lanes.borrow();
+        names
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let lane = lanes.get(&name)?;
+                let open = lane.busy_since.is_some() && lane.queue.len() < MAX_BATCH;
+                open.then_some((lane.queue.len(), i))
+            })
+            .max()
+            .and_then(|(_, i)| u16::try_from(i).ok())
+    })
+}
+
 /// Joins `job` into the shard named `shard`, with whatever other joins for it are waiting.
 pub async fn join(
     env: &Env,

@@ -289,7 +289,8 @@ async fn join_room(
     let shards = entry.record.config.shards;
     let shard = match user {
         Some(user) => (user_hash(user) % u64::from(shards)) as u16,
-        None => isolate::next_shard(shards),
+        None => batch::busy_shard((0..shards).map(|s| shard_name(entry, s)))
+            .unwrap_or_else(|| isolate::next_shard(shards)),
     };
     let job = JoinJob {
         user: user.map(str::to_owned),
@@ -695,9 +696,9 @@ async fn room_action(
                 },
             )
             .await?;
-            isolate::forget_rooms();
             let mut entry = entry.clone();
             entry.record.measured_rate = request.admit_rate_per_min;
+            isolate::remember_room(&entry);
             json(&view(&entry)).map_err(internal)
         }
         "revoke" => {
@@ -803,10 +804,10 @@ async fn publish(
         &request,
     )
     .await?;
-    isolate::forget_rooms();
     let mut entry = entry.clone();
     entry.summaries = summaries;
     entry.stats = stats;
+    isolate::remember_room(&entry);
     Ok(entry)
 }
 

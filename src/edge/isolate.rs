@@ -242,6 +242,16 @@ pub fn forget_rooms() {
     ISOLATE.with(|i| i.borrow_mut().rooms = None);
 }
 
+/// Puts a room this isolate just published into its cached copy of the rooms, instead of
+/// reading them all again.
+pub fn remember_room(entry: &RoomEntry) {
+    ISOLATE.with(|i| {
+        if let Some((_, rooms)) = i.borrow_mut().rooms.as_mut() {
+            std::rc::Rc::make_mut(rooms).insert(entry.record.id.as_str().to_owned(), entry.clone());
+        }
+    });
+}
+
 /// Marks the cached rooms out of date (after a visitor left): the next request reads them while
 /// the others go on with this copy.
 pub fn outdate_rooms() {
