@@ -252,7 +252,12 @@ fn validate_path(path: &str, reserved_prefix: &str) -> Result<(), &'static str> 
     {
         return Err("must be a plain URL path without spaces, query or fragment");
     }
-    if path_has_prefix(reserved_prefix, path) || path_has_prefix(path, reserved_prefix) {
+    // "/" protects the whole site: the API prefix is routed before the gate, so it stays
+    // reachable. A path at or under the prefix could never be gated, and one between "/" and
+    // the prefix (such as "/_qg") is almost certainly a mistake.
+    if path != "/"
+        && (path_has_prefix(reserved_prefix, path) || path_has_prefix(path, reserved_prefix))
+    {
         return Err("overlaps queuegate's own API prefix");
     }
     Ok(())
@@ -300,6 +305,12 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         RoomConfig::default().validate(PREFIX).unwrap();
+    }
+
+    #[test]
+    fn a_room_may_protect_the_whole_site() {
+        let config = RoomConfig::from_json(br#"{"paths":["/"]}"#, PREFIX).unwrap();
+        assert_eq!(config.paths, ["/"]);
     }
 
     #[test]
