@@ -1037,6 +1037,7 @@ fn waiting(config: &Config, room: &RoomId, answer: &Answer, json: bool) -> Outco
 }
 
 fn unavailable(err: ApiError, json: bool) -> Outcome<Response> {
+    worker::console_error!("the gate is closed: {}", err.message);
     if json {
         return api_error(&err).map_err(internal);
     }

@@ -30,6 +30,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let now = worker::Date::now().as_millis();
     match handlers::route(req, &env, now).await {
         Ok(response) => Ok(response),
-        Err(err) => respond::api_error(&err),
+        Err(err) => {
+            // What the server could not do is worth a line in the log (`wrangler tail`); what
+            // the client did wrong is answered and forgotten.
+            if err.status() >= 500 {
+                worker::console_error!("{}: {}", err.code.as_str(), err.message);
+            }
+            respond::api_error(&err)
+        }
     }
 }
