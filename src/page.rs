@@ -2,6 +2,7 @@
 //! at the recommended poll interval, and the gate lets the visitor in on the refresh that finds
 //! them admitted) and is better with it (it polls the status API and updates in place).
 
+use crate::api::VisitorResponse;
 use crate::room::RoomId;
 
 const TEMPLATE: &str = include_str!("waiting.html");
@@ -40,6 +41,20 @@ impl WaitingPage<'_> {
             ],
         )
     }
+}
+
+/// The waiting page for a visitor the gate answered with `visitor` (what a status call would
+/// answer), polling the status API under `api_prefix`.
+pub fn waiting_page(room: &RoomId, visitor: &VisitorResponse, api_prefix: &str) -> String {
+    WaitingPage {
+        room,
+        ticket_id: visitor.ticket_id.as_deref().unwrap_or(""),
+        position: visitor.position.unwrap_or(0),
+        eta_seconds: visitor.eta_seconds.flatten(),
+        poll_after_ms: visitor.poll_after_ms.unwrap_or(1000),
+        status_url: &format!("{api_prefix}/rooms/{room}/status"),
+    }
+    .render()
 }
 
 /// The page shown on a protected path while the queue's store cannot be reached and the room

@@ -20,7 +20,7 @@ use crate::api::{
 use crate::controller::RoomLoad;
 use crate::error::{ApiError, ErrorCode};
 use crate::order::plan_fifo;
-use crate::page::{demo_page, unavailable_page, WaitingPage};
+use crate::page::{demo_page, unavailable_page, waiting_page};
 use crate::queue::{estimate_position, position_with_own};
 use crate::room::{path_has_prefix, RoomConfig, RoomId};
 use crate::shard::{user_hash, Standing, Timing};
@@ -111,6 +111,28 @@ fn timing(config: &RoomConfig) -> Timing {
 
 fn shard_name(entry: &RoomEntry, shard: u16) -> String {
     format!("{}:{:08x}:{shard}", entry.record.id, entry.record.epoch)
+}
+
+/// Calls shard `shard` of the room with `op` (counted as `kind`).
+fn call_shard<'e, Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+    env: &'e Env,
+    entry: &RoomEntry,
+    shard: u16,
+    kind: &'static str,
+    op: &'static str,
+    body: &Q,
+) -> impl std::future::Future<Output = Outcome<A>> + 'e {
+    call(env, SHARDS, &shard_name(entry, shard), kind, op, body)
+}
+
+/// Calls the registry with `op` (counted as `kind`).
+fn call_registry<'e, Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+    env: &'e Env,
+    kind: &'static str,
+    op: &'static str,
+    body: &Q,
+) -> impl std::future::Future<Output = Outcome<A>> + 'e {
+    call(env, REGISTRY, REGISTRY_NAME, kind, op, body)
 }
 
 fn context<'a>(config: &'a Config, entry: &'a RoomEntry) -> RoomContext<'a> {
@@ -351,15 +373,7 @@ async fn visit(env: &Env, entry: &RoomEntry, ticket: &Ticket, now: u64) -> Outco
         now,
         timing: timing(&entry.record.config),
     };
-    let res: VisitRes = call(
-        env,
-        SHARDS,
-        &shard_name(entry, place.shard),
-        "claim",
-        "visit",
-        &request,
-    )
-    .await?;
+    let res: VisitRes = call_shard(env, entry, place.shard, "claim", "visit", &request).await?;
     Ok(match res.standing {
         Standing::Waiting => VisitorState::Waiting {
             position: position_with_own(&entry.summaries, shard, res.ahead, res.stamp),
@@ -396,10 +410,10 @@ async fn end_place(env: &Env, entry: &RoomEntry, place: Place, now: u64) -> Outc
     if place.epoch != entry.record.epoch || place.shard >= entry.record.config.shards {
         return Ok(None);
     }
-    let res: EndRes = call(
+    let res: EndRes = call_shard(
         env,
-        SHARDS,
-        &shard_name(entry, place.shard),
+        entry,
+        place.shard,
         "leave",
         "end",
         &EndReq {
@@ -417,15 +431,7 @@ async fn end_place(env: &Env, entry: &RoomEntry, place: Place, now: u64) -> Outc
             .summary
             .observed(now, entry.summaries.get(usize::from(place.shard))),
     };
-    let _: () = call(
-        env,
-        REGISTRY,
-        REGISTRY_NAME,
-        "leave_publish",
-        "publish_shard",
-        &publish,
-    )
-    .await?;
+    let _: () = call_registry(env, "leave_publish", "publish_shard", &publish).await?;
     isolate::outdate_rooms();
     isolate::remember_session(session_key(entry, place), None, now);
     Ok(res.ended)
@@ -525,10 +531,8 @@ async fn admin(
                 return Err(wrong_method());
             }
             let request: LeaseRequest = crate::api::parse_json(&body(req).await?)?;
-            let lease: crate::api::LeaseResponse = call(
+            let lease: crate::api::LeaseResponse = call_registry(
                 env,
-                REGISTRY,
-                REGISTRY_NAME,
                 "lease",
                 "lease",
                 &LeaseReq {
@@ -584,10 +588,8 @@ async fn put_room(
 ) -> Outcome<Response> {
     let room_config = RoomConfig::from_json(&body(req).await?, &config.prefix)?;
     let epoch = (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32;
-    let put: PutRes = call(
+    let put: PutRes = call_registry(
         env,
-        REGISTRY,
-        REGISTRY_NAME,
         "admin",
         "put",
         &PutReq {
@@ -613,10 +615,10 @@ async fn pause_shards(
     drop_credit: bool,
 ) -> Outcome<()> {
     let calls = (0..entry.record.config.shards).map(|shard| {
-        call::<_, ShardReport>(
+        call_shard::<_, ShardReport>(
             env,
-            SHARDS,
-            &shard_name(entry, shard),
+            entry,
+            shard,
             "admin",
             "pause",
             &PauseReq {
@@ -642,7 +644,7 @@ async fn room_action(
         "admit" => {
             let request = AdmitRequest::from_body(bytes)?;
             let fence: crate::api::LeaseResponse =
-                call(env, REGISTRY, REGISTRY_NAME, "admin", "fence", &()).await?;
+                call_registry(env, "admin", "fence", &()).await?;
             let (admitted, _) = admit(env, entry, request.count, fence.fence, true, now).await?;
             json(&AdmitResponse { admitted }).map_err(internal)
         }
@@ -662,10 +664,8 @@ async fn room_action(
         }
         "pause" | "resume" => {
             let paused = action == "pause";
-            let _: crate::room::RoomRecord = call(
+            let _: crate::room::RoomRecord = call_registry(
                 env,
-                REGISTRY,
-                REGISTRY_NAME,
                 "admin",
                 "patch",
                 &PatchReq {
@@ -683,10 +683,8 @@ async fn room_action(
         }
         "rate" => {
             let request: RateRequest = crate::api::parse_json(bytes)?;
-            let _: crate::room::RoomRecord = call(
+            let _: crate::room::RoomRecord = call_registry(
                 env,
-                REGISTRY,
-                REGISTRY_NAME,
                 "scheduler",
                 "patch",
                 &PatchReq {
@@ -759,14 +757,7 @@ async fn read_shards(
         heads,
     };
     let calls = (0..entry.record.config.shards).map(|shard| {
-        call::<_, ShardReport>(
-            env,
-            SHARDS,
-            &shard_name(entry, shard),
-            "scheduler",
-            "summary",
-            &request,
-        )
+        call_shard::<_, ShardReport>(env, entry, shard, "scheduler", "summary", &request)
     });
     futures::future::join_all(calls).await.into_iter().collect()
 }
@@ -795,15 +786,7 @@ async fn publish(
         summaries: summaries.clone(),
         stats: stats.clone(),
     };
-    let _: () = call(
-        env,
-        REGISTRY,
-        REGISTRY_NAME,
-        "scheduler",
-        "publish",
-        &request,
-    )
-    .await?;
+    let _: () = call_registry(env, "scheduler", "publish", &request).await?;
     let mut entry = entry.clone();
     entry.summaries = summaries;
     entry.stats = stats;
@@ -866,14 +849,7 @@ async fn admit(
             now,
             timing: t,
         };
-        call::<_, AdmitRes>(
-            env,
-            SHARDS,
-            &shard_name(entry, i as u16),
-            "scheduler",
-            "admit",
-            &request,
-        )
+        call_shard::<_, AdmitRes>(env, entry, i as u16, "scheduler", "admit", &request)
     });
     let results: Vec<AdmitRes> = futures::future::join_all(calls)
         .await
@@ -919,15 +895,8 @@ async fn session(
         now,
         timing: timing(&entry.record.config),
     };
-    let res: SessionRes = call(
-        env,
-        SHARDS,
-        &shard_name(entry, place.shard),
-        "gate_session",
-        "session",
-        &request,
-    )
-    .await?;
+    let res: SessionRes =
+        call_shard(env, entry, place.shard, "gate_session", "session", &request).await?;
     isolate::remember_session(key, res.expires_at, now);
     Ok(res.expires_at)
 }
@@ -1011,16 +980,8 @@ fn waiting(config: &Config, room: &RoomId, answer: &Answer, json: bool) -> Outco
     let mut response = if json {
         crate::edge::respond::json(&answer.body).map_err(internal)?
     } else {
-        let status_url = format!("{}/rooms/{}/status", config.prefix, room);
-        let page = WaitingPage {
-            room,
-            ticket_id: answer.body.ticket_id.as_deref().unwrap_or(""),
-            position: answer.body.position.unwrap_or(0),
-            eta_seconds: answer.body.eta_seconds.flatten(),
-            poll_after_ms: answer.body.poll_after_ms.unwrap_or(1000),
-            status_url: &status_url,
-        };
-        let mut r = Response::from_html(page.render()).map_err(internal)?;
+        let mut r = Response::from_html(waiting_page(room, &answer.body, &config.prefix))
+            .map_err(internal)?;
         r.headers_mut()
             .set("cache-control", "no-store")
             .map_err(internal)?;

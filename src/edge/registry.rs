@@ -6,12 +6,11 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
 use super::protocol::*;
-use super::respond::{error, json};
+use super::respond::{error, json, operation, Answer};
 use crate::api::LeaseResponse;
 use crate::error::ErrorCode;
 use crate::room::RoomRecord;
@@ -35,8 +34,6 @@ struct LeaseRow {
     fence: i64,
 }
 
-type Answer<T> = std::result::Result<T, (ErrorCode, String)>;
-
 impl DurableObject for Registry {
     fn new(state: State, _env: Env) -> Self {
         Registry {
@@ -58,35 +55,18 @@ impl DurableObject for Registry {
             "/rooms" => json(&RoomsRes {
                 rooms: self.entries(),
             }),
-            "/put" => self.handle(&body, |this, r: PutReq| this.put(r)),
-            "/patch" => self.handle(&body, |this, r: PatchReq| this.patch(r)),
-            "/publish" => self.handle(&body, |this, r: PublishReq| this.publish(r)),
-            "/publish_shard" => {
-                self.handle(&body, |this, r: PublishShardReq| this.publish_shard(r))
-            }
-            "/lease" => self.handle(&body, |this, r: LeaseReq| this.lease(r)),
-            "/fence" => self.handle(&body, |this, _: serde_json::Value| this.fence()),
+            "/put" => operation(&body, |r: PutReq| self.put(r)),
+            "/patch" => operation(&body, |r: PatchReq| self.patch(r)),
+            "/publish" => operation(&body, |r: PublishReq| self.publish(r)),
+            "/publish_shard" => operation(&body, |r: PublishShardReq| self.publish_shard(r)),
+            "/lease" => operation(&body, |r: LeaseReq| self.lease(r)),
+            "/fence" => operation(&body, |_: serde_json::Value| self.fence()),
             _ => error(ErrorCode::NotFound, "no such registry operation"),
         }
     }
 }
 
 impl Registry {
-    fn handle<Q: DeserializeOwned, A: Serialize>(
-        &self,
-        body: &[u8],
-        f: impl FnOnce(&Self, Q) -> Answer<A>,
-    ) -> Result<Response> {
-        let request: Q = match serde_json::from_slice(body) {
-            Ok(request) => request,
-            Err(e) => return error(ErrorCode::InvalidJson, &e.to_string()),
-        };
-        match f(self, request) {
-            Ok(answer) => json(&answer),
-            Err((code, message)) => error(code, &message),
-        }
-    }
-
     fn ensure_loaded(&self) -> Result<()> {
         if self.rooms.borrow().is_some() {
             return Ok(());

@@ -1,5 +1,6 @@
 //! Responses: JSON bodies and errors in the API's shape, with `Cache-Control: no-store`.
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::{Response, Result};
 
@@ -30,4 +31,22 @@ pub fn api_error(err: &ApiError) -> Result<Response> {
             .set("www-authenticate", "Bearer realm=\"queuegate-admin\"")?;
     }
     Ok(response)
+}
+
+/// What a Durable Object operation answers: a value, or the error code and message.
+pub type Answer<T> = std::result::Result<T, (ErrorCode, String)>;
+
+/// Runs a Durable Object operation on its JSON request body and answers with its JSON result.
+pub fn operation<Q: DeserializeOwned, A: Serialize>(
+    body: &[u8],
+    f: impl FnOnce(Q) -> Answer<A>,
+) -> Result<Response> {
+    let request: Q = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(e) => return error(ErrorCode::InvalidJson, &e.to_string()),
+    };
+    match f(request) {
+        Ok(answer) => json(&answer),
+        Err((code, message)) => error(code, &message),
+    }
 }

@@ -8,12 +8,11 @@
 
 use std::cell::RefCell;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
 use super::protocol::*;
-use super::respond::{error, json};
+use super::respond::{error, operation, Answer};
 use crate::error::ErrorCode;
 use crate::shard::{Op, Outcome, Shard, Standing};
 
@@ -66,37 +65,19 @@ impl DurableObject for ShardObject {
             );
         }
         match path.as_str() {
-            "/join" => self.handle(&body, |this, r: JoinReq| this.join(r)),
-            "/visit" => self.handle(&body, |this, r: VisitReq| this.visit(r)),
-            "/end" => self.handle(&body, |this, r: EndReq| this.end(r)),
-            "/session" => self.handle(&body, |this, r: SessionReq| this.session(r)),
-            "/summary" => self.handle(&body, |this, r: SummaryReq| this.summary(r)),
-            "/admit" => self.handle(&body, |this, r: AdmitReq| this.admit(r)),
-            "/pause" => self.handle(&body, |this, r: PauseReq| this.pause(r)),
+            "/join" => operation(&body, |r: JoinReq| self.join(r)),
+            "/visit" => operation(&body, |r: VisitReq| self.visit(r)),
+            "/end" => operation(&body, |r: EndReq| self.end(r)),
+            "/session" => operation(&body, |r: SessionReq| self.session(r)),
+            "/summary" => operation(&body, |r: SummaryReq| self.summary(r)),
+            "/admit" => operation(&body, |r: AdmitReq| self.admit(r)),
+            "/pause" => operation(&body, |r: PauseReq| self.pause(r)),
             _ => error(ErrorCode::NotFound, "no such shard operation"),
         }
     }
 }
 
-/// An answer, or the error code and message to answer with.
-type Answer<T> = std::result::Result<T, (ErrorCode, String)>;
-
 impl ShardObject {
-    fn handle<Q: DeserializeOwned, A: Serialize>(
-        &self,
-        body: &[u8],
-        f: impl FnOnce(&Self, Q) -> Answer<A>,
-    ) -> Result<Response> {
-        let request: Q = match serde_json::from_slice(body) {
-            Ok(request) => request,
-            Err(e) => return error(ErrorCode::InvalidJson, &e.to_string()),
-        };
-        match f(self, request) {
-            Ok(answer) => json(&answer),
-            Err((code, message)) => error(code, &message),
-        }
-    }
-
     fn ensure_loaded(&self) -> Result<()> {
         if self.loaded.borrow().is_some() {
             return Ok(());

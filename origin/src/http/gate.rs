@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use queuegate::api::{pass_cookie_name, ticket_cookie_name, wants_json};
-use queuegate::page::{unavailable_page, WaitingPage};
+use queuegate::page::{unavailable_page, waiting_page};
 use queuegate::visitor::Answer;
 use queuegate::{ErrorCode, Pass, Place, RoomId};
 
@@ -130,19 +130,10 @@ fn waiting_response(s: &Shared, room: &RoomId, answer: Answer, json: bool) -> Re
         )
             .into_response()
     } else {
-        let status_url = format!("{}/rooms/{}/status", s.prefix, room);
-        let page = WaitingPage {
-            room,
-            ticket_id: answer.body.ticket_id.as_deref().unwrap_or(""),
-            position: answer.body.position.unwrap_or(0),
-            eta_seconds: answer.body.eta_seconds.flatten(),
-            poll_after_ms: answer.body.poll_after_ms.unwrap_or(1000),
-            status_url: &status_url,
-        };
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            page.render(),
+            waiting_page(room, &answer.body, &s.prefix),
         )
             .into_response()
     };
