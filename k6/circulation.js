@@ -1,0 +1,209 @@
+// The whole visitor cycle under load: visitors arrive at a constant rate, join, poll at the
+// interval the server recommends until they are admitted, open a protected page with their pass,
+// stay a while (coming back to the site now and then), and leave; meanwhile the scheduler lets
+// the next ones in as rate and capacity allow. An observer reads the room's stats every second.
+// Thresholds fail the run.
+//
+//   k6 run -e BASE_URL=http://127.0.0.1:8080 -e ADMIN_KEY=... k6/circulation.js
+//
+// Parameters (environment variables via -e; all optional but ADMIN_KEY):
+//   BASE_URL          the server (origin or edge)                        [http://127.0.0.1:8080]
+//   ADMIN_KEY         the admin key: setup() creates the room, the observer reads its stats
+//   ROOM              the room                                           [circulation]
+//   MAX_ACTIVE, ADMIT_PER_MINUTE, SHARDS   the room's configuration      [100, 600, 4]
+//   PROTECTED_PATH    the path the room protects                         [/cycle]
+//   ARRIVAL_RATE      visitors arriving per second                       [15]
+//   DURATION_S        how long visitors arrive                           [120]
+//   STAY_S            how long a visitor stays once in                   [5]
+//   PAGE_EVERY_S      a visitor in the site opens a page this often      [2]
+//   MAX_WAIT_S        a visitor gives up (and fails) after waiting this long  [600]
+//   MAX_VUS           the most VUs (each waiting visitor is one)         [3000]
+//   P95_MS, P99_MS    latency thresholds for join, poll, gate and leave  [100, 250]
+//   MIN_SUCCESS       the share of visitors that must get in and leave   [1.0]
+//
+// Custom metrics: visitor_wait_ms (join to admission, as the visitor saw it), wait_estimate_error_s
+// (the wait actually waited minus eta_seconds at join), wait_estimate_abs_error_s, got_in and
+// left_ok (rates), and from the observer room_active, room_admitted, room_waiting and
+// room_admitted_total (with --out csv they are a time series).
+import http from 'k6/http';
+import { check, sleep } from 'k6';
+import exec from 'k6/execution';
+import { Rate, Trend, Counter } from 'k6/metrics';
+
+const env = (name, fallback) => (__ENV[name] === undefined || __ENV[name] === '' ? fallback : __ENV[name]);
+const num = (name, fallback) => parseFloat(env(name, String(fallback)));
+const BASE_URL = env('BASE_URL', 'http://127.0.0.1:8080').replace(/\/$/, '');
+const ADMIN_KEY = env('ADMIN_KEY', '');
+const ROOM = env('ROOM', 'circulation');
+const PROTECTED_PATH = env('PROTECTED_PATH', '/cycle');
+const ARRIVAL_RATE = num('ARRIVAL_RATE', 15);
+const DURATION_S = num('DURATION_S', 120);
+const STAY_S = num('STAY_S', 5);
+const PAGE_EVERY_S = num('PAGE_EVERY_S', 2);
+const MAX_WAIT_S = num('MAX_WAIT_S', 600);
+const MAX_VUS = num('MAX_VUS', 3000);
+const P95_MS = num('P95_MS', 100);
+const P99_MS = num('P99_MS', 250);
+const MIN_SUCCESS = num('MIN_SUCCESS', 1.0);
+export const ROOM_CONFIG = {
+  paths: [PROTECTED_PATH],
+  max_active: num('MAX_ACTIVE', 100),
+  admit_per_minute: num('ADMIT_PER_MINUTE', 600),
+  shards: num('SHARDS', 4),
+  session_ttl_s: 120,
+  claim_window_s: 120,
+};
+// The last visitors must have time to get through the queue that built up.
+const DRAIN_S = MAX_WAIT_S + STAY_S + 30;
+
+const visitorWait = new Trend('visitor_wait_ms', true);
+const estimateError = new Trend('wait_estimate_error_s');
+const estimateAbsError = new Trend('wait_estimate_abs_error_s');
+const gotIn = new Rate('got_in');
+const leftOk = new Rate('left_ok');
+const polls = new Counter('polls');
+const roomActive = new Trend('room_active');
+const roomAdmitted = new Trend('room_admitted');
+const roomWaiting = new Trend('room_waiting');
+const roomAdmittedTotal = new Trend('room_admitted_total');
+
+const latency = [`p(95)<${P95_MS}`, `p(99)<${P99_MS}`];
+export const options = {
+  discardResponseBodies: false,
+  systemTags: ['status', 'method', 'name', 'scenario', 'expected_response'],
+  scenarios: {
+    visitors: {
+      executor: 'constant-arrival-rate',
+      rate: ARRIVAL_RATE,
+      timeUnit: '1s',
+      duration: `${DURATION_S}s`,
+      preAllocatedVUs: Math.min(MAX_VUS, Math.ceil(ARRIVAL_RATE * 10)),
+      maxVUs: MAX_VUS,
+      gracefulStop: `${DRAIN_S}s`,
+    },
+    observer: {
+      executor: 'per-vu-iterations',
+      vus: 1,
+      iterations: 1,
+      maxDuration: `${DURATION_S + DRAIN_S + 30}s`,
+      exec: 'observe',
+    },
+  },
+  thresholds: {
+    'http_req_duration{name:join}': latency,
+    'http_req_duration{name:poll}': latency,
+    'http_req_duration{name:gate}': latency,
+    'http_req_duration{name:leave}': latency,
+    got_in: [`rate>=${MIN_SUCCESS}`],
+    left_ok: [`rate>=${MIN_SUCCESS}`],
+    dropped_iterations: ['count==0'],
+  },
+  summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
+};
+
+const adminHeaders = () => ({ Authorization: `Bearer ${ADMIN_KEY}`, 'Content-Type': 'application/json' });
+
+export function setup() {
+  if (!ADMIN_KEY) {
+    throw new Error('ADMIN_KEY is needed: setup creates the room and the observer reads its stats');
+  }
+  const res = http.put(`${BASE_URL}/_qg/v1/admin/rooms/${ROOM}`, JSON.stringify(ROOM_CONFIG), {
+    headers: adminHeaders(),
+  });
+  if (res.status !== 200 && res.status !== 201) {
+    throw new Error(`could not set up room ${ROOM}: ${res.status} ${res.body}`);
+  }
+}
+
+const JOIN_URL = `${BASE_URL}/_qg/v1/rooms/${ROOM}/join`;
+const STATUS_URL = `${BASE_URL}/_qg/v1/rooms/${ROOM}/status`;
+const LEAVE_URL = `${BASE_URL}/_qg/v1/rooms/${ROOM}/leave`;
+const PAGE_URL = `${BASE_URL}${PROTECTED_PATH}/page`;
+
+function body(res) {
+  try {
+    return res.json();
+  } catch (e) {
+    return {};
+  }
+}
+
+// One visitor's whole visit.
+export default function () {
+  const user = `v-${exec.scenario.iterationInTest}`;
+  const joinedAt = Date.now();
+  const joined = http.post(JOIN_URL, JSON.stringify({ user_id: user }), {
+    headers: { 'Content-Type': 'application/json' },
+    tags: { name: 'join' },
+  });
+  let answer = body(joined);
+  if (!check(joined, { 'joined with a ticket': (r) => r.status === 200 && !!answer.ticket })) {
+    gotIn.add(false);
+    return;
+  }
+  const ticket = answer.ticket;
+  const etaAtJoin = answer.eta_seconds;
+  const auth = { headers: { Authorization: `Bearer ${ticket}` } };
+  while (answer.status === 'waiting') {
+    if ((Date.now() - joinedAt) / 1000 > MAX_WAIT_S) {
+      break;
+    }
+    sleep((answer.poll_after_ms || 1000) / 1000);
+    const res = http.get(STATUS_URL, Object.assign({ tags: { name: 'poll' } }, auth));
+    polls.add(1);
+    if (res.status !== 200) {
+      continue;
+    }
+    answer = body(res);
+  }
+  const admitted = answer.status === 'admitted' && !!answer.pass;
+  gotIn.add(admitted);
+  if (!admitted) {
+    check(answer, { 'admitted in time': () => false });
+    return;
+  }
+  const waitedMs = Date.now() - joinedAt;
+  visitorWait.add(waitedMs);
+  if (etaAtJoin !== null && etaAtJoin !== undefined && joined.json('status') === 'waiting') {
+    estimateError.add(waitedMs / 1000 - etaAtJoin);
+    estimateAbsError.add(Math.abs(waitedMs / 1000 - etaAtJoin));
+  }
+
+  // In the site: pages with the pass, now and then, for the length of the stay.
+  const pass = { headers: { Cookie: `qg_pass_${ROOM}=${answer.pass}` }, tags: { name: 'gate' }, redirects: 0 };
+  const until = Date.now() + STAY_S * 1000;
+  let inside = true;
+  do {
+    const page = http.get(PAGE_URL, pass);
+    inside = check(page, {
+      'the pass lets the visitor through the gate': (r) =>
+        r.status === 200 && r.headers['X-Queuegate-Status'] !== 'waiting',
+    }) && inside;
+    sleep(Math.min(PAGE_EVERY_S, Math.max(0, (until - Date.now()) / 1000)));
+  } while (Date.now() < until);
+
+  const left = http.post(LEAVE_URL, null, { headers: { Authorization: `Bearer ${answer.pass}` }, tags: { name: 'leave' } });
+  leftOk.add(check(left, { 'left': (r) => r.status === 200 && body(r).status === 'left' }) && inside);
+}
+
+// The observer: the room's stats, once a second, until the arrivals are over and the room is
+// empty again.
+export function observe() {
+  const started = Date.now();
+  for (;;) {
+    const res = http.get(`${BASE_URL}/_qg/v1/admin/rooms/${ROOM}`, { headers: adminHeaders(), tags: { name: 'observe' } });
+    if (res.status === 200) {
+      const stats = body(res).stats || {};
+      roomActive.add(stats.active || 0);
+      roomAdmitted.add(stats.admitted || 0);
+      roomWaiting.add(stats.waiting || 0);
+      roomAdmittedTotal.add(stats.admitted_total || 0);
+      const elapsed = (Date.now() - started) / 1000;
+      const empty = !stats.active && !stats.admitted && !stats.waiting;
+      if ((elapsed > DURATION_S + 2 && empty) || elapsed > DURATION_S + DRAIN_S) {
+        return;
+      }
+    }
+    sleep(1);
+  }
+}
