@@ -99,3 +99,16 @@ build_edge() {
     "$TOOLS_DIR/cargo/bin/worker-build" --release --no-opt > target/worker-build.log 2>&1 \
     || { cat target/worker-build.log >&2; return 1; }
 }
+
+# Chromium from Debian's package, for the browser test (playwright-core drives it; Playwright's
+# own browser download cannot work offline).
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then
+    return
+  fi
+  log "installing chromium (Debian package)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
