@@ -25,6 +25,8 @@ log "building the edge worker"
 scripts/edge.sh build
 log "cargo test (unit, property, conformance and edge tests)"
 cargo test --workspace --locked
+log "browser test: the waiting page in headless Chromium, origin and edge"
+scripts/browser-test.sh
 
 cargo build --locked -p queuegate-origin
 pids=()
