@@ -3,8 +3,8 @@
 # and runs every test: formatting, clippy, the unit and property tests, the conformance suite on
 # the embedded store, on Redis and on a Redis Cluster, the failure tests on real processes, the
 # edge worker under real `wrangler dev` (built offline with the pinned worker-build and
-# wasm-bindgen-cli) with the origin's scheduler driving it, and short k6 runs of the seed's
-# scenario.
+# wasm-bindgen-cli) with the origin's scheduler driving it, the waiting page in headless
+# Chromium, and short k6 runs of the visitor cycle, a poll storm and the seed's scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -27,6 +27,10 @@ log "cargo test (unit, property, conformance and edge tests)"
 cargo test --workspace --locked
 log "browser test: the waiting page in headless Chromium, origin and edge"
 scripts/browser-test.sh
+log "k6, short: the visitor cycle, a poll storm and the seed's scenario against the origin"
+QUICK=1 scripts/bench.sh origin
+log "k6, short: the same against the edge under wrangler dev"
+QUICK=1 scripts/bench.sh edge
 
 cargo build --locked -p queuegate-origin
 pids=()

@@ -37,8 +37,10 @@ impl RoomLoad {
 const BURST_TICKS: u128 = 2;
 /// A tick that comes later than that (a slow store, a busy machine: ticks that take longer than
 /// the interval) may still grant what the time since the previous one earned, up to this many
-/// ticks' worth; otherwise a scheduler whose ticks always run late would admit below the rate.
+/// ticks' worth or [`MAX_LATE_MS`], whichever is longer; otherwise a scheduler whose ticks always
+/// run late would admit below the rate.
 const MAX_LATE_TICKS: u128 = 10;
+const MAX_LATE_MS: u128 = 5_000;
 /// The bucket counts in 1/60,000ths of an admission, so that `admit_per_minute` times elapsed
 /// milliseconds is exact: no float drift over a long sale.
 const UNITS_PER_ADMISSION: u128 = 60_000;
@@ -64,7 +66,8 @@ impl AdmissionController {
         let elapsed = self
             .last_refill
             .map_or(0, |last| u128::from(now.saturating_sub(last)));
-        let window = (tick * BURST_TICKS).max(elapsed.min(tick * MAX_LATE_TICKS));
+        let late_cap = (tick * MAX_LATE_TICKS).max(MAX_LATE_MS);
+        let window = (tick * BURST_TICKS).max(elapsed.min(late_cap));
         let burst = (per_minute * window).max(UNITS_PER_ADMISSION);
         if let Some(last) = self.last_admitted_total {
             let used = u128::from(load.admitted_total.saturating_sub(last));
@@ -180,6 +183,16 @@ mod tests {
         }
         // Two ticks' worth at the start, then 10 a second for 59.5 s.
         assert_eq!(load.admitted_total, 2 + 595);
+
+        // Ticks of 100 ms that take 3 s each (far more than ten ticks): the rate still holds.
+        let mut ctl = AdmissionController::new();
+        load.admitted_total = 0;
+        let mut now = 0;
+        while now <= 60_000 {
+            load.admitted_total += ctl.grant(&cfg, load, 100, now);
+            now += 3_000;
+        }
+        assert_eq!(load.admitted_total, 2 + 600);
     }
 
     #[test]
