@@ -18,6 +18,8 @@
 //   PAGE_EVERY_S      a visitor in the site opens a page this often      [2]
 //   MAX_WAIT_S        a visitor gives up (and fails) after waiting this long  [600]
 //   MAX_VUS           the most VUs (each waiting visitor is one)         [3000]
+//   PRE_VUS           VUs made before the start: starting VUs mid-run drops arrivals, so by
+//                     default as many as the queue should ever need      [estimated, see below]
 //   P95_MS, P99_MS    latency thresholds for join, poll, gate and leave  [100, 250]
 //   MIN_SUCCESS       the share of visitors that must get in and leave   [1.0]
 //
@@ -55,6 +57,11 @@ export const ROOM_CONFIG = {
 };
 // The last visitors must have time to get through the queue that built up.
 const DRAIN_S = MAX_WAIT_S + STAY_S + 30;
+// How many visitors are in the room at once, at most: those let in for their stay and a poll or
+// two, and the backlog of arrivals beyond what rate and capacity let through.
+const THROUGHPUT = Math.min(ROOM_CONFIG.admit_per_minute / 60, ROOM_CONFIG.max_active / Math.max(STAY_S, 1));
+const BACKLOG = Math.max(0, ARRIVAL_RATE - THROUGHPUT) * DURATION_S;
+const PRE_VUS = Math.min(MAX_VUS, num('PRE_VUS', Math.ceil(BACKLOG + ARRIVAL_RATE * (STAY_S + 15))));
 
 const visitorWait = new Trend('visitor_wait_ms', true);
 const estimateError = new Trend('wait_estimate_error_s');
@@ -77,7 +84,7 @@ export const options = {
       rate: ARRIVAL_RATE,
       timeUnit: '1s',
       duration: `${DURATION_S}s`,
-      preAllocatedVUs: Math.min(MAX_VUS, Math.ceil(ARRIVAL_RATE * 10)),
+      preAllocatedVUs: PRE_VUS,
       maxVUs: MAX_VUS,
       gracefulStop: `${DRAIN_S}s`,
     },
