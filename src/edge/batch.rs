@@ -2,66 +2,58 @@
 //! joins for a shard that arrive while a call to that shard is in flight wait, and go together
 //! in the next call: one call per batch instead of one per visitor.
 //!
-//! The request whose call is in flight leads; the others wait on a JavaScript promise that each
-//! created in its own request. When the call returns, the leader settles every waiter's promise
-//! with its answer and hands the lane to the first request that queued meanwhile (by settling its
-//! promise with [`Signal::Lead`]). A promise, not a Rust channel: workerd runs the continuation
-//! of a promise settled from another request in the request that created it, so a new leader
-//! makes its call in its own request, never in the one that woke it (whose I/O ends with it).
-//! Each request leads at most once, so no visitor waits for more than two calls.
+//! Nothing wakes one request from another. workerd ties every call, and the body of its
+//! answer, to the request that made it; and a task woken from another request's turn (even by
+//! settling a promise of its own, as tried first) can be polled in that request, where building
+//! its response or making its call fails ("Cannot perform I/O on behalf of a different request").
+//! So only data crosses requests, and each request wakes itself on its own timer. A request that
+//! finds its shard's lane free leads: it takes every join waiting for the shard, its own last,
+//! makes the call, leaves each answer where its waiter will look, and frees the lane. A request
+//! that finds the call in flight queues its join and looks every [`RECHECK_MS`] for its answer,
+//! or for the lane free while its join still waits, and then leads.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::future::{select, Either};
-use serde::{Deserialize, Serialize};
-use worker::js_sys::{Function, Promise};
-use worker::wasm_bindgen::JsValue;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Delay, Env};
 
 use super::isolate::{call, SHARDS};
-use super::protocol::{ErrorBody, JoinJob, JoinReq, JoinRes, JoinedIn};
+use super::protocol::{JoinJob, JoinReq, JoinRes, JoinedIn};
 use crate::error::{ApiError, ErrorCode};
 use crate::shard::Timing;
 
-/// A waiter that has heard nothing for this long gives up on the lane's leader: the leader's
+/// How often a waiting request looks whether the lane is free for it to lead.
+const RECHECK_MS: u64 = 4;
+/// A join that went out in a call answered by nothing for this long is given up: the leader's
 /// request may have been cancelled mid-call.
 const STALE_MS: u64 = 5_000;
+/// A batch grows to at most this many joins before a join without a user id looks elsewhere.
+const MAX_BATCH: usize = 64;
 
 struct Waiter {
     id: u64,
     job: JoinJob,
-    /// Settles the waiter's promise: the only way to reach another request.
-    settle: Function,
 }
 
 /// The joins of one shard.
 #[derive(Default)]
 struct Lane {
-    /// When the call in flight (or the hand-off to the next leader) began.
-    busy_since: Option<u64>,
+    /// Whether a call to the shard is in flight.
+    busy: bool,
     /// Joins for the next call, in arrival (and so stamp) order.
     queue: Vec<Waiter>,
 }
 
+/// A join's answer, and when its leader left it.
+type LeftAnswer = (u64, Result<JoinedIn, ApiError>);
+
 thread_local! {
     static LANES: RefCell<HashMap<String, Lane>> = RefCell::new(HashMap::new());
+    /// Answers a leader left for waiters, with when it left them.
+    static ANSWERS: RefCell<HashMap<u64, LeftAnswer>> = RefCell::new(HashMap::new());
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
 }
-
-/// What a waiter's promise is settled with.
-#[derive(Serialize, Deserialize)]
-enum Signal {
-    /// Lead the next call: the queue is yours.
-    Lead,
-    Joined(JoinedIn),
-    Failed(ErrorBody),
-}
-
-/// A batch grows to at most this many joins before a join without a user id looks elsewhere.
-const MAX_BATCH: usize = 64;
 
 /// For a join without a user id (whose shard is free to choose), the shard among `names` whose
 /// call is in flight and whose next batch has room: joining it costs no call of its own.
@@ -72,7 +64,7 @@ pub fn busy_shard(names: impl Iterator<Item = String>) -> Option<u16> {
             .enumerate()
             .filter_map(|(i, name)| {
                 let lane = lanes.get(&name)?;
-                let open = lane.busy_since.is_some() && lane.queue.len() < MAX_BATCH;
+                let open = lane.busy && lane.queue.len() < MAX_BATCH;
                 open.then_some((lane.queue.len(), i))
             })
             .max()
@@ -92,53 +84,80 @@ pub async fn join(
         n.set(n.get() + 1);
         n.get()
     });
-    let waiting = LANES.with(|lanes| {
+    let batch = LANES.with(|lanes| {
         let mut lanes = lanes.borrow_mut();
         let lane = lanes.entry(shard.to_owned()).or_default();
-        if lane.busy_since.is_none() {
-            lane.busy_since = Some(now);
-            return None;
-        }
-        let (promise, settle) = new_promise();
-        lane.queue.push(Waiter {
-            id,
-            job: job.clone(),
-            settle,
-        });
-        Some(promise)
+        lane.queue.push(Waiter { id, job });
+        take_if_free(lane)
     });
-    let Some(promise) = waiting else {
-        return lead(env, shard, id, vec![(id, job)], Vec::new(), now, timing).await;
-    };
-    match wait(promise).await {
-        Some(Signal::Joined(joined)) => Ok(joined),
-        Some(Signal::Failed(body)) => Err(from_body(body)),
-        Some(Signal::Lead) => {
-            let (jobs, settles) = take_queue(shard);
-            lead(env, shard, id, jobs, settles, now, timing).await
+    if let Some(batch) = batch {
+        return lead(env, shard, id, batch, now, timing).await;
+    }
+    let mut waited_in_flight = 0;
+    loop {
+        Delay::from(Duration::from_millis(RECHECK_MS)).await;
+        // Woken by our own timer, so in our own request.
+        if let Some((_, answer)) = ANSWERS.with(|a| a.borrow_mut().remove(&id)) {
+            return answer;
         }
-        None => take_over(env, shard, id, timing).await,
+        let (batch, still_queued) = LANES.with(|lanes| {
+            let mut lanes = lanes.borrow_mut();
+            let lane = lanes.entry(shard.to_owned()).or_default();
+            let queued = lane.queue.iter().any(|w| w.id == id);
+            (if queued { take_if_free(lane) } else { None }, queued)
+        });
+        if let Some(batch) = batch {
+            let now = worker::Date::now().as_millis();
+            return lead(env, shard, id, batch, now, timing).await;
+        }
+        if !still_queued {
+            // Our join went out in another request's call: its answer is on the way.
+            waited_in_flight += RECHECK_MS;
+            if waited_in_flight > STALE_MS {
+                return Err(ApiError::new(
+                    ErrorCode::StoreUnavailable,
+                    "the join's answer was lost: join again",
+                ));
+            }
+        }
     }
 }
 
-/// Sends `jobs` in one call, answers every waiter, and hands the lane on.
+/// The whole queue, when no call is in flight (the lane is then busy with ours).
+fn take_if_free(lane: &mut Lane) -> Option<Vec<Waiter>> {
+    if lane.busy || lane.queue.is_empty() {
+        return None;
+    }
+    lane.busy = true;
+    Some(std::mem::take(&mut lane.queue))
+}
+
+/// Sends the batch in one call, answers every other waiter, frees the lane, and returns the
+/// answer to our own join (`own`).
 async fn lead(
     env: &Env,
     shard: &str,
     own: u64,
-    jobs: Vec<(u64, JoinJob)>,
-    settles: Vec<(u64, Function)>,
+    batch: Vec<Waiter>,
     now: u64,
     timing: Timing,
 ) -> Result<JoinedIn, ApiError> {
-    let ids: Vec<u64> = jobs.iter().map(|(id, _)| *id).collect();
     let request = JoinReq {
-        jobs: jobs.into_iter().map(|(_, job)| job).collect(),
+        jobs: batch.iter().map(|w| w.job.clone()).collect(),
         now,
         timing,
     };
     let outcome: Result<JoinRes, ApiError> =
         call(env, SHARDS, shard, "join", "join", &request).await;
+    LANES.with(|lanes| {
+        let mut lanes = lanes.borrow_mut();
+        if let Some(lane) = lanes.get_mut(shard) {
+            lane.busy = false;
+            if lane.queue.is_empty() {
+                lanes.remove(shard);
+            }
+        }
+    });
     let answer = |i: usize| -> Result<JoinedIn, ApiError> {
         match &outcome {
             Ok(res) => res.results.get(i).copied().ok_or_else(|| {
@@ -147,105 +166,19 @@ async fn lead(
             Err(err) => Err(err.clone()),
         }
     };
+    let left_at = worker::Date::now().as_millis();
     let mut own_answer = None;
-    for (i, id) in ids.iter().enumerate() {
-        if *id == own {
-            own_answer = Some(answer(i));
-        } else if let Some((_, settle)) = settles.iter().find(|(s, _)| s == id) {
-            let signal = match answer(i) {
-                Ok(joined) => Signal::Joined(joined),
-                Err(err) => Signal::Failed(err.to_body()),
-            };
-            send(settle, &signal);
+    ANSWERS.with(|answers| {
+        let mut answers = answers.borrow_mut();
+        // Answers nobody came for (their request was cancelled) do not stay.
+        answers.retain(|_, (at, _)| left_at < *at + 2 * STALE_MS);
+        for (i, waiter) in batch.iter().enumerate() {
+            if waiter.id == own {
+                own_answer = Some(answer(i));
+            } else {
+                answers.insert(waiter.id, (left_at, answer(i)));
+            }
         }
-    }
-    hand_on(shard);
+    });
     own_answer.unwrap_or_else(|| Err(ApiError::new(ErrorCode::Internal, "the join was not sent")))
-}
-
-/// The lane is free again, or the first request that queued meanwhile leads next.
-fn hand_on(shard: &str) {
-    let next = LANES.with(|lanes| {
-        let mut lanes = lanes.borrow_mut();
-        let lane = lanes.get_mut(shard)?;
-        match lane.queue.first() {
-            Some(first) => {
-                lane.busy_since = Some(worker::Date::now().as_millis());
-                Some(first.settle.clone())
-            }
-            None => {
-                lanes.remove(shard);
-                None
-            }
-        }
-    });
-    if let Some(settle) = next {
-        send(&settle, &Signal::Lead);
-    }
-}
-
-/// Takes the lane's whole queue for a call: the jobs, and how to answer each waiter.
-#[allow(clippy::type_complexity)]
-fn take_queue(shard: &str) -> (Vec<(u64, JoinJob)>, Vec<(u64, Function)>) {
-    let queue = LANES.with(|lanes| {
-        let mut lanes = lanes.borrow_mut();
-        let lane = lanes.entry(shard.to_owned()).or_default();
-        lane.busy_since = Some(worker::Date::now().as_millis());
-        std::mem::take(&mut lane.queue)
-    });
-    queue
-        .into_iter()
-        .map(|w| ((w.id, w.job), (w.id, w.settle)))
-        .unzip()
-}
-
-/// A waiter that heard nothing: if its join was never sent and the lane's leader looks gone, it
-/// leads itself; if its join went out in a call whose answer never came, its fate is unknown.
-async fn take_over(env: &Env, shard: &str, own: u64, timing: Timing) -> Result<JoinedIn, ApiError> {
-    let now = worker::Date::now().as_millis();
-    let mine = LANES.with(|lanes| {
-        let lanes = lanes.borrow();
-        lanes
-            .get(shard)
-            .is_some_and(|lane| lane.queue.iter().any(|w| w.id == own))
-    });
-    if !mine {
-        return Err(ApiError::new(
-            ErrorCode::StoreUnavailable,
-            "the join's answer was lost: join again",
-        ));
-    }
-    let (jobs, settles) = take_queue(shard);
-    lead(env, shard, own, jobs, settles, now, timing).await
-}
-
-fn new_promise() -> (Promise, Function) {
-    let mut settle = None;
-    let promise = Promise::new(&mut |resolve, _reject| settle = Some(resolve));
-    (promise, settle.expect("the executor runs at once"))
-}
-
-fn send(settle: &Function, signal: &Signal) {
-    let text = serde_json::to_string(signal).expect("a signal serializes");
-    // A waiter whose request is gone cannot be answered; nothing else to do.
-    let _ = settle.call1(&JsValue::NULL, &JsValue::from_str(&text));
-}
-
-/// The waiter's signal, or `None` after [`STALE_MS`] without one.
-async fn wait(promise: Promise) -> Option<Signal> {
-    let settled = JsFuture::from(promise);
-    let timeout = Delay::from(Duration::from_millis(STALE_MS));
-    match select(settled, timeout).await {
-        Either::Left((Ok(value), _)) => value
-            .as_string()
-            .and_then(|text| serde_json::from_str(&text).ok()),
-        Either::Left((Err(_), _)) | Either::Right(_) => None,
-    }
-}
-
-fn from_body(body: ErrorBody) -> ApiError {
-    ApiError::new(
-        ErrorCode::parse(&body.error.code).unwrap_or(ErrorCode::StoreUnavailable),
-        body.error.message,
-    )
 }
