@@ -69,12 +69,14 @@ def percentile(values, p):
 def admission_rate(observed, configured):
     """Admissions per minute over the longest stretch in which the queue stayed long (at least
     ten seconds' worth of admissions waiting), from the observer's admitted_total."""
-    waiting = dict(observed.get("room_waiting", []))
+    # The observer adds its four samples one after the other: pair them by order, not by the
+    # millisecond each was stamped with.
+    waiting = [v for _, v in observed.get("room_waiting", [])]
     total = observed.get("room_admitted_total", [])
     long_queue = configured / 6.0
     best, run = [], []
-    for t, v in total:
-        if waiting.get(t, 0) >= long_queue:
+    for (t, v), w in zip(total, waiting):
+        if w >= long_queue:
             run.append((t, v))
             if len(run) > len(best):
                 best = list(run)
@@ -90,8 +92,8 @@ def cycle_figures(out, name):
     m = summary(out, name)
     latencies, observed = series(out, name)
     active = [v for _, v in observed.get("room_active", [])]
-    admitted = dict(observed.get("room_admitted", []))
-    in_use = [v + admitted.get(t, 0) for t, v in observed.get("room_active", [])]
+    admitted = [v for _, v in observed.get("room_admitted", [])]
+    in_use = [a + b for a, b in zip(active, admitted)]
     return m, latencies, observed, {
         "max_active_seen": max(active, default=0),
         "max_in_use_seen": max(in_use, default=0),
@@ -171,7 +173,8 @@ def svg_chart(path, title, runs):
             parts.append(legend(x0 + 8 + i * 60, y0 + 14, name, COLORS[name]))
         # Bottom: visitors.
         y1 = y0 + panel_h + pad
-        v_max = max([v for pts in observed.values() for _, v in pts if pts] + [limit or 0, 1]) * 1.1
+        shown = ("room_active", "room_admitted", "room_waiting")
+        v_max = max([v for m in shown for _, v in observed.get(m, [])] + [limit or 0, 1]) * 1.1
         parts.append(panel(x0, y1, w, panel_h, f"{label}: visitors (max_active {limit})", t_max, v_max))
         for i, (metric, name) in enumerate([("room_active", "active"), ("room_admitted", "admitted"), ("room_waiting", "waiting")]):
             pts = observed.get(metric, [])
