@@ -9,8 +9,10 @@
 //! So only data crosses requests, and each request wakes itself on its own timer. A request that
 //! finds its shard's lane free leads: it takes every join waiting for the shard, its own last,
 //! makes the call, leaves each answer where its waiter will look, and frees the lane. A request
-//! that finds the call in flight queues its join and looks every [`RECHECK_MS`] for its answer,
-//! or for the lane free while its join still waits, and then leads.
+//! that finds the call in flight queues its join and looks for its answer, or for the lane free
+//! while its join still waits (and then leads), when the call in flight should be over (from the
+//! lane's recent call times), and after that at growing intervals: a timer per waiter every few
+//! milliseconds is work the isolate's one thread pays for, and under load it was the bottleneck.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -23,8 +25,12 @@ use super::protocol::{JoinJob, JoinReq, JoinRes, JoinedIn};
 use crate::error::{ApiError, ErrorCode};
 use crate::shard::Timing;
 
-/// How often a waiting request looks whether the lane is free for it to lead.
-const RECHECK_MS: u64 = 4;
+/// Once the call in flight should have been answered, a waiting request looks again after this
+/// long, and then at twice the previous interval, up to [`LAST_RECHECK_MS`].
+const FIRST_RECHECK_MS: u64 = 2;
+const LAST_RECHECK_MS: u64 = 16;
+/// The longest a waiting request sleeps on the lane's estimate before it looks.
+const LONGEST_SLEEP_MS: u64 = 100;
 /// A join that went out in a call answered by nothing for this long is given up: the leader's
 /// request may have been cancelled mid-call.
 const STALE_MS: u64 = 5_000;
@@ -43,6 +49,20 @@ struct Lane {
     busy: bool,
     /// Joins for the next call, in arrival (and so stamp) order.
     queue: Vec<Waiter>,
+    /// When the call in flight was made.
+    call_started_at: u64,
+    /// How long the lane's calls took lately (a moving average).
+    call_ms: u64,
+}
+
+impl Lane {
+    /// How long until the call in flight should be answered, if one is in flight.
+    fn expected_answer_in(&self, now: u64) -> u64 {
+        if !self.busy {
+            return 0;
+        }
+        (self.call_started_at + self.call_ms).saturating_sub(now)
+    }
 }
 
 /// A join's answer, and when its leader left it.
@@ -93,9 +113,24 @@ pub async fn join(
     if let Some(batch) = batch {
         return lead(env, shard, id, batch, now, timing).await;
     }
-    let mut waited_in_flight = 0;
+    // When we first found our join gone out in another request's call.
+    let mut seen_sent_at: Option<u64> = None;
+    let mut recheck_ms = FIRST_RECHECK_MS;
+    let mut now = now;
     loop {
-        Delay::from(Duration::from_millis(RECHECK_MS)).await;
+        let expected = LANES.with(|lanes| {
+            lanes
+                .borrow()
+                .get(shard)
+                .map_or(0, |lane| lane.expected_answer_in(now))
+        });
+        if expected > recheck_ms {
+            Delay::from(Duration::from_millis(expected.min(LONGEST_SLEEP_MS))).await;
+            recheck_ms = FIRST_RECHECK_MS;
+        } else {
+            Delay::from(Duration::from_millis(recheck_ms)).await;
+            recheck_ms = (recheck_ms * 2).min(LAST_RECHECK_MS);
+        }
         // Woken by our own timer, so in our own request.
         if let Some((_, answer)) = ANSWERS.with(|a| a.borrow_mut().remove(&id)) {
             return answer;
@@ -106,14 +141,13 @@ pub async fn join(
             let queued = lane.queue.iter().any(|w| w.id == id);
             (if queued { take_if_free(lane) } else { None }, queued)
         });
+        now = worker::Date::now().as_millis();
         if let Some(batch) = batch {
-            let now = worker::Date::now().as_millis();
             return lead(env, shard, id, batch, now, timing).await;
         }
         if !still_queued {
             // Our join went out in another request's call: its answer is on the way.
-            waited_in_flight += RECHECK_MS;
-            if waited_in_flight > STALE_MS {
+            if now.saturating_sub(*seen_sent_at.get_or_insert(now)) > STALE_MS {
                 return Err(ApiError::new(
                     ErrorCode::StoreUnavailable,
                     "the join's answer was lost: join again",
@@ -129,6 +163,7 @@ fn take_if_free(lane: &mut Lane) -> Option<Vec<Waiter>> {
         return None;
     }
     lane.busy = true;
+    lane.call_started_at = worker::Date::now().as_millis();
     Some(std::mem::take(&mut lane.queue))
 }
 
@@ -149,13 +184,13 @@ async fn lead(
     };
     let outcome: Result<JoinRes, ApiError> =
         call(env, SHARDS, shard, "join", "join", &request).await;
+    let left_at = worker::Date::now().as_millis();
     LANES.with(|lanes| {
-        let mut lanes = lanes.borrow_mut();
-        if let Some(lane) = lanes.get_mut(shard) {
+        // The lane stays when empty: it keeps the call times (one lane per shard in use).
+        if let Some(lane) = lanes.borrow_mut().get_mut(shard) {
             lane.busy = false;
-            if lane.queue.is_empty() {
-                lanes.remove(shard);
-            }
+            let took = left_at.saturating_sub(lane.call_started_at);
+            lane.call_ms = (lane.call_ms * 3 + took) / 4;
         }
     });
     let answer = |i: usize| -> Result<JoinedIn, ApiError> {
@@ -166,7 +201,6 @@ async fn lead(
             Err(err) => Err(err.clone()),
         }
     };
-    let left_at = worker::Date::now().as_millis();
     let mut own_answer = None;
     ANSWERS.with(|answers| {
         let mut answers = answers.borrow_mut();
