@@ -69,6 +69,7 @@ const estimateAbsError = new Trend('wait_estimate_abs_error_s');
 const gotIn = new Rate('got_in');
 const leftOk = new Rate('left_ok');
 const polls = new Counter('polls');
+const retried = new Counter('retried_after_503');
 const roomActive = new Trend('room_active');
 const roomAdmitted = new Trend('room_admitted');
 const roomWaiting = new Trend('room_waiting');
@@ -135,11 +136,26 @@ function body(res) {
   }
 }
 
+// A POST as a browser or an app should send it: a 503 that says when to come back (queuegate's
+// own, with the store down and the policy failing closed; or wrangler dev's proxy, which drops
+// a POST now and then: workers-sdk issue 14641) is sent again, at most twice. Joins (with a
+// user id) and leaves are idempotent, so a retry cannot join twice or leave wrongly. Retries are
+// counted in retried_after_503, and the summary shows them.
+function postRetrying(url, payload, params) {
+  let res = http.post(url, payload, params);
+  for (let attempt = 0; attempt < 2 && res.status === 503 && res.headers['Retry-After'] !== undefined; attempt++) {
+    retried.add(1);
+    sleep(Math.min(5, Math.max(0.1, Number(res.headers['Retry-After']) || 0)));
+    res = http.post(url, payload, params);
+  }
+  return res;
+}
+
 // One visitor's whole visit.
 export default function () {
   const user = `v-${exec.scenario.iterationInTest}`;
   const joinedAt = Date.now();
-  const joined = http.post(JOIN_URL, JSON.stringify({ user_id: user }), {
+  const joined = postRetrying(JOIN_URL, JSON.stringify({ user_id: user }), {
     headers: { 'Content-Type': 'application/json' },
     tags: { name: 'join' },
   });
@@ -189,7 +205,7 @@ export default function () {
     sleep(Math.min(PAGE_EVERY_S, Math.max(0, (until - Date.now()) / 1000)));
   } while (Date.now() < until);
 
-  const left = http.post(LEAVE_URL, null, { headers: { Authorization: `Bearer ${answer.pass}` }, tags: { name: 'leave' } });
+  const left = postRetrying(LEAVE_URL, null, { headers: { Authorization: `Bearer ${answer.pass}` }, tags: { name: 'leave' } });
   leftOk.add(check(left, { 'left': (r) => r.status === 200 && body(r).status === 'left' }) && inside);
 }
 

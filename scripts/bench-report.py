@@ -280,6 +280,9 @@ def main():
                      f"{100 * checks['value']:.2f} % of requests succeeded | | {m.get('dropped_iterations', {}).get('count', 0)} | "
                      f"{'passed' if not crossed(m) else 'crossed: ' + ', '.join(crossed(m))} |")
     lines.append("")
+    retries = ", ".join(f"{m.get('retried_after_503', {}).get('count', 0)} in {name}" for name, (m, *_r) in cycle.items())
+    lines.append(f"Joins and leaves sent again after a 503 with `Retry-After`, as a browser would: {retries}.")
+    lines.append("")
     lines.append("| Run | Request | p50 | p95 | p99 | max |")
     lines.append("|---|---|---|---|---|---|")
     for name, (m, *_rest) in cycle.items():
