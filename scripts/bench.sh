@@ -38,14 +38,15 @@ build_target "$target"
 trap stop_target EXIT
 
 # Per-target load: the edge under local wrangler dev takes a few hundred requests a second in
-# all (see BENCHMARKS.md), the origin thousands.
+# all (see BENCHMARKS.md), the origin thousands; its seed's scenario runs at 200 joins/s, the
+# highest peak scripts/bench-edge.sh found it to hold.
 if [ "$target" = edge ]; then
   queue_args=(-e ARRIVAL_RATE=4 -e DURATION_S=120 -e ADMIT_PER_MINUTE=120 -e MAX_ACTIVE=1000 -e STAY_S=10)
   capacity_args=(-e ARRIVAL_RATE=4 -e DURATION_S=60 -e ADMIT_PER_MINUTE=600 -e MAX_ACTIVE=10 -e STAY_S=5)
   latency_args=(-e P95_MS=1000 -e P99_MS=2000)
   crowd=${CROWD:-100000}
   storm_args=(-e VUS=32 -e DURATION_S=30 -e P95_MS=1000 -e P99_MS=2000)
-  entry_args=(-e WARM_RATE=60 -e WARM_S=10 -e PEAK_RATE=300 -e PEAK_S=30 -e P95_MS=1000 -e P99_MS=2000 -e MAX_VUS=300)
+  entry_args=(-e WARM_RATE=40 -e WARM_S=10 -e PEAK_RATE=200 -e PEAK_S=30 -e P95_MS=1000 -e P99_MS=2000 -e MAX_VUS=300)
 else
   queue_args=(-e ARRIVAL_RATE=20 -e DURATION_S=120 -e ADMIT_PER_MINUTE=600 -e MAX_ACTIVE=1000 -e STAY_S=10)
   capacity_args=(-e ARRIVAL_RATE=15 -e DURATION_S=60 -e ADMIT_PER_MINUTE=1200 -e MAX_ACTIVE=30 -e STAY_S=5)
