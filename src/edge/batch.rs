@@ -8,7 +8,8 @@
 //! its response or making its call fails ("Cannot perform I/O on behalf of a different request").
 //! So only data crosses requests, and each request wakes itself on its own timer. A request that
 //! finds its shard's lane free leads: it takes every join waiting for the shard, its own last,
-//! makes the call, leaves each answer where its waiter will look, and frees the lane. A request
+//! makes the call, leaves each answer where its waiter will look, sends what queued meanwhile
+//! the same way (a call or two more), and frees the lane. A request
 //! that finds the call in flight queues its join and looks for its answer, or for the lane free
 //! while its join still waits (and then leads), when the call in flight should be over (from the
 //! lane's recent call times), and after that at growing intervals: a timer per waiter every few
@@ -29,6 +30,9 @@ use crate::shard::Timing;
 /// long, and then at twice the previous interval, up to [`LAST_RECHECK_MS`].
 const FIRST_RECHECK_MS: u64 = 2;
 const LAST_RECHECK_MS: u64 = 16;
+/// How many calls more a request that made a call makes for joins that queued meanwhile, before
+/// it answers its own visitor.
+const MAX_CHAIN: usize = 2;
 /// The longest a waiting request sleeps on the lane's estimate before it looks.
 const LONGEST_SLEEP_MS: u64 = 100;
 /// A join that went out in a call answered by nothing for this long is given up: the leader's
@@ -167,8 +171,10 @@ fn take_if_free(lane: &mut Lane) -> Option<Vec<Waiter>> {
     Some(std::mem::take(&mut lane.queue))
 }
 
-/// Sends the batch in one call, answers every other waiter, frees the lane, and returns the
-/// answer to our own join (`own`).
+/// Sends the batch in one call and answers every other waiter; then, while joins queued
+/// meanwhile, sends them too (up to [`MAX_CHAIN`] calls more), so the lane does not sit idle until
+/// a waiter's timer notices it free; frees the lane, and returns the answer to our own join
+/// (`own`).
 async fn lead(
     env: &Env,
     shard: &str,
@@ -177,42 +183,67 @@ async fn lead(
     now: u64,
     timing: Timing,
 ) -> Result<JoinedIn, ApiError> {
-    let request = JoinReq {
-        jobs: batch.iter().map(|w| w.job.clone()).collect(),
-        now,
-        timing,
-    };
-    let outcome: Result<JoinRes, ApiError> =
-        call(env, SHARDS, shard, "join", "join", &request).await;
-    let left_at = worker::Date::now().as_millis();
-    LANES.with(|lanes| {
-        // The lane stays when empty: it keeps the call times (one lane per shard in use).
-        if let Some(lane) = lanes.borrow_mut().get_mut(shard) {
-            lane.busy = false;
+    let mut own_answer = None;
+    let (mut batch, mut now) = (batch, now);
+    for round in 0..=MAX_CHAIN {
+        let request = JoinReq {
+            jobs: batch.iter().map(|w| w.job.clone()).collect(),
+            now,
+            timing,
+        };
+        let outcome: Result<JoinRes, ApiError> =
+            call(env, SHARDS, shard, "join", "join", &request).await;
+        let left_at = worker::Date::now().as_millis();
+        let next = LANES.with(|lanes| {
+            // The lane stays when empty: it keeps the call times (one lane per shard in use).
+            let mut lanes = lanes.borrow_mut();
+            let lane = lanes.get_mut(shard)?;
             let took = left_at.saturating_sub(lane.call_started_at);
             lane.call_ms = (lane.call_ms * 3 + took) / 4;
+            if round < MAX_CHAIN && !lane.queue.is_empty() {
+                lane.call_started_at = left_at;
+                Some(std::mem::take(&mut lane.queue))
+            } else {
+                lane.busy = false;
+                None
+            }
+        });
+        leave_answers(&batch, &outcome, own, left_at, &mut own_answer);
+        match next {
+            Some(queued) => (batch, now) = (queued, left_at),
+            None => break,
         }
-    });
+    }
+    own_answer.unwrap_or_else(|| Err(ApiError::new(ErrorCode::Internal, "the join was not sent")))
+}
+
+/// Leaves each waiter of `batch` its answer from `outcome`, but our own (`own`), which goes to
+/// `own_answer`.
+fn leave_answers(
+    batch: &[Waiter],
+    outcome: &Result<JoinRes, ApiError>,
+    own: u64,
+    left_at: u64,
+    own_answer: &mut Option<Result<JoinedIn, ApiError>>,
+) {
     let answer = |i: usize| -> Result<JoinedIn, ApiError> {
-        match &outcome {
+        match outcome {
             Ok(res) => res.results.get(i).copied().ok_or_else(|| {
                 ApiError::new(ErrorCode::Internal, "the shard answered fewer joins")
             }),
             Err(err) => Err(err.clone()),
         }
     };
-    let mut own_answer = None;
     ANSWERS.with(|answers| {
         let mut answers = answers.borrow_mut();
         // Answers nobody came for (their request was cancelled) do not stay.
         answers.retain(|_, (at, _)| left_at < *at + 2 * STALE_MS);
         for (i, waiter) in batch.iter().enumerate() {
             if waiter.id == own {
-                own_answer = Some(answer(i));
+                *own_answer = Some(answer(i));
             } else {
                 answers.insert(waiter.id, (left_at, answer(i)));
             }
         }
     });
-    own_answer.unwrap_or_else(|| Err(ApiError::new(ErrorCode::Internal, "the join was not sent")))
 }
