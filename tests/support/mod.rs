@@ -232,6 +232,9 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
+        // workerd (wrangler dev) closes a connection idle for 5 s: a request sent on one just as
+        // it closes is reset. Never reuse a connection that old.
+        .pool_idle_timeout(Duration::from_secs(3))
         .build()
         .expect("a client")
 }

@@ -33,6 +33,9 @@ impl EdgeStore {
     ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            // workerd closes a connection idle for 5 s (wrangler dev does): a call sent on one
+            // just as it closes is reset, so none that old is reused.
+            .pool_idle_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| format!("an HTTP client: {e}"))?;
         Ok(EdgeStore {
