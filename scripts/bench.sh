@@ -38,8 +38,8 @@ build_target "$target"
 trap stop_target EXIT
 
 # Per-target load: the edge under local wrangler dev takes a few hundred requests a second in
-# all (see BENCHMARKS.md), the origin thousands; its seed's scenario runs at 200 joins/s, the
-# highest peak scripts/bench-edge.sh found it to hold.
+# all (see BENCHMARKS.md), the origin thousands; its seed's scenario runs at 200 joins/s, a
+# peak scripts/bench-edge.sh found it to hold in every run (250/s held on a second try).
 if [ "$target" = edge ]; then
   queue_args=(-e ARRIVAL_RATE=4 -e DURATION_S=120 -e ADMIT_PER_MINUTE=120 -e MAX_ACTIVE=1000 -e STAY_S=10)
   capacity_args=(-e ARRIVAL_RATE=4 -e DURATION_S=60 -e ADMIT_PER_MINUTE=600 -e MAX_ACTIVE=10 -e STAY_S=5)
