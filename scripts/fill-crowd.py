@@ -4,8 +4,10 @@ k6/poll-storm.js to poll with.
 
     scripts/fill-crowd.py BASE_URL ROOM COUNT OUT_FILE [CONNECTIONS]
 
-Joins without a user id over keep-alive connections, CONNECTIONS at a time (default 32); any
-answer but 200 with a ticket stops it with an error. Standard library only.
+Joins without a user id over keep-alive connections, CONNECTIONS at a time (default 32). A 503
+with Retry-After (wrangler dev's proxy drops a POST now and then so: cloudflare/workers-sdk#14641)
+is sent again, at most twice, and counted; any other answer but 200 with a ticket stops it with
+an error. Standard library only.
 """
 import http.client
 import json
@@ -13,6 +15,14 @@ import sys
 import threading
 import time
 import urllib.parse
+
+
+def seconds(retry_after):
+    """Retry-After in seconds (a date there counts as one second)."""
+    try:
+        return float(retry_after)
+    except ValueError:
+        return 1.0
 
 
 def main():
@@ -24,6 +34,7 @@ def main():
     next_index = [0]
     lock = threading.Lock()
     failures = []
+    retried = [0]
 
     def worker():
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
@@ -33,9 +44,16 @@ def main():
                 if i >= count:
                     return
                 next_index[0] += 1
-            conn.request("POST", path, body=b"", headers={"Content-Type": "application/json"})
-            res = conn.getresponse()
-            text = res.read()
+            for attempt in range(3):
+                conn.request("POST", path, body=b"", headers={"Content-Type": "application/json"})
+                res = conn.getresponse()
+                text = res.read()
+                retry_after = res.getheader("Retry-After")
+                if res.status != 503 or retry_after is None or attempt == 2:
+                    break
+                with lock:
+                    retried[0] += 1
+                time.sleep(min(5.0, max(0.1, seconds(retry_after))))
             if res.status != 200:
                 failures.append(f"join {i}: {res.status} {text[:200]!r}")
                 return
@@ -52,7 +70,8 @@ def main():
     elapsed = time.monotonic() - started
     with open(out, "w") as f:
         json.dump(tickets, f)
-    print(f"fill-crowd: {count} visitors joined {room} in {elapsed:.1f} s ({count / elapsed:.0f}/s)")
+    print(f"fill-crowd: {count} visitors joined {room} in {elapsed:.1f} s ({count / elapsed:.0f}/s), "
+          f"{retried[0]} sent again after a 503")
 
 
 if __name__ == "__main__":
