@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+source scripts/targets.sh
 
 conns=${CONNS:-32}
 seconds_each=${SECONDS_EACH:-15}
@@ -26,8 +27,7 @@ read -r -a peak_rates <<< "${peak_rates[*]}"
 ensure_k6
 command -v wrk >/dev/null || { log "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
 mkdir -p bench-out target
-build_edge
-cargo build --release -q --locked -p queuegate-origin
+build_target edge
 out=bench-out/edge-summary.txt
 : > "$out"
 say() { echo "$*" | tee -a "$out"; }
@@ -35,31 +35,11 @@ say() { echo "$*" | tee -a "$out"; }
 say "# queuegate edge under wrangler dev, $(date -u +%Y-%m-%d)"
 say "bundle: index_bg.wasm $(stat -c %s build/index_bg.wasm) bytes ($(gzip -9 -c build/index_bg.wasm | wc -c) gzipped), index.js $(stat -c %s build/index.js) bytes ($(gzip -9 -c build/index.js | wc -c) gzipped)"
 
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-admin_key=bench-$RANDOM$RANDOM
-signing_keys="k1:$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
-# Starts wrangler dev (fresh storage) and the scheduler driving it; sets port, base, edge_pids.
-start_edge() {  # start_edge <log name>
-  port=$(free_port)
-  WRANGLER_SEND_METRICS=false node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$port" \
-    --inspector-port "$(free_port)" --persist-to "$(mktemp -d)" \
-    --var "QUEUEGATE_ADMIN_KEY:$admin_key" --var "QUEUEGATE_SIGNING_KEYS:$signing_keys" \
-    --var "QUEUEGATE_UPSTREAM:" > "bench-out/edge-wrangler-$1.log" 2>&1 &
-  edge_pids=($!)
-  base="http://127.0.0.1:$port/_qg/v1"
-  wait_for_http "$base/healthz"
-  QUEUEGATE_ADMIN_KEY=$admin_key QUEUEGATE_LOG=warn ./target/release/queuegate-origin schedule \
-    --edge "http://127.0.0.1:$port" > "bench-out/edge-scheduler-$1.log" 2>&1 &
-  edge_pids+=($!)
-  pids+=("${edge_pids[@]}")
-}
-stop_edge() {
-  kill "${edge_pids[@]}" 2>/dev/null || true
-  wait "${edge_pids[@]}" 2>/dev/null || true
-}
-start_edge wrk
-admin() { curl -fsS -H "authorization: Bearer $admin_key" "$@"; }
+trap stop_target EXIT
+# wrangler dev with fresh storage and the origin's scheduler driving it (scripts/targets.sh).
+start_target edge bench-out/edge-wrk
+base="$TARGET_URL/_qg/v1"
+admin() { curl -fsS -H "authorization: Bearer $TARGET_ADMIN_KEY" "$@"; }
 
 # The worker's Durable Object calls by kind, as "kind count" lines.
 object_calls() {
@@ -115,7 +95,7 @@ phase trivial_again "$base/healthz"
 # The trivial route runs before and after: the ratios are against the mean of the two.
 say "ratios to the trivial route (mean of before and after): joins $(python3 -c "print(f'{2 * $rps_join / ($rps_trivial + $rps_trivial_again):.2f}')"), polls $(python3 -c "print(f'{2 * $rps_poll / ($rps_trivial + $rps_trivial_again):.2f}')")"
 
-stop_edge
+stop_target
 
 say ""
 say "## k6/entry-scale.js: 10 s at a fifth of the peak, then 30 s at the peak, user ids"
@@ -125,16 +105,16 @@ say "## k6/entry-scale.js: 10 s at a fifth of the peak, then 30 s at the peak, u
 held_rate=none
 for rate in "${peak_rates[@]}"; do
   for attempt in 1 2; do
-    start_edge "entry-$rate"
+    start_target edge "bench-out/edge-entry-$rate"
     warm=$(( rate / 5 > 0 ? rate / 5 : 1 ))
     set +e
-    GOGC=400 k6 run --quiet -e BASE_URL="http://127.0.0.1:$port" -e ROOM=entry-scale \
-      -e ADMIN_KEY="$admin_key" -e WARM_RATE="$warm" -e WARM_S=10 -e PEAK_RATE="$rate" -e PEAK_S=30 \
+    GOGC=400 k6 run --quiet -e BASE_URL="$TARGET_URL" -e ROOM=entry-scale \
+      -e ADMIN_KEY="$TARGET_ADMIN_KEY" -e WARM_RATE="$warm" -e WARM_S=10 -e PEAK_RATE="$rate" -e PEAK_S=30 \
       -e P95_MS=60000 -e P99_MS=60000 -e MAX_VUS=300 \
       --summary-export "bench-out/edge-entry-$rate.json" k6/entry-scale.js > "bench-out/edge-entry-$rate.txt" 2>&1
     held=$?
     set -e
-    stop_edge
+    stop_target
     python3 - "$rate" "bench-out/edge-entry-$rate.json" "$attempt" <<'EOF' | tee -a "$out"
 import json, sys
 rate, path, attempt = sys.argv[1], sys.argv[2], sys.argv[3]

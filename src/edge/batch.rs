@@ -6,14 +6,15 @@
 //! answer, to the request that made it; and a task woken from another request's turn (even by
 //! settling a promise of its own, as tried first) can be polled in that request, where building
 //! its response or making its call fails ("Cannot perform I/O on behalf of a different request").
-//! So only data crosses requests, and each request wakes itself on its own timer. A request that
-//! finds its shard's lane free leads: it takes every join waiting for the shard, its own last,
-//! makes the call, leaves each answer where its waiter will look, sends what queued meanwhile
-//! the same way (a call or two more), and frees the lane. A request
-//! that finds the call in flight queues its join and looks for its answer, or for the lane free
-//! while its join still waits (and then leads), when the call in flight should be over (from the
-//! lane's recent call times), and after that at growing intervals: a timer per waiter every few
-//! milliseconds is work the isolate's one thread pays for, and under load it was the bottleneck.
+//! So only data crosses requests, and each request wakes itself on its own timer.
+//!
+//! A request that finds its shard's lane free leads: it takes every join waiting for the shard,
+//! its own last, makes the call, leaves each answer where its waiter will look, sends what queued
+//! meanwhile the same way (a call or two more), and frees the lane. A request that finds the call
+//! in flight queues its join and looks for its answer, or for the lane free while its join still
+//! waits (and then leads), when the call in flight should be over (from the lane's recent call
+//! times), and after that at growing intervals: a timer per waiter every few milliseconds is work
+//! the isolate's one thread pays for, and under load it was the bottleneck.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -179,12 +180,11 @@ async fn lead(
     env: &Env,
     shard: &str,
     own: u64,
-    batch: Vec<Waiter>,
-    now: u64,
+    mut batch: Vec<Waiter>,
+    mut now: u64,
     timing: Timing,
 ) -> Result<JoinedIn, ApiError> {
     let mut own_answer = None;
-    let (mut batch, mut now) = (batch, now);
     for round in 0..=MAX_CHAIN {
         let request = JoinReq {
             jobs: batch.iter().map(|w| w.job.clone()).collect(),
