@@ -85,6 +85,17 @@ impl AdmissionController {
     }
 }
 
+/// The most a single tick can grant (a full bucket after a long-late tick, or the whole
+/// capacity, whichever is smaller): how many waiting visitors of each shard a plan may need.
+pub fn max_grant(config: &RoomConfig, tick_ms: u64) -> u64 {
+    let tick = u128::from(tick_ms.max(1));
+    let window = (tick * BURST_TICKS).max((tick * MAX_LATE_TICKS).max(MAX_LATE_MS));
+    let bucket = (u128::from(config.admit_per_minute) * window).div_ceil(UNITS_PER_ADMISSION);
+    u64::try_from(bucket)
+        .unwrap_or(u64::MAX)
+        .clamp(1, config.max_active.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +218,18 @@ mod tests {
         assert_eq!(ctl.grant(&cfg, load, 1000, 2000), 1000);
         // Nobody came: the unused grant stays in the bucket, up to the burst.
         assert_eq!(ctl.grant(&cfg, load, 1000, 3000), 2000);
+    }
+
+    #[test]
+    fn no_tick_grants_more_than_max_grant() {
+        let cfg = config(1_000_000, 60_000);
+        let mut ctl = AdmissionController::new();
+        let load = RoomLoad::default();
+        let bound = max_grant(&cfg, 1000);
+        assert_eq!(bound, 10_000);
+        assert!(ctl.grant(&cfg, load, 1000, 0) <= bound);
+        assert!(ctl.grant(&cfg, load, 1000, 3_600_000) <= bound);
+        assert_eq!(max_grant(&config(30, 60_000), 1000), 30);
     }
 
     proptest! {

@@ -5,7 +5,8 @@
 //!
 //! - [`token`]: tickets and passes, signed with [`keys`];
 //! - [`room`]: room ids and configuration;
-//! - [`controller`]: how many to admit per tick; [`order`]: which ones, FIFO across shards;
+//! - [`controller`]: how many to admit per tick; [`plan`]: which ones and how much entry credit
+//!   a batch opens, over [`order`] (FIFO across shards);
 //! - [`queue`]: a shard's queue as positions and admission plans see it; [`shard`]: a whole
 //!   shard (queue, admissions, sessions, user ids) as a state machine;
 //! - [`estimate`]: the measured admission rate and the wait estimate;
@@ -19,6 +20,7 @@ pub mod estimate;
 pub mod keys;
 pub mod order;
 pub mod page;
+pub mod plan;
 pub mod queue;
 pub mod room;
 pub mod shard;

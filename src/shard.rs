@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::ShardReading;
 use crate::queue::ShardQueue;
 
 /// Where a visitor of this shard stands. Positions span shards and are the caller's to compute
@@ -156,6 +157,22 @@ impl Shard {
     /// Admissions ever made from this shard (batches and entries at once).
     pub fn admitted_total(&self) -> u64 {
         self.admitted_total
+    }
+
+    /// What the shard holds, for an admission plan: its counters, `credit` (kept by the caller)
+    /// and the next `heads` waiting visitors.
+    pub fn reading(&self, heads: u64, credit: u64) -> ShardReading {
+        let waiting = self.queue.waiting();
+        let heads = self.queue.heads(heads);
+        ShardReading {
+            active: self.active(),
+            unclaimed: self.unclaimed,
+            credit,
+            waiting,
+            admitted_total: self.admitted_total,
+            listed_below: ShardReading::bound(&heads, waiting),
+            heads,
+        }
     }
 
     /// Whether the shard's counters agree with what they count (for tests and debug checks).

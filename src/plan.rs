@@ -1,0 +1,390 @@
+//! The admission plan: from what each shard of a room holds, which of its waiting visitors a batch
+//! admits and how much entry credit each shard opens. Every batch is planned here, on every store
+//! (the embedded store, Redis, and the edge through the origin's scheduler), so a batch means the
+//! same everywhere:
+//!
+//! - capacity: active sessions, admitted visitors who have not arrived yet and the entry credit
+//!   that may still be spent never exceed `max_active`;
+//! - order: the oldest waiting visitors across all shards go first (by join stamp);
+//! - entry credit (slots for visitors who arrive while nobody waits) opens only from what is
+//!   left of a scheduler's grant once nobody waits, and is replaced, not added to, by the next
+//!   batch;
+//! - an operator's batch goes ahead in a paused room, leaves the credit alone and keeps clear of
+//!   it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::controller::RoomLoad;
+use crate::order::plan_fifo;
+use crate::room::RoomConfig;
+
+/// What one shard holds, as a store read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardReading {
+    /// Sessions in the application.
+    pub active: u64,
+    /// Admitted visitors who have not arrived yet, inside their claim window.
+    pub unclaimed: u64,
+    /// Entry credit the shard holds.
+    pub credit: u64,
+    /// Visitors waiting in the shard.
+    pub waiting: u64,
+    /// Admissions ever made from the shard.
+    pub admitted_total: u64,
+    /// `(seq, stamp)` of the next waiting visitors, oldest first.
+    pub heads: Vec<(u64, u64)>,
+    /// Every waiting visitor of the shard stamped below this is in `heads` (`u64::MAX` when
+    /// `heads` lists them all). A batch never goes past it in any shard: the visitors the list
+    /// leaves out may be older than another shard's.
+    pub listed_below: u64,
+}
+
+impl ShardReading {
+    /// `listed_below` for a list of heads cut off after `heads` entries of `waiting`.
+    pub fn bound(heads: &[(u64, u64)], waiting: u64) -> u64 {
+        match heads.last() {
+            Some(&(_, stamp)) if (heads.len() as u64) < waiting => stamp + 1,
+            None if waiting > 0 => 0,
+            _ => u64::MAX,
+        }
+    }
+}
+
+/// The room's load from its shards' readings.
+pub fn load_of(shards: &[ShardReading]) -> RoomLoad {
+    RoomLoad {
+        waiting: shards.iter().map(|s| s.waiting).sum(),
+        active: shards.iter().map(|s| s.active).sum(),
+        admitted: shards.iter().map(|s| s.unclaimed).sum(),
+        admitted_total: shards.iter().map(|s| s.admitted_total).sum(),
+    }
+}
+
+/// Who asks for the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// The scheduler, with the controller's grant: admits from the queue, then opens what is left
+    /// of the grant as entry credit if nobody waits.
+    Scheduler { grant: u64 },
+    /// An operator (`POST .../admit`): admits up to `count`, outside the rate budget.
+    Operator { count: u64 },
+}
+
+/// How current the readings are when the batch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Read just before the batch, with nothing admitted in between (a store that reads and
+    /// admits under one lock, or behind the fence the read raised).
+    Current,
+    /// Read at the end of the previous batch (the edge, where a tick reads and admits in one call
+    /// per shard): the credit that batch opened may have been spent since, so it counts as taken.
+    Previous,
+}
+
+/// What one shard does in a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardOrder {
+    /// How many of the listed heads to admit.
+    pub take: u64,
+    /// The seq of the last of them (0 when `take` is 0): the shard admits every waiting visitor
+    /// through it, skipping those who left since the reading.
+    pub through_seq: u64,
+    /// The shard's entry credit from now on; `None` leaves it as it is.
+    pub credit: Option<u64>,
+    /// Add what is left of the shard's credit on top of `credit`. A plan from a previous reading
+    /// counted that credit as spent, so the capacity it stands for is still free; without this,
+    /// credit nobody used would close every other batch.
+    #[serde(default)]
+    pub carry: bool,
+}
+
+/// A planned batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// One order per shard, in shard order.
+    pub orders: Vec<ShardOrder>,
+    /// Visitors the batch admits from the queue (fewer if some left since the reading).
+    pub admitted: u64,
+    /// Entry credit the batch opens across all shards (0 for an operator's batch).
+    pub credit: u64,
+}
+
+/// Plans a batch for a room from its shards' readings.
+pub fn plan(
+    config: &RoomConfig,
+    paused: bool,
+    shards: &[ShardReading],
+    batch: Batch,
+    freshness: Freshness,
+) -> Plan {
+    let load = load_of(shards);
+    let credit_open: u64 = shards.iter().map(|s| s.credit).sum();
+    let (count, operator) = match batch {
+        // A pause that came after the grant was computed still stops the batch.
+        Batch::Scheduler { grant } => (if paused { 0 } else { grant }, false),
+        Batch::Operator { count } => (count, true),
+    };
+    // Credit is capacity promised to whoever arrives next: an operator keeps clear of it, and a
+    // stale reading cannot tell how much of it was spent.
+    let credit_taken = operator || freshness == Freshness::Previous;
+    let reserved = if credit_taken { credit_open } else { 0 };
+    let free = config
+        .max_active
+        .saturating_sub(load.active + load.admitted + reserved);
+    let wanted = count.min(free);
+    let barrier = shards.iter().map(|s| s.listed_below).min().unwrap_or(0);
+    let takes = plan_fifo(
+        shards
+            .iter()
+            .map(|s| {
+                s.heads
+                    .iter()
+                    .map(|&(_, stamp)| stamp)
+                    .take_while(move |&stamp| stamp < barrier)
+            })
+            .collect(),
+        wanted,
+    );
+    let admitted: u64 = takes.iter().sum();
+    let (credits, carry): (Vec<Option<u64>>, bool) = if operator {
+        (vec![None; shards.len()], false)
+    } else if paused || load.waiting > admitted {
+        // People still wait after the batch (the capacity ran out, or the reading's heads left
+        // some out): no direct entry past them.
+        (vec![Some(0); shards.len()], false)
+    } else {
+        let open = (count - admitted).min(free - admitted);
+        (split(open, shards.len()), freshness == Freshness::Previous)
+    };
+    let orders = takes
+        .iter()
+        .zip(shards)
+        .zip(&credits)
+        .map(|((&take, shard), &credit)| ShardOrder {
+            take,
+            through_seq: match take {
+                0 => 0,
+                n => shard.heads[(n - 1) as usize].0,
+            },
+            credit,
+            carry,
+        })
+        .collect();
+    Plan {
+        orders,
+        admitted,
+        credit: credits.iter().map(|c| c.unwrap_or(0)).sum(),
+    }
+}
+
+/// `total` split as evenly as it goes over `parts`, the first parts taking the remainder.
+fn split(total: u64, parts: usize) -> Vec<Option<u64>> {
+    let n = parts.max(1) as u64;
+    (0..n)
+        .map(|i| Some(total / n + u64::from(i < total % n)))
+        .take(parts)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config(max_active: u64) -> RoomConfig {
+        RoomConfig {
+            max_active,
+            ..RoomConfig::default()
+        }
+    }
+
+    fn shard(stamps: &[u64], active: u64, credit: u64) -> ShardReading {
+        let heads: Vec<(u64, u64)> = stamps
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (i as u64 + 1, s))
+            .collect();
+        ShardReading {
+            active,
+            credit,
+            waiting: heads.len() as u64,
+            listed_below: u64::MAX,
+            heads,
+            ..ShardReading::default()
+        }
+    }
+
+    #[test]
+    fn admits_the_oldest_across_shards_within_capacity() {
+        let shards = [shard(&[1, 4, 9], 2, 0), shard(&[2, 3, 10], 1, 0)];
+        let p = plan(
+            &config(7),
+            false,
+            &shards,
+            Batch::Scheduler { grant: 10 },
+            Freshness::Current,
+        );
+        // 3 active of 7: four admitted, stamps 1-4; people still wait, so no credit.
+        assert_eq!(p.admitted, 4);
+        assert_eq!(p.orders[0].through_seq, 2);
+        assert_eq!(p.orders[1].through_seq, 2);
+        assert_eq!(p.credit, 0);
+        assert!(p.orders.iter().all(|o| o.credit == Some(0)));
+    }
+
+    #[test]
+    fn what_is_left_of_the_grant_opens_as_credit_when_nobody_waits() {
+        let shards = [shard(&[1], 0, 5), shard(&[], 0, 0), shard(&[], 0, 0)];
+        let p = plan(
+            &config(100),
+            false,
+            &shards,
+            Batch::Scheduler { grant: 8 },
+            Freshness::Current,
+        );
+        assert_eq!(p.admitted, 1);
+        assert_eq!(p.credit, 7);
+        let credits: Vec<_> = p.orders.iter().map(|o| o.credit.unwrap()).collect();
+        assert_eq!(credits, [3, 2, 2]);
+        // Read a batch ago, the 5 of credit then open count as taken: 100 - 5 - 1 left.
+        let p = plan(
+            &config(7),
+            false,
+            &shards,
+            Batch::Scheduler { grant: 8 },
+            Freshness::Previous,
+        );
+        assert_eq!((p.admitted, p.credit), (1, 1));
+    }
+
+    #[test]
+    fn credit_nobody_spent_is_carried_over_a_stale_reading() {
+        // Read a batch ago: all 50 slots were opened as credit. The stale plan counts them as
+        // taken and opens nothing new, but tells each shard to keep what it has left.
+        let shards = [shard(&[], 0, 25), shard(&[], 0, 25)];
+        let p = plan(
+            &config(50),
+            false,
+            &shards,
+            Batch::Scheduler { grant: 100 },
+            Freshness::Previous,
+        );
+        assert_eq!(p.credit, 0);
+        assert!(p.orders.iter().all(|o| o.carry && o.credit == Some(0)));
+        // A current reading replaces the credit and never carries.
+        let p = plan(
+            &config(50),
+            false,
+            &shards,
+            Batch::Scheduler { grant: 100 },
+            Freshness::Current,
+        );
+        assert_eq!(p.credit, 50);
+        assert!(p.orders.iter().all(|o| !o.carry));
+        // People waiting close the credit, carried or not.
+        let shards = [shard(&[1], 0, 25), shard(&[], 0, 25)];
+        let p = plan(
+            &config(50),
+            false,
+            &shards,
+            Batch::Scheduler { grant: 0 },
+            Freshness::Previous,
+        );
+        assert!(p.orders.iter().all(|o| !o.carry && o.credit == Some(0)));
+    }
+
+    #[test]
+    fn operators_keep_clear_of_credit_and_a_pause() {
+        let shards = [shard(&[1, 2, 3], 0, 2)];
+        let p = plan(
+            &config(4),
+            true,
+            &shards,
+            Batch::Operator { count: 10 },
+            Freshness::Current,
+        );
+        assert_eq!(p.admitted, 2);
+        assert_eq!(p.orders[0].credit, None);
+        let p = plan(
+            &config(4),
+            true,
+            &shards,
+            Batch::Scheduler { grant: 10 },
+            Freshness::Current,
+        );
+        assert_eq!((p.admitted, p.credit), (0, 0));
+    }
+
+    #[test]
+    fn a_cut_list_is_a_barrier_for_every_shard() {
+        // Shard 0 lists only its first two waiting (stamps 1 and 5); its third may be older than
+        // shard 1's stamp 7, so the batch stops before 7.
+        let mut cut = shard(&[1, 5], 0, 0);
+        cut.waiting = 3;
+        cut.listed_below = ShardReading::bound(&cut.heads, cut.waiting);
+        let shards = [cut, shard(&[2, 7, 8], 0, 0)];
+        let p = plan(
+            &config(100),
+            false,
+            &shards,
+            Batch::Scheduler { grant: 5 },
+            Freshness::Current,
+        );
+        assert_eq!(p.admitted, 3);
+        assert_eq!(p.credit, 0, "people still wait");
+    }
+
+    proptest! {
+        #[test]
+        fn never_over_capacity_and_always_oldest_first(
+            max_active in 0u64..50,
+            grant in 0u64..60,
+            operator in any::<bool>(),
+            previous in any::<bool>(),
+            shards in proptest::collection::vec(
+                (proptest::collection::vec(1u64..1000, 0..20), 0u64..10, 0u64..10, 0u64..5),
+                1..5,
+            ),
+        ) {
+            let readings: Vec<ShardReading> = shards
+                .iter()
+                .map(|(stamps, active, unclaimed, credit)| {
+                    let mut stamps = stamps.clone();
+                    stamps.sort_unstable();
+                    stamps.dedup();
+                    let mut r = shard(&stamps, *active, *credit);
+                    r.unclaimed = *unclaimed;
+                    r
+                })
+                .collect();
+            let batch = if operator { Batch::Operator { count: grant } } else { Batch::Scheduler { grant } };
+            let freshness = if previous { Freshness::Previous } else { Freshness::Current };
+            let p = plan(&config(max_active), false, &readings, batch, freshness);
+            let load = load_of(&readings);
+            let credit_now: u64 = readings.iter().map(|r| r.credit).sum();
+            // Capacity: what was in use (with the old credit where it is kept or may have been
+            // spent) plus what the batch admits and opens never passes max_active.
+            let reserved = if operator || previous { credit_now } else { 0 };
+            let base = load.active + load.admitted + reserved;
+            prop_assert!(base + p.admitted + p.credit <= max_active.max(base));
+            if base >= max_active {
+                prop_assert_eq!(p.admitted + p.credit, 0);
+            }
+            prop_assert!(p.admitted <= grant);
+            // Oldest first: every admitted stamp is older than every stamp left waiting.
+            let mut admitted = Vec::new();
+            let mut waiting = Vec::new();
+            for (r, o) in readings.iter().zip(&p.orders) {
+                for (i, &(_, stamp)) in r.heads.iter().enumerate() {
+                    if (i as u64) < o.take { admitted.push(stamp) } else { waiting.push(stamp) }
+                }
+            }
+            if let (Some(a), Some(w)) = (admitted.iter().max(), waiting.iter().min()) {
+                prop_assert!(a <= w, "admitted {} after waiting {}", a, w);
+            }
+            if p.credit > 0 {
+                prop_assert!(waiting.is_empty(), "credit opened while people wait");
+            }
+        }
+    }
+}
