@@ -43,7 +43,7 @@ admin() { curl -fsS -H "authorization: Bearer $TARGET_ADMIN_KEY" "$@"; }
 
 # The worker's Durable Object calls by kind, as "kind count" lines.
 object_calls() {
-  curl -fsS "$base/metrics" | sed -n 's/^queuegate_edge_object_calls_total{kind="\([a-z_]*\)"} \([0-9]*\)$/\1 \2/p'
+  curl -fsS "$base/metrics" | sed -n 's/^queuegate_store_calls_total{kind="\([a-z_]*\)"} \([0-9]*\)$/\1 \2/p'
 }
 calls_of() {  # calls_of <before file> <after file> <kind>
   local before after

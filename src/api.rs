@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::plan::{ShardOrder, ShardReading};
 use crate::room::{RoomConfig, RoomId};
 
 pub const DEFAULT_API_PREFIX: &str = "/_qg/v1";
@@ -346,29 +347,84 @@ pub struct LeaseRequest {
     pub ttl_ms: u64,
 }
 
+/// The longest lease a scheduler may ask for, and the longest holder name.
+pub const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
+pub const MAX_HOLDER_LEN: usize = 128;
+
+impl LeaseRequest {
+    pub fn from_body(body: &[u8]) -> Result<LeaseRequest, ApiError> {
+        let req: LeaseRequest = parse_json(body)?;
+        if req.holder.is_empty()
+            || req.holder.len() > MAX_HOLDER_LEN
+            || req.holder.chars().any(char::is_control)
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("holder: 1-{MAX_HOLDER_LEN} bytes without control characters"),
+            ));
+        }
+        if req.ttl_ms == 0 || req.ttl_ms > MAX_LEASE_MS {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("ttl_ms: 1 to {MAX_LEASE_MS}"),
+            ));
+        }
+        Ok(req)
+    }
+}
+
 /// The fencing token of the lease, or 0 while another holder has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseResponse {
     pub fence: u64,
 }
 
-/// `POST {prefix}/admin/rooms/{room}/schedule`: a scheduler's batch, under its lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST {prefix}/admin/rooms/{room}/schedule`: a scheduler's batch under its lease, in one
+/// call per shard. Without `orders`, the shards only raise the fence, end what expired and report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
-    pub grant: u64,
     pub fence: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScheduleResponse {
-    pub from_queue: u64,
-    pub entry_credit: u64,
-}
-
-/// `POST {prefix}/admin/rooms/{room}/rate`: the admission rate the scheduler measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateRequest {
+    /// One order per shard, from [`crate::plan::plan`].
+    #[serde(default)]
+    pub orders: Option<Vec<ShardOrder>>,
+    /// How many of each shard's next waiting visitors to list in the readings.
+    #[serde(default)]
+    pub heads: u64,
+    /// The admission rate the scheduler measured while visitors waited (per minute).
+    #[serde(default)]
     pub admit_rate_per_min: Option<f64>,
+}
+
+/// The most heads a schedule request may ask each shard for.
+pub const MAX_HEADS: u64 = 100_000;
+
+impl ScheduleRequest {
+    pub fn from_body(body: &[u8], shards: u16) -> Result<ScheduleRequest, ApiError> {
+        let req: ScheduleRequest = parse_json(body)?;
+        let invalid = |m: String| Err(ApiError::new(ErrorCode::InvalidRequest, m));
+        if req.heads > MAX_HEADS {
+            return invalid(format!("heads: at most {MAX_HEADS}"));
+        }
+        if let Some(orders) = &req.orders {
+            if orders.len() != usize::from(shards) {
+                return invalid(format!("orders: one per shard ({shards})"));
+            }
+        }
+        if req
+            .admit_rate_per_min
+            .is_some_and(|r| !r.is_finite() || r < 0.0)
+        {
+            return invalid("admit_rate_per_min: a rate per minute".into());
+        }
+        Ok(req)
+    }
+}
+
+/// What a schedule request did and found: how many the orders admitted, and each shard's
+/// reading after its order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleResponse {
+    pub admitted: u64,
+    pub shards: Vec<ShardReading>,
 }

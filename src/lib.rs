@@ -12,6 +12,11 @@
 //! - [`estimate`]: the measured admission rate and the wait estimate;
 //! - [`visitor`]: from a visitor's state to the API's answer; [`api`]: bodies, cookies, headers;
 //! - [`page`]: the waiting page; [`error`]: error codes.
+//!
+//! Above the core, behind the `service` feature: [`service`], the request layer both deployments
+//! serve (one axum router over a store, an upstream and a platform the shell supplies), and on
+//! wasm32 the edge worker (`edge`), one of those shells. Without the feature the crate is the
+//! core alone, with no server, runtime or client among its dependencies.
 
 pub mod api;
 pub mod controller;
@@ -27,7 +32,10 @@ pub mod shard;
 pub mod token;
 pub mod visitor;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(feature = "service")]
+pub mod service;
+
+#[cfg(all(target_arch = "wasm32", feature = "service"))]
 pub mod edge;
 
 pub use error::{ApiError, ErrorCode};

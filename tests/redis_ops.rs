@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use queuegate::{RoomConfig, RoomId, Ticket};
 use queuegate_origin::store::redis::connect_single;
-use queuegate_origin::store::{Scheduling, Store, StoreError};
+use queuegate_origin::store::{Decision, Scheduling, Store, StoreError};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::process::OriginProcess;
@@ -49,9 +49,9 @@ async fn a_fenced_scheduler_cannot_admit() {
         ..RoomConfig::default()
     };
     // No scheduler runs here, so no entry credit: everyone waits.
-    old.put_room(&room, config, 7, now_ms()).await.unwrap();
+    let (record, _) = old.put_room(&room, config, 7, now_ms()).await.unwrap();
     for _ in 0..10 {
-        old.join(&room, None, now_ms()).await.unwrap();
+        old.join(&record, None, now_ms()).await.unwrap();
     }
     let old_fence = old
         .acquire_lease("old", 300, now_ms())
@@ -67,15 +67,25 @@ async fn a_fenced_scheduler_cannot_admit() {
         .unwrap()
         .unwrap();
     assert!(new_fence > old_fence);
-    let admitted = new.admit(&room, 3, new_fence, now_ms()).await.unwrap();
-    assert_eq!(admitted.from_queue, 3);
+    let grant = |n| {
+        move |_| Decision {
+            grant: n,
+            rate: None,
+        }
+    };
+    let round = new
+        .schedule(&record, new_fence, now_ms(), &mut grant(3))
+        .await
+        .unwrap();
+    assert_eq!(round.admitted, 3);
     // The old scheduler wakes up and carries on with its tick: refused everywhere.
     assert_eq!(
-        old.admit(&room, 5, old_fence, now_ms()).await,
+        old.schedule(&record, old_fence, now_ms(), &mut grant(5))
+            .await,
         Err(StoreError::Fenced)
     );
-    assert!(old.admit_now(&room, 5, now_ms()).await.is_err());
-    let stats = new.stats(&room, now_ms()).await.unwrap();
+    assert!(old.admit_now(&record, 5, now_ms()).await.is_err());
+    let stats = new.stats(&record, now_ms(), true).await.unwrap();
     assert_eq!(stats.admitted_total, 3);
     assert_eq!(stats.waiting, 7);
 }

@@ -1,9 +1,13 @@
-//! The one place the origin reads the wall clock. Everything below takes `now` as an argument,
-//! so tests can run the server on a clock they move themselves.
+//! The one place the origin reads the wall clock, and the platform the request layer runs on:
+//! the clock, tokio's timers and the operating system's random bytes. Everything below takes
+//! `now` as an argument, so tests can run the server on a clock they move themselves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use queuegate::service::Platform;
 
 /// A source of `now` in Unix milliseconds.
 #[derive(Clone)]
@@ -27,17 +31,30 @@ impl Clock {
     }
 }
 
+impl Platform for Clock {
+    fn now(&self) -> u64 {
+        Clock::now(self)
+    }
+
+    fn micros(&self) -> u64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_micros() as u64
+    }
+
+    /// Real time, whatever the clock: what waits is the network.
+    fn sleep(&self, ms: u64) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(Duration::from_millis(ms)))
+    }
+
+    fn random(&self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("the operating system's random source works");
+    }
+}
+
 pub fn system_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The wall clock in microseconds: join stamps from different processes order by it.
-pub fn system_now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Random bytes from the operating system, for room epochs and generated keys.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use queuegate::api::DEFAULT_API_PREFIX;
 use queuegate::keys::KeyError;
+pub use queuegate::service::UnavailablePolicy;
 use queuegate::{ApiError, RoomConfig, RoomId, SigningKeys};
 use serde::Deserialize;
 
@@ -73,7 +74,11 @@ pub struct ServeArgs {
 
     /// What the gate does while the store cannot be reached: `closed` shows a waiting page
     /// (503), `open` lets visitors through [default: closed].
-    #[arg(long, env = "QUEUEGATE_ON_STORE_UNAVAILABLE", value_name = "POLICY")]
+    #[arg(
+        long,
+        env = "QUEUEGATE_ON_STORE_UNAVAILABLE",
+        value_name = "closed|open"
+    )]
     pub on_store_unavailable: Option<UnavailablePolicy>,
 
     /// Mark cookies `Secure` (set it when clients reach queuegate over HTTPS).
@@ -149,17 +154,6 @@ impl StoreConfig {
         };
         Duration::from_millis(ms.unwrap_or(DEFAULT_STORE_TIMEOUT_MS))
     }
-}
-
-/// What the gate does while the store cannot be reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum UnavailablePolicy {
-    /// Protected paths show a waiting page with status 503; the API answers 503.
-    #[default]
-    Closed,
-    /// Protected paths let every visitor through; the API answers 503.
-    Open,
 }
 
 /// Everything `serve` needs, resolved.

@@ -1,13 +1,11 @@
-//! queuegate's native origin: the on-prem server (public API, gate, admin API), its stores and
-//! the admission scheduler. The decisions come from the `queuegate` core; this crate moves bytes
-//! between the network, the store and the core.
+//! queuegate's native origin: the on-prem process around the request layer (`queuegate::service`),
+//! its stores (embedded and Redis), the admission scheduler (which also drives the edge), and the
+//! upstream client. The decisions come from the `queuegate` crate; this crate supplies the
+//! sockets, the storage, the clock and the process.
 
 pub mod clock;
 pub mod config;
-pub mod demo;
-pub mod http;
-pub mod metrics;
-pub mod routes;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod upstream;

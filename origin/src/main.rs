@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use queuegate_origin::clock::Clock;
 use queuegate_origin::config::{ScheduleArgs, ServeArgs, Settings};
 use queuegate_origin::server;
-use queuegate_origin::store::Store;
+use queuegate_origin::store::OriginStore;
 use tracing_subscriber::EnvFilter;
 
 /// queuegate's native origin: a virtual waiting room in front of a web application.
@@ -38,10 +38,14 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(ServeArgs {
+        workers: Some(n), ..
+    }) = &cli.command
     {
+        builder.worker_threads(usize::from(*n));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("cannot start the runtime: {err}");
@@ -65,7 +69,7 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::resolve(&args, |name| std::env::var(name).ok())?;
-    let store: Arc<dyn Store> = queuegate_origin::store::open(&settings.store).await?;
+    let store: Arc<dyn OriginStore> = queuegate_origin::store::open(&settings.store).await?;
     let running = server::start(&settings, store.clone(), Clock::System).await?;
     for secret in &settings.generated {
         tracing::warn!("{secret} is not set: generated one for this run only");
@@ -113,7 +117,7 @@ async fn schedule(args: ScheduleArgs) -> Result<(), Box<dyn std::error::Error>> 
         .unwrap_or_else(|| queuegate::api::DEFAULT_API_PREFIX.to_owned());
     let timeout = Duration::from_millis(args.timeout_ms.unwrap_or(5000));
     let tick = Duration::from_millis(args.tick_ms.unwrap_or(DEFAULT_TICK_MS).clamp(10, 60_000));
-    let store = EdgeStore::new(&args.edge, &prefix, admin_key.trim(), timeout)?;
+    let store = EdgeStore::new(&args.edge, &prefix, admin_key.trim(), timeout, tick)?;
     let holder = format!(
         "schedule-{}",
         queuegate_origin::config::hex(&queuegate_origin::clock::random_bytes::<6>())

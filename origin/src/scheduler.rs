@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use queuegate::controller::AdmissionController;
+use queuegate::controller::{AdmissionController, RoomLoad};
 use queuegate::estimate::RateMeter;
 use queuegate::{RoomId, RoomRecord};
 use tokio::sync::{watch, Notify};
 use tokio::time::MissedTickBehavior;
 
+use queuegate::service::Metrics;
+
 use crate::clock::Clock;
-use crate::metrics::Metrics;
-use crate::routes::{RouteTable, Routes};
-use crate::store::{Fence, Scheduling, StoreError};
+use crate::store::{Decision, Fence, Scheduling, StoreError};
 
 /// How many rooms a tick works on at once.
 const ROOMS_AT_ONCE: usize = 16;
@@ -35,7 +35,6 @@ pub struct Scheduler {
     holder: String,
     rooms: HashMap<RoomId, RoomMemory>,
     metrics: Option<Arc<Metrics>>,
-    routes: Option<Arc<Routes>>,
 }
 
 /// What one tick did, for logs and tests.
@@ -60,7 +59,6 @@ impl Scheduler {
             holder,
             rooms: HashMap::new(),
             metrics: None,
-            routes: None,
         }
     }
 
@@ -70,24 +68,14 @@ impl Scheduler {
         self
     }
 
-    /// Rebuilds `routes` from the store each tick, so rooms another instance changed show up.
-    pub fn with_routes(mut self, routes: Arc<Routes>) -> Self {
-        self.routes = Some(routes);
-        self
-    }
-
     fn tick_ms(&self) -> u64 {
         self.tick.as_millis() as u64
     }
 
     /// One tick at `now`.
     pub async fn tick(&mut self, now: u64) -> Result<TickReport, StoreError> {
-        let build = self.routes.as_ref().map(|r| r.begin());
-        let records = self.store.rooms().await?;
+        let records = self.store.rooms(now).await?;
         self.store.refresh(now).await?;
-        if let (Some(routes), Some(build)) = (&self.routes, build) {
-            routes.finish(build, RouteTable::build(&records));
-        }
         let lease_ms = self.tick_ms() * 3;
         let Some(fence) = self
             .store
@@ -133,7 +121,8 @@ impl Scheduler {
         }
     }
 
-    /// One room's part of a tick: measure, ask the controller, admit. Returns the admissions.
+    /// One room's part of a tick: the store reads the load, the meter and the controller decide,
+    /// the store admits. Returns the admissions.
     async fn tick_room(
         &self,
         record: &RoomRecord,
@@ -141,25 +130,23 @@ impl Scheduler {
         fence: Fence,
         now: u64,
     ) -> Result<u64, StoreError> {
-        let load = self.store.load(&record.id, now).await?;
-        memory
-            .meter
-            .record(now, load.admitted_total, load.waiting > 0);
-        let rate = memory.meter.rate_per_minute();
-        if rate != record.measured_rate {
-            self.store.set_measured_rate(&record.id, rate).await?;
-        }
-        let grant = memory
-            .controller
-            .grant(&record.config, load, self.tick_ms(), now);
-        let grant = if record.paused { 0 } else { grant };
-        let admitted = self.store.admit(&record.id, grant, fence, now).await?;
+        let tick_ms = self.tick_ms();
+        let mut decide = |load: RoomLoad| {
+            memory
+                .meter
+                .record(now, load.admitted_total, load.waiting > 0);
+            let grant = memory.controller.grant(&record.config, load, tick_ms, now);
+            Decision {
+                grant: if record.paused { 0 } else { grant },
+                rate: memory.meter.rate_per_minute(),
+            }
+        };
+        let round = self.store.schedule(record, fence, now, &mut decide).await?;
         if let Some(metrics) = &self.metrics {
-            metrics.admitted(&record.id, admitted.from_queue);
-            let stats = self.store.stats(&record.id, now).await?;
-            metrics.room(&record.id, &stats);
+            metrics.admitted(&record.id, round.admitted);
+            metrics.room(&record.id, &round.stats);
         }
-        Ok(admitted.from_queue)
+        Ok(round.admitted)
     }
 
     /// Ticks until `shutdown` turns true; `wake` runs a tick at once (a new room, a resume).

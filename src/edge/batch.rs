@@ -18,13 +18,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::time::Duration;
 
-use worker::{Delay, Env};
+use worker::Env;
 
 use super::isolate::{call, SHARDS};
 use super::protocol::{JoinJob, JoinReq, JoinRes, JoinedIn};
 use crate::error::{ApiError, ErrorCode};
+use crate::service::Platform;
 use crate::shard::Timing;
 
 /// Once the call in flight should have been answered, a waiting request looks again after this
@@ -97,9 +97,11 @@ pub fn busy_shard(names: impl Iterator<Item = String>) -> Option<u16> {
     })
 }
 
-/// Joins `job` into the shard named `shard`, with whatever other joins for it are waiting.
+/// Joins `job` into the shard named `shard`, with whatever other joins for it are waiting. `now`
+/// is the request's time; `clock` tells the time after each wait.
 pub async fn join(
     env: &Env,
+    clock: &dyn Platform,
     shard: &str,
     job: JoinJob,
     now: u64,
@@ -113,10 +115,10 @@ pub async fn join(
         let mut lanes = lanes.borrow_mut();
         let lane = lanes.entry(shard.to_owned()).or_default();
         lane.queue.push(Waiter { id, job });
-        take_if_free(lane)
+        take_if_free(lane, now)
     });
     if let Some(batch) = batch {
-        return lead(env, shard, id, batch, now, timing).await;
+        return lead(env, clock, shard, id, batch, now, timing).await;
     }
     // When we first found our join gone out in another request's call.
     let mut seen_sent_at: Option<u64> = None;
@@ -130,25 +132,32 @@ pub async fn join(
                 .map_or(0, |lane| lane.expected_answer_in(now))
         });
         if expected > recheck_ms {
-            Delay::from(Duration::from_millis(expected.min(LONGEST_SLEEP_MS))).await;
+            clock.sleep(expected.min(LONGEST_SLEEP_MS)).await;
             recheck_ms = FIRST_RECHECK_MS;
         } else {
-            Delay::from(Duration::from_millis(recheck_ms)).await;
+            clock.sleep(recheck_ms).await;
             recheck_ms = (recheck_ms * 2).min(LAST_RECHECK_MS);
         }
         // Woken by our own timer, so in our own request.
         if let Some((_, answer)) = ANSWERS.with(|a| a.borrow_mut().remove(&id)) {
             return answer;
         }
+        now = clock.now();
         let (batch, still_queued) = LANES.with(|lanes| {
             let mut lanes = lanes.borrow_mut();
             let lane = lanes.entry(shard.to_owned()).or_default();
             let queued = lane.queue.iter().any(|w| w.id == id);
-            (if queued { take_if_free(lane) } else { None }, queued)
+            (
+                if queued {
+                    take_if_free(lane, now)
+                } else {
+                    None
+                },
+                queued,
+            )
         });
-        now = worker::Date::now().as_millis();
         if let Some(batch) = batch {
-            return lead(env, shard, id, batch, now, timing).await;
+            return lead(env, clock, shard, id, batch, now, timing).await;
         }
         if !still_queued {
             // Our join went out in another request's call: its answer is on the way.
@@ -162,13 +171,13 @@ pub async fn join(
     }
 }
 
-/// The whole queue, when no call is in flight (the lane is then busy with ours).
-fn take_if_free(lane: &mut Lane) -> Option<Vec<Waiter>> {
+/// The whole queue, when no call is in flight (the lane is then busy with ours, from `now`).
+fn take_if_free(lane: &mut Lane, now: u64) -> Option<Vec<Waiter>> {
     if lane.busy || lane.queue.is_empty() {
         return None;
     }
     lane.busy = true;
-    lane.call_started_at = worker::Date::now().as_millis();
+    lane.call_started_at = now;
     Some(std::mem::take(&mut lane.queue))
 }
 
@@ -178,6 +187,7 @@ fn take_if_free(lane: &mut Lane) -> Option<Vec<Waiter>> {
 /// (`own`).
 async fn lead(
     env: &Env,
+    clock: &dyn Platform,
     shard: &str,
     own: u64,
     mut batch: Vec<Waiter>,
@@ -193,7 +203,7 @@ async fn lead(
         };
         let outcome: Result<JoinRes, ApiError> =
             call(env, SHARDS, shard, "join", "join", &request).await;
-        let left_at = worker::Date::now().as_millis();
+        let left_at = clock.now();
         let next = LANES.with(|lanes| {
             // The lane stays when empty: it keeps the call times (one lane per shard in use).
             let mut lanes = lanes.borrow_mut();

@@ -1,10 +1,13 @@
-//! What an isolate keeps between requests: its configuration, the rooms as the registry last
-//! published them (for at most a second), live sessions it checked (for at most a second), and
-//! counters of requests and Durable Object calls by kind. Nothing here is the truth: an isolate
-//! may be thrown away at any time.
+//! What an isolate keeps between requests: the rooms as the registry last published them (for at
+//! most a second) and the route table built from them, live sessions it checked (for at most a
+//! second), and its Durable Object calls by kind. Nothing here is the truth: an isolate may be
+//! thrown away at any time.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,29 +16,22 @@ use worker::{Env, Method, Request, RequestInit};
 
 use super::protocol::{ErrorBody, RoomEntry, RoomsRes};
 use crate::error::{ApiError, ErrorCode};
-use crate::keys::SigningKeys;
+use crate::service::RouteTable;
 
 /// How long an isolate trusts what it read from the registry or a shard.
 pub const CACHE_MS: u64 = 1_000;
 
-pub struct Config {
-    pub keys: SigningKeys,
-    pub admin_digest: [u8; 32],
-    pub prefix: String,
-    pub upstream: Option<String>,
-    pub secure_cookies: bool,
-    /// The raw settings the above came from, to notice a change.
-    source: String,
-}
+/// Every room the registry published, by id.
+pub type Rooms = Rc<BTreeMap<String, RoomEntry>>;
 
 #[derive(Default)]
 struct Isolate {
-    config: Option<std::rc::Rc<Config>>,
-    rooms: Option<(u64, std::rc::Rc<BTreeMap<String, RoomEntry>>)>,
+    rooms: Option<(u64, Rooms)>,
+    /// The route table built from `rooms`, while they are the same copy.
+    routes: Option<(Rooms, Arc<RouteTable>)>,
     /// When a request of this isolate began reading the registry, while it reads.
     rooms_read_since: Option<u64>,
     sessions: HashMap<(String, u32, u16, u64), (u64, u64)>,
-    requests: BTreeMap<&'static str, u64>,
     object_calls: BTreeMap<&'static str, u64>,
     next_shard: u64,
     last_stamp: u64,
@@ -45,79 +41,14 @@ thread_local! {
     static ISOLATE: RefCell<Isolate> = RefCell::new(Isolate::default());
 }
 
-fn setting(env: &Env, name: &str) -> Option<String> {
-    env.secret(name)
-        .map(|s| s.to_string())
-        .or_else(|_| env.var(name).map(|v| v.to_string()))
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-}
-
-/// The configuration from the worker's vars and secrets, parsed once per isolate.
-pub fn config(env: &Env) -> Result<std::rc::Rc<Config>, ApiError> {
-    let admin = setting(env, "QUEUEGATE_ADMIN_KEY");
-    let keys = setting(env, "QUEUEGATE_SIGNING_KEYS");
-    let upstream = setting(env, "QUEUEGATE_UPSTREAM");
-    let prefix = setting(env, "QUEUEGATE_API_PREFIX");
-    let secure = setting(env, "QUEUEGATE_SECURE_COOKIES");
-    let source = format!("{admin:?}|{keys:?}|{upstream:?}|{prefix:?}|{secure:?}");
-    if let Some(config) = ISOLATE.with(|i| i.borrow().config.clone()) {
-        if config.source == source {
-            return Ok(config);
-        }
-    }
-    let misconfigured = |what: String| ApiError::new(ErrorCode::Internal, what);
-    let admin = admin.ok_or_else(|| misconfigured("QUEUEGATE_ADMIN_KEY is not set".into()))?;
-    let keys = keys
-        .ok_or_else(|| misconfigured("QUEUEGATE_SIGNING_KEYS is not set".into()))
-        .and_then(|k| {
-            SigningKeys::parse(&k)
-                .map_err(|e| misconfigured(format!("QUEUEGATE_SIGNING_KEYS: {e}")))
-        })?;
-    let config = std::rc::Rc::new(Config {
-        keys,
-        admin_digest: digest(admin.trim()),
-        prefix: prefix.unwrap_or_else(|| crate::api::DEFAULT_API_PREFIX.to_owned()),
-        upstream: upstream.map(|u| u.trim_end_matches('/').to_owned()),
-        secure_cookies: secure.is_some_and(|s| s == "true" || s == "1"),
-        source,
-    });
-    ISOLATE.with(|i| i.borrow_mut().config = Some(config.clone()));
-    Ok(config)
-}
-
-pub fn digest(key: &str) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(key.as_bytes()).into()
-}
-
-pub fn count_request(kind: &'static str) {
-    ISOLATE.with(|i| *i.borrow_mut().requests.entry(kind).or_default() += 1);
-}
-
-/// Requests and Durable Object calls by kind, as Prometheus text.
-pub fn render_metrics() -> String {
+/// Durable Object calls this isolate made, by kind.
+pub fn object_calls() -> Vec<(&'static str, u64)> {
     ISOLATE.with(|i| {
-        let i = i.borrow();
-        let mut out = String::new();
-        out.push_str("# HELP queuegate_edge_requests Requests this isolate served, by kind.\n");
-        out.push_str("# TYPE queuegate_edge_requests counter\n");
-        for (kind, n) in &i.requests {
-            out.push_str(&format!(
-                "queuegate_edge_requests_total{{kind=\"{kind}\"}} {n}\n"
-            ));
-        }
-        out.push_str(
-            "# HELP queuegate_edge_object_calls Durable Object calls this isolate made, by kind.\n",
-        );
-        out.push_str("# TYPE queuegate_edge_object_calls counter\n");
-        for (kind, n) in &i.object_calls {
-            out.push_str(&format!(
-                "queuegate_edge_object_calls_total{{kind=\"{kind}\"}} {n}\n"
-            ));
-        }
-        out.push_str("# EOF\n");
-        out
+        i.borrow()
+            .object_calls
+            .iter()
+            .map(|(k, n)| (*k, *n))
+            .collect()
     })
 }
 
@@ -202,11 +133,7 @@ pub const REGISTRY_NAME: &str = "registry";
 /// `fresh`). While one request reads the registry, the others of the isolate go on with the copy
 /// it replaces, so a busy isolate reads once a second, not once per request that found the copy
 /// out of date.
-pub async fn rooms(
-    env: &Env,
-    now: u64,
-    fresh: bool,
-) -> Result<std::rc::Rc<BTreeMap<String, RoomEntry>>, ApiError> {
+pub async fn rooms(env: &Env, now: u64, fresh: bool) -> Result<Rooms, ApiError> {
     if !fresh {
         let cached = ISOLATE.with(|i| {
             let mut i = i.borrow_mut();
@@ -232,9 +159,28 @@ pub async fn rooms(
         .into_iter()
         .map(|e| (e.record.id.as_str().to_owned(), e))
         .collect();
-    let rooms = std::rc::Rc::new(rooms);
+    let rooms = Rc::new(rooms);
     ISOLATE.with(|i| i.borrow_mut().rooms = Some((now, rooms.clone())));
     Ok(rooms)
+}
+
+/// The route table of the rooms this isolate knows (read at most once a second).
+pub async fn route_table(env: &Env, now: u64) -> Result<Arc<RouteTable>, ApiError> {
+    let rooms = rooms(env, now, false).await?;
+    let cached = ISOLATE.with(|i| {
+        i.borrow()
+            .routes
+            .as_ref()
+            .filter(|(from, _)| Rc::ptr_eq(from, &rooms))
+            .map(|(_, table)| table.clone())
+    });
+    if let Some(table) = cached {
+        return Ok(table);
+    }
+    let records: Vec<_> = rooms.values().map(|e| e.record.clone()).collect();
+    let table = Arc::new(RouteTable::build(&records));
+    ISOLATE.with(|i| i.borrow_mut().routes = Some((rooms, table.clone())));
+    Ok(table)
 }
 
 /// Forgets the cached rooms (after this isolate changed one): the next request reads them.
@@ -247,7 +193,7 @@ pub fn forget_rooms() {
 pub fn remember_room(entry: &RoomEntry) {
     ISOLATE.with(|i| {
         if let Some((_, rooms)) = i.borrow_mut().rooms.as_mut() {
-            std::rc::Rc::make_mut(rooms).insert(entry.record.id.as_str().to_owned(), entry.clone());
+            Rc::make_mut(rooms).insert(entry.record.id.as_str().to_owned(), entry.clone());
         }
     });
 }

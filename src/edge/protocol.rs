@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::RoomStats;
+use crate::plan::{ShardOrder, ShardReading};
 use crate::queue::QueueSummary;
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::shard::{ShardJoin, Standing, Timing};
@@ -74,42 +75,27 @@ pub struct SessionRes {
     pub expires_at: Option<u64>,
 }
 
-/// Ends what has expired, raises the fence (when not 0), and reports the shard.
+/// A scheduler's or an operator's batch on one shard: raises the fence (when not 0), ends what
+/// has expired, carries out the order (if any) and reports the shard with its next `heads`
+/// waiting visitors. Without an order it is a reading.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct SummaryReq {
+pub struct BatchReq {
+    pub fence: u64,
+    pub order: Option<ShardOrder>,
+    /// An operator's order goes ahead in a paused shard.
+    pub operator: bool,
+    pub heads: u64,
     pub now: u64,
     pub timing: Timing,
-    pub fence: u64,
-    /// How many of the next waiting visitors to list (for an admission plan).
-    pub heads: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardReport {
+    pub reading: ShardReading,
+    /// What isolates answer waiting visitors' polls from.
     pub summary: QueueSummary,
-    pub active: u64,
-    pub unclaimed: u64,
-    pub credit: u64,
-    pub admitted_total: u64,
-    /// `(seq, stamp)` of the next waiting visitors.
-    pub heads: Vec<(u64, u64)>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct AdmitReq {
-    pub fence: u64,
-    pub upto: u64,
-    pub credit: u64,
-    /// An operator's admission goes ahead in a paused room and leaves the credit alone.
-    pub operator: bool,
-    pub now: u64,
-    pub timing: Timing,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AdmitRes {
+    /// Visitors the order admitted.
     pub admitted: u64,
-    pub report: ShardReport,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -151,9 +137,7 @@ pub struct PutRes {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatchReq {
     pub id: RoomId,
-    pub paused: Option<bool>,
-    /// `Some(None)` clears the rate.
-    pub rate: Option<Option<f64>>,
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,6 +145,9 @@ pub struct PublishReq {
     pub id: RoomId,
     pub summaries: Vec<QueueSummary>,
     pub stats: RoomStats,
+    /// The admission rate the scheduler measured, when it sends one.
+    #[serde(default)]
+    pub rate: Option<Option<f64>>,
 }
 
 /// One shard's summary, after a change this isolate made (a leave, a revocation).

@@ -60,7 +60,7 @@ impl DurableObject for Registry {
             "/publish" => operation(&body, |r: PublishReq| self.publish(r)),
             "/publish_shard" => operation(&body, |r: PublishShardReq| self.publish_shard(r)),
             "/lease" => operation(&body, |r: LeaseReq| self.lease(r)),
-            "/fence" => operation(&body, |_: serde_json::Value| self.fence()),
+            "/bump_fence" => operation(&body, |_: serde_json::Value| self.bump_fence()),
             _ => error(ErrorCode::NotFound, "no such registry operation"),
         }
     }
@@ -171,13 +171,7 @@ impl Registry {
                 format!("no room {:?}", req.id.as_str()),
             ));
         };
-        if let Some(paused) = req.paused {
-            entry.record.paused = paused;
-        }
-        if let Some(rate) = req.rate {
-            entry.record.measured_rate = rate;
-            entry.stats.admit_rate_per_min = rate;
-        }
+        entry.record.paused = req.paused;
         Ok(self.store(entry)?.record)
     }
 
@@ -190,6 +184,9 @@ impl Registry {
         };
         entry.summaries = req.summaries;
         entry.stats = req.stats;
+        if let Some(rate) = req.rate {
+            entry.record.measured_rate = rate;
+        }
         entry.stats.admit_rate_per_min = entry.record.measured_rate;
         self.store(entry).map(|_| ())
     }
@@ -249,10 +246,23 @@ impl Registry {
         })
     }
 
-    /// The current fence, for an operator's admission (which does not take the lease).
-    fn fence(&self) -> Answer<LeaseResponse> {
+    /// A new fence for an operator's admission, the holder and expiry of the lease unchanged: a
+    /// batch the scheduler planned before the operator admitted is refused, and the scheduler
+    /// reads the room afresh before its next one.
+    fn bump_fence(&self) -> Answer<LeaseResponse> {
+        let (holder, expires, fence) = match self.lease_row()? {
+            Some(row) => (row.holder, row.expires, row.fence + 1),
+            None => (String::new(), 0, 1),
+        };
+        self.sql
+            .exec(
+                "INSERT INTO lease(k, holder, expires, fence) VALUES (1, ?, ?, ?) \
+                 ON CONFLICT(k) DO UPDATE SET fence = excluded.fence",
+                vec![holder.into(), expires.into(), fence.into()],
+            )
+            .map_err(|e| (ErrorCode::Internal, format!("the lease table: {e}")))?;
         Ok(LeaseResponse {
-            fence: self.lease_row()?.map_or(0, |r| r.fence as u64),
+            fence: fence as u64,
         })
     }
 }

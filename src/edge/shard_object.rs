@@ -69,8 +69,7 @@ impl DurableObject for ShardObject {
             "/visit" => operation(&body, |r: VisitReq| self.visit(r)),
             "/end" => operation(&body, |r: EndReq| self.end(r)),
             "/session" => operation(&body, |r: SessionReq| self.session(r)),
-            "/summary" => operation(&body, |r: SummaryReq| self.summary(r)),
-            "/admit" => operation(&body, |r: AdmitReq| self.admit(r)),
+            "/batch" => operation(&body, |r: BatchReq| self.batch(r)),
             "/pause" => operation(&body, |r: PauseReq| self.pause(r)),
             _ => error(ErrorCode::NotFound, "no such shard operation"),
         }
@@ -234,7 +233,7 @@ impl ShardObject {
         };
         Ok(EndRes {
             ended,
-            report: self.report(0),
+            report: self.report(0, 0),
         })
     }
 
@@ -275,18 +274,15 @@ impl ShardObject {
         Ok(())
     }
 
-    fn report(&self, heads: u64) -> ShardReport {
+    fn report(&self, heads: u64, admitted: u64) -> ShardReport {
         self.with(|l| ShardReport {
+            reading: l.shard.reading(heads, l.credit),
             summary: l.shard.queue().summary(SUMMARY_SAMPLES),
-            active: l.shard.active(),
-            unclaimed: l.shard.unclaimed(),
-            credit: l.credit,
-            admitted_total: l.shard.admitted_total(),
-            heads: l.shard.queue().heads(heads),
+            admitted,
         })
     }
 
-    fn summary(&self, req: SummaryReq) -> Answer<ShardReport> {
+    fn batch(&self, req: BatchReq) -> Answer<ShardReport> {
         self.check_fence(req.fence)?;
         if self.with(|l| l.shard.would_expire(req.now, req.timing)) {
             self.apply(
@@ -297,13 +293,16 @@ impl ShardObject {
                 |_, _| true,
             )?;
         }
-        Ok(self.report(req.heads))
-    }
-
-    fn admit(&self, req: AdmitReq) -> Answer<AdmitRes> {
-        self.check_fence(req.fence)?;
+        let Some(order) = req.order else {
+            return Ok(self.report(req.heads, 0));
+        };
         let (paused, before) = self.with(|l| (l.paused, l.shard.queue().admitted_seq()));
-        let upto = if paused && !req.operator { 0 } else { req.upto };
+        // A pause that reached the shard after the batch was planned still stops it.
+        let upto = if paused && !req.operator {
+            0
+        } else {
+            order.through_seq
+        };
         let Outcome::Admitted(admitted) = self
             .apply(Op::AdmitThrough { upto, now: req.now }, |shard, _| {
                 shard.queue().admitted_seq() != before
@@ -311,15 +310,17 @@ impl ShardObject {
         else {
             unreachable!("an admission answers an admission");
         };
-        if !req.operator {
-            let credit = if paused { 0 } else { req.credit };
+        if let Some(credit) = order.credit {
+            let left = if order.carry {
+                self.with(|l| l.credit)
+            } else {
+                0
+            };
+            let credit = if paused { 0 } else { credit + left };
             self.with(|l| l.credit = credit);
             self.set_meta("credit", credit)?;
         }
-        Ok(AdmitRes {
-            admitted,
-            report: self.report(0),
-        })
+        Ok(self.report(req.heads, admitted))
     }
 
     fn pause(&self, req: PauseReq) -> Answer<ShardReport> {
@@ -329,6 +330,6 @@ impl ShardObject {
             self.with(|l| l.credit = 0);
             self.set_meta("credit", 0)?;
         }
-        Ok(self.report(0))
+        Ok(self.report(0, 0))
     }
 }

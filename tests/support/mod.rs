@@ -17,7 +17,7 @@ use queuegate_origin::clock::Clock;
 use queuegate_origin::config::{ServeArgs, Settings, StoreConfig};
 use queuegate_origin::server::{self, Running};
 use queuegate_origin::store::memory::MemoryStore;
-use queuegate_origin::store::Store;
+use queuegate_origin::store::OriginStore;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -318,7 +318,7 @@ pub async fn origin_on(store: &StoreConfig) -> Embedded {
     embedded_with(store, Clock::System).await
 }
 
-pub async fn embedded_with(store: Arc<dyn Store>, clock: Clock) -> Embedded {
+pub async fn embedded_with(store: Arc<dyn OriginStore>, clock: Clock) -> Embedded {
     let upstream = Upstream::start().await;
     let args = ServeArgs {
         listen: Some("127.0.0.1:0".parse().unwrap()),

@@ -1,27 +1,38 @@
-//! The edge seen from the origin's scheduler: the Cloudflare worker's admin API, which gives the
-//! rooms, their load, the admission lease and admission batches. The scheduler runs the same
-//! controller against it as against the embedded store or Redis.
+//! The edge seen from the origin's scheduler: the Cloudflare worker's admin API (the rooms, the
+//! admission lease and batches). The scheduler runs the same controller against it as against
+//! the embedded store or Redis, and plans each batch with the same core plan.
+//!
+//! A tick costs one call per shard and one to the registry per room: each batch's answer holds
+//! every shard's reading (its load and next waiting visitors), and the next tick plans from it
+//! ([`Freshness::Previous`]: the entry credit the batch opened counts as spent). Only a room's
+//! first batch, or the first after the fence moved (another scheduler, an operator's admission),
+//! reads the room first.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use queuegate::api::{
-    LeaseRequest, LeaseResponse, RateRequest, RoomList, RoomStats, RoomView, ScheduleRequest,
-    ScheduleResponse,
+    LeaseRequest, LeaseResponse, RoomList, RoomStats, ScheduleRequest, ScheduleResponse, MAX_HEADS,
 };
-use queuegate::controller::RoomLoad;
+use queuegate::controller::{max_grant, RoomLoad};
 use queuegate::error::ErrorBody;
-use queuegate::{RoomId, RoomRecord};
+use queuegate::plan::{load_of, plan, Batch, Freshness, ShardOrder, ShardReading};
+use queuegate::{ApiError, ErrorCode, RoomId, RoomRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Admitted, Fence, Scheduling, StoreError, StoreResult};
+use super::{Decision, Fence, Round, Scheduling, StoreError, StoreResult};
 
 pub struct EdgeStore {
     /// `https://edge.example/_qg/v1`: the worker's API prefix.
     api: String,
     admin_key: String,
     client: reqwest::Client,
+    tick_ms: u64,
+    /// Each room's readings from its last batch, under the fence they were taken with.
+    readings: Mutex<HashMap<RoomId, (Fence, Vec<ShardReading>)>>,
 }
 
 impl EdgeStore {
@@ -30,6 +41,7 @@ impl EdgeStore {
         prefix: &str,
         admin_key: &str,
         timeout: Duration,
+        tick: Duration,
     ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -42,6 +54,8 @@ impl EdgeStore {
             api: format!("{}{}", edge.trim_end_matches('/'), prefix),
             admin_key: admin_key.to_owned(),
             client,
+            tick_ms: tick.as_millis() as u64,
+            readings: Mutex::default(),
         })
     }
 
@@ -49,6 +63,7 @@ impl EdgeStore {
         &self,
         method: reqwest::Method,
         path: &str,
+        room: Option<&RoomId>,
         body: Option<&impl Serialize>,
     ) -> StoreResult<T> {
         let mut req = self
@@ -67,20 +82,48 @@ impl EdgeStore {
                 StoreError::Unavailable(format!("the edge answered {path} with {e}"))
             });
         }
-        let error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
-        let message = error.as_ref().map_or_else(
-            || String::from_utf8_lossy(&bytes).into_owned(),
-            |e| format!("{}: {}", e.error.code, e.error.message),
-        );
-        Err(match error.as_ref().map(|e| e.error.code.as_str()) {
-            Some("fenced") => StoreError::Fenced,
-            Some("unknown_room") => StoreError::UnknownRoom(
-                RoomId::parse(path.split('/').nth(2).unwrap_or(""))
-                    .unwrap_or_else(|_| RoomId::parse("unknown").expect("valid")),
+        let error = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => ApiError::new(
+                ErrorCode::parse(&body.error.code).unwrap_or(ErrorCode::StoreUnavailable),
+                body.error.message,
             ),
-            Some("conflict") => StoreError::Conflict(message),
-            _ => StoreError::Unavailable(format!("the edge answered {status}: {message}")),
-        })
+            Err(_) => ApiError::new(
+                ErrorCode::StoreUnavailable,
+                format!(
+                    "the edge answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            ),
+        };
+        Err(StoreError::from_api(&error, room))
+    }
+
+    /// One schedule request: the shards carry out `orders` (or are only read) and report.
+    async fn batch(
+        &self,
+        room: &RoomRecord,
+        fence: Fence,
+        orders: Option<Vec<ShardOrder>>,
+        rate: Option<f64>,
+    ) -> StoreResult<ScheduleResponse> {
+        let request = ScheduleRequest {
+            fence: fence.0,
+            orders,
+            heads: max_grant(&room.config, self.tick_ms).min(MAX_HEADS),
+            admit_rate_per_min: rate,
+        };
+        let path = format!("/rooms/{}/schedule", room.id);
+        let answer: ScheduleResponse = self
+            .call(reqwest::Method::POST, &path, Some(&room.id), Some(&request))
+            .await?;
+        if answer.shards.len() != usize::from(room.config.shards) {
+            return Err(StoreError::Unavailable(format!(
+                "the edge reported {} shards of {}",
+                answer.shards.len(),
+                room.config.shards
+            )));
+        }
+        Ok(answer)
     }
 }
 
@@ -88,8 +131,10 @@ const NO_BODY: Option<&()> = None;
 
 #[async_trait]
 impl Scheduling for EdgeStore {
-    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>> {
-        let list: RoomList = self.call(reqwest::Method::GET, "/rooms", NO_BODY).await?;
+    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
+        let list: RoomList = self
+            .call(reqwest::Method::GET, "/rooms", None, NO_BODY)
+            .await?;
         Ok(list
             .rooms
             .into_iter()
@@ -104,56 +149,6 @@ impl Scheduling for EdgeStore {
             .collect())
     }
 
-    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
-        let body = RateRequest {
-            admit_rate_per_min: rate,
-        };
-        let _: RoomView = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/rooms/{id}/rate"),
-                Some(&body),
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn load(&self, id: &RoomId, _now: u64) -> StoreResult<RoomLoad> {
-        self.call(reqwest::Method::POST, &format!("/rooms/{id}/load"), NO_BODY)
-            .await
-    }
-
-    async fn stats(&self, id: &RoomId, _now: u64) -> StoreResult<RoomStats> {
-        let view: RoomView = self
-            .call(reqwest::Method::GET, &format!("/rooms/{id}"), NO_BODY)
-            .await?;
-        Ok(view.stats)
-    }
-
-    async fn admit(
-        &self,
-        id: &RoomId,
-        grant: u64,
-        fence: Fence,
-        _now: u64,
-    ) -> StoreResult<Admitted> {
-        let body = ScheduleRequest {
-            grant,
-            fence: fence.0,
-        };
-        let done: ScheduleResponse = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/rooms/{id}/schedule"),
-                Some(&body),
-            )
-            .await?;
-        Ok(Admitted {
-            from_queue: done.from_queue,
-            entry_credit: done.entry_credit,
-        })
-    }
-
     async fn acquire_lease(
         &self,
         holder: &str,
@@ -165,8 +160,61 @@ impl Scheduling for EdgeStore {
             ttl_ms,
         };
         let lease: LeaseResponse = self
-            .call(reqwest::Method::POST, "/lease", Some(&body))
+            .call(reqwest::Method::POST, "/lease", None, Some(&body))
             .await?;
         Ok((lease.fence > 0).then_some(Fence(lease.fence)))
+    }
+
+    async fn schedule(
+        &self,
+        room: &RoomRecord,
+        fence: Fence,
+        _now: u64,
+        decide: &mut (dyn FnMut(RoomLoad) -> Decision + Send),
+    ) -> StoreResult<Round> {
+        // Taken out: a batch that fails leaves no reading behind, and the next one reads first.
+        let previous = self
+            .readings
+            .lock()
+            .remove(&room.id)
+            .filter(|(at, shards)| *at == fence && shards.len() == usize::from(room.config.shards));
+        let shards = match previous {
+            Some((_, shards)) => shards,
+            None => {
+                self.batch(room, fence, None, room.measured_rate)
+                    .await?
+                    .shards
+            }
+        };
+        let decision = decide(load_of(&shards));
+        let planned = plan(
+            &room.config,
+            room.paused,
+            &shards,
+            Batch::Scheduler {
+                grant: decision.grant,
+            },
+            Freshness::Previous,
+        );
+        let done = self
+            .batch(room, fence, Some(planned.orders), decision.rate)
+            .await?;
+        let load = load_of(&done.shards);
+        let entry_credit = done.shards.iter().map(|s| s.credit).sum();
+        self.readings
+            .lock()
+            .insert(room.id.clone(), (fence, done.shards));
+        Ok(Round {
+            admitted: done.admitted,
+            entry_credit,
+            stats: RoomStats {
+                waiting: load.waiting,
+                admitted: load.admitted,
+                active: load.active,
+                admitted_total: load.admitted_total,
+                admit_rate_per_min: decision.rate,
+                entry_credit,
+            },
+        })
     }
 }

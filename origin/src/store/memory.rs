@@ -13,15 +13,20 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
-use queuegate::queue::{plan_admission, position, ShardQueue};
+use queuegate::plan::{plan, Batch, Freshness, ShardReading};
+use queuegate::queue::{position, ShardQueue};
+use queuegate::service::{RouteTable, Routes};
 use queuegate::shard::{user_hash, Shard, Standing, Timing};
-use queuegate::{Place, RoomConfig, RoomId, VisitorState};
+use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
 
-use super::{Admitted, Fence, Joined, RoomRecord, Scheduling, Store, StoreError, StoreResult};
+use super::{
+    Decision, Fence, Joined, RoomRecord, Round, Scheduling, Store, StoreError, StoreResult,
+};
 
 #[derive(Default)]
 pub struct MemoryStore {
     rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
+    routes: Routes,
     lease: Mutex<Option<Lease>>,
 }
 
@@ -49,6 +54,17 @@ impl MemoryStore {
         let mut room = room.lock();
         Ok(f(&mut room))
     }
+
+    fn records(&self) -> Vec<RoomRecord> {
+        let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
+        let mut records: Vec<_> = rooms.iter().map(|r| r.lock().record.clone()).collect();
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        records
+    }
+
+    fn fence_is_current(&self, fence: Fence) -> bool {
+        self.lease.lock().as_ref().is_some_and(|l| l.fence == fence)
+    }
 }
 
 #[async_trait]
@@ -57,8 +73,24 @@ impl Store for MemoryStore {
         "memory"
     }
 
-    async fn health(&self) -> StoreResult<()> {
+    async fn health(&self, _now: u64) -> StoreResult<()> {
         Ok(())
+    }
+
+    async fn route_table(&self, _now: u64) -> StoreResult<Arc<RouteTable>> {
+        Ok(self.routes.current())
+    }
+
+    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
+        Ok(self.records())
+    }
+
+    async fn room(&self, id: &RoomId, _now: u64) -> StoreResult<Option<RoomRecord>> {
+        Ok(self
+            .rooms
+            .read()
+            .get(id)
+            .map(|room| room.lock().record.clone()))
     }
 
     async fn put_room(
@@ -68,27 +100,29 @@ impl Store for MemoryStore {
         epoch: u32,
         _now: u64,
     ) -> StoreResult<(RoomRecord, bool)> {
-        let mut rooms = self.rooms.write();
-        if let Some(room) = rooms.get(id) {
-            let mut room = room.lock();
-            room.reconfigure(config)?;
-            return Ok((room.record.clone(), false));
-        }
-        let room = Room::new(id.clone(), config, epoch);
-        let record = room.record.clone();
-        rooms.insert(id.clone(), Arc::new(Mutex::new(room)));
-        Ok((record, true))
+        let build = self.routes.begin();
+        let result = {
+            let mut rooms = self.rooms.write();
+            match rooms.get(id) {
+                Some(room) => {
+                    let mut room = room.lock();
+                    room.reconfigure(config)?;
+                    (room.record.clone(), false)
+                }
+                None => {
+                    let room = Room::new(id.clone(), config, epoch);
+                    let record = room.record.clone();
+                    rooms.insert(id.clone(), Arc::new(Mutex::new(room)));
+                    (record, true)
+                }
+            }
+        };
+        self.routes
+            .finish(build, RouteTable::build(&self.records()));
+        Ok(result)
     }
 
-    async fn room(&self, id: &RoomId) -> StoreResult<Option<RoomRecord>> {
-        Ok(self
-            .rooms
-            .read()
-            .get(id)
-            .map(|room| room.lock().record.clone()))
-    }
-
-    async fn set_paused(&self, id: &RoomId, paused: bool) -> StoreResult<RoomRecord> {
+    async fn set_paused(&self, id: &RoomId, paused: bool, _now: u64) -> StoreResult<RoomRecord> {
         self.with_room(id, |room| {
             room.record.paused = paused;
             if paused {
@@ -98,106 +132,57 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn join(&self, id: &RoomId, user_id: Option<&str>, now: u64) -> StoreResult<Joined> {
-        self.with_room(id, |room| room.join(user_id, now))
-    }
-
-    async fn visit(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<VisitorState> {
-        self.with_room(id, |room| room.visit(place, now))
-    }
-
-    async fn leave(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<VisitorState> {
-        self.with_room(id, |room| match room.end(place, now) {
-            Some(_) => VisitorState::Left,
-            None => VisitorState::Expired,
+    async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {
+        self.with_room(&room.id, |room| {
+            room.expire(now);
+            room.stats()
         })
+    }
+
+    async fn join(
+        &self,
+        room: &RoomRecord,
+        user_id: Option<&str>,
+        now: u64,
+    ) -> StoreResult<Joined> {
+        self.with_room(&room.id, |room| room.join(user_id, now))
+    }
+
+    async fn visit(
+        &self,
+        room: &RoomRecord,
+        ticket: &Ticket,
+        now: u64,
+    ) -> StoreResult<VisitorState> {
+        self.with_room(&room.id, |room| room.visit(ticket.place, now))
+    }
+
+    async fn end(&self, room: &RoomRecord, place: Place, now: u64) -> StoreResult<Option<bool>> {
+        self.with_room(&room.id, |room| room.end(place, now))
     }
 
     async fn session(
         &self,
-        id: &RoomId,
+        room: &RoomRecord,
         place: Place,
         renew: bool,
         now: u64,
     ) -> StoreResult<Option<u64>> {
-        self.with_room(id, |room| room.session(place, renew, now))
+        self.with_room(&room.id, |room| room.session(place, renew, now))
     }
 
-    async fn admit_now(&self, id: &RoomId, count: u64, now: u64) -> StoreResult<u64> {
-        self.with_room(id, |room| {
+    async fn admit_now(&self, room: &RoomRecord, count: u64, now: u64) -> StoreResult<u64> {
+        self.with_room(&room.id, |room| {
             room.expire(now);
-            // Entry credit is capacity already promised to whoever arrives next.
-            let reserved = room.entry_credit;
-            room.admit_oldest(count, reserved, now)
+            room.run(Batch::Operator { count }, now)
         })
-    }
-
-    async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
-        self.with_room(id, |room| room.end(place, now) == Some(true))
     }
 }
 
 #[async_trait]
 impl Scheduling for MemoryStore {
-    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>> {
-        let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
-        let mut records: Vec<_> = rooms.iter().map(|r| r.lock().record.clone()).collect();
-        records.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(records)
-    }
-
-    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
-        self.with_room(id, |room| room.record.measured_rate = rate)
-    }
-
-    async fn load(&self, id: &RoomId, now: u64) -> StoreResult<RoomLoad> {
-        self.with_room(id, |room| {
-            room.expire(now);
-            room.load()
-        })
-    }
-
-    async fn stats(&self, id: &RoomId, now: u64) -> StoreResult<RoomStats> {
-        self.with_room(id, |room| {
-            room.expire(now);
-            let load = room.load();
-            RoomStats {
-                waiting: load.waiting,
-                admitted: load.admitted,
-                active: load.active,
-                admitted_total: load.admitted_total,
-                admit_rate_per_min: room.record.measured_rate,
-                entry_credit: room.entry_credit,
-            }
-        })
-    }
-
-    async fn admit(
-        &self,
-        id: &RoomId,
-        grant: u64,
-        fence: Fence,
-        now: u64,
-    ) -> StoreResult<Admitted> {
-        if !self.fence_is_current(fence) {
-            return Err(StoreError::Fenced);
-        }
-        self.with_room(id, |room| {
-            room.expire(now);
-            // A pause that came after the scheduler read the room still stops its batch.
-            let grant = if room.record.paused { 0 } else { grant };
-            let from_queue = room.admit_oldest(grant, 0, now);
-            let free = room.free();
-            room.entry_credit = if room.record.paused {
-                0
-            } else {
-                (grant - from_queue).min(free)
-            };
-            Admitted {
-                from_queue,
-                entry_credit: room.entry_credit,
-            }
-        })
+    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
+        Ok(self.records())
     }
 
     async fn acquire_lease(
@@ -224,11 +209,33 @@ impl Scheduling for MemoryStore {
             }
         }
     }
-}
 
-impl MemoryStore {
-    fn fence_is_current(&self, fence: Fence) -> bool {
-        self.lease.lock().as_ref().is_some_and(|l| l.fence == fence)
+    async fn schedule(
+        &self,
+        room: &RoomRecord,
+        fence: Fence,
+        now: u64,
+        decide: &mut (dyn FnMut(RoomLoad) -> Decision + Send),
+    ) -> StoreResult<Round> {
+        if !self.fence_is_current(fence) {
+            return Err(StoreError::Fenced);
+        }
+        self.with_room(&room.id, |room| {
+            room.expire(now);
+            let decision = decide(room.load());
+            room.record.measured_rate = decision.rate;
+            let admitted = room.run(
+                Batch::Scheduler {
+                    grant: decision.grant,
+                },
+                now,
+            );
+            Round {
+                admitted,
+                entry_credit: room.entry_credit,
+                stats: room.stats(),
+            }
+        })
     }
 }
 
@@ -268,7 +275,9 @@ impl Room {
             )));
         }
         self.record.config = config;
-        self.entry_credit = self.entry_credit.min(self.free());
+        // A new configuration (maybe a lower capacity) opens no credit until the next batch, as
+        // on every store.
+        self.entry_credit = 0;
         Ok(())
     }
 
@@ -304,12 +313,16 @@ impl Room {
         }
     }
 
-    /// Capacity not taken by sessions, unclaimed admissions or entry credit.
-    fn free(&self) -> u64 {
-        self.record
-            .config
-            .max_active
-            .saturating_sub(self.active() + self.unclaimed() + self.entry_credit)
+    fn stats(&self) -> RoomStats {
+        let load = self.load();
+        RoomStats {
+            waiting: load.waiting,
+            admitted: load.admitted,
+            active: load.active,
+            admitted_total: load.admitted_total,
+            admit_rate_per_min: self.record.measured_rate,
+            entry_credit: self.entry_credit,
+        }
     }
 
     /// The shard of `place`, if the place is of this room's queue.
@@ -394,24 +407,40 @@ impl Room {
         }
     }
 
-    /// Admits up to `count` of the oldest waiting visitors across shards, within the capacity
-    /// left after `reserved` slots.
-    fn admit_oldest(&mut self, count: u64, reserved: u64, now: u64) -> u64 {
-        let capacity = self
-            .record
-            .config
-            .max_active
-            .saturating_sub(self.active() + self.unclaimed() + reserved);
-        let wanted = count.min(capacity);
-        if wanted == 0 {
-            return 0;
-        }
-        let plan = plan_admission(self.queues(), wanted, None);
-        self.shards
+    /// Runs a batch as the core plans it: the oldest waiting across shards within capacity, and
+    /// for the scheduler the new entry credit. Returns how many were admitted.
+    fn run(&mut self, batch: Batch, now: u64) -> u64 {
+        let count = match batch {
+            Batch::Scheduler { grant } => grant,
+            Batch::Operator { count } => count,
+        };
+        // The room's entry credit is one counter here: it stands in the first shard's reading.
+        let readings: Vec<ShardReading> = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, shard)| shard.reading(count, if i == 0 { self.entry_credit } else { 0 }))
+            .collect();
+        let plan = plan(
+            &self.record.config,
+            self.record.paused,
+            &readings,
+            batch,
+            Freshness::Current,
+        );
+        let admitted = self
+            .shards
             .iter_mut()
-            .zip(plan)
-            .map(|(shard, n)| shard.admit(n, now))
-            .sum()
+            .zip(&plan.orders)
+            .map(|(shard, order)| match order.take {
+                0 => 0,
+                _ => shard.admit_through(order.through_seq, now),
+            })
+            .sum();
+        if let Batch::Scheduler { .. } = batch {
+            self.entry_credit = plan.credit;
+        }
+        admitted
     }
 }
 
@@ -467,7 +496,7 @@ mod tests {
             VisitorState::Waiting { position: 3 }
         );
         assert_eq!(r.visit(places[2], 10), VisitorState::Left);
-        assert_eq!(r.admit_oldest(3, 0, 10), 3);
+        assert_eq!(r.run(Batch::Operator { count: 3 }, 10), 3);
         // 0, 1 and 3 are in (2 left); 5 is next.
         assert_eq!(
             r.visit(places[5], 10),
@@ -484,15 +513,15 @@ mod tests {
         let mut r = room(1, 1);
         let a = r.join(None, 0).place;
         let b = r.join(None, 0).place;
-        assert_eq!(r.admit_oldest(5, 0, 1_000), 1);
+        assert_eq!(r.run(Batch::Operator { count: 5 }, 1_000), 1);
         assert_eq!(r.load().admitted, 1);
         // Inside the window the slot stays taken.
         r.expire(10_999);
-        assert_eq!(r.admit_oldest(5, 0, 10_999), 0);
+        assert_eq!(r.run(Batch::Operator { count: 5 }, 10_999), 0);
         r.expire(11_000);
         assert_eq!(r.load().admitted, 0);
         assert_eq!(r.visit(a, 11_000), VisitorState::Expired);
-        assert_eq!(r.admit_oldest(5, 0, 11_000), 1);
+        assert_eq!(r.run(Batch::Operator { count: 5 }, 11_000), 1);
         assert!(matches!(r.visit(b, 11_001), VisitorState::Admitted { .. }));
     }
 
@@ -610,13 +639,11 @@ mod tests {
                     }
                     Op::Batch(n) => {
                         r.expire(now);
-                        let from_queue = r.admit_oldest(n, 0, now);
-                        r.entry_credit = (n - from_queue).min(r.free());
+                        r.run(Batch::Scheduler { grant: n }, now);
                     }
                     Op::AdmitNow(n) => {
                         r.expire(now);
-                        let reserved = r.entry_credit;
-                        r.admit_oldest(n, reserved, now);
+                        r.run(Batch::Operator { count: n }, now);
                     }
                     Op::Advance(ms) => {
                         now += ms;

@@ -24,12 +24,16 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
-use queuegate::queue::{plan_admission, position, ShardQueue};
-use queuegate::{Place, RoomConfig, RoomId, VisitorState};
+use queuegate::plan::{plan, Batch, Freshness, ShardReading};
+use queuegate::queue::{position, ShardQueue};
+use queuegate::service::{RouteTable, Routes};
+use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
 use redis::aio::ConnectionLike;
 use redis::{AsyncCommands, RedisError, Script};
 
-use super::{Admitted, Fence, Joined, RoomRecord, Scheduling, Store, StoreError, StoreResult};
+use super::{
+    Decision, Fence, Joined, RoomRecord, Round, Scheduling, Store, StoreError, StoreResult,
+};
 
 pub use scripts::source as script_source;
 
@@ -102,6 +106,45 @@ impl Room {
 
     fn credit(&self) -> u64 {
         self.shards.iter().map(|s| s.credit).sum()
+    }
+
+    fn stats(&self) -> RoomStats {
+        let load = self.load();
+        RoomStats {
+            waiting: load.waiting,
+            admitted: load.admitted,
+            active: load.active,
+            admitted_total: load.admitted_total,
+            admit_rate_per_min: self.record.measured_rate,
+            entry_credit: self.credit(),
+        }
+    }
+
+    /// Each shard as the mirror holds it, with its next `heads` waiting visitors stamped before
+    /// `cutoff`.
+    fn readings(&self, heads: u64, cutoff: u64) -> Vec<ShardReading> {
+        self.queues
+            .iter()
+            .zip(&self.shards)
+            .map(|(queue, state)| {
+                let listed: Vec<(u64, u64)> = queue
+                    .heads(heads)
+                    .into_iter()
+                    .take_while(|&(_, stamp)| stamp < cutoff)
+                    .collect();
+                let waiting = queue.waiting();
+                ShardReading {
+                    active: state.active,
+                    unclaimed: state.unclaimed,
+                    credit: state.credit,
+                    waiting,
+                    admitted_total: state.admitted_total,
+                    // Those stamped from the cutoff on may not all be in the mirror yet.
+                    listed_below: ShardReading::bound(&listed, waiting).min(cutoff),
+                    heads: listed,
+                }
+            })
+            .collect()
     }
 
     /// Adds a stamp a join of this instance learned: at the tail at once, or pending until the
@@ -200,6 +243,7 @@ pub struct RedisStore<C> {
     kind: &'static str,
     timeout: Duration,
     rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
+    routes: Routes,
     unknown: Mutex<HashMap<RoomId, u64>>,
     /// Live sessions found in Redis: expiry and when it was read, by room and place.
     sessions: Mutex<HashMap<SessionKey, (u64, u64)>>,
@@ -221,6 +265,7 @@ where
             kind,
             timeout,
             rooms: RwLock::default(),
+            routes: Routes::default(),
             unknown: Mutex::default(),
             sessions: Mutex::default(),
             next_shard: AtomicUsize::new(0),
@@ -260,11 +305,11 @@ where
         invoke(&self.conn, self.timeout, invocation).await
     }
 
-    /// A strictly increasing microsecond stamp for this instance. Instances share a room, so
-    /// the stamp comes from the wall clock at microsecond resolution (visitors who join one after
-    /// the other through different instances keep their order), and never falls behind `now`.
+    /// A strictly increasing microsecond stamp for this instance, from `now` (visitors who join
+    /// one after the other through different instances keep their order as far as the
+    /// instances' clocks agree).
     fn stamp(&self, now: u64) -> u64 {
-        let candidate = now.saturating_mul(1000).max(crate::clock::system_now_us());
+        let candidate = now.saturating_mul(1000);
         let previous = self
             .last_stamp
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
@@ -377,58 +422,53 @@ where
         Ok(())
     }
 
-    /// Admits up to `count` of the oldest waiting within free capacity. The scheduler's batch
-    /// (`operator` false) then opens what is left of its grant as entry credit when nobody
-    /// waits; an operator's admission leaves the credit alone and keeps clear of it.
+    /// Runs a batch as the core plans it, from the mirror the caller brought up to date under
+    /// `fence` (every shard learns the fence before anything is counted, so an older scheduler
+    /// that wakes up now can no longer admit anywhere). Returns the admissions and the credit
+    /// opened.
     async fn admit_batch(
         &self,
         room: &Arc<Mutex<Room>>,
-        count: u64,
-        operator: bool,
+        batch: Batch,
         fence: Fence,
         now: u64,
-    ) -> StoreResult<Admitted> {
-        // Every shard learns the fence before anything is counted: an older scheduler that
-        // wakes up now can no longer admit anywhere.
-        let cutoff = now.saturating_mul(1000).max(crate::clock::system_now_us());
-        self.sync_room(room, now, fence.0).await?;
-        let (plans, credits, keys) = {
+    ) -> StoreResult<(u64, u64)> {
+        // Visitors stamped from `now` on may have joined while the shards were read one by one.
+        let cutoff = now.saturating_mul(1000);
+        let operator = matches!(batch, Batch::Operator { .. });
+        let (orders, uptos, keys) = {
             let r = room.lock();
-            let load = r.load();
-            let reserved = if operator { r.credit() } else { 0 };
-            let free = r
-                .record
-                .config
-                .max_active
-                .saturating_sub(load.active + load.admitted + reserved);
-            let wanted = count.min(free);
-            let plan = plan_admission(&r.queues, wanted, Some(cutoff));
-            let upto: Vec<u64> = plan
+            let count = match batch {
+                Batch::Scheduler { grant } => grant,
+                Batch::Operator { count } => count,
+            };
+            let readings = r.readings(count, cutoff);
+            let planned = plan(
+                &r.record.config,
+                r.record.paused,
+                &readings,
+                batch,
+                Freshness::Current,
+            );
+            let keys: Vec<Arc<[String]>> = r.shards.iter().map(|s| s.keys.clone()).collect();
+            let uptos: Vec<u64> = planned
+                .orders
                 .iter()
                 .zip(&r.queues)
-                .map(|(&n, q)| q.nth_waiting(n).unwrap_or(q.admitted_seq()))
+                .map(|(order, queue)| match order.take {
+                    0 => queue.admitted_seq(),
+                    _ => order.through_seq,
+                })
                 .collect();
-            let planned: u64 = plan.iter().sum();
-            let shards = r.queues.len() as u64;
-            let credits: Vec<u64> = if operator {
-                r.shards.iter().map(|s| s.credit).collect()
-            } else if r.record.paused || planned < wanted && load.waiting > planned {
-                // People still wait (joined during this read): no direct entry past them.
-                vec![0; r.queues.len()]
-            } else {
-                let open = (count - planned).min(free - planned);
-                (0..shards)
-                    .map(|s| open / shards + u64::from(s < open % shards))
-                    .collect()
-            };
-            let keys: Vec<Arc<[String]>> = r.shards.iter().map(|s| s.keys.clone()).collect();
-            (upto, credits, keys)
+            (planned.orders, uptos, keys)
         };
-        let batches = plans
+        let batches = orders
             .iter()
-            .zip(&credits)
+            .zip(&uptos)
             .zip(&keys)
-            .map(|((&upto, &credit), keys)| {
+            .map(|((order, &upto), keys)| {
+                // An operator's batch leaves the credit as it is (the script sees the flag).
+                let credit = order.credit.unwrap_or(0);
                 self.shard_script::<(u64, u64)>(
                     &scripts::ADMIT,
                     keys,
@@ -450,12 +490,12 @@ where
             admitted += n;
             let queue = &mut r.queues[shard];
             queue.admit_through(adm.min(queue.tail()));
-            r.shards[shard].credit = credits[shard];
+            if let Some(credit) = orders[shard].credit {
+                r.shards[shard].credit = credit;
+            }
         }
-        Ok(Admitted {
-            from_queue: admitted,
-            entry_credit: credits.iter().sum(),
-        })
+        let credit = orders.iter().filter_map(|o| o.credit).sum();
+        Ok((admitted, credit))
     }
 
     /// Runs the operator admissions other instances asked this one (the lease holder) for.
@@ -480,10 +520,13 @@ where
             else {
                 continue;
             };
-            let done = self.admit_batch(room, count, true, fence, now).await?;
+            self.sync_room(room, now, fence.0).await?;
+            let (done, _) = self
+                .admit_batch(room, Batch::Operator { count }, fence, now)
+                .await?;
             let mut conn = self.conn.clone();
             let key = keys::admit_result(&request_id);
-            self.call(async move { conn.set_ex::<_, _, ()>(key, done.from_queue, 60).await })
+            self.call(async move { conn.set_ex::<_, _, ()>(key, done, 60).await })
                 .await?;
         }
     }
@@ -540,6 +583,47 @@ where
             .lock()
             .remove(&(id.clone(), place.shard, place.seq));
         Ok(Some(reply.get(1) == Some(&1)))
+    }
+
+    /// Every room in Redis, installed in this instance's cache and route table.
+    async fn all_rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
+        let build = self.routes.begin();
+        let mut conn = self.conn.clone();
+        let read_at = Instant::now();
+        let ids: Vec<String> = self
+            .call(async move { conn.smembers(keys::ROOMS).await })
+            .await?;
+        let mut records = Vec::new();
+        for id in ids {
+            let Ok(id) = RoomId::parse(&id) else {
+                continue;
+            };
+            if let Some(record) = self.fetch_record(&id).await? {
+                let room = self.install(record, read_at);
+                records.push(room.lock().record.clone());
+            }
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        self.routes.finish(build, RouteTable::build(&records));
+        Ok(records)
+    }
+
+    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let key = keys::room(id);
+        self.call(async move {
+            match rate {
+                Some(rate) => conn.hset::<_, _, _, ()>(key, "rate", rate).await,
+                None => conn.hdel::<_, _, ()>(key, "rate").await,
+            }
+        })
+        .await?;
+        if let Some(room) = self.rooms.read().get(id) {
+            let mut r = room.lock();
+            r.record.measured_rate = rate;
+            r.changed = Instant::now();
+        }
+        Ok(())
     }
 
     fn held_fence(&self, now: u64) -> Option<Fence> {
@@ -698,7 +782,7 @@ where
         self.kind
     }
 
-    async fn health(&self) -> StoreResult<()> {
+    async fn health(&self, _now: u64) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         self.call(async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
             .await
@@ -710,7 +794,7 @@ where
         id: &RoomId,
         config: RoomConfig,
         epoch: u32,
-        _now: u64,
+        now: u64,
     ) -> StoreResult<(RoomRecord, bool)> {
         let key = keys::room(id);
         let existing = self.fetch_record(id).await?;
@@ -740,6 +824,8 @@ where
         })?;
         let room = self.install(record.clone(), read_at);
         room.lock().changed = Instant::now();
+        // This instance's gate knows of the room at once (others at their next tick).
+        self.all_rooms(now).await?;
         if !created {
             // A new configuration (maybe a lower capacity) opens no credit until the next tick.
             self.pause_shards(&room, record.paused, true).await?;
@@ -747,16 +833,24 @@ where
         Ok((record, created))
     }
 
-    async fn room(&self, id: &RoomId) -> StoreResult<Option<RoomRecord>> {
-        match self.mirror(id, crate::clock::system_now()).await {
+    async fn route_table(&self, _now: u64) -> StoreResult<Arc<RouteTable>> {
+        Ok(self.routes.current())
+    }
+
+    async fn rooms(&self, now: u64) -> StoreResult<Vec<RoomRecord>> {
+        self.all_rooms(now).await
+    }
+
+    async fn room(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {
+        match self.mirror(id, now).await {
             Ok(room) => Ok(Some(room.lock().record.clone())),
             Err(StoreError::UnknownRoom(_)) => Ok(None),
             Err(err) => Err(err),
         }
     }
 
-    async fn set_paused(&self, id: &RoomId, paused: bool) -> StoreResult<RoomRecord> {
-        let room = self.mirror(id, crate::clock::system_now()).await?;
+    async fn set_paused(&self, id: &RoomId, paused: bool, now: u64) -> StoreResult<RoomRecord> {
+        let room = self.mirror(id, now).await?;
         let mut conn = self.conn.clone();
         let key = keys::room(id);
         self.call(async move {
@@ -774,8 +868,22 @@ where
         Ok(r.record.clone())
     }
 
-    async fn join(&self, id: &RoomId, user_id: Option<&str>, now: u64) -> StoreResult<Joined> {
-        let room = self.mirror(id, now).await?;
+    async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {
+        let room = self.mirror(&room.id, now).await?;
+        if fresh {
+            self.sync_room(&room, now, 0).await?;
+        }
+        let stats = room.lock().stats();
+        Ok(stats)
+    }
+
+    async fn join(
+        &self,
+        room: &RoomRecord,
+        user_id: Option<&str>,
+        now: u64,
+    ) -> StoreResult<Joined> {
+        let room = self.mirror(&room.id, now).await?;
         let (shard, epoch, job, batcher, shard_keys) = {
             let r = room.lock();
             let shards = r.record.config.shards;
@@ -835,8 +943,14 @@ where
         })
     }
 
-    async fn visit(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<VisitorState> {
-        let room = self.mirror(id, now).await?;
+    async fn visit(
+        &self,
+        room: &RoomRecord,
+        ticket: &Ticket,
+        now: u64,
+    ) -> StoreResult<VisitorState> {
+        let place = ticket.place;
+        let room = self.mirror(&room.id, now).await?;
         let shard = usize::from(place.shard);
         let (known, keys, config) = {
             let r = room.lock();
@@ -898,20 +1012,18 @@ where
         Ok(state_of(&reply, &r.queues, stamp))
     }
 
-    async fn leave(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<VisitorState> {
-        Ok(match self.end_place(id, place, now).await? {
-            Some(_) => VisitorState::Left,
-            None => VisitorState::Expired,
-        })
+    async fn end(&self, room: &RoomRecord, place: Place, now: u64) -> StoreResult<Option<bool>> {
+        self.end_place(&room.id, place, now).await
     }
 
     async fn session(
         &self,
-        id: &RoomId,
+        room: &RoomRecord,
         place: Place,
         renew: bool,
         now: u64,
     ) -> StoreResult<Option<u64>> {
+        let id = &room.id;
         let cache_key = (id.clone(), place.shard, place.seq);
         if !renew {
             if let Some(&(expires_at, checked_at)) = self.sessions.lock().get(&cache_key) {
@@ -956,12 +1068,16 @@ where
         Ok(Some(expires as u64))
     }
 
-    async fn admit_now(&self, id: &RoomId, count: u64, now: u64) -> StoreResult<u64> {
+    async fn admit_now(&self, record: &RoomRecord, count: u64, now: u64) -> StoreResult<u64> {
+        let id = &record.id;
         let room = self.mirror(id, now).await?;
         if let Some(fence) = self.held_fence(now) {
             let _admitting = self.admitting.lock().await;
-            let done = self.admit_batch(&room, count, true, fence, now).await?;
-            return Ok(done.from_queue);
+            self.sync_room(&room, now, fence.0).await?;
+            let (done, _) = self
+                .admit_batch(&room, Batch::Operator { count }, fence, now)
+                .await?;
+            return Ok(done);
         }
         // Another instance holds the lease: only it may admit. Ask it, and wait for its answer.
         let request = format!("{:016x}", u64::from_be_bytes(crate::clock::random_bytes()));
@@ -985,10 +1101,6 @@ where
             "the scheduler holding the admission lease did not answer".into(),
         ))
     }
-
-    async fn revoke(&self, id: &RoomId, place: Place, now: u64) -> StoreResult<bool> {
-        Ok(self.end_place(id, place, now).await? == Some(true))
-    }
 }
 
 #[async_trait]
@@ -996,77 +1108,8 @@ impl<C> Scheduling for RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    async fn rooms(&self) -> StoreResult<Vec<RoomRecord>> {
-        let mut conn = self.conn.clone();
-        let read_at = Instant::now();
-        let ids: Vec<String> = self
-            .call(async move { conn.smembers(keys::ROOMS).await })
-            .await?;
-        let mut records = Vec::new();
-        for id in ids {
-            let Ok(id) = RoomId::parse(&id) else {
-                continue;
-            };
-            if let Some(record) = self.fetch_record(&id).await? {
-                let room = self.install(record, read_at);
-                records.push(room.lock().record.clone());
-            }
-        }
-        records.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(records)
-    }
-
-    async fn set_measured_rate(&self, id: &RoomId, rate: Option<f64>) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let key = keys::room(id);
-        self.call(async move {
-            match rate {
-                Some(rate) => conn.hset::<_, _, _, ()>(key, "rate", rate).await,
-                None => conn.hdel::<_, _, ()>(key, "rate").await,
-            }
-        })
-        .await?;
-        if let Some(room) = self.rooms.read().get(id) {
-            let mut r = room.lock();
-            r.record.measured_rate = rate;
-            r.changed = Instant::now();
-        }
-        Ok(())
-    }
-
-    async fn load(&self, id: &RoomId, now: u64) -> StoreResult<RoomLoad> {
-        let room = self.mirror(id, now).await?;
-        self.sync_room(&room, now, 0).await?;
-        let load = room.lock().load();
-        Ok(load)
-    }
-
-    async fn stats(&self, id: &RoomId, now: u64) -> StoreResult<RoomStats> {
-        let room = self.mirror(id, now).await?;
-        self.sync_room(&room, now, 0).await?;
-        let r = room.lock();
-        let load = r.load();
-        Ok(RoomStats {
-            waiting: load.waiting,
-            admitted: load.admitted,
-            active: load.active,
-            admitted_total: load.admitted_total,
-            admit_rate_per_min: r.record.measured_rate,
-            entry_credit: r.credit(),
-        })
-    }
-
-    async fn admit(
-        &self,
-        id: &RoomId,
-        grant: u64,
-        fence: Fence,
-        now: u64,
-    ) -> StoreResult<Admitted> {
-        let room = self.mirror(id, now).await?;
-        let _admitting = self.admitting.lock().await;
-        self.serve_admit_requests(id, &room, fence, now).await?;
-        self.admit_batch(&room, grant, false, fence, now).await
+    async fn rooms(&self, now: u64) -> StoreResult<Vec<RoomRecord>> {
+        self.all_rooms(now).await
     }
 
     async fn acquire_lease(
@@ -1089,6 +1132,42 @@ where
         // Counted from before the call: the lease may have started earlier than we learn it.
         *self.lease.lock() = held.map(|f| (f, now + ttl_ms));
         Ok(held)
+    }
+
+    async fn schedule(
+        &self,
+        record: &RoomRecord,
+        fence: Fence,
+        now: u64,
+        decide: &mut (dyn FnMut(RoomLoad) -> Decision + Send),
+    ) -> StoreResult<Round> {
+        let id = &record.id;
+        let room = self.mirror(id, now).await?;
+        let _admitting = self.admitting.lock().await;
+        self.serve_admit_requests(id, &room, fence, now).await?;
+        // The load the controller decides on: the shards as they are now.
+        self.sync_room(&room, now, fence.0).await?;
+        let load = room.lock().load();
+        let decision = decide(load);
+        if decision.rate != room.lock().record.measured_rate {
+            self.set_measured_rate(id, decision.rate).await?;
+        }
+        let (admitted, entry_credit) = self
+            .admit_batch(
+                &room,
+                Batch::Scheduler {
+                    grant: decision.grant,
+                },
+                fence,
+                now,
+            )
+            .await?;
+        let stats = room.lock().stats();
+        Ok(Round {
+            admitted,
+            entry_credit,
+            stats,
+        })
     }
 
     async fn refresh(&self, now: u64) -> StoreResult<()> {

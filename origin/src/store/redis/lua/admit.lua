@@ -1,19 +1,23 @@
--- Admits every waiting visitor through seq `upto` as one grant, and sets the entry credit.
--- While the shard is paused the scheduler admits nobody and opens no credit; an operator's
--- admission goes ahead.
+-- Admits every waiting visitor through seq `upto` as one grant, and (for the scheduler) sets the
+-- entry credit; an operator's admission leaves the credit as it is. While the shard is paused the
+-- scheduler admits nobody and opens no credit; an operator's admission goes ahead.
 -- ARGV: fence, upto, now (ms), credit, operator (0/1). Returns {admitted, adm} or FENCED.
 local fence, upto, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if fence < num(redis.call('HGET', KEYS[3], 'fence')) then
   return redis.error_reply('FENCED a newer scheduler holds the lease')
 end
+local operator = ARGV[5] == '1'
 local credit = tonumber(ARGV[4])
 if redis.call('HGET', KEYS[3], 'paused') == '1' then
   credit = 0
-  if ARGV[5] ~= '1' then
+  if not operator then
     upto = 0
   end
 end
-redis.call('HSET', KEYS[3], 'fence', fence, 'cr', credit)
+redis.call('HSET', KEYS[3], 'fence', fence)
+if not operator then
+  redis.call('HSET', KEYS[3], 'cr', credit)
+end
 local adm = num(redis.call('HGET', KEYS[3], 'adm'))
 upto = math.min(upto, tail())
 if upto <= adm then

@@ -1,13 +1,15 @@
 //! Extractors whose rejections are our error codes, and the token lookups every route shares.
 
+use super::error::AppError;
+use crate::api::{bearer_token, find_cookie, MAX_BODY_BYTES};
+use crate::error::ErrorCode;
+use crate::room::RoomId;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use queuegate::api::{bearer_token, find_cookie, MAX_BODY_BYTES};
-use queuegate::{ErrorCode, RoomId};
-
-use super::error::AppError;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 
 /// The `{room}` path segment, validated.
 pub struct RoomParam(pub RoomId);
@@ -30,28 +32,57 @@ impl<S: Send + Sync> FromRequest<S> for LimitedBody {
     type Rejection = AppError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        read_body(req.into_body(), MAX_BODY_BYTES)
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        read_body(req.into_body(), declared, MAX_BODY_BYTES)
             .await
             .map(LimitedBody)
     }
 }
 
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            AppError::new(
-                ErrorCode::BodyTooLarge,
-                format!("the body is larger than {limit} bytes"),
-            )
-        } else {
+/// How much of a body over the limit is still read (and thrown away) before the answer, so
+/// that a proxy in front, still sending, is not cut off mid-request.
+pub const DRAIN_BYTES: u64 = 1 << 20;
+
+/// Reads a body of at most `limit` bytes. One over it is read on to its end (up to
+/// [`DRAIN_BYTES`]) and refused; one declared larger than that is refused unread.
+pub async fn read_body(body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, AppError> {
+    let too_large = || {
+        AppError::new(
+            ErrorCode::BodyTooLarge,
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
+    if declared.is_some_and(|n| n > DRAIN_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut kept = BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             AppError::new(
                 ErrorCode::InvalidRequest,
                 format!("the body could not be read: {e}"),
             )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen <= limit as u64 {
+            kept.extend_from_slice(&data);
+        } else if seen > DRAIN_BYTES {
+            break;
         }
-    })
+    }
+    if seen > limit as u64 {
+        return Err(too_large());
+    }
+    Ok(kept.freeze())
 }
 
 /// Where a token came from: an explicit `Authorization: Bearer` header is the client's claim and

@@ -1,8 +1,13 @@
-//! Prometheus metrics, in a registry owned by the server (no global state, so tests can run
-//! several servers in one process).
+//! Prometheus metrics, in a registry owned by the service (no global state, so tests can run
+//! several servers in one process; at the edge, one per isolate), and the middleware that counts
+//! and times every request by route.
 
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,10 +16,32 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use queuegate::api::RoomStats;
-use queuegate::RoomId;
 
-use crate::http::public::JoinOutcome;
+use super::error::Fault;
+use super::state::Service;
+use crate::api::RoomStats;
+use crate::room::RoomId;
+
+/// What a join did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// A new place in the queue.
+    Queued,
+    /// Let in at once: free capacity and nobody waiting.
+    Entered,
+    /// The visitor already had a place (same ticket or same user id).
+    Kept,
+}
+
+impl JoinOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinOutcome::Queued => "queued",
+            JoinOutcome::Entered => "entered",
+            JoinOutcome::Kept => "kept",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
@@ -135,7 +162,7 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+    pub fn request(&self, route: &str, status: u16, elapsed_us: u64) {
         self.requests
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
@@ -146,7 +173,7 @@ impl Metrics {
             .get_or_create(&RouteLabel {
                 route: route.to_owned(),
             })
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed_us as f64 / 1e6);
     }
 
     pub fn join(&self, room: &RoomId, outcome: JoinOutcome) {
@@ -187,9 +214,23 @@ impl Metrics {
         self.scheduler_errors.inc();
     }
 
-    pub fn render(&self) -> String {
+    /// The metrics in OpenMetrics text, with the store's calls to what backs it (Redis scripts,
+    /// Durable Object calls) by kind.
+    pub fn render(&self, store_calls: &[(&'static str, u64)]) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        let end = out.rfind("# EOF").unwrap_or(out.len());
+        out.truncate(end);
+        out.push_str(
+            "# HELP queuegate_store_calls Calls the store made to what backs it, by kind.\n",
+        );
+        out.push_str("# TYPE queuegate_store_calls counter\n");
+        for (kind, n) in store_calls {
+            out.push_str(&format!(
+                "queuegate_store_calls_total{{kind=\"{kind}\"}} {n}\n"
+            ));
+        }
+        out.push_str("# EOF\n");
         out
     }
 }
@@ -202,4 +243,24 @@ fn room_label(room: &RoomId) -> RoomLabel {
 
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Counts and times every request by route; logs what went wrong on the server's side.
+pub async fn track(State(s): State<Arc<Service>>, req: Request, next: Next) -> Response {
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(path) => path.as_str().to_owned(),
+        None if req.uri().path().starts_with(&s.prefix) => "unmatched".to_owned(),
+        None => "gate".to_owned(),
+    };
+    let start = s.platform.micros();
+    let response = next.run(req).await;
+    if let Some(Fault(err)) = response.extensions().get::<Fault>() {
+        tracing::warn!(route = %route, code = err.code.as_str(), error = %err.message, "server error");
+    }
+    s.metrics.request(
+        &route,
+        response.status().as_u16(),
+        s.platform.micros().saturating_sub(start),
+    );
+    response
 }

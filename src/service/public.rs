@@ -1,29 +1,31 @@
-//! The public API: join, status, leave.
+//! The public API: join, status, leave; and joining with a presented ticket, which the gate
+//! shares.
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use queuegate::api::{
-    pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse, VisitorStatus,
-};
-use queuegate::token::looks_like_pass;
-use queuegate::visitor::Answer;
-use queuegate::{ErrorCode, Pass, Place, Ticket, VisitorState};
 
 use super::error::AppError;
 use super::extract::{presented, LimitedBody, RoomParam, Source};
-use crate::server::{AppState, Shared};
-use crate::store::RoomRecord;
+use super::metrics::JoinOutcome;
+use super::state::Service;
+use crate::api::{pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse};
+use crate::error::ErrorCode;
+use crate::room::{RoomId, RoomRecord};
+use crate::token::{looks_like_pass, Pass, Place, Ticket};
+use crate::visitor::{Answer, VisitorState};
 
 pub async fn join(
-    State(s): State<AppState>,
+    State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, AppError> {
-    let request = JoinRequest::from_body(&body)?;
-    let record = s.record(&room).await?;
     let now = s.now();
+    let request = JoinRequest::from_body(&body)?;
+    let record = record(&s, &room, now).await?;
     let presented = presented(&headers, &ticket_cookie_name(&room));
     let (answer, outcome) =
         join_room(&s, &record, request.user_id.as_deref(), presented, now).await?;
@@ -32,12 +34,12 @@ pub async fn join(
 }
 
 pub async fn status(
-    State(s): State<AppState>,
+    State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let record = s.record(&room).await?;
     let now = s.now();
+    let record = record(&s, &room, now).await?;
     let (token, _) = presented(&headers, &ticket_cookie_name(&room)).ok_or_else(|| {
         AppError::new(
             ErrorCode::TicketRequired,
@@ -45,56 +47,78 @@ pub async fn status(
         )
     })?;
     let ticket = Ticket::decode(token, &s.keys, &room, now).map_err(|e| e.for_ticket())?;
-    let state = s.store.visit(&room, ticket.place, now).await?;
+    let state = visit(&s, &record, &ticket, now).await?;
     Ok(visitor_response(
         s.context(&record).answer(&ticket, state, false, now),
     ))
 }
 
 pub async fn leave(
-    State(s): State<AppState>,
+    State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let record = s.record(&room).await?;
     let now = s.now();
+    let record = record(&s, &room, now).await?;
     let place = presented_place(&s, &record, &headers, now)?;
-    let state = s.store.leave(&room, place, now).await?;
-    let ctx = s.context(&record);
+    let state = match end(&s, &record, place, now).await? {
+        Some(_) => VisitorState::Left,
+        None => VisitorState::Expired,
+    };
     let mut body = VisitorResponse::new(&room, state.status());
     body.ticket_id = Some(place.ticket_id());
     Ok(visitor_response(Answer {
         body,
-        set_cookies: ctx.clear_cookies().to_vec(),
+        set_cookies: s.context(&record).clear_cookies().to_vec(),
         pass: None,
     }))
 }
 
-/// What a join did, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinOutcome {
-    /// A new place in the queue.
-    Queued,
-    /// Let in at once: free capacity and nobody waiting.
-    Entered,
-    /// The visitor already had a place (same ticket or same user id).
-    Kept,
+/// The room, or `unknown_room`.
+pub async fn record(s: &Service, room: &RoomId, now: u64) -> Result<RoomRecord, AppError> {
+    s.store.room(room, now).await?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::UnknownRoom,
+            format!("no room {:?}", room.as_str()),
+        )
+    })
 }
 
-impl JoinOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JoinOutcome::Queued => "queued",
-            JoinOutcome::Entered => "entered",
-            JoinOutcome::Kept => "kept",
-        }
+/// Whether the room ever gave out `place`: the queue of its epoch, one of its shards.
+pub fn is_of_room(record: &RoomRecord, place: Place) -> bool {
+    place.epoch == record.epoch && place.shard < record.config.shards
+}
+
+/// Where the ticket's holder stands; a place of another queue is gone.
+pub async fn visit(
+    s: &Service,
+    record: &RoomRecord,
+    ticket: &Ticket,
+    now: u64,
+) -> Result<VisitorState, AppError> {
+    if !is_of_room(record, ticket.place) {
+        return Ok(VisitorState::Expired);
     }
+    Ok(s.store.visit(record, ticket, now).await?)
+}
+
+/// Ends the place; `None` when the room never gave it out.
+pub async fn end(
+    s: &Service,
+    record: &RoomRecord,
+    place: Place,
+    now: u64,
+) -> Result<Option<bool>, AppError> {
+    if !is_of_room(record, place) {
+        return Ok(None);
+    }
+    Ok(s.store.end(record, place, now).await?)
 }
 
 /// Joins the room, keeping the place of a visitor who presents a live ticket. A bad bearer ticket
 /// is refused; a bad or stale cookie is ignored and the visitor gets a new place.
 pub async fn join_room(
-    s: &Shared,
+    s: &Service,
     record: &RoomRecord,
     user_id: Option<&str>,
     presented: Option<(&str, Source)>,
@@ -104,7 +128,7 @@ pub async fn join_room(
     if let Some((token, source)) = presented {
         match Ticket::decode(token, &s.keys, &record.id, now) {
             Ok(ticket) => {
-                let state = s.store.visit(&record.id, ticket.place, now).await?;
+                let state = visit(s, record, &ticket, now).await?;
                 if matches!(
                     state,
                     VisitorState::Waiting { .. } | VisitorState::Admitted { .. }
@@ -116,7 +140,7 @@ pub async fn join_room(
             Err(_) => {}
         }
     }
-    let joined = s.store.join(&record.id, user_id, now).await?;
+    let joined = s.store.join(record, user_id, now).await?;
     let ticket = ctx.new_ticket(joined.place, joined.joined_us, now);
     let outcome = match (joined.existing, joined.state) {
         (true, _) => JoinOutcome::Kept,
@@ -128,7 +152,7 @@ pub async fn join_room(
 
 /// The place named by the presented ticket or pass (bearer first, then cookies).
 fn presented_place(
-    s: &Shared,
+    s: &Service,
     record: &RoomRecord,
     headers: &HeaderMap,
     now: u64,
@@ -172,9 +196,4 @@ pub fn add_no_store_and_cookies(headers: &mut HeaderMap, cookies: &[String]) {
             headers.append(header::SET_COOKIE, value);
         }
     }
-}
-
-/// Whether an answer lets the visitor in.
-pub fn is_admitted(answer: &Answer) -> bool {
-    answer.body.status == VisitorStatus::Admitted
 }

@@ -1,12 +1,14 @@
-//! The one error type handlers return: any [`ApiError`] becomes its status and JSON body here.
+//! The one error type handlers return: any [`ApiError`] becomes its status, JSON body and
+//! headers here, on both deployments.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use queuegate::{ApiError, ErrorCode};
 
-use crate::store::StoreError;
+use super::store::StoreError;
+use crate::error::{ApiError, ErrorCode};
 
-/// Seconds a client should wait before retrying a retryable error.
+/// Seconds a client should wait before retrying a retryable error (and what the unavailable
+/// page waits before it reloads).
 pub const RETRY_AFTER_S: u64 = 2;
 
 #[derive(Debug)]
@@ -15,6 +17,10 @@ pub struct AppError(pub ApiError);
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError(ApiError::new(code, message))
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.0.code
     }
 }
 
@@ -26,9 +32,6 @@ impl From<ApiError> for AppError {
 
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
-        if let StoreError::Unavailable(msg) = &err {
-            tracing::warn!(error = %msg, "store unavailable");
-        }
         AppError(err.into())
     }
 }
@@ -38,6 +41,11 @@ impl IntoResponse for AppError {
         error_response(&self.0)
     }
 }
+
+/// A server-side failure behind a 5xx answer, left in the response's extensions for the shell
+/// to log (the client gets only the code and message).
+#[derive(Debug, Clone)]
+pub struct Fault(pub ApiError);
 
 pub fn error_response(err: &ApiError) -> Response {
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -57,5 +65,19 @@ pub fn error_response(err: &ApiError) -> Response {
             HeaderValue::from_static("Bearer realm=\"queuegate-admin\""),
         );
     }
+    if status.is_server_error() {
+        response.extensions_mut().insert(Fault(err.clone()));
+    }
     response
+}
+
+pub async fn api_not_found() -> AppError {
+    AppError::new(ErrorCode::NotFound, "no such API route")
+}
+
+pub async fn method_not_allowed() -> AppError {
+    AppError::new(
+        ErrorCode::MethodNotAllowed,
+        "that method is not allowed here",
+    )
 }

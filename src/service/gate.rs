@@ -1,47 +1,49 @@
 //! The gate: every request outside the API prefix. A path no room protects goes straight to the
 //! upstream; on a protected path a live pass goes through, and everyone else gets the waiting
 //! page (joining the queue if they have no place yet), or goes straight in when the room has a
-//! free slot and nobody waits.
+//! free slot and nobody waits. While the store cannot be reached, the room's outage policy
+//! decides.
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use queuegate::api::{pass_cookie_name, ticket_cookie_name, wants_json};
-use queuegate::page::{unavailable_page, waiting_page};
-use queuegate::visitor::Answer;
-use queuegate::{ErrorCode, Pass, Place, RoomId};
 
 use super::error::{AppError, RETRY_AFTER_S};
 use super::extract::{accept, cookie, Source};
-use super::proxy::{forward, Visitor};
-use super::public::{add_no_store_and_cookies, is_admitted, join_room};
-use crate::config::UnavailablePolicy;
-use crate::server::{AppState, Shared};
+use super::forward::{forward, Visitor};
+use super::public::{add_no_store_and_cookies, join_room};
+use super::state::{Service, UnavailablePolicy};
+use crate::api::{pass_cookie_name, ticket_cookie_name, wants_json};
+use crate::error::ErrorCode;
+use crate::page::{unavailable_page, waiting_page};
+use crate::room::RoomId;
+use crate::token::{Pass, Place};
+use crate::visitor::Answer;
 
-pub async fn gate(State(s): State<AppState>, req: Request) -> Response {
-    let room = s.routes.current().room_for(req.uri().path()).cloned();
-    let Some(room) = room else {
+pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
+    let now = s.now();
+    let json = wants_json(accept(req.headers()));
+    let table = match s.store.route_table(now).await {
+        Ok(table) => table,
+        // Which room the path belongs to is unknown: every path is treated as protected.
+        Err(err) => return outage(&s, None, err.into(), req, json).await,
+    };
+    let Some(room) = table.room_for(req.uri().path()).cloned() else {
         s.metrics.gate(None, "unprotected");
         return forward(&s, req, None, &[]).await;
     };
-    let json = wants_json(accept(req.headers()));
-    match decide(&s, &room, req.headers()).await {
+    match decide(&s, &room, req.headers(), now).await {
         Ok(Decision::Unprotected) => forward(&s, req, None, &[]).await,
         Ok(Decision::Through { place, cookies }) => {
             let visitor = place.map(|place| Visitor { room: &room, place });
             forward(&s, req, visitor, &cookies).await
         }
         Ok(Decision::Wait(answer)) => waiting_response(&s, &room, answer, json),
-        Err(err) if err.0.code == ErrorCode::StoreUnavailable => match s.on_store_unavailable {
-            UnavailablePolicy::Open => {
-                s.metrics.gate(Some(&room), "open");
-                forward(&s, req, None, &[]).await
-            }
-            UnavailablePolicy::Closed => {
-                s.metrics.gate(Some(&room), "closed");
-                unavailable_response(err, json)
-            }
-        },
+        Err(err) if err.code() == ErrorCode::StoreUnavailable => {
+            outage(&s, Some(&room), err, req, json).await
+        }
         Err(err) => err.into_response(),
     }
 }
@@ -59,18 +61,23 @@ enum Decision {
     Wait(Answer),
 }
 
-async fn decide(s: &Shared, room: &RoomId, headers: &HeaderMap) -> Result<Decision, AppError> {
-    let Some(record) = s.store.room(room).await? else {
+async fn decide(
+    s: &Service,
+    room: &RoomId,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<Decision, AppError> {
+    let Some(record) = s.store.room(room, now).await? else {
         return Ok(Decision::Unprotected);
     };
-    let now = s.now();
     let ctx = s.context(&record);
 
     if let Some(pass) = cookie(headers, &pass_cookie_name(room))
         .and_then(|token| Pass::decode(token, &s.keys, room, now).ok())
+        .filter(|pass| super::public::is_of_room(&record, pass.place))
     {
         let renew = pass.wants_renewal(now);
-        if let Some(expires_at) = s.store.session(room, pass.place, renew, now).await? {
+        if let Some(expires_at) = s.store.session(&record, pass.place, renew, now).await? {
             let cookies = if renew {
                 let renewed = ctx.new_pass(pass.place, expires_at, now);
                 vec![ctx.pass_cookie(&renewed.encode(&s.keys), expires_at, now)]
@@ -88,10 +95,10 @@ async fn decide(s: &Shared, room: &RoomId, headers: &HeaderMap) -> Result<Decisi
     let ticket = cookie(headers, &ticket_cookie_name(room)).map(|t| (t, Source::Cookie));
     let (answer, outcome) = join_room(s, &record, None, ticket, now).await?;
     s.metrics.join(room, outcome);
-    if is_admitted(&answer) {
+    if let Some(pass) = &answer.pass {
         s.metrics.gate(Some(room), "entered");
         return Ok(Decision::Through {
-            place: answer.pass.as_ref().map(|p| p.place),
+            place: Some(pass.place),
             cookies: answer.set_cookies,
         });
     }
@@ -99,7 +106,28 @@ async fn decide(s: &Shared, room: &RoomId, headers: &HeaderMap) -> Result<Decisi
     Ok(Decision::Wait(answer))
 }
 
-/// The store is away and the room fails closed: a page that retries by itself, or the error.
+/// The store is away: the policy lets everyone through, or the gate stays closed with a page
+/// that retries by itself (or the error, for JSON clients).
+async fn outage(
+    s: &Service,
+    room: Option<&RoomId>,
+    err: AppError,
+    req: Request,
+    json: bool,
+) -> Response {
+    tracing::warn!(error = %err.0, "the store is unavailable at the gate");
+    match s.on_store_unavailable {
+        UnavailablePolicy::Open => {
+            s.metrics.gate(room, "open");
+            forward(s, req, None, &[]).await
+        }
+        UnavailablePolicy::Closed => {
+            s.metrics.gate(room, "closed");
+            unavailable_response(err, json)
+        }
+    }
+}
+
 fn unavailable_response(err: AppError, json: bool) -> Response {
     if json {
         return err.into_response();
@@ -117,10 +145,11 @@ fn unavailable_response(err: AppError, json: bool) -> Response {
         "x-queuegate-status",
         HeaderValue::from_static("unavailable"),
     );
+    response.extensions_mut().insert(super::error::Fault(err.0));
     response
 }
 
-fn waiting_response(s: &Shared, room: &RoomId, answer: Answer, json: bool) -> Response {
+fn waiting_response(s: &Service, room: &RoomId, answer: Answer, json: bool) -> Response {
     let mut response = if json {
         let body = serde_json::to_string(&answer.body).unwrap_or_default();
         (

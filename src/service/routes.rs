@@ -1,13 +1,10 @@
-//! Which room protects a path: the longest matching prefix wins.
+//! Which room protects a path: the longest matching prefix wins. Stores keep the table; the gate
+//! reads it.
 
-use parking_lot::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use queuegate::room::path_has_prefix;
-use queuegate::RoomId;
-
-use crate::store::RoomRecord;
+use crate::room::{path_has_prefix, RoomId, RoomRecord};
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -49,7 +46,11 @@ pub struct Build(u64);
 
 impl Routes {
     pub fn current(&self) -> Arc<RouteTable> {
-        self.table.read().1.clone()
+        self.table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
     }
 
     /// Call before reading the rooms the table will be built from.
@@ -59,7 +60,7 @@ impl Routes {
 
     /// Puts the table in place unless a build that started later already did.
     pub fn finish(&self, build: Build, table: RouteTable) {
-        let mut current = self.table.write();
+        let mut current = self.table.write().unwrap_or_else(|e| e.into_inner());
         if build.0 > current.0 {
             *current = (build.0, Arc::new(table));
         }
@@ -69,7 +70,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use queuegate::RoomConfig;
+    use crate::room::RoomConfig;
 
     fn record(id: &str, paths: &[&str]) -> RoomRecord {
         RoomRecord {

@@ -1,0 +1,39 @@
+//! The application behind the gate, reached with `fetch`. The request arrives already shaped by
+//! the request layer's header policy; this puts its path under the upstream's base URL and
+//! streams the bodies both ways.
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use worker::send::SendFuture;
+
+use crate::service::{Upstream, UpstreamError};
+
+pub struct Fetch {
+    /// `http://app.internal` or `https://app.example/base`, without a trailing slash.
+    pub base: String,
+}
+
+#[async_trait]
+impl Upstream for Fetch {
+    async fn send(&self, req: Request) -> Result<Response, UpstreamError> {
+        let failed = |e: worker::Error| UpstreamError(e.to_string());
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("{}{path}", self.base)
+            .parse()
+            .map_err(|e| UpstreamError(format!("the upstream URL: {e}")))?;
+        let request = Request::from_parts(parts, body);
+        SendFuture::new(async move {
+            let request = worker::Request::try_from(request).map_err(failed)?;
+            let fetched = worker::Fetch::Request(request)
+                .send()
+                .await
+                .map_err(failed)?;
+            let response = worker::HttpResponse::try_from(fetched).map_err(failed)?;
+            Ok(response.map(Body::new))
+        })
+        .await
+    }
+}

@@ -1,0 +1,189 @@
+//! The admin API: rooms, live stats, admission by hand, pause and resume, revocation; and the
+//! interface a remote scheduler drives (the lease and its batches) where the store has one.
+//! Every route needs `Authorization: Bearer <admin key>`, compared in constant time.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::error::AppError;
+use super::extract::{bearer, LimitedBody, RoomParam};
+use super::public::{end, is_of_room, record};
+use super::state::Service;
+use super::store::RemoteScheduling;
+use crate::api::{
+    parse_json, AdmitRequest, AdmitResponse, LeaseRequest, LeaseResponse, RevokeRequest,
+    RevokeResponse, RoomList, RoomView, ScheduleRequest, ScheduleResponse,
+};
+use crate::error::ErrorCode;
+use crate::room::{RoomConfig, RoomRecord};
+use crate::token::Place;
+
+pub fn router(service: Arc<Service>) -> Router<Arc<Service>> {
+    Router::new()
+        .route("/rooms", get(list_rooms))
+        .route("/rooms/{room}", get(get_room).put(put_room))
+        .route("/rooms/{room}/admit", post(admit))
+        .route("/rooms/{room}/pause", post(pause))
+        .route("/rooms/{room}/resume", post(resume))
+        .route("/rooms/{room}/revoke", post(revoke))
+        .route("/lease", post(lease))
+        .route("/rooms/{room}/schedule", post(schedule))
+        .route_layer(middleware::from_fn_with_state(service, require_admin))
+}
+
+async fn require_admin(
+    State(s): State<Arc<Service>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    if !bearer(req.headers()).is_some_and(|key| s.is_admin_key(key)) {
+        return Err(AppError::new(
+            ErrorCode::Unauthorized,
+            "the admin API needs Authorization: Bearer <admin key>",
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
+/// The room view; `fresh` reads the store now, else what it last knew (a list of every room
+/// should not cost a round through every shard of every room).
+async fn view(s: &Service, record: RoomRecord, fresh: bool) -> Result<RoomView, AppError> {
+    let stats = s.store.stats(&record, s.now(), fresh).await?;
+    Ok(RoomView {
+        id: record.id,
+        config: record.config,
+        paused: record.paused,
+        stats,
+    })
+}
+
+async fn list_rooms(State(s): State<Arc<Service>>) -> Result<Json<RoomList>, AppError> {
+    let mut rooms = Vec::new();
+    for record in s.store.rooms(s.now()).await? {
+        rooms.push(view(&s, record, false).await?);
+    }
+    Ok(Json(RoomList { rooms }))
+}
+
+async fn get_room(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+) -> Result<Json<RoomView>, AppError> {
+    let record = record(&s, &room, s.now()).await?;
+    Ok(Json(view(&s, record, true).await?))
+}
+
+async fn put_room(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, AppError> {
+    let config = RoomConfig::from_json(&body, &s.prefix)?;
+    let (record, created) = s
+        .store
+        .put_room(&room, config, s.random_epoch(), s.now())
+        .await?;
+    s.rooms_changed();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(&s, record, true).await?)).into_response())
+}
+
+async fn admit(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+    LimitedBody(body): LimitedBody,
+) -> Result<Json<AdmitResponse>, AppError> {
+    let request = AdmitRequest::from_body(&body)?;
+    let now = s.now();
+    let record = record(&s, &room, now).await?;
+    let admitted = s.store.admit_now(&record, request.count, now).await?;
+    s.metrics.admitted(&room, admitted);
+    Ok(Json(AdmitResponse { admitted }))
+}
+
+async fn pause(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+) -> Result<Json<RoomView>, AppError> {
+    let record = s.store.set_paused(&room, true, s.now()).await?;
+    Ok(Json(view(&s, record, true).await?))
+}
+
+async fn resume(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+) -> Result<Json<RoomView>, AppError> {
+    let record = s.store.set_paused(&room, false, s.now()).await?;
+    s.rooms_changed();
+    Ok(Json(view(&s, record, true).await?))
+}
+
+async fn revoke(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+    LimitedBody(body): LimitedBody,
+) -> Result<Json<RevokeResponse>, AppError> {
+    let request: RevokeRequest = parse_json(&body)?;
+    let now = s.now();
+    let record = record(&s, &room, now).await?;
+    let unknown = || {
+        AppError::new(
+            ErrorCode::UnknownTicket,
+            format!(
+                "no visitor with ticket id {:?} in this room",
+                request.ticket_id
+            ),
+        )
+    };
+    let place = Place::parse_ticket_id(&request.ticket_id)
+        .filter(|&place| is_of_room(&record, place))
+        .ok_or_else(unknown)?;
+    let revoked = end(&s, &record, place, now).await?.ok_or_else(unknown)?;
+    Ok(Json(RevokeResponse {
+        ticket_id: request.ticket_id,
+        revoked,
+    }))
+}
+
+fn remote(s: &Service) -> Result<&dyn RemoteScheduling, AppError> {
+    s.store.remote().ok_or_else(|| {
+        AppError::new(
+            ErrorCode::NotFound,
+            "this deployment's scheduler runs in the process: no scheduler interface here",
+        )
+    })
+}
+
+async fn lease(
+    State(s): State<Arc<Service>>,
+    LimitedBody(body): LimitedBody,
+) -> Result<Json<LeaseResponse>, AppError> {
+    let remote = remote(&s)?;
+    let request = LeaseRequest::from_body(&body)?;
+    let fence = remote
+        .lease(&request.holder, request.ttl_ms, s.now())
+        .await?;
+    Ok(Json(LeaseResponse { fence }))
+}
+
+async fn schedule(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+    LimitedBody(body): LimitedBody,
+) -> Result<Json<ScheduleResponse>, AppError> {
+    let remote = remote(&s)?;
+    let now = s.now();
+    let record = record(&s, &room, now).await?;
+    let request = ScheduleRequest::from_body(&body, record.config.shards)?;
+    Ok(Json(remote.run_batch(&record, &request, now).await?))
+}

@@ -1,0 +1,320 @@
+//! What reaches the application behind the gate, and how: the header policy toward the upstream
+//! (queuegate's cookies stripped, hop-by-hop headers dropped, `X-Forwarded-*` set by queuegate,
+//! the admitted visitor named), the time the upstream may take, and the [`Upstream`] a shell
+//! sends the request through.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::uri::PathAndQuery;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures::future::{select, Either};
+
+use super::error::AppError;
+use super::public::add_no_store_and_cookies;
+use super::state::Service;
+use crate::error::ErrorCode;
+use crate::room::RoomId;
+use crate::token::Place;
+
+/// How long the application may take to answer (its headers; the body then streams).
+pub const UPSTREAM_TIMEOUT_MS: u64 = 60_000;
+
+/// The client's address as the shell saw it: the TCP peer on the origin, the address Cloudflare
+/// reports at the edge. Shells put it into every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The admitted visitor a request is forwarded for.
+#[derive(Debug, Clone, Copy)]
+pub struct Visitor<'a> {
+    pub room: &'a RoomId,
+    pub place: Place,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamError(pub String);
+
+/// The application behind the gate. A request handed to [`Upstream::send`] already follows the
+/// header policy; its URI is the path and query to ask for, which the upstream puts under its own
+/// base URL.
+#[async_trait]
+pub trait Upstream: Send + Sync + 'static {
+    async fn send(&self, req: Request) -> Result<Response, UpstreamError>;
+}
+
+/// Forwards the request to the upstream, adding `set_cookies` to the answer.
+pub async fn forward(
+    s: &Service,
+    req: Request,
+    visitor: Option<Visitor<'_>>,
+    set_cookies: &[String],
+) -> Response {
+    let mut response = match prepare(req, visitor) {
+        Ok(req) => {
+            let sent = s.upstream.send(req);
+            let timeout = s.platform.sleep(UPSTREAM_TIMEOUT_MS);
+            match select(sent, timeout).await {
+                Either::Left((Ok(mut response), _)) => {
+                    clean_response_headers(response.headers_mut());
+                    response
+                }
+                Either::Left((Err(UpstreamError(message)), _)) => AppError::new(
+                    ErrorCode::UpstreamUnavailable,
+                    format!("the upstream could not be reached: {message}"),
+                )
+                .into_response(),
+                Either::Right(_) => AppError::new(
+                    ErrorCode::UpstreamUnavailable,
+                    format!("the upstream did not answer within {UPSTREAM_TIMEOUT_MS} ms"),
+                )
+                .into_response(),
+            }
+        }
+        Err(err) => err.into_response(),
+    };
+    if !set_cookies.is_empty() {
+        // The response carries a visitor's new pass: no cache may keep it.
+        add_no_store_and_cookies(response.headers_mut(), set_cookies);
+    }
+    response
+}
+
+/// The request as the upstream gets it: the same method, path, query and body; headers by the
+/// policy.
+fn prepare(req: Request, visitor: Option<Visitor<'_>>) -> Result<Request, AppError> {
+    let client = req.extensions().get::<ClientAddr>().copied();
+    let (mut parts, body) = req.into_parts();
+    let proto = parts.uri.scheme_str().unwrap_or("http").to_owned();
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        let authority = parts.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::from(target);
+    parts.extensions = Default::default();
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    strip_queuegate_cookies(headers);
+    strip_queuegate_headers(headers);
+    headers.remove(header::HOST);
+    headers.remove("x-forwarded-host");
+    if let Some(host) = host {
+        headers.insert("x-forwarded-host", host);
+    }
+    if let Some(ClientAddr(ip)) = client {
+        append_forwarded_for(headers, &ip.to_string());
+    }
+    let proto = HeaderValue::from_str(&proto)
+        .map_err(|_| AppError::new(ErrorCode::InvalidRequest, "a scheme that is not a token"))?;
+    headers.insert("x-forwarded-proto", proto);
+    if let Some(v) = visitor {
+        if let Ok(room) = HeaderValue::from_str(v.room.as_str()) {
+            headers.insert("x-queuegate-room", room);
+        }
+        if let Ok(id) = HeaderValue::from_str(&v.place.ticket_id()) {
+            headers.insert("x-queuegate-visitor", id);
+        }
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Hop-by-hop headers (RFC 9110, 7.6.1), `Proxy-Connection` among them, and every header the
+/// message's `Connection` header names.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The upstream's answer as the visitor gets it: without hop-by-hop headers.
+pub fn clean_response_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+}
+
+/// Tickets and passes are the gate's business, not the application's.
+fn strip_queuegate_cookies(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("qg_"))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+/// Only queuegate names the visitor to the application.
+fn strip_queuegate_headers(headers: &mut HeaderMap) {
+    let ours: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-queuegate-"))
+        .cloned()
+        .collect();
+    for name in ours {
+        headers.remove(name);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, ip: &str) {
+    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(existing) => format!("{existing}, {ip}"),
+        None => ip.to_owned(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", value);
+    }
+}
+
+/// The built-in demo application, for a deployment without an upstream: a page that shows the
+/// visitor the gate let through, read from the headers the policy sets, as an application would.
+pub struct Demo {
+    pub prefix: String,
+}
+
+#[async_trait]
+impl Upstream for Demo {
+    async fn send(&self, req: Request) -> Result<Response, UpstreamError> {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let room = header("x-queuegate-room").and_then(|r| RoomId::parse(r).ok());
+        let visitor = header("x-queuegate-visitor");
+        let body = crate::page::demo_page(&self.prefix, room.as_ref().zip(visitor));
+        Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            Body::from(body),
+        )
+            .into_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        let mut builder = Request::builder().uri("https://edge.example/shop/cart?x=1");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut req = builder.body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ClientAddr("203.0.113.9".parse().unwrap()));
+        req
+    }
+
+    #[test]
+    fn the_upstream_gets_the_path_and_the_forwarded_headers_queuegate_sets() {
+        let room = RoomId::parse("shop").unwrap();
+        let place = Place {
+            epoch: 1,
+            shard: 0,
+            seq: 7,
+        };
+        let req = request(&[
+            ("host", "shop.example"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-queuegate-visitor", "forged"),
+            ("X-Queuegate-Anything", "forged"),
+            ("cookie", "a=1; qg_ticket_shop=t; qg_pass_shop=p; b=2"),
+        ]);
+        let out = prepare(req, Some(Visitor { room: &room, place })).unwrap();
+        assert_eq!(out.uri(), "/shop/cart?x=1");
+        let h = out.headers();
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-queuegate-visitor"], "00000001-0-7");
+        assert_eq!(h["x-queuegate-room"], "shop");
+        assert!(h.get("x-queuegate-anything").is_none());
+        assert_eq!(h["cookie"], "a=1; b=2");
+        assert!(h.get("host").is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let req = request(&[
+            ("connection", "close, x-private"),
+            ("proxy-connection", "keep-alive"),
+            ("x-private", "1"),
+            ("x-kept", "1"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        let out = prepare(req, None).unwrap();
+        let h = out.headers();
+        assert!(h.contains_key("x-kept"));
+        for gone in [
+            "connection",
+            "proxy-connection",
+            "x-private",
+            "transfer-encoding",
+            "x-queuegate-visitor",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        // A visitor cannot name queuegate's own headers for removal: they are set after.
+        let room = RoomId::parse("r").unwrap();
+        let place = Place {
+            epoch: 1,
+            shard: 0,
+            seq: 1,
+        };
+        let req = request(&[("connection", "x-queuegate-visitor, x-forwarded-for")]);
+        let out = prepare(req, Some(Visitor { room: &room, place })).unwrap();
+        assert!(out.headers().contains_key("x-queuegate-visitor"));
+        assert_eq!(out.headers()["x-forwarded-for"], "203.0.113.9");
+    }
+
+    #[test]
+    fn without_a_host_the_clients_forwarded_host_is_not_passed_on() {
+        let req = Request::builder()
+            .uri("/x")
+            .header("x-forwarded-host", "evil.example")
+            .body(Body::empty())
+            .unwrap();
+        let out = prepare(req, None).unwrap();
+        assert!(out.headers().get("x-forwarded-host").is_none());
+        assert_eq!(out.headers()["x-forwarded-proto"], "http");
+    }
+}

@@ -1,0 +1,69 @@
+//! The request layer: one axum router that both deployments serve, compiled for the host (the
+//! origin, under hyper) and for wasm32 (the worker, under workerd). Every decision about a request
+//! is made here, once: which room a path belongs to, who the visitor is, whether the gate lets the
+//! request through, what the waiting answer says, which headers reach the application, how errors
+//! and a store outage are answered, what the admin API accepts.
+//!
+//! A shell supplies the rest through three traits: a [`Store`] (the embedded store, Redis or the
+//! Durable Objects), an [`Upstream`] (a hyper client on the origin, `fetch` at the edge) and a
+//! [`Platform`] (the clock, timers and random bytes). It inserts the client's address into each
+//! request as a [`ClientAddr`] extension. Nothing here does IO of its own or reads a clock.
+
+mod admin;
+mod error;
+mod extract;
+mod forward;
+mod gate;
+mod health;
+mod metrics;
+mod public;
+mod routes;
+mod state;
+mod store;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue};
+use axum::middleware;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::{error_response, AppError, Fault, RETRY_AFTER_S};
+pub use forward::{clean_response_headers, ClientAddr, Demo, Upstream, UpstreamError, Visitor};
+pub use metrics::{JoinOutcome, Metrics};
+pub use routes::{RouteTable, Routes};
+pub use state::{Platform, Service, ServiceParts, UnavailablePolicy};
+pub use store::{Fence, Joined, RemoteScheduling, Store, StoreError, StoreResult};
+
+/// The router: the public API, the admin API and health under the API prefix, the gate for
+/// every other path.
+pub fn router(service: Arc<Service>) -> Router {
+    let admin = admin::router(service.clone());
+    let api = Router::new()
+        .route("/rooms/{room}/join", post(public::join))
+        .route("/rooms/{room}/status", get(public::status))
+        .route("/rooms/{room}/leave", post(public::leave))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .nest("/admin", admin)
+        .fallback(error::api_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        // Every answer of the API is about one visitor or one moment: no cache keeps any.
+        .layer(middleware::map_response(no_store));
+    Router::new()
+        .nest(&service.prefix, api)
+        .fallback(gate::gate)
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            metrics::track,
+        ))
+        .with_state(service)
+}
+
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
