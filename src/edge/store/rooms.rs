@@ -1,0 +1,245 @@
+//! Rooms and batches over the Durable Objects: creating and pausing rooms, reading and
+//! admitting across a room's shards (the scheduler's batches and an operator's), and publishing
+//! what the shards reported to the registry.
+
+use futures::future::join_all;
+
+use super::{timing, DurableStore, Outcome};
+use crate::api::{LeaseResponse, RoomStats, ScheduleRequest, ScheduleResponse, MAX_HEADS};
+use crate::edge::isolate;
+use crate::edge::protocol::{
+    BatchReq, PatchReq, PauseReq, PublishReq, PutReq, PutRes, RoomEntry, ShardReport,
+};
+use crate::plan::{plan, Batch, Freshness, ShardOrder, ShardReading};
+use crate::room::{RoomConfig, RoomId, RoomRecord};
+
+impl DurableStore {
+    /// `request` to every shard, with `order(i)` as shard `i`'s order.
+    pub(super) async fn batch_all(
+        &self,
+        entry: &RoomEntry,
+        kind: &'static str,
+        request: BatchReq,
+        order: impl Fn(usize) -> Option<ShardOrder>,
+    ) -> Outcome<Vec<ShardReport>> {
+        let calls = (0..entry.record.config.shards).map(|shard| {
+            let request = BatchReq {
+                order: order(usize::from(shard)),
+                ..request
+            };
+            self.call_shard::<_, ShardReport>(entry, shard, kind, "batch", &request)
+        });
+        join_all(calls).await.into_iter().collect()
+    }
+
+    /// Publishes what the shards reported (and the measured rate, when given) to the registry,
+    /// and keeps it in this isolate's copy.
+    pub(super) async fn publish(
+        &self,
+        entry: &RoomEntry,
+        reports: &[ShardReport],
+        rate: Option<Option<f64>>,
+        kind: &'static str,
+        now: u64,
+    ) -> Outcome<RoomEntry> {
+        let mut entry = entry.clone();
+        if let Some(rate) = rate {
+            entry.record.measured_rate = rate;
+        }
+        let stats = RoomStats {
+            waiting: reports.iter().map(|r| r.reading.waiting).sum(),
+            admitted: reports.iter().map(|r| r.reading.unclaimed).sum(),
+            active: reports.iter().map(|r| r.reading.active).sum(),
+            admitted_total: reports.iter().map(|r| r.reading.admitted_total).sum(),
+            admit_rate_per_min: entry.record.measured_rate,
+            entry_credit: reports.iter().map(|r| r.reading.credit).sum(),
+        };
+        let summaries: Vec<_> = reports
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.summary.clone().observed(now, entry.summaries.get(i)))
+            .collect();
+        let request = PublishReq {
+            id: entry.record.id.clone(),
+            summaries: summaries.clone(),
+            stats: stats.clone(),
+            rate,
+        };
+        let _: () = self.call_registry(kind, "publish", &request).await?;
+        entry.summaries = summaries;
+        entry.stats = stats;
+        isolate::remember_room(&entry);
+        Ok(entry)
+    }
+
+    /// Tells every shard whether the room is paused, dropping their credit on a pause or when
+    /// asked.
+    pub(super) async fn pause_shards(
+        &self,
+        entry: &RoomEntry,
+        paused: bool,
+        drop_credit: bool,
+    ) -> Outcome<()> {
+        let calls = (0..entry.record.config.shards).map(|shard| {
+            self.call_shard::<_, ShardReport>(
+                entry,
+                shard,
+                "admin",
+                "pause",
+                &PauseReq {
+                    paused,
+                    drop_credit,
+                },
+            )
+        });
+        for result in join_all(calls).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn do_put_room(
+        &self,
+        id: &RoomId,
+        config: RoomConfig,
+        epoch: u32,
+        now: u64,
+    ) -> Outcome<(RoomRecord, bool)> {
+        let put: PutRes = self
+            .call_registry(
+                "admin",
+                "put",
+                &PutReq {
+                    id: id.clone(),
+                    config,
+                    epoch,
+                },
+            )
+            .await?;
+        isolate::forget_rooms();
+        if !put.created {
+            // A new configuration (maybe a lower capacity) opens no credit until the next tick.
+            if let Some(entry) = self.entry(id, now).await? {
+                self.pause_shards(&entry, entry.record.paused, true).await?;
+            }
+        }
+        Ok((put.record, put.created))
+    }
+
+    pub(super) async fn do_set_paused(
+        &self,
+        entry: &RoomEntry,
+        paused: bool,
+    ) -> Outcome<RoomRecord> {
+        let record: RoomRecord = self
+            .call_registry(
+                "admin",
+                "patch",
+                &PatchReq {
+                    id: entry.record.id.clone(),
+                    paused,
+                },
+            )
+            .await?;
+        self.pause_shards(entry, paused, paused).await?;
+        isolate::forget_rooms();
+        Ok(record)
+    }
+
+    /// An operator's batch: a new fence (so a batch the scheduler planned before cannot land
+    /// after), a reading of every shard, the core's plan, the orders, the publication.
+    pub(super) async fn do_admit_now(
+        &self,
+        entry: &RoomEntry,
+        count: u64,
+        now: u64,
+    ) -> Outcome<u64> {
+        let fence: LeaseResponse = self.call_registry("admin", "bump_fence", &()).await?;
+        let heads = count.min(MAX_HEADS);
+        let request = BatchReq {
+            fence: fence.fence,
+            order: None,
+            operator: true,
+            heads,
+            now,
+            timing: timing(&entry.record.config),
+        };
+        let read = self.batch_all(entry, "admin", request, |_| None).await?;
+        let readings: Vec<ShardReading> = read.into_iter().map(|r| r.reading).collect();
+        let planned = plan(
+            &entry.record.config,
+            entry.record.paused,
+            &readings,
+            Batch::Operator { count },
+            Freshness::Current,
+        );
+        let request = BatchReq {
+            heads: 0,
+            ..request
+        };
+        let done = self
+            .batch_all(entry, "admin", request, |i| Some(planned.orders[i]))
+            .await?;
+        self.publish(entry, &done, None, "admin", now).await?;
+        Ok(done.iter().map(|r| r.admitted).sum())
+    }
+
+    pub(super) async fn do_stats(
+        &self,
+        entry: &RoomEntry,
+        fresh: bool,
+        now: u64,
+    ) -> Outcome<RoomStats> {
+        if !fresh {
+            let mut stats = entry.stats.clone();
+            stats.admit_rate_per_min = entry.record.measured_rate;
+            return Ok(stats);
+        }
+        let request = BatchReq {
+            fence: 0,
+            order: None,
+            operator: false,
+            heads: 0,
+            now,
+            timing: timing(&entry.record.config),
+        };
+        let reports = self.batch_all(entry, "admin", request, |_| None).await?;
+        Ok(self
+            .publish(entry, &reports, None, "admin", now)
+            .await?
+            .stats)
+    }
+
+    pub(super) async fn do_run_batch(
+        &self,
+        entry: &RoomEntry,
+        request: &ScheduleRequest,
+        now: u64,
+    ) -> Outcome<ScheduleResponse> {
+        let batch = BatchReq {
+            fence: request.fence,
+            order: None,
+            operator: false,
+            heads: request.heads,
+            now,
+            timing: timing(&entry.record.config),
+        };
+        let reports = self
+            .batch_all(entry, "scheduler", batch, |i| {
+                request.orders.as_ref().map(|orders| orders[i])
+            })
+            .await?;
+        self.publish(
+            entry,
+            &reports,
+            Some(request.admit_rate_per_min),
+            "scheduler",
+            now,
+        )
+        .await?;
+        Ok(ScheduleResponse {
+            admitted: reports.iter().map(|r| r.admitted).sum(),
+            shards: reports.into_iter().map(|r| r.reading).collect(),
+        })
+    }
+}

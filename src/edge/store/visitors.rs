@@ -1,0 +1,165 @@
+//! A visitor's operations over the Durable Objects: join (through the shard's join batching),
+//! where a ticket stands, leave, and the session the gate checks.
+
+use super::{session_key, shard_name, state_of, timing, DurableStore, Outcome};
+use crate::edge::protocol::{
+    EndReq, EndRes, JoinJob, PublishShardReq, RoomEntry, SessionReq, SessionRes, VisitReq, VisitRes,
+};
+use crate::edge::{batch, isolate};
+use crate::queue::estimate_position;
+use crate::service::Joined;
+use crate::shard::user_hash;
+use crate::token::{Place, Ticket};
+use crate::visitor::VisitorState;
+
+impl DurableStore {
+    pub(super) async fn do_join(
+        &self,
+        entry: &RoomEntry,
+        user: Option<&str>,
+        now: u64,
+    ) -> Outcome<Joined> {
+        let shards = entry.record.config.shards;
+        let shard = match user {
+            Some(user) => (user_hash(user) % u64::from(shards)) as u16,
+            None => batch::busy_shard((0..shards).map(|s| shard_name(entry, s)))
+                .unwrap_or_else(|| isolate::next_shard(shards)),
+        };
+        let job = JoinJob {
+            user: user.map(str::to_owned),
+            stamp: isolate::next_stamp(now),
+        };
+        let joined = batch::join(
+            self.env(),
+            &*self.platform,
+            &shard_name(entry, shard),
+            job,
+            now,
+            timing(&entry.record.config),
+        )
+        .await?;
+        let place = Place {
+            epoch: entry.record.epoch,
+            shard,
+            seq: joined.joined.seq,
+        };
+        let state = state_of(
+            entry,
+            shard,
+            joined.joined.standing,
+            joined.ahead,
+            joined.joined.stamp,
+        );
+        Ok(Joined {
+            place,
+            joined_us: joined.joined.stamp,
+            state,
+            existing: joined.joined.existing,
+        })
+    }
+
+    /// Where a ticket's holder stands: from the published summary while waiting (no call), from
+    /// the shard once admission reached the place.
+    pub(super) async fn do_visit(
+        &self,
+        entry: &RoomEntry,
+        ticket: &Ticket,
+        now: u64,
+    ) -> Outcome<VisitorState> {
+        let place = ticket.place;
+        let shard = usize::from(place.shard);
+        if let Some(summary) = entry.summaries.get(shard) {
+            if summary.left.contains(&place.seq) {
+                return Ok(VisitorState::Left);
+            }
+            // A place beyond the summary's tail joined since it was read (or was never given
+            // out): only the shard knows.
+            if place.seq > summary.admitted_seq && place.seq <= summary.tail {
+                return Ok(VisitorState::Waiting {
+                    position: estimate_position(
+                        &entry.summaries,
+                        shard,
+                        place.seq,
+                        ticket.joined_us,
+                    ),
+                });
+            }
+        }
+        let request = VisitReq {
+            seq: place.seq,
+            now,
+            timing: timing(&entry.record.config),
+        };
+        let res: VisitRes = self
+            .call_shard(entry, place.shard, "claim", "visit", &request)
+            .await?;
+        Ok(state_of(
+            entry,
+            place.shard,
+            res.standing,
+            res.ahead,
+            res.stamp,
+        ))
+    }
+
+    pub(super) async fn do_end(
+        &self,
+        entry: &RoomEntry,
+        place: Place,
+        now: u64,
+    ) -> Outcome<Option<bool>> {
+        let res: EndRes = self
+            .call_shard(
+                entry,
+                place.shard,
+                "leave",
+                "end",
+                &EndReq {
+                    seq: place.seq,
+                    now,
+                },
+            )
+            .await?;
+        // Let every isolate learn of it within a second, not a tick.
+        let publish = PublishShardReq {
+            id: entry.record.id.clone(),
+            shard: place.shard,
+            summary: res
+                .report
+                .summary
+                .observed(now, entry.summaries.get(usize::from(place.shard))),
+        };
+        let _: () = self
+            .call_registry("leave_publish", "publish_shard", &publish)
+            .await?;
+        isolate::outdate_rooms();
+        isolate::remember_session(session_key(entry, place), None, now);
+        Ok(res.ended)
+    }
+
+    pub(super) async fn do_session(
+        &self,
+        entry: &RoomEntry,
+        place: Place,
+        renew: bool,
+        now: u64,
+    ) -> Outcome<Option<u64>> {
+        let key = session_key(entry, place);
+        if !renew {
+            if let Some(expires_at) = isolate::cached_session(&key, now) {
+                return Ok(Some(expires_at));
+            }
+        }
+        let request = SessionReq {
+            seq: place.seq,
+            renew,
+            now,
+            timing: timing(&entry.record.config),
+        };
+        let res: SessionRes = self
+            .call_shard(entry, place.shard, "gate_session", "session", &request)
+            .await?;
+        isolate::remember_session(key, res.expires_at, now);
+        Ok(res.expires_at)
+    }
+}
