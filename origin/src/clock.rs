@@ -15,6 +15,9 @@ pub enum Clock {
     System,
     /// A clock that moves only when told to.
     Manual(Arc<AtomicU64>),
+    /// The system clock plus an offset a test moves forward: time passes as usual, and a test
+    /// of a TTL or a claim window jumps over it instead of sleeping.
+    Shifted(Arc<AtomicU64>),
 }
 
 impl Clock {
@@ -23,10 +26,17 @@ impl Clock {
         (Clock::Manual(cell.clone()), cell)
     }
 
+    /// The system clock, with the offset (in milliseconds) the returned cell holds.
+    pub fn shifted() -> (Clock, Arc<AtomicU64>) {
+        let offset = Arc::new(AtomicU64::new(0));
+        (Clock::Shifted(offset.clone()), offset)
+    }
+
     pub fn now(&self) -> u64 {
         match self {
             Clock::System => system_now(),
             Clock::Manual(cell) => cell.load(Ordering::SeqCst),
+            Clock::Shifted(offset) => system_now() + offset.load(Ordering::SeqCst),
         }
     }
 }

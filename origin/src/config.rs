@@ -81,6 +81,11 @@ pub struct ServeArgs {
     )]
     pub on_store_unavailable: Option<UnavailablePolicy>,
 
+    /// How long the application may take to start its answer, in milliseconds, before the
+    /// visitor gets 502 `upstream_unavailable` [default: 60000].
+    #[arg(long, env = "QUEUEGATE_UPSTREAM_TIMEOUT_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_timeout_ms: Option<u64>,
+
     /// Mark cookies `Secure` (set it when clients reach queuegate over HTTPS).
     #[arg(long, env = "QUEUEGATE_SECURE_COOKIES", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true")]
@@ -114,6 +119,7 @@ pub struct ScheduleArgs {
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub upstream: Option<String>,
+    pub upstream_timeout_ms: Option<u64>,
     pub api_prefix: Option<String>,
     pub tick_ms: Option<u64>,
     pub secure_cookies: Option<bool>,
@@ -161,6 +167,7 @@ impl StoreConfig {
 pub struct Settings {
     pub listen: SocketAddr,
     pub upstream: Option<String>,
+    pub upstream_timeout_ms: u64,
     pub api_prefix: String,
     pub tick: Duration,
     pub secure_cookies: bool,
@@ -272,6 +279,11 @@ impl Settings {
                 .or(file_or_default.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             upstream: args.upstream.clone().or(file_or_default.upstream),
+            upstream_timeout_ms: args
+                .upstream_timeout_ms
+                .or(file_or_default.upstream_timeout_ms)
+                .filter(|&ms| ms > 0)
+                .unwrap_or(queuegate::service::DEFAULT_UPSTREAM_TIMEOUT_MS),
             api_prefix,
             tick: Duration::from_millis(tick_ms),
             secure_cookies: args

@@ -46,6 +46,7 @@ pub fn service(
         prefix: settings.api_prefix.clone(),
         secure_cookies: settings.secure_cookies,
         on_store_unavailable: settings.on_store_unavailable,
+        upstream_timeout_ms: settings.upstream_timeout_ms,
         metrics,
         on_rooms_changed: Some(Arc::new(move || wake_scheduler.notify_one())),
     }))

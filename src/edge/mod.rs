@@ -31,7 +31,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::keys::SigningKeys;
 use crate::service::{
     error_response, router, ClientAddr, Demo, Fault, Metrics, Platform, Service, ServiceParts,
-    UnavailablePolicy, Upstream,
+    UnavailablePolicy, Upstream, DEFAULT_UPSTREAM_TIMEOUT_MS,
 };
 
 // The Durable Object classes, exported to the runtime by `#[durable_object]`.
@@ -87,15 +87,17 @@ struct Settings {
     upstream: Option<String>,
     secure_cookies: bool,
     on_store_unavailable: UnavailablePolicy,
+    upstream_timeout_ms: u64,
 }
 
-const SETTINGS: [&str; 6] = [
+const SETTINGS: [&str; 7] = [
     "QUEUEGATE_ADMIN_KEY",
     "QUEUEGATE_SIGNING_KEYS",
     "QUEUEGATE_UPSTREAM",
     "QUEUEGATE_API_PREFIX",
     "QUEUEGATE_SECURE_COOKIES",
     "QUEUEGATE_ON_STORE_UNAVAILABLE",
+    "QUEUEGATE_UPSTREAM_TIMEOUT_MS",
 ];
 
 fn setting(env: &Env, name: &str) -> Option<String> {
@@ -108,9 +110,9 @@ fn setting(env: &Env, name: &str) -> Option<String> {
 }
 
 impl Settings {
-    fn read(values: &[Option<String>; 6]) -> Result<Settings, ApiError> {
+    fn read(values: &[Option<String>; 7]) -> Result<Settings, ApiError> {
         let misconfigured = |what: String| ApiError::new(ErrorCode::Internal, what);
-        let [admin, keys, upstream, prefix, secure, policy] = values.clone();
+        let [admin, keys, upstream, prefix, secure, policy, timeout] = values.clone();
         let admin_key =
             admin.ok_or_else(|| misconfigured("QUEUEGATE_ADMIN_KEY is not set".into()))?;
         let keys = keys
@@ -125,6 +127,13 @@ impl Settings {
                 .map_err(|e| misconfigured(format!("QUEUEGATE_ON_STORE_UNAVAILABLE: {e}")))?,
             None => UnavailablePolicy::default(),
         };
+        let upstream_timeout_ms =
+            match timeout {
+                Some(ms) => ms.parse::<u64>().ok().filter(|&ms| ms > 0).ok_or_else(|| {
+                    misconfigured(format!("QUEUEGATE_UPSTREAM_TIMEOUT_MS: {ms:?}"))
+                })?,
+                None => DEFAULT_UPSTREAM_TIMEOUT_MS,
+            };
         Ok(Settings {
             admin_key,
             keys,
@@ -132,13 +141,14 @@ impl Settings {
             upstream: upstream.map(|u| u.trim_end_matches('/').to_owned()),
             secure_cookies: secure.is_some_and(|s| s == "true" || s == "1"),
             on_store_unavailable,
+            upstream_timeout_ms,
         })
     }
 }
 
 thread_local! {
     /// The router this isolate built, and the settings it was built from.
-    static ROUTER: RefCell<Option<([Option<String>; 6], axum::Router)>> = const { RefCell::new(None) };
+    static ROUTER: RefCell<Option<([Option<String>; 7], axum::Router)>> = const { RefCell::new(None) };
 }
 
 /// The isolate's router, built on its first request (and again if the settings change).
@@ -169,6 +179,7 @@ fn service_router(env: &Env) -> Result<axum::Router, ApiError> {
         prefix: settings.prefix,
         secure_cookies: settings.secure_cookies,
         on_store_unavailable: settings.on_store_unavailable,
+        upstream_timeout_ms: settings.upstream_timeout_ms,
         metrics: Arc::new(Metrics::new()),
         on_rooms_changed: None,
     });

@@ -20,8 +20,9 @@ use crate::error::ErrorCode;
 use crate::room::RoomId;
 use crate::token::Place;
 
-/// How long the application may take to answer (its headers; the body then streams).
-pub const UPSTREAM_TIMEOUT_MS: u64 = 60_000;
+/// How long the application may take to start its answer, unless a deployment says otherwise
+/// (the body then streams).
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
 
 /// The client's address as the shell saw it: the TCP peer on the origin, the address Cloudflare
 /// reports at the edge. Shells put it into every request's extensions.
@@ -56,7 +57,7 @@ pub async fn forward(
     let mut response = match prepare(req, visitor) {
         Ok(req) => {
             let sent = s.upstream.send(req);
-            let timeout = s.platform.sleep(UPSTREAM_TIMEOUT_MS);
+            let timeout = s.platform.sleep(s.upstream_timeout_ms);
             match select(sent, timeout).await {
                 Either::Left((Ok(mut response), _)) => {
                     clean_response_headers(response.headers_mut());
@@ -69,7 +70,10 @@ pub async fn forward(
                 .into_response(),
                 Either::Right(_) => AppError::new(
                     ErrorCode::UpstreamUnavailable,
-                    format!("the upstream did not answer within {UPSTREAM_TIMEOUT_MS} ms"),
+                    format!(
+                        "the upstream did not answer within {} ms",
+                        s.upstream_timeout_ms
+                    ),
                 )
                 .into_response(),
             }

@@ -30,7 +30,10 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::{error_response, AppError, Fault, RETRY_AFTER_S};
-pub use forward::{clean_response_headers, ClientAddr, Demo, Upstream, UpstreamError, Visitor};
+pub use forward::{
+    clean_response_headers, ClientAddr, Demo, Upstream, UpstreamError, Visitor,
+    DEFAULT_UPSTREAM_TIMEOUT_MS,
+};
 pub use metrics::{JoinOutcome, Metrics};
 pub use routes::{RouteTable, Routes};
 pub use state::{Platform, Service, ServiceParts, UnavailablePolicy};

@@ -76,6 +76,8 @@ pub struct Service {
     pub prefix: String,
     pub secure_cookies: bool,
     pub on_store_unavailable: UnavailablePolicy,
+    /// How long the application may take to start its answer.
+    pub upstream_timeout_ms: u64,
     pub metrics: Arc<Metrics>,
     /// Called when a room was created, changed or resumed, so an in-process scheduler can look
     /// at it at once instead of at its next tick.
@@ -92,6 +94,7 @@ pub struct ServiceParts {
     pub prefix: String,
     pub secure_cookies: bool,
     pub on_store_unavailable: UnavailablePolicy,
+    pub upstream_timeout_ms: u64,
     pub metrics: Arc<Metrics>,
     pub on_rooms_changed: Option<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -107,6 +110,7 @@ impl Service {
             prefix: parts.prefix,
             secure_cookies: parts.secure_cookies,
             on_store_unavailable: parts.on_store_unavailable,
+            upstream_timeout_ms: parts.upstream_timeout_ms,
             metrics: parts.metrics,
             on_rooms_changed: parts.on_rooms_changed,
         }

@@ -5,6 +5,10 @@
 //! scheduler run. Invariants 1-4 and 6 of DESIGN.md are proven here.
 #![allow(dead_code)]
 
+mod shells;
+
+pub use shells::*;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -44,6 +48,13 @@ macro_rules! for_each_case {
             unprotected_paths_pass_straight_through,
             health_and_metrics_answer,
             bad_input_gets_a_4xx_with_a_stable_code,
+            revoking_a_place_the_room_never_gave_out_is_404,
+            the_application_gets_the_headers_queuegate_sets,
+            headers_named_in_connection_are_dropped,
+            a_slow_upstream_is_cut_off,
+            every_api_answer_is_no_store,
+            a_body_over_the_limit_is_refused_and_the_server_goes_on,
+            passes_renew_past_half_their_life,
         );
     };
 }
@@ -364,6 +375,7 @@ pub async fn unclaimed_admissions_expire_after_the_claim_window(t: &Target) {
     assert_eq!(t.admit(&room, 1).await, 1);
     assert_eq!(t.room(&room).await["stats"]["admitted"], 1);
     // Nobody claims the slot; after the window it is free again and `a` has lost it.
+    t.advance(Duration::from_millis(1_100)).await;
     t.wait_for_room(&room, Duration::from_secs(10), |v| {
         v["stats"]["admitted"] == 0
     })
@@ -384,6 +396,7 @@ pub async fn sessions_end_after_their_ttl(t: &Target) {
     assert_eq!(t.admit(&room, 1).await, 1);
     assert_eq!(status_of(&t.status(&room, &a).await), "admitted");
     assert_eq!(t.room(&room).await["stats"]["active"], 1);
+    t.advance(Duration::from_millis(1_100)).await;
     t.wait_for_room(&room, Duration::from_secs(10), |v| {
         v["stats"]["active"] == 0
     })

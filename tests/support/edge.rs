@@ -94,6 +94,26 @@ impl WranglerDev {
 
     /// Starts it on the persistence directory of an earlier run.
     pub fn start_in(upstream: Option<&str>, persist: PathBuf) -> WranglerDev {
+        Self::launch(upstream, persist, None, &[])
+    }
+
+    /// Starts it with another wrangler configuration (`config`) and more vars, ready once it
+    /// answers at all (a broken store answers /healthz with 503).
+    pub fn start_with(upstream: Option<&str>, config: &Path, vars: &[(&str, &str)]) -> WranglerDev {
+        let persist = std::env::temp_dir().join(format!(
+            "queuegate-wrangler-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        Self::launch(upstream, persist, Some(config), vars)
+    }
+
+    fn launch(
+        upstream: Option<&str>,
+        persist: PathBuf,
+        config: Option<&Path>,
+        vars: &[(&str, &str)],
+    ) -> WranglerDev {
         build_worker();
         let port = free_port();
         let log = persist.with_extension("log");
@@ -111,11 +131,24 @@ impl WranglerDev {
                 "--var",
                 &format!("QUEUEGATE_UPSTREAM:{}", upstream.unwrap_or("")),
             ])
+            .args([
+                "--var",
+                &format!(
+                    "QUEUEGATE_UPSTREAM_TIMEOUT_MS:{}",
+                    super::UPSTREAM_TIMEOUT_MS
+                ),
+            ])
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "1")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("a log"))
             .stderr(Stdio::null());
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        for (name, value) in vars {
+            command.args(["--var", &format!("{name}:{value}")]);
+        }
         let group = Group::spawn(command);
         let dev = WranglerDev {
             port,
@@ -124,10 +157,15 @@ impl WranglerDev {
             group,
             log,
         };
+        let ready = if config.is_some() {
+            "HTTP/1.1 "
+        } else {
+            "HTTP/1.1 200"
+        };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let reply = command_http(port, "/_qg/v1/healthz");
-            if reply.is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            if reply.is_some_and(|r| r.starts_with(ready)) {
                 return dev;
             }
             assert!(
@@ -150,6 +188,8 @@ impl WranglerDev {
             keys: queuegate::SigningKeys::parse(SIGNING_KEYS).unwrap(),
             client: client(),
             tick: Duration::from_millis(100),
+            clock: None,
+            sees_connection_header: false,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod process;
 pub mod redis;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,13 @@ pub struct Target {
     pub client: reqwest::Client,
     /// The scheduler's tick, to size waits for automatic admission.
     pub tick: Duration,
+    /// The offset of the target's clock, where the test can move it (the origin in this
+    /// process); elsewhere time passes for real.
+    pub clock: Option<Arc<AtomicU64>>,
+    /// Whether a request's `Connection` header reaches the server. At the edge the runtime's
+    /// front (Cloudflare, `wrangler dev`'s proxy) consumes it, so the worker cannot tell which
+    /// headers it named.
+    pub sees_connection_header: bool,
 }
 
 /// The answer to a request: status, headers and the body parsed as JSON when it is JSON.
@@ -73,7 +81,21 @@ impl Reply {
     }
 }
 
+/// How long the targets the tests start let the upstream take before answering 502.
+pub const UPSTREAM_TIMEOUT_MS: u64 = 1_000;
+
 impl Target {
+    /// Lets `by` pass on the target's clock: at once where the test holds the clock, by
+    /// sleeping elsewhere.
+    pub async fn advance(&self, by: Duration) {
+        match &self.clock {
+            Some(offset) => {
+                offset.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+            }
+            None => tokio::time::sleep(by).await,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -228,6 +250,43 @@ impl Target {
     }
 }
 
+/// Sends `bytes` over a new TCP connection to `base` (`http://host:port`) and returns all it
+/// answers until the server closes (ask with `Connection: close`), for requests no HTTP client
+/// would send as they are.
+pub async fn raw_request(base: &str, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before the whole request is written.
+    let _ = stream.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer));
+    let _ = read.await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The body of a raw HTTP/1.1 answer, chunked or not.
+pub fn raw_body(answer: &str) -> String {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -240,7 +299,8 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A small application to stand behind the gate: it answers `upstream <path>` and echoes the
-/// visitor header the gate adds.
+/// visitor header the gate adds; a path ending in `/echo` answers every header it got as JSON,
+/// and one ending in `/slow` takes five seconds to answer.
 pub struct Upstream {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
@@ -251,6 +311,23 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = axum::Router::new().fallback(|req: Request| async move {
+            if req.uri().path().ends_with("/slow") {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            if req.uri().path().ends_with("/echo") {
+                let mut headers = serde_json::Map::new();
+                for (name, value) in req.headers() {
+                    let value = Value::String(value.to_str().unwrap_or("?").to_owned());
+                    match headers.get_mut(name.as_str()) {
+                        Some(Value::Array(values)) => values.push(value),
+                        _ => {
+                            headers.insert(name.as_str().to_owned(), Value::Array(vec![value]));
+                        }
+                    }
+                }
+                return ([("x-upstream", "yes")], Value::Object(headers).to_string())
+                    .into_response();
+            }
             let visitor = req
                 .headers()
                 .get("x-queuegate-visitor")
@@ -306,8 +383,12 @@ impl Embedded {
 
 pub const TEST_TICK: Duration = Duration::from_millis(100);
 
+/// The origin on the embedded store, on a clock the test can move ([`Target::advance`]).
 pub async fn embedded() -> Embedded {
-    embedded_with(Arc::new(MemoryStore::new()), Clock::System).await
+    let (clock, offset) = Clock::shifted();
+    let mut server = embedded_with(Arc::new(MemoryStore::new()), clock).await;
+    server.target.clock = Some(offset);
+    server
 }
 
 /// The origin in this process on the store the configuration names (Redis, a cluster).
@@ -323,6 +404,7 @@ pub async fn embedded_with(store: Arc<dyn OriginStore>, clock: Clock) -> Embedde
     let args = ServeArgs {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         upstream: Some(upstream.url()),
+        upstream_timeout_ms: Some(UPSTREAM_TIMEOUT_MS),
         tick_ms: Some(TEST_TICK.as_millis() as u64),
         ..ServeArgs::default()
     };
@@ -341,6 +423,8 @@ pub async fn embedded_with(store: Arc<dyn OriginStore>, clock: Clock) -> Embedde
             keys: SigningKeys::parse(SIGNING_KEYS).unwrap(),
             client: client(),
             tick: TEST_TICK,
+            clock: None,
+            sees_connection_header: true,
         },
         running: Some(running),
         upstream,

@@ -84,6 +84,8 @@ impl OriginProcess {
             keys: queuegate::SigningKeys::parse(SIGNING_KEYS).unwrap(),
             client: client(),
             tick: Duration::from_millis(100),
+            clock: None,
+            sees_connection_header: true,
         }
     }
 
