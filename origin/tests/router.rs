@@ -1,0 +1,302 @@
+//! The origin's whole HTTP application, every route, without a socket: requests go to the
+//! router with `tower::ServiceExt::oneshot`, on the embedded store and a manual clock.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use http_body_util::BodyExt;
+use queuegate::service::Metrics;
+use queuegate_origin::clock::Clock;
+use queuegate_origin::config::{ServeArgs, Settings};
+use queuegate_origin::server::{app, service};
+use queuegate_origin::store::memory::MemoryStore;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const ADMIN: &str = "router-test-admin-key";
+
+fn router() -> Router {
+    let env = |name: &str| match name {
+        "QUEUEGATE_ADMIN_KEY" => Some(ADMIN.to_owned()),
+        "QUEUEGATE_SIGNING_KEYS" => Some("k1:router-test-signing-secret".to_owned()),
+        _ => None,
+    };
+    let settings = Settings::resolve(&ServeArgs::default(), env).expect("settings");
+    let (clock, _) = Clock::manual(1_800_000_000_000);
+    let service = service(
+        &settings,
+        Arc::new(MemoryStore::new()),
+        clock,
+        Arc::new(Metrics::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    )
+    .expect("a service");
+    app(Arc::new(service))
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+    json: Value,
+}
+
+async fn answer(response: Response) -> Answer {
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("a body").to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+async fn send(app: &Router, method: Method, uri: &str, auth: Option<&str>, body: Value) -> Answer {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(token) = auth {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Value::Null => Body::empty(),
+        body => Body::from(body.to_string()),
+    };
+    answer(app.clone().oneshot(req.body(body).unwrap()).await.unwrap()).await
+}
+
+fn api(a: &Answer, status: StatusCode, what: &str) {
+    assert_eq!(a.status, status, "{what}: {}", a.text);
+    assert_eq!(
+        a.headers
+            .get(header::CACHE_CONTROL)
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store"),
+        "{what}"
+    );
+}
+
+#[tokio::test]
+async fn every_route_answers_through_the_router() {
+    let app = router();
+    let admin = Some(ADMIN);
+
+    // Admin: create, update, read, list.
+    let room = json!({"max_active": 1, "paths": ["/shop"], "shards": 2});
+    let put = send(
+        &app,
+        Method::PUT,
+        "/_qg/v1/admin/rooms/r",
+        admin,
+        room.clone(),
+    )
+    .await;
+    api(&put, StatusCode::CREATED, "put (create)");
+    let put = send(&app, Method::PUT, "/_qg/v1/admin/rooms/r", admin, room).await;
+    api(&put, StatusCode::OK, "put (update)");
+    let get = send(
+        &app,
+        Method::GET,
+        "/_qg/v1/admin/rooms/r",
+        admin,
+        Value::Null,
+    )
+    .await;
+    api(&get, StatusCode::OK, "get");
+    assert_eq!(get.json["max_active"], 1);
+    let list = send(&app, Method::GET, "/_qg/v1/admin/rooms", admin, Value::Null).await;
+    api(&list, StatusCode::OK, "list");
+    assert_eq!(list.json["rooms"][0]["id"], "r");
+    let pause = send(
+        &app,
+        Method::POST,
+        "/_qg/v1/admin/rooms/r/pause",
+        admin,
+        Value::Null,
+    )
+    .await;
+    api(&pause, StatusCode::OK, "pause");
+    assert_eq!(pause.json["paused"], true);
+
+    // Public: join (waiting: the room is paused and has no credit), status.
+    let join = send(
+        &app,
+        Method::POST,
+        "/_qg/v1/rooms/r/join",
+        None,
+        Value::Null,
+    )
+    .await;
+    api(&join, StatusCode::OK, "join");
+    assert_eq!(join.json["status"], "waiting");
+    let ticket = join.json["ticket"].as_str().unwrap().to_owned();
+    let id = join.json["ticket_id"].as_str().unwrap().to_owned();
+    let status = send(
+        &app,
+        Method::GET,
+        "/_qg/v1/rooms/r/status",
+        Some(&ticket),
+        Value::Null,
+    )
+    .await;
+    api(&status, StatusCode::OK, "status");
+    assert_eq!(status.json["position"], 1);
+
+    // Admin: admit by hand, then the visitor has a pass; revoke it.
+    let admit = send(
+        &app,
+        Method::POST,
+        "/_qg/v1/admin/rooms/r/admit",
+        admin,
+        json!({"count": 5}),
+    )
+    .await;
+    api(&admit, StatusCode::OK, "admit");
+    assert_eq!(admit.json["admitted"], 1);
+    let status = send(
+        &app,
+        Method::GET,
+        "/_qg/v1/rooms/r/status",
+        Some(&ticket),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status.json["status"], "admitted", "{}", status.text);
+    let pass = status.json["pass"].as_str().unwrap().to_owned();
+
+    // The gate: the pass goes through to the built-in demo application, naming the visitor.
+    let inside = app
+        .clone()
+        .oneshot(
+            Request::get("/shop/cart")
+                .header(header::COOKIE, format!("qg_pass_r={pass}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let inside = answer(inside).await;
+    assert_eq!(inside.status, StatusCode::OK);
+    assert!(inside.text.contains(&id), "{}", inside.text);
+    // Without it, the waiting page (HTML) or the visitor answer (JSON).
+    let waiting = app
+        .clone()
+        .oneshot(Request::get("/shop").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let waiting = answer(waiting).await;
+    assert_eq!(waiting.status, StatusCode::OK);
+    assert_eq!(waiting.headers["x-queuegate-status"], "waiting");
+    assert!(waiting.text.contains("You are in line"));
+    let json = app
+        .clone()
+        .oneshot(
+            Request::get("/shop")
+                .header(header::ACCEPT, "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let json = answer(json).await;
+    assert_eq!(json.json["status"], "waiting", "{}", json.text);
+    // A path no room protects goes straight through.
+    let open = answer(
+        app.clone()
+            .oneshot(Request::get("/about").body(Body::empty()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert!(open.headers.get("x-queuegate-status").is_none());
+
+    let revoke = send(
+        &app,
+        Method::POST,
+        "/_qg/v1/admin/rooms/r/revoke",
+        admin,
+        json!({"ticket_id": id}),
+    )
+    .await;
+    api(&revoke, StatusCode::OK, "revoke");
+    assert_eq!(revoke.json["revoked"], true);
+    let leave = send(
+        &app,
+        Method::POST,
+        "/_qg/v1/rooms/r/leave",
+        Some(&ticket),
+        Value::Null,
+    )
+    .await;
+    api(&leave, StatusCode::OK, "leave");
+    assert_eq!(leave.json["status"], "left");
+    let resume = send(
+        &app,
+        Method::POST,
+        "/_qg/v1/admin/rooms/r/resume",
+        admin,
+        Value::Null,
+    )
+    .await;
+    api(&resume, StatusCode::OK, "resume");
+    assert_eq!(resume.json["paused"], false);
+
+    // The scheduler runs in this process: no interface for a remote one.
+    for (path, body) in [
+        (
+            "/_qg/v1/admin/lease",
+            json!({"holder": "x", "ttl_ms": 1000}),
+        ),
+        ("/_qg/v1/admin/rooms/r/schedule", json!({"fence": 1})),
+    ] {
+        let a = send(&app, Method::POST, path, admin, body).await;
+        api(&a, StatusCode::NOT_FOUND, path);
+        assert_eq!(a.json["error"]["code"], "not_found");
+    }
+
+    // Health and metrics.
+    let health = send(&app, Method::GET, "/_qg/v1/healthz", None, Value::Null).await;
+    api(&health, StatusCode::OK, "healthz");
+    assert_eq!(health.json, json!({"status": "ok", "store": "memory"}));
+    let metrics = send(&app, Method::GET, "/_qg/v1/metrics", None, Value::Null).await;
+    api(&metrics, StatusCode::OK, "metrics");
+    assert!(
+        metrics.text.contains(
+            "queuegate_http_requests_total{route=\"/_qg/v1/rooms/{room}/join\",status=\"200\"}"
+        ),
+        "{}",
+        metrics.text
+    );
+    assert!(metrics.text.ends_with("# EOF\n"));
+
+    // Errors: no key, wrong key, no route, wrong method.
+    let no_key = send(&app, Method::GET, "/_qg/v1/admin/rooms", None, Value::Null).await;
+    api(&no_key, StatusCode::UNAUTHORIZED, "no key");
+    assert!(no_key.headers.contains_key(header::WWW_AUTHENTICATE));
+    let wrong = send(
+        &app,
+        Method::GET,
+        "/_qg/v1/admin/rooms",
+        Some("nope"),
+        Value::Null,
+    )
+    .await;
+    api(&wrong, StatusCode::UNAUTHORIZED, "wrong key");
+    let missing = send(&app, Method::GET, "/_qg/v1/nope", None, Value::Null).await;
+    api(&missing, StatusCode::NOT_FOUND, "no route");
+    assert_eq!(missing.json["error"]["code"], "not_found");
+    let method = send(
+        &app,
+        Method::DELETE,
+        "/_qg/v1/rooms/r/join",
+        None,
+        Value::Null,
+    )
+    .await;
+    api(&method, StatusCode::METHOD_NOT_ALLOWED, "wrong method");
+    assert_eq!(method.json["error"]["code"], "method_not_allowed");
+}
