@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (pinned, into .tools/ where possible; redis-server from Debian)
-# and runs every test: formatting, clippy, the unit and property tests, the conformance suite on
+# and runs every test: formatting, the core built and tested alone (no server, runtime or
+# client among its dependencies), clippy, the unit and property tests, the conformance suite on
 # the embedded store, on Redis and on a Redis Cluster, the failure tests on real processes, the
 # edge worker under real `wrangler dev` (built offline with the pinned worker-build and
 # wasm-bindgen-cli) with the origin's scheduler driving it, the waiting page in headless
@@ -17,6 +18,13 @@ ensure_redis
 
 log "cargo fmt"
 cargo fmt --all -- --check
+log "the core alone: built and tested without the request layer (no server, runtime or client)"
+cargo test --locked -p queuegate --no-default-features --lib
+if cargo tree --locked -p queuegate --no-default-features -e normal --prefix none |
+  grep -E '^(axum|hyper|hyper-util|tokio|tower|tower-http|reqwest|redis|worker|futures|async-trait|prometheus-client|tracing) '; then
+  echo "the core (queuegate without its service feature) depends on the crates above" >&2
+  exit 1
+fi
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo clippy (the edge worker, wasm32)"
