@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::controller::RoomLoad;
 use crate::plan::{ShardOrder, ShardReading};
 use crate::room::{RoomConfig, RoomId};
 
@@ -220,6 +221,20 @@ pub struct RoomStats {
     pub admit_rate_per_min: Option<f64>,
     /// Slots the scheduler has opened for direct entry until its next tick.
     pub entry_credit: u64,
+}
+
+impl RoomStats {
+    /// The numbers from a room's load, its measured rate and the credit its shards hold.
+    pub fn new(load: RoomLoad, admit_rate_per_min: Option<f64>, entry_credit: u64) -> RoomStats {
+        RoomStats {
+            waiting: load.waiting,
+            admitted: load.admitted,
+            active: load.active,
+            admitted_total: load.admitted_total,
+            admit_rate_per_min,
+            entry_credit,
+        }
+    }
 }
 
 /// `GET .../admin/rooms/{room}`: the configuration, flattened, plus state and stats.

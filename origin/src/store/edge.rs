@@ -207,14 +207,7 @@ impl Scheduling for EdgeStore {
         Ok(Round {
             admitted: done.admitted,
             entry_credit,
-            stats: RoomStats {
-                waiting: load.waiting,
-                admitted: load.admitted,
-                active: load.active,
-                admitted_total: load.admitted_total,
-                admit_rate_per_min: decision.rate,
-                entry_credit,
-            },
+            stats: RoomStats::new(load, decision.rate, entry_credit),
         })
     }
 }

@@ -314,15 +314,7 @@ impl Room {
     }
 
     fn stats(&self) -> RoomStats {
-        let load = self.load();
-        RoomStats {
-            waiting: load.waiting,
-            admitted: load.admitted,
-            active: load.active,
-            admitted_total: load.admitted_total,
-            admit_rate_per_min: self.record.measured_rate,
-            entry_credit: self.entry_credit,
-        }
+        RoomStats::new(self.load(), self.record.measured_rate, self.entry_credit)
     }
 
     /// The shard of `place`, if the place is of this room's queue.

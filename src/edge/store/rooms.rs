@@ -10,7 +10,7 @@ use crate::edge::isolate;
 use crate::edge::protocol::{
     BatchReq, PatchReq, PauseReq, PublishReq, PutReq, PutRes, RoomEntry, ShardReport,
 };
-use crate::plan::{plan, Batch, Freshness, ShardOrder, ShardReading};
+use crate::plan::{load_of, plan, Batch, Freshness, ShardOrder, ShardReading};
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 
 impl DurableStore {
@@ -46,14 +46,12 @@ impl DurableStore {
         if let Some(rate) = rate {
             entry.record.measured_rate = rate;
         }
-        let stats = RoomStats {
-            waiting: reports.iter().map(|r| r.reading.waiting).sum(),
-            admitted: reports.iter().map(|r| r.reading.unclaimed).sum(),
-            active: reports.iter().map(|r| r.reading.active).sum(),
-            admitted_total: reports.iter().map(|r| r.reading.admitted_total).sum(),
-            admit_rate_per_min: entry.record.measured_rate,
-            entry_credit: reports.iter().map(|r| r.reading.credit).sum(),
-        };
+        let readings: Vec<ShardReading> = reports.iter().map(|r| r.reading.clone()).collect();
+        let stats = RoomStats::new(
+            load_of(&readings),
+            entry.record.measured_rate,
+            readings.iter().map(|r| r.credit).sum(),
+        );
         let summaries: Vec<_> = reports
             .iter()
             .enumerate()
