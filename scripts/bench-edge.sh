@@ -6,6 +6,7 @@
 #   - wrk (one thread, $CONNS connections, $SECONDS_EACH s each): the trivial route
 #     (GET /_qg/v1/healthz), joins into a paused room, status polls of a waiting visitor, and the
 #     Durable Object calls each made (from the worker's own counters);
+#   - the scheduler's Durable Object calls per tick, for rooms of 4 and 8 shards;
 #   - k6/entry-scale.js (the seed's scenario, scaled) at rising peak rates, each against a fresh
 #     `wrangler dev`, until one fails: the last that held with 100 % success and no dropped
 #     iterations is the edge's rate here. (A fresh one each time: once overloaded, wrangler dev's
@@ -94,6 +95,28 @@ phase poll -H "authorization: Bearer $ticket" "$base/rooms/bench/status"
 phase trivial_again "$base/healthz"
 # The trivial route runs before and after: the ratios are against the mean of the two.
 say "ratios to the trivial route (mean of before and after): joins $(python3 -c "print(f'{2 * $rps_join / ($rps_trivial + $rps_trivial_again):.2f}')"), polls $(python3 -c "print(f'{2 * $rps_poll / ($rps_trivial + $rps_trivial_again):.2f}')")"
+
+say ""
+say "## The scheduler's Durable Object calls per tick (1 s ticks), rooms of 4 and 8 shards"
+# Each tick the scheduler takes the lease once; its requests for it count the ticks.
+ticks() {
+  curl -fsS "$base/metrics" | sed -n 's|^queuegate_http_requests_total{route="/_qg/v1/admin/lease",status="200"} \([0-9]*\)$|\1|p'
+}
+per_tick() {  # per_tick <label>: 20 s of ticks with the rooms as they are
+  object_calls > "$lua/before"
+  local t0 t1
+  t0=$(ticks)
+  sleep 20
+  object_calls > "$lua/after"
+  t1=$(ticks)
+  local n=$(( t1 - t0 ))
+  say "$1: $n ticks; per tick: $(for kind in scheduler lease registry_read; do
+    printf '%s %s, ' "$kind" "$(python3 -c "print(f'{$(calls_of "$lua/before" "$lua/after" "$kind") / max($n, 1):.2f}')")"
+  done)"
+}
+per_tick "one room of 4 shards"
+admin -X PUT "$base/admin/rooms/bench8" -d '{"max_active":1000,"admit_per_minute":6000,"shards":8}' > /dev/null
+per_tick "rooms of 4 and 8 shards"
 
 stop_target
 
