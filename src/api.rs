@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ErrorCode};
 use crate::controller::RoomLoad;
+use crate::error::{ApiError, ErrorCode};
 use crate::plan::{ShardOrder, ShardReading};
 use crate::room::{RoomConfig, RoomId};
 
