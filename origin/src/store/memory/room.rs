@@ -1,256 +1,27 @@
-//! The embedded store: the whole waiting room in this process's memory, for a single machine.
-//!
-//! Each room sits behind its own mutex; every operation is a few map and vector accesses under
-//! it. A waiting visitor costs 8 bytes (the join stamp) plus one bit (left or not): positions
-//! come from the shards' sequence numbers and a binary search over the stamps, so a poll costs
-//! the same at any depth of the queue. Nothing is persisted: a restart starts every room with a
-//! new epoch, and old tickets are answered `expired`.
+//! One room of the embedded store: its shards, and what spans them (the entry credit, the stamp
+//! clock), under the store's lock for the room.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
 use queuegate::plan::{plan, Batch, Freshness, ShardReading};
 use queuegate::queue::{position, ShardQueue};
-use queuegate::service::{RouteTable, Routes};
 use queuegate::shard::{user_hash, Shard, Standing, Timing};
-use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
+use queuegate::{Place, RoomConfig, RoomId, VisitorState};
 
-use super::{
-    Decision, Fence, Joined, RoomRecord, Round, Scheduling, Store, StoreError, StoreResult,
-};
-
-#[derive(Default)]
-pub struct MemoryStore {
-    rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
-    routes: Routes,
-    lease: Mutex<Option<Lease>>,
-}
-
-struct Lease {
-    holder: String,
-    fence: Fence,
-    expires_at: u64,
-}
-
-impl MemoryStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn room(&self, id: &RoomId) -> StoreResult<Arc<Mutex<Room>>> {
-        self.rooms
-            .read()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| StoreError::UnknownRoom(id.clone()))
-    }
-
-    fn with_room<T>(&self, id: &RoomId, f: impl FnOnce(&mut Room) -> T) -> StoreResult<T> {
-        let room = self.room(id)?;
-        let mut room = room.lock();
-        Ok(f(&mut room))
-    }
-
-    fn records(&self) -> Vec<RoomRecord> {
-        let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
-        let mut records: Vec<_> = rooms.iter().map(|r| r.lock().record.clone()).collect();
-        records.sort_by(|a, b| a.id.cmp(&b.id));
-        records
-    }
-
-    fn fence_is_current(&self, fence: Fence) -> bool {
-        self.lease.lock().as_ref().is_some_and(|l| l.fence == fence)
-    }
-}
-
-#[async_trait]
-impl Store for MemoryStore {
-    fn kind(&self) -> &'static str {
-        "memory"
-    }
-
-    async fn health(&self, _now: u64) -> StoreResult<()> {
-        Ok(())
-    }
-
-    async fn route_table(&self, _now: u64) -> StoreResult<Arc<RouteTable>> {
-        Ok(self.routes.current())
-    }
-
-    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
-        Ok(self.records())
-    }
-
-    async fn room(&self, id: &RoomId, _now: u64) -> StoreResult<Option<RoomRecord>> {
-        Ok(self
-            .rooms
-            .read()
-            .get(id)
-            .map(|room| room.lock().record.clone()))
-    }
-
-    async fn put_room(
-        &self,
-        id: &RoomId,
-        config: RoomConfig,
-        epoch: u32,
-        _now: u64,
-    ) -> StoreResult<(RoomRecord, bool)> {
-        let build = self.routes.begin();
-        let result = {
-            let mut rooms = self.rooms.write();
-            match rooms.get(id) {
-                Some(room) => {
-                    let mut room = room.lock();
-                    room.reconfigure(config)?;
-                    (room.record.clone(), false)
-                }
-                None => {
-                    let room = Room::new(id.clone(), config, epoch);
-                    let record = room.record.clone();
-                    rooms.insert(id.clone(), Arc::new(Mutex::new(room)));
-                    (record, true)
-                }
-            }
-        };
-        self.routes
-            .finish(build, RouteTable::build(&self.records()));
-        Ok(result)
-    }
-
-    async fn set_paused(&self, id: &RoomId, paused: bool, _now: u64) -> StoreResult<RoomRecord> {
-        self.with_room(id, |room| {
-            room.record.paused = paused;
-            if paused {
-                room.entry_credit = 0;
-            }
-            room.record.clone()
-        })
-    }
-
-    async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {
-        self.with_room(&room.id, |room| {
-            room.expire(now);
-            room.stats()
-        })
-    }
-
-    async fn join(
-        &self,
-        room: &RoomRecord,
-        user_id: Option<&str>,
-        now: u64,
-    ) -> StoreResult<Joined> {
-        self.with_room(&room.id, |room| room.join(user_id, now))
-    }
-
-    async fn visit(
-        &self,
-        room: &RoomRecord,
-        ticket: &Ticket,
-        now: u64,
-    ) -> StoreResult<VisitorState> {
-        self.with_room(&room.id, |room| room.visit(ticket.place, now))
-    }
-
-    async fn end(&self, room: &RoomRecord, place: Place, now: u64) -> StoreResult<Option<bool>> {
-        self.with_room(&room.id, |room| room.end(place, now))
-    }
-
-    async fn session(
-        &self,
-        room: &RoomRecord,
-        place: Place,
-        renew: bool,
-        now: u64,
-    ) -> StoreResult<Option<u64>> {
-        self.with_room(&room.id, |room| room.session(place, renew, now))
-    }
-
-    async fn admit_now(&self, room: &RoomRecord, count: u64, now: u64) -> StoreResult<u64> {
-        self.with_room(&room.id, |room| {
-            room.expire(now);
-            room.run(Batch::Operator { count }, now)
-        })
-    }
-}
-
-#[async_trait]
-impl Scheduling for MemoryStore {
-    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
-        Ok(self.records())
-    }
-
-    async fn acquire_lease(
-        &self,
-        holder: &str,
-        ttl_ms: u64,
-        now: u64,
-    ) -> StoreResult<Option<Fence>> {
-        let mut lease = self.lease.lock();
-        match lease.as_mut() {
-            Some(l) if l.holder == holder => {
-                l.expires_at = now + ttl_ms;
-                Ok(Some(l.fence))
-            }
-            Some(l) if l.expires_at > now => Ok(None),
-            _ => {
-                let fence = Fence(lease.as_ref().map_or(1, |l| l.fence.0 + 1));
-                *lease = Some(Lease {
-                    holder: holder.to_owned(),
-                    fence,
-                    expires_at: now + ttl_ms,
-                });
-                Ok(Some(fence))
-            }
-        }
-    }
-
-    async fn schedule(
-        &self,
-        room: &RoomRecord,
-        fence: Fence,
-        now: u64,
-        decide: &mut (dyn FnMut(RoomLoad) -> Decision + Send),
-    ) -> StoreResult<Round> {
-        if !self.fence_is_current(fence) {
-            return Err(StoreError::Fenced);
-        }
-        self.with_room(&room.id, |room| {
-            room.expire(now);
-            let decision = decide(room.load());
-            room.record.measured_rate = decision.rate;
-            let admitted = room.run(
-                Batch::Scheduler {
-                    grant: decision.grant,
-                },
-                now,
-            );
-            Round {
-                admitted,
-                entry_credit: room.entry_credit,
-                stats: room.stats(),
-            }
-        })
-    }
-}
+use crate::store::{Joined, RoomRecord, StoreError, StoreResult};
 
 /// One room: its shards, and what spans them (entry credit, the stamp clock).
-struct Room {
-    record: RoomRecord,
-    shards: Vec<Shard>,
-    next_shard: usize,
-    last_stamp: u64,
+pub(super) struct Room {
+    pub(super) record: RoomRecord,
+    pub(super) shards: Vec<Shard>,
+    pub(super) next_shard: usize,
+    pub(super) last_stamp: u64,
     /// Direct entries allowed until the scheduler's next tick.
-    entry_credit: u64,
+    pub(super) entry_credit: u64,
 }
 
 impl Room {
-    fn new(id: RoomId, config: RoomConfig, epoch: u32) -> Room {
+    pub(super) fn new(id: RoomId, config: RoomConfig, epoch: u32) -> Room {
         let shards = usize::from(config.shards);
         Room {
             record: RoomRecord {
@@ -267,7 +38,7 @@ impl Room {
         }
     }
 
-    fn reconfigure(&mut self, config: RoomConfig) -> StoreResult<()> {
+    pub(super) fn reconfigure(&mut self, config: RoomConfig) -> StoreResult<()> {
         if config.shards != self.record.config.shards {
             return Err(StoreError::Conflict(format!(
                 "shards: a room keeps its shard count ({}) for life",
@@ -281,30 +52,30 @@ impl Room {
         Ok(())
     }
 
-    fn timing(&self) -> Timing {
+    pub(super) fn timing(&self) -> Timing {
         Timing {
             session_ttl_ms: self.record.config.session_ttl_ms(),
             claim_window_ms: self.record.config.claim_window_ms(),
         }
     }
 
-    fn queues(&self) -> impl Iterator<Item = &ShardQueue> {
+    pub(super) fn queues(&self) -> impl Iterator<Item = &ShardQueue> {
         self.shards.iter().map(Shard::queue)
     }
 
-    fn waiting(&self) -> u64 {
+    pub(super) fn waiting(&self) -> u64 {
         self.queues().map(ShardQueue::waiting).sum()
     }
 
-    fn active(&self) -> u64 {
+    pub(super) fn active(&self) -> u64 {
         self.shards.iter().map(Shard::active).sum()
     }
 
-    fn unclaimed(&self) -> u64 {
+    pub(super) fn unclaimed(&self) -> u64 {
         self.shards.iter().map(Shard::unclaimed).sum()
     }
 
-    fn load(&self) -> RoomLoad {
+    pub(super) fn load(&self) -> RoomLoad {
         RoomLoad {
             waiting: self.waiting(),
             active: self.active(),
@@ -313,24 +84,24 @@ impl Room {
         }
     }
 
-    fn stats(&self) -> RoomStats {
+    pub(super) fn stats(&self) -> RoomStats {
         RoomStats::new(self.load(), self.record.measured_rate, self.entry_credit)
     }
 
     /// The shard of `place`, if the place is of this room's queue.
-    fn shard_of(&mut self, place: Place) -> Option<&mut Shard> {
+    pub(super) fn shard_of(&mut self, place: Place) -> Option<&mut Shard> {
         if place.epoch != self.record.epoch {
             return None;
         }
         self.shards.get_mut(usize::from(place.shard))
     }
 
-    fn next_stamp(&mut self, now: u64) -> u64 {
+    pub(super) fn next_stamp(&mut self, now: u64) -> u64 {
         self.last_stamp = (now.saturating_mul(1000)).max(self.last_stamp + 1);
         self.last_stamp
     }
 
-    fn join(&mut self, user_id: Option<&str>, now: u64) -> Joined {
+    pub(super) fn join(&mut self, user_id: Option<&str>, now: u64) -> Joined {
         let shards = self.shards.len();
         let index = match user_id {
             Some(user) => (user_hash(user) % shards as u64) as usize,
@@ -359,7 +130,7 @@ impl Room {
         }
     }
 
-    fn state_of(&self, standing: Standing, stamp: u64) -> VisitorState {
+    pub(super) fn state_of(&self, standing: Standing, stamp: u64) -> VisitorState {
         match standing {
             Standing::Waiting => VisitorState::Waiting {
                 position: position(self.queues(), stamp),
@@ -372,7 +143,7 @@ impl Room {
         }
     }
 
-    fn visit(&mut self, place: Place, now: u64) -> VisitorState {
+    pub(super) fn visit(&mut self, place: Place, now: u64) -> VisitorState {
         let timing = self.timing();
         let Some(shard) = self.shard_of(place) else {
             return VisitorState::Expired;
@@ -383,16 +154,16 @@ impl Room {
     }
 
     /// Ends whatever the visitor holds; `true` if something was ended.
-    fn end(&mut self, place: Place, now: u64) -> Option<bool> {
+    pub(super) fn end(&mut self, place: Place, now: u64) -> Option<bool> {
         self.shard_of(place)?.end(place.seq, now)
     }
 
-    fn session(&mut self, place: Place, renew: bool, now: u64) -> Option<u64> {
+    pub(super) fn session(&mut self, place: Place, renew: bool, now: u64) -> Option<u64> {
         let timing = self.timing();
         self.shard_of(place)?.session(place.seq, renew, now, timing)
     }
 
-    fn expire(&mut self, now: u64) {
+    pub(super) fn expire(&mut self, now: u64) {
         let timing = self.timing();
         for shard in &mut self.shards {
             shard.expire(now, timing);
@@ -401,7 +172,7 @@ impl Room {
 
     /// Runs a batch as the core plans it: the oldest waiting across shards within capacity, and
     /// for the scheduler the new entry credit. Returns how many were admitted.
-    fn run(&mut self, batch: Batch, now: u64) -> u64 {
+    pub(super) fn run(&mut self, batch: Batch, now: u64) -> u64 {
         let count = match batch {
             Batch::Scheduler { grant } => grant,
             Batch::Operator { count } => count,
@@ -440,7 +211,7 @@ impl Room {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     fn config(max_active: u64, shards: u16) -> RoomConfig {
         RoomConfig {

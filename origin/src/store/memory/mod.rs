@@ -1,0 +1,242 @@
+//! The embedded store: the whole waiting room in this process's memory, for a single machine.
+//!
+//! Each room sits behind its own mutex; every operation is a few map and vector accesses under
+//! it. A waiting visitor costs 8 bytes (the join stamp) plus one bit (left or not): positions
+//! come from the shards' sequence numbers and a binary search over the stamps, so a poll costs
+//! the same at any depth of the queue. Nothing is persisted: a restart starts every room with a
+//! new epoch, and old tickets are answered `expired`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use queuegate::api::RoomStats;
+use queuegate::controller::RoomLoad;
+use queuegate::plan::Batch;
+use queuegate::service::{RouteTable, Routes};
+use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
+
+use super::{
+    Decision, Fence, Joined, RoomRecord, Round, Scheduling, Store, StoreError, StoreResult,
+};
+
+mod room;
+
+use room::Room;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
+    routes: Routes,
+    lease: Mutex<Option<Lease>>,
+}
+
+struct Lease {
+    holder: String,
+    fence: Fence,
+    expires_at: u64,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn room(&self, id: &RoomId) -> StoreResult<Arc<Mutex<Room>>> {
+        self.rooms
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownRoom(id.clone()))
+    }
+
+    fn with_room<T>(&self, id: &RoomId, f: impl FnOnce(&mut Room) -> T) -> StoreResult<T> {
+        let room = self.room(id)?;
+        let mut room = room.lock();
+        Ok(f(&mut room))
+    }
+
+    fn records(&self) -> Vec<RoomRecord> {
+        let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
+        let mut records: Vec<_> = rooms.iter().map(|r| r.lock().record.clone()).collect();
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        records
+    }
+
+    fn fence_is_current(&self, fence: Fence) -> bool {
+        self.lease.lock().as_ref().is_some_and(|l| l.fence == fence)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn health(&self, _now: u64) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn route_table(&self, _now: u64) -> StoreResult<Arc<RouteTable>> {
+        Ok(self.routes.current())
+    }
+
+    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
+        Ok(self.records())
+    }
+
+    async fn room(&self, id: &RoomId, _now: u64) -> StoreResult<Option<RoomRecord>> {
+        Ok(self
+            .rooms
+            .read()
+            .get(id)
+            .map(|room| room.lock().record.clone()))
+    }
+
+    async fn put_room(
+        &self,
+        id: &RoomId,
+        config: RoomConfig,
+        epoch: u32,
+        _now: u64,
+    ) -> StoreResult<(RoomRecord, bool)> {
+        let build = self.routes.begin();
+        let result = {
+            let mut rooms = self.rooms.write();
+            match rooms.get(id) {
+                Some(room) => {
+                    let mut room = room.lock();
+                    room.reconfigure(config)?;
+                    (room.record.clone(), false)
+                }
+                None => {
+                    let room = Room::new(id.clone(), config, epoch);
+                    let record = room.record.clone();
+                    rooms.insert(id.clone(), Arc::new(Mutex::new(room)));
+                    (record, true)
+                }
+            }
+        };
+        self.routes
+            .finish(build, RouteTable::build(&self.records()));
+        Ok(result)
+    }
+
+    async fn set_paused(&self, id: &RoomId, paused: bool, _now: u64) -> StoreResult<RoomRecord> {
+        self.with_room(id, |room| {
+            room.record.paused = paused;
+            if paused {
+                room.entry_credit = 0;
+            }
+            room.record.clone()
+        })
+    }
+
+    async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {
+        self.with_room(&room.id, |room| {
+            room.expire(now);
+            room.stats()
+        })
+    }
+
+    async fn join(
+        &self,
+        room: &RoomRecord,
+        user_id: Option<&str>,
+        now: u64,
+    ) -> StoreResult<Joined> {
+        self.with_room(&room.id, |room| room.join(user_id, now))
+    }
+
+    async fn visit(
+        &self,
+        room: &RoomRecord,
+        ticket: &Ticket,
+        now: u64,
+    ) -> StoreResult<VisitorState> {
+        self.with_room(&room.id, |room| room.visit(ticket.place, now))
+    }
+
+    async fn end(&self, room: &RoomRecord, place: Place, now: u64) -> StoreResult<Option<bool>> {
+        self.with_room(&room.id, |room| room.end(place, now))
+    }
+
+    async fn session(
+        &self,
+        room: &RoomRecord,
+        place: Place,
+        renew: bool,
+        now: u64,
+    ) -> StoreResult<Option<u64>> {
+        self.with_room(&room.id, |room| room.session(place, renew, now))
+    }
+
+    async fn admit_now(&self, room: &RoomRecord, count: u64, now: u64) -> StoreResult<u64> {
+        self.with_room(&room.id, |room| {
+            room.expire(now);
+            room.run(Batch::Operator { count }, now)
+        })
+    }
+}
+
+#[async_trait]
+impl Scheduling for MemoryStore {
+    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
+        Ok(self.records())
+    }
+
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+        now: u64,
+    ) -> StoreResult<Option<Fence>> {
+        let mut lease = self.lease.lock();
+        match lease.as_mut() {
+            Some(l) if l.holder == holder => {
+                l.expires_at = now + ttl_ms;
+                Ok(Some(l.fence))
+            }
+            Some(l) if l.expires_at > now => Ok(None),
+            _ => {
+                let fence = Fence(lease.as_ref().map_or(1, |l| l.fence.0 + 1));
+                *lease = Some(Lease {
+                    holder: holder.to_owned(),
+                    fence,
+                    expires_at: now + ttl_ms,
+                });
+                Ok(Some(fence))
+            }
+        }
+    }
+
+    async fn schedule(
+        &self,
+        room: &RoomRecord,
+        fence: Fence,
+        now: u64,
+        decide: &mut (dyn FnMut(RoomLoad) -> Decision + Send),
+    ) -> StoreResult<Round> {
+        if !self.fence_is_current(fence) {
+            return Err(StoreError::Fenced);
+        }
+        self.with_room(&room.id, |room| {
+            room.expire(now);
+            let decision = decide(room.load());
+            room.record.measured_rate = decision.rate;
+            let admitted = room.run(
+                Batch::Scheduler {
+                    grant: decision.grant,
+                },
+                now,
+            );
+            Round {
+                admitted,
+                entry_credit: room.entry_credit,
+                stats: room.stats(),
+            }
+        })
+    }
+}
