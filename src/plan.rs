@@ -128,9 +128,7 @@ pub fn plan(
     // stale reading cannot tell how much of it was spent.
     let credit_taken = operator || freshness == Freshness::Previous;
     let reserved = if credit_taken { credit_open } else { 0 };
-    let free = config
-        .max_active
-        .saturating_sub(load.active + load.admitted + reserved);
+    let free = load.free(config).saturating_sub(reserved);
     let wanted = count.min(free);
     let barrier = shards.iter().map(|s| s.listed_below).min().unwrap_or(0);
     let takes = plan_fifo(
