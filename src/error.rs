@@ -19,6 +19,9 @@ pub enum ErrorCode {
     InvalidUserId,
     /// A request field other than the above is out of range.
     InvalidRequest,
+    /// A request path whose meaning depends on the server (an encoded `/` or `\`, a `..` above
+    /// the root), or a request target that is not a path.
+    InvalidPath,
     /// No such room.
     UnknownRoom,
     /// No ticket was presented where one is needed.
@@ -64,6 +67,7 @@ impl ErrorCode {
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidUserId,
         ErrorCode::InvalidRequest,
+        ErrorCode::InvalidPath,
         ErrorCode::UnknownRoom,
         ErrorCode::TicketRequired,
         ErrorCode::InvalidTicket,
@@ -91,6 +95,7 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::InvalidUserId => "invalid_user_id",
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::UnknownRoom => "unknown_room",
             ErrorCode::TicketRequired => "ticket_required",
             ErrorCode::InvalidTicket => "invalid_ticket",
@@ -116,7 +121,8 @@ impl ErrorCode {
             ErrorCode::InvalidJson
             | ErrorCode::InvalidRoomId
             | ErrorCode::InvalidUserId
-            | ErrorCode::InvalidRequest => 400,
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidPath => 400,
             ErrorCode::InvalidConfig => 422,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::TicketRequired

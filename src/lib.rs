@@ -25,6 +25,7 @@ pub mod estimate;
 pub mod keys;
 pub mod order;
 pub mod page;
+pub mod path;
 pub mod plan;
 pub mod queue;
 pub mod room;

@@ -23,21 +23,26 @@ use crate::scheduler::Scheduler;
 use crate::store::OriginStore;
 use crate::upstream::{BadUpstream, HttpUpstream};
 
-/// The request layer's state for these settings, on `store`.
-pub fn service(
-    settings: &Settings,
-    store: Arc<dyn OriginStore>,
-    clock: Clock,
-    metrics: Arc<Metrics>,
-    wake_scheduler: Arc<Notify>,
-) -> Result<Service, BadUpstream> {
-    let upstream: Arc<dyn Upstream> = match &settings.upstream {
+/// The application the settings name: an HTTP upstream, or the built-in demo page.
+pub fn upstream(settings: &Settings) -> Result<Arc<dyn Upstream>, BadUpstream> {
+    Ok(match &settings.upstream {
         Some(url) => Arc::new(HttpUpstream::new(url)?),
         None => Arc::new(Demo {
             prefix: settings.api_prefix.clone(),
         }),
-    };
-    Ok(Service::new(ServiceParts {
+    })
+}
+
+/// The request layer's state for these settings, on `store`, in front of `upstream`.
+pub fn service(
+    settings: &Settings,
+    store: Arc<dyn OriginStore>,
+    upstream: Arc<dyn Upstream>,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    wake_scheduler: Arc<Notify>,
+) -> Service {
+    Service::new(ServiceParts {
         store,
         upstream,
         platform: Arc::new(clock),
@@ -49,7 +54,7 @@ pub fn service(
         upstream_timeout_ms: settings.upstream_timeout_ms,
         metrics,
         on_rooms_changed: Some(Arc::new(move || wake_scheduler.notify_one())),
-    }))
+    })
 }
 
 /// The whole HTTP application: the shared router, with the client's address taken from the
@@ -153,10 +158,11 @@ pub async fn start(
     let service = Arc::new(service(
         settings,
         store.clone(),
+        upstream(settings)?,
         clock.clone(),
         metrics.clone(),
         wake.clone(),
-    )?);
+    ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let holder = format!(
         "{}-{}",

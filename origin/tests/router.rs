@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use queuegate::service::Metrics;
 use queuegate_origin::clock::Clock;
 use queuegate_origin::config::{ServeArgs, Settings};
-use queuegate_origin::server::{app, service};
+use queuegate_origin::server::{app, service, upstream};
 use queuegate_origin::store::memory::MemoryStore;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -29,11 +29,11 @@ fn router() -> Router {
     let service = service(
         &settings,
         Arc::new(MemoryStore::new()),
+        upstream(&settings).expect("the demo page"),
         clock,
         Arc::new(Metrics::new()),
         Arc::new(tokio::sync::Notify::new()),
-    )
-    .expect("a service");
+    );
     app(Arc::new(service))
 }
 
@@ -57,7 +57,10 @@ async fn answer(response: Response) -> Answer {
 }
 
 async fn send(app: &Router, method: Method, uri: &str, auth: Option<&str>, body: Value) -> Answer {
-    let mut req = Request::builder().method(method).uri(uri);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "queue.example");
     if let Some(token) = auth {
         req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -66,6 +69,21 @@ async fn send(app: &Router, method: Method, uri: &str, auth: Option<&str>, body:
         body => Body::from(body.to_string()),
     };
     answer(app.clone().oneshot(req.body(body).unwrap()).await.unwrap()).await
+}
+
+/// A GET outside the API (the gate) with the given headers.
+async fn page(app: &Router, path: &str, headers: &[(header::HeaderName, String)]) -> Answer {
+    let mut req = Request::get(path).header(header::HOST, "queue.example");
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    answer(
+        app.clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 fn api(a: &Answer, status: StatusCode, what: &str) {
@@ -168,49 +186,28 @@ async fn every_route_answers_through_the_router() {
     let pass = status.json["pass"].as_str().unwrap().to_owned();
 
     // The gate: the pass goes through to the built-in demo application, naming the visitor.
-    let inside = app
-        .clone()
-        .oneshot(
-            Request::get("/shop/cart")
-                .header(header::COOKIE, format!("qg_pass_r={pass}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let inside = answer(inside).await;
+    let inside = page(
+        &app,
+        "/shop/cart",
+        &[(header::COOKIE, format!("qg_pass_r={pass}"))],
+    )
+    .await;
     assert_eq!(inside.status, StatusCode::OK);
     assert!(inside.text.contains(&id), "{}", inside.text);
     // Without it, the waiting page (HTML) or the visitor answer (JSON).
-    let waiting = app
-        .clone()
-        .oneshot(Request::get("/shop").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let waiting = answer(waiting).await;
+    let waiting = page(&app, "/shop", &[]).await;
     assert_eq!(waiting.status, StatusCode::OK);
     assert_eq!(waiting.headers["x-queuegate-status"], "waiting");
     assert!(waiting.text.contains("You are in line"));
-    let json = app
-        .clone()
-        .oneshot(
-            Request::get("/shop")
-                .header(header::ACCEPT, "application/json")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let json = answer(json).await;
-    assert_eq!(json.json["status"], "waiting", "{}", json.text);
-    // A path no room protects goes straight through.
-    let open = answer(
-        app.clone()
-            .oneshot(Request::get("/about").body(Body::empty()).unwrap())
-            .await
-            .unwrap(),
+    let json = page(
+        &app,
+        "/shop",
+        &[(header::ACCEPT, "application/json".into())],
     )
     .await;
+    assert_eq!(json.json["status"], "waiting", "{}", json.text);
+    // A path no room protects goes straight through.
+    let open = page(&app, "/about", &[]).await;
     assert_eq!(open.status, StatusCode::OK);
     assert!(open.headers.get("x-queuegate-status").is_none());
 

@@ -30,7 +30,10 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         // Which room the path belongs to is unknown: every path is treated as protected.
         Err(err) => return outage(&s, None, err.into(), req, json).await,
     };
-    let Some(room) = table.room_for(req.uri().path()).cloned() else {
+    let Some(room) = table
+        .room_for(&crate::path::match_key(req.uri().path()))
+        .cloned()
+    else {
         s.metrics.gate(None, "unprotected");
         return forward(&s, req, None, &[]).await;
     };

@@ -20,6 +20,7 @@ mod public;
 mod routes;
 mod state;
 mod store;
+mod target;
 
 use std::sync::Arc;
 
@@ -54,14 +55,19 @@ pub fn router(service: Arc<Service>) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         // Every answer of the API is about one visitor or one moment: no cache keeps any.
         .layer(middleware::map_response(no_store));
-    Router::new()
+    let routed = Router::new()
         .nest(&service.prefix, api)
         .fallback(gate::gate)
         .layer(middleware::from_fn_with_state(
             service.clone(),
             metrics::track,
         ))
-        .with_state(service)
+        .with_state(service.clone());
+    // The target is normalised before anything routes on it: a layer of the router itself would
+    // run after routing.
+    Router::new()
+        .fallback_service(routed)
+        .layer(middleware::from_fn_with_state(service, target::normalise))
 }
 
 async fn no_store(mut response: Response) -> Response {

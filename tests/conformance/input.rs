@@ -82,7 +82,7 @@ pub async fn bad_input_gets_a_4xx_with_a_stable_code(t: &Target) {
             "encoded slash",
             c.post(t.api("/rooms/a%2Fb/join")),
             400,
-            "invalid_room_id",
+            "invalid_path",
         ),
         (
             "bad percent encoding",

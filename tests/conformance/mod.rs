@@ -10,6 +10,7 @@ mod gate;
 mod input;
 mod invariants;
 mod operators;
+mod paths;
 mod shells;
 mod visitors;
 
@@ -18,6 +19,7 @@ pub use gate::*;
 pub use input::*;
 pub use invariants::*;
 pub use operators::*;
+pub use paths::*;
 pub use shells::*;
 pub use visitors::*;
 
@@ -67,6 +69,8 @@ macro_rules! for_each_case {
             every_api_answer_is_no_store,
             a_body_over_the_limit_is_refused_and_the_server_goes_on,
             passes_renew_past_half_their_life,
+            every_spelling_of_a_protected_path_is_gated,
+            a_target_that_is_not_a_path_never_reaches_the_application,
         );
     };
 }

@@ -113,7 +113,7 @@ pub async fn the_application_gets_the_headers_queuegate_sets(t: &Target) {
 /// A header the request's `Connection` header names is the hop's business (RFC 9110): it never
 /// reaches the application. Sent over a raw connection, as a client would.
 pub async fn headers_named_in_connection_are_dropped(t: &Target) {
-    if !t.sees_connection_header {
+    if t.behind_runtime_front {
         // The edge: `Connection` is consumed in front of the worker (Cloudflare, wrangler dev's
         // proxy), which alone can act on it; the request layer's own handling of it is tested
         // in its unit tests.

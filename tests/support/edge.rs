@@ -189,7 +189,7 @@ impl WranglerDev {
             client: client(),
             tick: Duration::from_millis(100),
             clock: None,
-            sees_connection_header: false,
+            behind_runtime_front: true,
         }
     }
 

@@ -39,10 +39,10 @@ pub struct Target {
     /// The offset of the target's clock, where the test can move it (the origin in this
     /// process); elsewhere time passes for real.
     pub clock: Option<Arc<AtomicU64>>,
-    /// Whether a request's `Connection` header reaches the server. At the edge the runtime's
-    /// front (Cloudflare, `wrangler dev`'s proxy) consumes it, so the worker cannot tell which
-    /// headers it named.
-    pub sees_connection_header: bool,
+    /// The edge: the runtime (Cloudflare, `wrangler dev`'s proxy) parses every request in front
+    /// of the worker. It consumes `Connection` (so the worker cannot tell which headers it named)
+    /// and resolves dot segments (so the worker never sees a `..`).
+    pub behind_runtime_front: bool,
 }
 
 /// The answer to a request: status, headers and the body parsed as JSON when it is JSON.
@@ -424,7 +424,7 @@ pub async fn embedded_with(store: Arc<dyn OriginStore>, clock: Clock) -> Embedde
             client: client(),
             tick: TEST_TICK,
             clock: None,
-            sees_connection_header: true,
+            behind_runtime_front: false,
         },
         running: Some(running),
         upstream,

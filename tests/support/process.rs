@@ -85,7 +85,7 @@ impl OriginProcess {
             client: client(),
             tick: Duration::from_millis(100),
             clock: None,
-            sees_connection_header: true,
+            behind_runtime_front: false,
         }
     }
 
