@@ -15,7 +15,10 @@ use worker::wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, RequestInit};
 
 use super::protocol::{ErrorBody, RoomEntry, RoomsRes};
+use crate::api::RoomStats;
 use crate::error::{ApiError, ErrorCode};
+use crate::queue::QueueSummary;
+use crate::room::RoomId;
 use crate::service::RouteTable;
 
 /// How long an isolate trusts what it read from the registry or a shard.
@@ -188,12 +191,28 @@ pub fn forget_rooms() {
     ISOLATE.with(|i| i.borrow_mut().rooms = None);
 }
 
-/// Puts a room this isolate just published into its cached copy of the rooms, instead of
-/// reading them all again.
-pub fn remember_room(entry: &RoomEntry) {
+/// Puts what this isolate just published of a room (its shards' summaries, its stats and the
+/// measured rate) into its cached copy, instead of reading every room again. The room's record
+/// in the copy stays: the publication may have been planned before a change to the room that the
+/// copy already holds.
+pub fn remember_published(
+    id: &RoomId,
+    summaries: &[QueueSummary],
+    stats: &RoomStats,
+    rate: Option<Option<f64>>,
+) {
     ISOLATE.with(|i| {
-        if let Some((_, rooms)) = i.borrow_mut().rooms.as_mut() {
-            Rc::make_mut(rooms).insert(entry.record.id.as_str().to_owned(), entry.clone());
+        let mut i = i.borrow_mut();
+        let Some((_, rooms)) = i.rooms.as_mut() else {
+            return;
+        };
+        if let Some(entry) = Rc::make_mut(rooms).get_mut(id.as_str()) {
+            entry.summaries = summaries.to_vec();
+            entry.stats = stats.clone();
+            if let Some(rate) = rate {
+                entry.record.measured_rate = rate;
+            }
+            entry.stats.admit_rate_per_min = entry.record.measured_rate;
         }
     });
 }

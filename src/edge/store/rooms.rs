@@ -66,7 +66,7 @@ impl DurableStore {
         let _: () = self.call_registry(kind, "publish", &request).await?;
         entry.summaries = summaries;
         entry.stats = stats;
-        isolate::remember_room(&entry);
+        isolate::remember_published(&entry.record.id, &entry.summaries, &entry.stats, rate);
         Ok(entry)
     }
 
