@@ -59,8 +59,13 @@ pub fn wants_json(accept: Option<&str>) -> bool {
 /// `POST .../join` body. Empty bodies are allowed; unknown fields are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
+    /// One place per user id; the place is handed back only with its ticket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// A user id the application signed (see [`crate::apptoken`]): the place is handed back on
+    /// any device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_token: Option<String>,
 }
 
 impl JoinRequest {
@@ -71,6 +76,16 @@ impl JoinRequest {
         let req: JoinRequest = parse_json(body)?;
         if let Some(user) = &req.user_id {
             validate_user_id(user)?;
+        }
+        if req
+            .user_token
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.len() > crate::apptoken::MAX_TOKEN_LEN)
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidUserToken,
+                "the user token is empty or too long",
+            ));
         }
         Ok(req)
     }

@@ -17,6 +17,12 @@ pub enum ErrorCode {
     InvalidConfig,
     /// A `user_id` that is empty, too long or has control characters.
     InvalidUserId,
+    /// A `user_token` that is not an HS256 JWT signed with one of the application's keys, or has
+    /// expired.
+    InvalidUserToken,
+    /// A join names a user id that already holds a place, without that place's ticket or a user
+    /// token proving the user.
+    UserAlreadyQueued,
     /// A request field other than the above is out of range.
     InvalidRequest,
     /// A request path whose meaning depends on the server (an encoded `/` or `\`, a `..` above
@@ -66,6 +72,8 @@ impl ErrorCode {
         ErrorCode::InvalidRoomId,
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidUserId,
+        ErrorCode::InvalidUserToken,
+        ErrorCode::UserAlreadyQueued,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidPath,
         ErrorCode::UnknownRoom,
@@ -94,6 +102,8 @@ impl ErrorCode {
             ErrorCode::InvalidRoomId => "invalid_room_id",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::InvalidUserId => "invalid_user_id",
+            ErrorCode::InvalidUserToken => "invalid_user_token",
+            ErrorCode::UserAlreadyQueued => "user_already_queued",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::UnknownRoom => "unknown_room",
@@ -130,11 +140,12 @@ impl ErrorCode {
             | ErrorCode::TicketExpired
             | ErrorCode::InvalidPass
             | ErrorCode::PassExpired
+            | ErrorCode::InvalidUserToken
             | ErrorCode::Unauthorized => 401,
             ErrorCode::TicketWrongRoom | ErrorCode::PassWrongRoom => 403,
             ErrorCode::UnknownRoom | ErrorCode::UnknownTicket | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict | ErrorCode::Fenced => 409,
+            ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::UserAlreadyQueued => 409,
             ErrorCode::UpstreamUnavailable => 502,
             ErrorCode::StoreUnavailable => 503,
             ErrorCode::Internal => 500,
@@ -160,11 +171,13 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// An error as the API reports it: `{"error":{"code":"...","message":"..."}}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An error as the API reports it: `{"error":{"code":"...","message":"..."}}`, with any fields
+/// the error carries beside it (such as the `position` of a place a user id already holds).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -172,7 +185,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// The error with `value` beside it in the body, as `name`.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(name.to_owned(), value.into());
+        self
     }
 
     pub fn status(&self) -> u16 {
@@ -185,6 +205,7 @@ impl ApiError {
                 code: self.code.as_str().to_owned(),
                 message: self.message.clone(),
             },
+            extra: self.extra.clone(),
         }
     }
 
@@ -203,9 +224,11 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -19,6 +19,7 @@
 //! core alone, with no server, runtime or client among its dependencies.
 
 pub mod api;
+pub mod apptoken;
 pub mod controller;
 pub mod error;
 pub mod estimate;

@@ -19,6 +19,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_TICK_MS: u64 = 1000;
 pub const ENV_ADMIN_KEY: &str = "QUEUEGATE_ADMIN_KEY";
 pub const ENV_SIGNING_KEYS: &str = "QUEUEGATE_SIGNING_KEYS";
+pub const ENV_APP_KEYS: &str = "QUEUEGATE_APP_KEYS";
 
 /// Flags of `queuegate-origin serve`. Each can also come from the environment variable named.
 #[derive(Debug, Clone, Default, Args)]
@@ -176,6 +177,8 @@ pub struct Settings {
     pub rooms: Vec<(RoomId, RoomConfig)>,
     pub admin_key: String,
     pub signing_keys: SigningKeys,
+    /// The keys the application signs user tokens with, if it does.
+    pub app_keys: Option<SigningKeys>,
     /// Secrets that were not configured and were generated for this run.
     pub generated: Vec<&'static str>,
 }
@@ -193,6 +196,8 @@ pub enum ConfigError {
     Room { room: String, error: ApiError },
     #[error("{ENV_SIGNING_KEYS}: {0}")]
     Keys(#[from] KeyError),
+    #[error("{ENV_APP_KEYS}: {0}")]
+    AppKeys(KeyError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -273,6 +278,10 @@ impl Settings {
                 SigningKeys::from_random("gen", random_bytes())
             }
         };
+        let app_keys = env(ENV_APP_KEYS)
+            .filter(|k| !k.trim().is_empty())
+            .map(|spec| SigningKeys::parse(&spec).map_err(ConfigError::AppKeys))
+            .transpose()?;
         Ok(Settings {
             listen: args
                 .listen
@@ -318,6 +327,7 @@ impl Settings {
             rooms,
             admin_key,
             signing_keys,
+            app_keys,
             generated,
         })
     }

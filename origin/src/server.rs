@@ -47,6 +47,7 @@ pub fn service(
         upstream,
         platform: Arc::new(clock),
         keys: settings.signing_keys.clone(),
+        app_keys: settings.app_keys.clone(),
         admin_key: settings.admin_key.clone(),
         prefix: settings.api_prefix.clone(),
         secure_cookies: settings.secure_cookies,

@@ -83,6 +83,7 @@ async fn fetch(
 struct Settings {
     admin_key: String,
     keys: SigningKeys,
+    app_keys: Option<SigningKeys>,
     prefix: String,
     upstream: Option<String>,
     secure_cookies: bool,
@@ -90,7 +91,7 @@ struct Settings {
     upstream_timeout_ms: u64,
 }
 
-const SETTINGS: [&str; 7] = [
+const SETTINGS: [&str; 8] = [
     "QUEUEGATE_ADMIN_KEY",
     "QUEUEGATE_SIGNING_KEYS",
     "QUEUEGATE_UPSTREAM",
@@ -98,6 +99,7 @@ const SETTINGS: [&str; 7] = [
     "QUEUEGATE_SECURE_COOKIES",
     "QUEUEGATE_ON_STORE_UNAVAILABLE",
     "QUEUEGATE_UPSTREAM_TIMEOUT_MS",
+    "QUEUEGATE_APP_KEYS",
 ];
 
 fn setting(env: &Env, name: &str) -> Option<String> {
@@ -110,9 +112,15 @@ fn setting(env: &Env, name: &str) -> Option<String> {
 }
 
 impl Settings {
-    fn read(values: &[Option<String>; 7]) -> Result<Settings, ApiError> {
+    fn read(values: &[Option<String>; 8]) -> Result<Settings, ApiError> {
         let misconfigured = |what: String| ApiError::new(ErrorCode::Internal, what);
-        let [admin, keys, upstream, prefix, secure, policy, timeout] = values.clone();
+        let [admin, keys, upstream, prefix, secure, policy, timeout, app_keys] = values.clone();
+        let app_keys = app_keys
+            .map(|k| {
+                SigningKeys::parse(&k)
+                    .map_err(|e| misconfigured(format!("QUEUEGATE_APP_KEYS: {e}")))
+            })
+            .transpose()?;
         let admin_key =
             admin.ok_or_else(|| misconfigured("QUEUEGATE_ADMIN_KEY is not set".into()))?;
         let keys = keys
@@ -137,6 +145,7 @@ impl Settings {
         Ok(Settings {
             admin_key,
             keys,
+            app_keys,
             prefix: prefix.unwrap_or_else(|| DEFAULT_API_PREFIX.to_owned()),
             upstream: upstream.map(|u| u.trim_end_matches('/').to_owned()),
             secure_cookies: secure.is_some_and(|s| s == "true" || s == "1"),
@@ -148,7 +157,7 @@ impl Settings {
 
 thread_local! {
     /// The router this isolate built, and the settings it was built from.
-    static ROUTER: RefCell<Option<([Option<String>; 7], axum::Router)>> = const { RefCell::new(None) };
+    static ROUTER: RefCell<Option<([Option<String>; 8], axum::Router)>> = const { RefCell::new(None) };
 }
 
 /// The isolate's router, built on its first request (and again if the settings change).
@@ -175,6 +184,7 @@ fn service_router(env: &Env) -> Result<axum::Router, ApiError> {
         upstream,
         platform,
         keys: settings.keys,
+        app_keys: settings.app_keys,
         admin_key: settings.admin_key,
         prefix: settings.prefix,
         secure_cookies: settings.secure_cookies,

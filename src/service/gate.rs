@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::{AppError, RETRY_AFTER_S};
 use super::extract::{accept, cookie, Source};
 use super::forward::{forward, Visitor};
-use super::public::{add_no_store_and_cookies, join_room};
+use super::public::{add_no_store_and_cookies, join_room, User};
 use super::state::{Service, UnavailablePolicy};
 use crate::api::{pass_cookie_name, ticket_cookie_name, wants_json};
 use crate::error::ErrorCode;
@@ -96,7 +96,7 @@ async fn decide(
     }
 
     let ticket = cookie(headers, &ticket_cookie_name(room)).map(|t| (t, Source::Cookie));
-    let (answer, outcome) = join_room(s, &record, None, ticket, now).await?;
+    let (answer, outcome) = join_room(s, &record, User::Anyone, ticket, now).await?;
     s.metrics.join(room, outcome);
     if let Some(pass) = &answer.pass {
         s.metrics.gate(Some(room), "entered");

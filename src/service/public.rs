@@ -12,7 +12,7 @@ use super::extract::{presented, LimitedBody, RoomParam, Source};
 use super::metrics::JoinOutcome;
 use super::state::Service;
 use crate::api::{pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse};
-use crate::error::ErrorCode;
+use crate::error::{ApiError, ErrorCode};
 use crate::room::{RoomId, RoomRecord};
 use crate::token::{looks_like_pass, Pass, Place, Ticket};
 use crate::visitor::{Answer, VisitorState};
@@ -26,11 +26,53 @@ pub async fn join(
     let now = s.now();
     let request = JoinRequest::from_body(&body)?;
     let record = record(&s, &room, now).await?;
+    let user = user_of(&s, &request, now)?;
     let presented = presented(&headers, &ticket_cookie_name(&room));
-    let (answer, outcome) =
-        join_room(&s, &record, request.user_id.as_deref(), presented, now).await?;
+    let (answer, outcome) = join_room(&s, &record, user, presented, now).await?;
     s.metrics.join(&room, outcome);
     Ok(visitor_response(answer))
+}
+
+/// Who a join is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum User {
+    /// Nobody in particular: a new place each time (unless a live ticket is presented).
+    Anyone,
+    /// A user id the client says: one place per id, handed back only with its ticket.
+    Claimed(String),
+    /// A user id the application signed: the place is handed back on any device.
+    Proven(String),
+}
+
+impl User {
+    fn id(&self) -> Option<&str> {
+        match self {
+            User::Anyone => None,
+            User::Claimed(id) | User::Proven(id) => Some(id),
+        }
+    }
+}
+
+/// The user a join names: a user token's, checked against the application's keys, else the
+/// plain user id.
+fn user_of(s: &Service, request: &JoinRequest, now: u64) -> Result<User, AppError> {
+    let Some(token) = &request.user_token else {
+        return Ok(request.user_id.clone().map_or(User::Anyone, User::Claimed));
+    };
+    let keys = s.app_keys.as_ref().ok_or_else(|| {
+        AppError::new(
+            ErrorCode::InvalidUserToken,
+            "this deployment has no application keys (QUEUEGATE_APP_KEYS) to check user tokens",
+        )
+    })?;
+    let user = crate::apptoken::verify_user(token, keys, now)?;
+    if request.user_id.as_ref().is_some_and(|id| *id != user) {
+        return Err(AppError::new(
+            ErrorCode::InvalidRequest,
+            "user_id and the user token name different users",
+        ));
+    }
+    Ok(User::Proven(user))
 }
 
 pub async fn status(
@@ -116,11 +158,13 @@ pub async fn end(
 }
 
 /// Joins the room, keeping the place of a visitor who presents a live ticket. A bad bearer ticket
-/// is refused; a bad or stale cookie is ignored and the visitor gets a new place.
+/// is refused; a bad or stale cookie is ignored and the visitor gets a new place. A place a user
+/// id already holds is handed back only to a user token; a plain user id gets 409
+/// `user_already_queued`, with where that place stands and no ticket.
 pub async fn join_room(
     s: &Service,
     record: &RoomRecord,
-    user_id: Option<&str>,
+    user: User,
     presented: Option<(&str, Source)>,
     now: u64,
 ) -> Result<(Answer, JoinOutcome), AppError> {
@@ -140,7 +184,10 @@ pub async fn join_room(
             Err(_) => {}
         }
     }
-    let joined = s.store.join(record, user_id, now).await?;
+    let joined = s.store.join(record, user.id(), now).await?;
+    if joined.existing && matches!(user, User::Claimed(_)) {
+        return Err(already_queued(joined.state).into());
+    }
     let ticket = ctx.new_ticket(joined.place, joined.joined_us, now);
     let outcome = match (joined.existing, joined.state) {
         (true, _) => JoinOutcome::Kept,
@@ -148,6 +195,19 @@ pub async fn join_room(
         (false, _) => JoinOutcome::Queued,
     };
     Ok((ctx.answer(&ticket, joined.state, true, now), outcome))
+}
+
+fn already_queued(state: VisitorState) -> ApiError {
+    let err = ApiError::new(
+        ErrorCode::UserAlreadyQueued,
+        "this user id already holds a place: send that place's ticket, or a user token from the \
+         application",
+    )
+    .with("status", state.status().as_str());
+    match state {
+        VisitorState::Waiting { position } => err.with("position", position),
+        _ => err,
+    }
 }
 
 /// The place named by the presented ticket or pass (bearer first, then cookies).

@@ -71,6 +71,8 @@ pub struct Service {
     pub upstream: Arc<dyn Upstream>,
     pub platform: Arc<dyn Platform>,
     pub keys: SigningKeys,
+    /// The keys the application signs user tokens with (`QUEUEGATE_APP_KEYS`), if any.
+    pub app_keys: Option<SigningKeys>,
     admin_key_digest: [u8; 32],
     /// Where the API lives, such as `/_qg/v1`.
     pub prefix: String,
@@ -90,6 +92,7 @@ pub struct ServiceParts {
     pub upstream: Arc<dyn Upstream>,
     pub platform: Arc<dyn Platform>,
     pub keys: SigningKeys,
+    pub app_keys: Option<SigningKeys>,
     pub admin_key: String,
     pub prefix: String,
     pub secure_cookies: bool,
@@ -106,6 +109,7 @@ impl Service {
             upstream: parts.upstream,
             platform: parts.platform,
             keys: parts.keys,
+            app_keys: parts.app_keys,
             admin_key_digest: key_digest(&parts.admin_key),
             prefix: parts.prefix,
             secure_cookies: parts.secure_cookies,

@@ -206,14 +206,27 @@ pub async fn refreshes_keep_the_place(t: &Target) {
 pub async fn one_user_id_holds_one_place(t: &Target) {
     let room = paused_room(t, "users", json!({"max_active": 5, "shards": 4})).await;
     let first = t.join(&room, Some("alice")).await;
+    assert_eq!(first.status, 200, "{}", first.text);
     let id = first.json["ticket_id"].clone();
-    // Ten joins at once with the same user id: one place.
+    // Ten joins at once with the same user id and no ticket: one place, and nobody else gets it.
     let joins: Vec<_> = (0..10).map(|_| t.join(&room, Some("alice"))).collect();
     for reply in futures::future::join_all(joins).await {
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        assert_eq!(reply.json["ticket_id"], id);
-        assert_eq!(reply.json["position"], 1);
+        assert_error(&reply, 409, "user_already_queued", "the same user id again");
+        assert_eq!(reply.json["status"], "waiting", "{}", reply.text);
+        assert_eq!(reply.json["position"], 1, "{}", reply.text);
+        assert!(reply.json.get("ticket").is_none(), "{}", reply.text);
+        assert!(reply.set_cookies().is_empty(), "{}", reply.text);
     }
+    // With that place's ticket, it is the same place.
+    let kept = t
+        .send(
+            t.client
+                .post(t.api(&format!("/rooms/{room}/join")))
+                .bearer_auth(ticket_of(&first))
+                .json(&json!({"user_id": "alice"})),
+        )
+        .await;
+    assert_eq!(kept.json["ticket_id"], id, "{}", kept.text);
     let bob = t.join(&room, Some("bob")).await;
     assert_ne!(bob.json["ticket_id"], id);
     position_settles(t, &room, &ticket_of(&bob), 2).await;

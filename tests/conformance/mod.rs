@@ -12,6 +12,7 @@ mod invariants;
 mod operators;
 mod paths;
 mod shells;
+mod users;
 mod visitors;
 
 pub use authenticity::*;
@@ -21,6 +22,7 @@ pub use invariants::*;
 pub use operators::*;
 pub use paths::*;
 pub use shells::*;
+pub use users::*;
 pub use visitors::*;
 
 use std::collections::HashSet;
@@ -71,6 +73,8 @@ macro_rules! for_each_case {
             passes_renew_past_half_their_life,
             every_spelling_of_a_protected_path_is_gated,
             a_target_that_is_not_a_path_never_reaches_the_application,
+            a_user_token_hands_the_place_back_on_any_device,
+            user_tokens_not_signed_by_the_application_are_refused,
         );
     };
 }

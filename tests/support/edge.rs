@@ -127,6 +127,7 @@ impl WranglerDev {
             .arg(&persist)
             .args(["--var", &format!("QUEUEGATE_ADMIN_KEY:{ADMIN_KEY}")])
             .args(["--var", &format!("QUEUEGATE_SIGNING_KEYS:{SIGNING_KEYS}")])
+            .args(["--var", &format!("QUEUEGATE_APP_KEYS:{}", super::APP_KEYS)])
             .args([
                 "--var",
                 &format!("QUEUEGATE_UPSTREAM:{}", upstream.unwrap_or("")),

@@ -26,6 +26,19 @@ use tokio::task::JoinHandle;
 pub const ADMIN_KEY: &str = "conformance-admin-key";
 pub const SIGNING_KEYS: &str =
     "test1:conformance-signing-secret-0001,old0:conformance-signing-secret-0000";
+/// The keys "the application" signs user tokens with, given to every target.
+pub const APP_KEYS: &str = "app1:conformance-application-secret";
+
+/// A user token for `user`, valid for a minute, as the application would sign it.
+pub fn user_token(user: &str) -> String {
+    let keys = SigningKeys::parse(APP_KEYS).unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    queuegate::apptoken::sign(&json!({"sub": user, "exp": exp}), &keys)
+}
 
 /// A server under test, reached over HTTP only.
 pub struct Target {
@@ -411,6 +424,7 @@ pub async fn embedded_with(store: Arc<dyn OriginStore>, clock: Clock) -> Embedde
     let env = |name: &str| match name {
         "QUEUEGATE_ADMIN_KEY" => Some(ADMIN_KEY.to_owned()),
         "QUEUEGATE_SIGNING_KEYS" => Some(SIGNING_KEYS.to_owned()),
+        "QUEUEGATE_APP_KEYS" => Some(APP_KEYS.to_owned()),
         _ => None,
     };
     let mut settings = Settings::resolve(&args, env).expect("settings");

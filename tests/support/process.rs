@@ -58,6 +58,7 @@ impl OriginProcess {
             .args(&self.args)
             .env("QUEUEGATE_ADMIN_KEY", ADMIN_KEY)
             .env("QUEUEGATE_SIGNING_KEYS", SIGNING_KEYS)
+            .env("QUEUEGATE_APP_KEYS", super::APP_KEYS)
             .env("QUEUEGATE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
