@@ -13,10 +13,10 @@ use queuegate::RoomId;
 use redis::aio::ConnectionLike;
 use redis::AsyncCommands;
 
-use super::keys;
 use super::mirror::Room;
-use super::scripts;
+use super::replies::LeaseReply;
 use super::store::RedisStore;
+use super::{keys, scripts};
 use crate::store::{Fence, StoreError, StoreResult};
 
 /// How long an operator admission waits for the scheduler that holds the lease.
@@ -73,26 +73,20 @@ where
             .map(|((order, &upto), keys)| {
                 // An operator's batch leaves the credit as it is (the script sees the flag).
                 let credit = order.credit.unwrap_or(0);
-                self.redis.shard_script::<(u64, u64), 5>(
-                    &scripts::ADMIT,
-                    keys,
-                    [
-                        fence.0.into(),
-                        upto.into(),
-                        now.into(),
-                        credit.into(),
-                        operator.into(),
-                    ],
-                )
+                async move {
+                    self.on(keys)
+                        .admit(fence, upto, now, credit, operator)
+                        .await
+                }
             });
         let results = futures::future::join_all(batches).await;
         let mut admitted = 0;
         let mut r = room.lock();
         for (shard, result) in results.into_iter().enumerate() {
-            let (n, adm) = result?;
-            admitted += n;
+            let reply = result?;
+            admitted += reply.admitted;
             let queue = &mut r.queues[shard];
-            queue.admit_through(adm.min(queue.tail()));
+            queue.admit_through(reply.admitted_seq.min(queue.tail()));
             if let Some(credit) = orders[shard].credit {
                 r.shards[shard].credit = credit;
             }
@@ -124,7 +118,7 @@ where
             else {
                 continue;
             };
-            self.sync_room(room, now, fence.0).await?;
+            self.sync_room(room, now, Some(fence)).await?;
             let (done, _) = self
                 .admit_batch(room, Batch::Operator { count }, fence, now)
                 .await?;
@@ -175,8 +169,7 @@ where
             .key(keys::LEASE_FENCE)
             .arg(holder)
             .arg(ttl_ms);
-        let fence: u64 = self.redis.invoke(invocation).await?;
-        let held = (fence > 0).then_some(Fence(fence));
+        let held = self.redis.invoke::<LeaseReply>(invocation).await?.fence;
         // Counted from before the call: the lease may have started earlier than we learn it.
         *self.lease.lock() = held.map(|f| (f, now + ttl_ms));
         Ok(held)
@@ -200,13 +193,9 @@ where
     ) -> StoreResult<()> {
         let shard_keys: Vec<Arc<[String]>> =
             room.lock().shards.iter().map(|s| s.keys.clone()).collect();
-        let calls = shard_keys.iter().map(|keys| {
-            self.redis.shard_script::<i64, 2>(
-                &scripts::PAUSE,
-                keys,
-                [paused.into(), drop_credit.into()],
-            )
-        });
+        let calls = shard_keys
+            .iter()
+            .map(|keys| async move { self.on(keys).pause(paused, drop_credit).await });
         for result in futures::future::join_all(calls).await {
             result?;
         }

@@ -12,14 +12,12 @@ use redis::aio::ConnectionLike;
 use tokio::sync::oneshot;
 
 use super::connection::{Arg, Redis};
+use super::replies::JoinReply;
 use super::{keys, scripts};
 use crate::store::{StoreError, StoreResult};
 
 /// The most joins one script call carries.
 pub const MAX_JOIN_BATCH: usize = 128;
-
-/// What the join script answers for one visitor: existing, seq, stamp, code, a, b.
-pub type JoinReply = [i64; 6];
 
 pub struct JoinJob {
     pub user: Option<String>,
@@ -183,16 +181,13 @@ where
             .arg(Arg::Str(job.user.as_deref().unwrap_or("")))
             .arg(Arg::Num(index as u64));
     }
-    let flat: Vec<i64> = redis.invoke(invocation).await?;
-    if flat.len() != batch.len() * 6 {
+    let replies: Vec<JoinReply> = redis.invoke(invocation).await?;
+    if replies.len() != batch.len() {
         return Err(StoreError::Unavailable(format!(
-            "the join script answered {} numbers for {} joins",
-            flat.len(),
+            "the join script answered for {} joins of {}",
+            replies.len(),
             batch.len()
         )));
     }
-    Ok(flat
-        .chunks_exact(6)
-        .map(|c| c.try_into().expect("chunks of 6"))
-        .collect())
+    Ok(replies)
 }

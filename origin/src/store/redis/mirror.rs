@@ -11,12 +11,14 @@ use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
 use queuegate::plan::ShardReading;
 use queuegate::queue::ShardQueue;
+use queuegate::shard::{Standing, Timing};
 use queuegate::Place;
 use redis::aio::ConnectionLike;
 
+use super::replies::{JoinReply, SyncReply};
 use super::store::RedisStore;
-use super::{batch, keys, scripts};
-use crate::store::{RoomRecord, StoreResult};
+use super::{batch, keys};
+use crate::store::{Fence, RoomRecord, StoreResult};
 
 /// The most stamp or left-log bytes one sync reads (half a million visitors).
 const MAX_SYNC_BYTES: u64 = 4 << 20;
@@ -66,6 +68,13 @@ impl Room {
                 })
                 .collect(),
             record,
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        Timing {
+            session_ttl_ms: self.record.config.session_ttl_ms(),
+            claim_window_ms: self.record.config.claim_window_ms(),
         }
     }
 
@@ -126,9 +135,23 @@ impl Room {
             .collect()
     }
 
+    /// Takes in what a join of this instance learned: a new place's stamp, and whether the
+    /// shard let the visitor in at once.
+    pub fn learn_join(&mut self, shard: usize, join: &JoinReply) {
+        if join.existing {
+            return;
+        }
+        self.learn_stamp(shard, join.seq, join.stamp);
+        if let Standing::Admitted { .. } = join.standing {
+            // Let in at once: the shard admitted through this seq.
+            let queue = &mut self.queues[shard];
+            queue.admit_through(join.seq.min(queue.tail()));
+        }
+    }
+
     /// Adds a stamp a join of this instance learned: at the tail at once, or pending until the
     /// seqs before it are known.
-    pub fn learn_stamp(&mut self, shard: usize, seq: u64, stamp: u64) {
+    fn learn_stamp(&mut self, shard: usize, seq: u64, stamp: u64) {
         let queue = &self.queues[shard];
         if seq > queue.tail() {
             self.shards[shard].pending.insert(seq, stamp);
@@ -187,36 +210,6 @@ impl Room {
     }
 }
 
-struct SyncReply {
-    admitted_seq: u64,
-    unclaimed: u64,
-    credit: u64,
-    admitted_total: u64,
-    active: u64,
-    stamp_bytes: u64,
-    left_bytes: u64,
-    stamps: Vec<u8>,
-    lefts: Vec<u8>,
-}
-
-type SyncTuple = (u64, u64, u64, u64, u64, u64, u64, u64, Vec<u8>, Vec<u8>);
-
-impl From<SyncTuple> for SyncReply {
-    fn from(t: SyncTuple) -> Self {
-        SyncReply {
-            admitted_seq: t.0,
-            unclaimed: t.2,
-            credit: t.3,
-            admitted_total: t.4,
-            active: t.5,
-            stamp_bytes: t.6,
-            left_bytes: t.7,
-            stamps: t.8,
-            lefts: t.9,
-        }
-    }
-}
-
 impl<C> RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
@@ -227,7 +220,7 @@ where
         room: &Arc<Mutex<Room>>,
         shard: usize,
         now: u64,
-        fence: u64,
+        fence: Option<Fence>,
     ) -> StoreResult<()> {
         let mut fence = fence;
         loop {
@@ -239,33 +232,22 @@ where
                     r.record.config.claim_window_ms(),
                 )
             };
-            let reply: SyncTuple = self
-                .redis
-                .shard_script(
-                    &scripts::SYNC,
-                    &keys,
-                    [
-                        now.into(),
-                        window.into(),
-                        from.0.into(),
-                        from.1.into(),
-                        MAX_SYNC_BYTES.into(),
-                        fence.into(),
-                    ],
-                )
+            let reply = self
+                .on(&keys)
+                .sync(now, window, from, MAX_SYNC_BYTES, fence.take())
                 .await?;
-            fence = 0;
-            if !room.lock().apply(shard, from, reply.into()) {
+            if !room.lock().apply(shard, from, reply) {
                 return Ok(());
             }
         }
     }
 
+    /// Brings the mirror of every shard of the room up to date (and raises their fences).
     pub(super) async fn sync_room(
         &self,
         room: &Arc<Mutex<Room>>,
         now: u64,
-        fence: u64,
+        fence: Option<Fence>,
     ) -> StoreResult<()> {
         let shards = room.lock().queues.len();
         let syncs = (0..shards).map(|s| self.sync_shard(room, s, now, fence));

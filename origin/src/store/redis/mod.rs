@@ -11,6 +11,8 @@
 //! - `mirror.rs`: each instance's mirror of every shard, refreshed at least once a tick with one
 //!   script per shard that returns only what changed, so that a waiting visitor's poll, exact
 //!   positions and the scheduler's plan need no round trip;
+//! - `scripts.rs`, `replies.rs`: the scripts, called with named arguments, and their replies
+//!   decoded into named fields;
 //! - `batch.rs`: joins to one shard sent together while a join script is in flight;
 //! - `admission.rs`: batches planned by the core, the lease and its fence, operator admissions;
 //! - `rooms.rs`: room records and this instance's cache of them;
@@ -22,6 +24,7 @@ mod batch;
 mod connection;
 mod keys;
 mod mirror;
+mod replies;
 mod rooms;
 mod scripts;
 mod store;

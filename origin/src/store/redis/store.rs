@@ -13,12 +13,14 @@ use queuegate::controller::RoomLoad;
 use queuegate::plan::Batch;
 use queuegate::queue::{position, ShardQueue};
 use queuegate::service::{RouteTable, Routes};
+use queuegate::shard::Standing;
 use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
 use redis::aio::ConnectionLike;
 
 use super::connection::Redis;
 use super::mirror::Room;
-use super::{batch, keys, scripts};
+use super::scripts::OnShard;
+use super::{batch, keys};
 use crate::store::{
     Decision, Fence, Joined, RoomRecord, Round, Scheduling, Store, StoreError, StoreResult,
 };
@@ -66,6 +68,14 @@ where
         }
     }
 
+    /// The scripts of the shard whose keys are `keys`.
+    pub(super) fn on<'a>(&'a self, keys: &'a [String]) -> OnShard<'a, C> {
+        OnShard {
+            redis: &self.redis,
+            keys,
+        }
+    }
+
     /// A strictly increasing microsecond stamp for this instance, from `now` (visitors who join
     /// one after the other through different instances keep their order as far as the
     /// instances' clocks agree).
@@ -81,16 +91,15 @@ where
     }
 }
 
-fn state_of(code: &[i64], queues: &[ShardQueue], stamp: u64) -> VisitorState {
-    match code.first() {
-        Some(0) => VisitorState::Waiting {
+/// A shard's answer as the visitor sees it: a waiting visitor's position spans the shards.
+fn state_of(standing: Standing, queues: &[ShardQueue], stamp: u64) -> VisitorState {
+    match standing {
+        Standing::Waiting => VisitorState::Waiting {
             position: position(queues, stamp),
         },
-        Some(1) => VisitorState::Admitted {
-            session_expires_at: code.get(1).copied().unwrap_or(0).max(0) as u64,
-        },
-        Some(2) => VisitorState::Left,
-        _ => VisitorState::Expired,
+        Standing::Admitted { session_expires_at } => VisitorState::Admitted { session_expires_at },
+        Standing::Left => VisitorState::Left,
+        Standing::Expired => VisitorState::Expired,
     }
 }
 
@@ -175,7 +184,7 @@ where
     async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {
         let room = self.mirror(&room.id, now).await?;
         if fresh {
-            self.sync_room(&room, now, 0).await?;
+            self.sync_room(&room, now, None).await?;
         }
         let stats = room.lock().stats();
         Ok(stats)
@@ -216,32 +225,17 @@ where
             )
         };
         let reply = batcher.join(&self.redis, &shard_keys, job).await?;
-        let [existing, seq, stamp, code, a, _b] = reply;
-        let (seq, stamp) = (seq as u64, stamp as u64);
-        let place = Place { epoch, shard, seq };
         let mut r = room.lock();
-        if existing == 0 {
-            r.learn_stamp(usize::from(shard), seq, stamp);
-        }
-        if code == 1 && existing == 0 {
-            // Let in at once: the shard admitted through this seq.
-            let queue = &mut r.queues[usize::from(shard)];
-            queue.admit_through(seq.min(queue.tail()));
-        }
-        let state = if code == 1 {
-            VisitorState::Admitted {
-                session_expires_at: a as u64,
-            }
-        } else {
-            VisitorState::Waiting {
-                position: position(&r.queues, stamp),
-            }
-        };
+        r.learn_join(usize::from(shard), &reply);
         Ok(Joined {
-            place,
-            joined_us: stamp,
-            state,
-            existing: existing == 1,
+            place: Place {
+                epoch,
+                shard,
+                seq: reply.seq,
+            },
+            joined_us: reply.stamp,
+            state: state_of(reply.standing, &r.queues, reply.stamp),
+            existing: reply.existing,
         })
     }
 
@@ -254,7 +248,7 @@ where
         let place = ticket.place;
         let room = self.mirror(&room.id, now).await?;
         let shard = usize::from(place.shard);
-        let (known, keys, config) = {
+        let (known, keys, timing) = {
             let r = room.lock();
             if !r.holds(place) {
                 return Ok(VisitorState::Expired);
@@ -275,12 +269,12 @@ where
             (
                 queue.contains(place.seq),
                 r.shards[shard].keys.clone(),
-                r.record.config.clone(),
+                r.timing(),
             )
         };
         if !known {
             // A place newer than this mirror: catch up once, then answer from the mirror.
-            self.sync_shard(&room, shard, now, 0).await?;
+            self.sync_shard(&room, shard, now, None).await?;
             let r = room.lock();
             let queue = &r.queues[shard];
             if !queue.contains(place.seq) {
@@ -293,25 +287,13 @@ where
                 });
             }
         }
-        let reply: Vec<i64> = self
-            .redis
-            .shard_script(
-                &scripts::VISIT,
-                &keys,
-                [
-                    place.seq.into(),
-                    now.into(),
-                    config.session_ttl_ms().into(),
-                    config.claim_window_ms().into(),
-                ],
-            )
-            .await?;
+        let standing = self.on(&keys).visit(place.seq, now, timing).await?;
         let mut r = room.lock();
-        if reply.first() == Some(&2) {
+        if standing == Standing::Left {
             r.queues[shard].mark_left(place.seq);
         }
         let stamp = r.queues[shard].stamp(place.seq).unwrap_or(0);
-        Ok(state_of(&reply, &r.queues, stamp))
+        Ok(state_of(standing, &r.queues, stamp))
     }
 
     /// Marks the visitor at `place` as gone for good (a leave or a revocation).
@@ -325,18 +307,14 @@ where
             }
             r.shards[usize::from(place.shard)].keys.clone()
         };
-        let reply: Vec<i64> = self
-            .redis
-            .shard_script(&scripts::LEAVE, &keys, [place.seq.into(), now.into()])
-            .await?;
-        if reply.first() != Some(&2) {
+        let Some(ended) = self.on(&keys).leave(place.seq, now).await? else {
             return Ok(None);
-        }
+        };
         room.lock().queues[usize::from(place.shard)].mark_left(place.seq);
         self.sessions
             .lock()
             .remove(&(id.clone(), place.shard, place.seq));
-        Ok(Some(reply.get(1) == Some(&1)))
+        Ok(Some(ended))
     }
 
     async fn session(
@@ -366,24 +344,17 @@ where
                 r.record.config.session_ttl_ms(),
             )
         };
-        let expires: i64 = self
-            .redis
-            .shard_script(
-                &scripts::SESSION,
-                &keys,
-                [place.seq.into(), now.into(), ttl.into(), renew.into()],
-            )
-            .await?;
+        let expires = self.on(&keys).session(place.seq, renew, now, ttl).await?;
         let mut cache = self.sessions.lock();
-        if expires < 0 {
+        let Some(expires) = expires else {
             cache.remove(&cache_key);
             return Ok(None);
-        }
+        };
         if cache.len() > 100_000 {
             cache.retain(|_, &mut (expires_at, _)| expires_at > now);
         }
-        cache.insert(cache_key, (expires as u64, now));
-        Ok(Some(expires as u64))
+        cache.insert(cache_key, (expires, now));
+        Ok(Some(expires))
     }
 
     async fn admit_now(&self, record: &RoomRecord, count: u64, now: u64) -> StoreResult<u64> {
@@ -394,7 +365,7 @@ where
             return self.ask_lease_holder(id, count).await;
         };
         let _admitting = self.admitting.lock().await;
-        self.sync_room(&room, now, fence.0).await?;
+        self.sync_room(&room, now, Some(fence)).await?;
         let (done, _) = self
             .admit_batch(&room, Batch::Operator { count }, fence, now)
             .await?;
@@ -432,7 +403,7 @@ where
         let _admitting = self.admitting.lock().await;
         self.serve_admit_requests(id, &room, fence, now).await?;
         // The load the controller decides on: the shards as they are now.
-        self.sync_room(&room, now, fence.0).await?;
+        self.sync_room(&room, now, Some(fence)).await?;
         let load = room.lock().load();
         let decision = decide(load);
         if decision.rate != room.lock().record.measured_rate {
@@ -459,7 +430,7 @@ where
     async fn refresh(&self, now: u64) -> StoreResult<()> {
         let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
         for room in rooms {
-            self.sync_room(&room, now, 0).await?;
+            self.sync_room(&room, now, None).await?;
         }
         Ok(())
     }
