@@ -111,19 +111,31 @@ where
     }
 }
 
+/// The error code a script refuses a batch under an older fence with (its error reply's first
+/// word); the scripts get it as the Lua constant `FENCED`.
+pub(super) const FENCED: &str = "FENCED";
+
 /// Runs a Redis call under `timeout`; failures become `Unavailable` (or `Fenced`).
 async fn within<T, F>(timeout: Duration, f: F) -> StoreResult<T>
 where
     F: Future<Output = Result<T, RedisError>>,
 {
     match tokio::time::timeout(timeout, f).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) if err.to_string().contains("FENCED") => Err(StoreError::Fenced),
-        Ok(Err(err)) => Err(StoreError::Unavailable(err.to_string())),
+        Ok(result) => result.map_err(store_error),
         Err(_) => Err(StoreError::Unavailable(format!(
             "no answer within {} ms",
             timeout.as_millis()
         ))),
+    }
+}
+
+/// The store's error for a failed call: a fence refusal by its code, whatever its text says;
+/// anything else means Redis could not do it now.
+fn store_error(err: RedisError) -> StoreError {
+    if err.code() == Some(FENCED) {
+        StoreError::Fenced
+    } else {
+        StoreError::Unavailable(err.to_string())
     }
 }
 
@@ -164,5 +176,28 @@ impl redis::ToRedisArgs for Arg<'_> {
             }
             Arg::Str(s) => out.write_arg(s.as_bytes()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a server answering `reply` (one RESP error line) would give.
+    fn server_error(reply: &str) -> RedisError {
+        let value = redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
+            .expect("a RESP error parses");
+        value.extract_error().expect_err("an error reply")
+    }
+
+    #[test]
+    fn a_fence_refusal_is_known_by_its_code() {
+        let refused = server_error("FENCED a newer scheduler holds the lease");
+        assert_eq!(store_error(refused), StoreError::Fenced);
+        // The word elsewhere in the text is not the code.
+        let other = server_error("ERR user_script:3: FENCED is not a command");
+        assert!(matches!(store_error(other), StoreError::Unavailable(_)));
+        let busy = server_error("BUSY Redis is busy running a script");
+        assert!(matches!(store_error(busy), StoreError::Unavailable(_)));
     }
 }

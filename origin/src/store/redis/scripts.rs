@@ -1,8 +1,9 @@
 //! The Lua scripts, hashed once and sent by EVALSHA (redis-rs loads a script again when Redis
 //! answers NOSCRIPT, after a restart or a failover), and [`OnShard`], which calls a shard's
 //! scripts with named arguments and decodes their replies. Every shard script starts with the
-//! status codes ([`Status::lua_constants`]) and the shared helpers in `lua/shard.lua`, and
-//! touches only keys of one shard's hash tag.
+//! codes the Rust side reads its answers by (the statuses, [`Status::lua_constants`], and the
+//! fence refusal's error code) and the shared helpers in `lua/shard.lua`, and touches only keys
+//! of one shard's hash tag.
 
 use std::sync::LazyLock;
 
@@ -10,7 +11,7 @@ use queuegate::shard::{Standing, Timing};
 use redis::aio::ConnectionLike;
 use redis::Script;
 
-use super::connection::Redis;
+use super::connection::{Redis, FENCED};
 use super::replies::{AdmitReply, LeaveReply, SessionReply, Status, SyncReply, VisitReply};
 use crate::store::{Fence, StoreResult};
 
@@ -31,7 +32,7 @@ pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("
 
 fn shard_source(body: &str) -> String {
     format!(
-        "{}{}\n{}",
+        "{}local FENCED = '{FENCED}'\n{}\n{}",
         Status::lua_constants(),
         include_str!("lua/shard.lua"),
         body

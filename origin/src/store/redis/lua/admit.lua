@@ -5,7 +5,7 @@
 -- visitors admitted, how far admission has come), or the error FENCED.
 local fence, upto, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if fence < num(redis.call('HGET', KEYS[3], 'fence')) then
-  return redis.error_reply('FENCED a newer scheduler holds the lease')
+  return redis.error_reply(FENCED .. ' a newer scheduler holds the lease')
 end
 local operator = ARGV[5] == '1'
 local credit = tonumber(ARGV[4])

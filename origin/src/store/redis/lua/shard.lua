@@ -1,8 +1,9 @@
 -- Shared by every shard script (prepended to each). All keys of a script share one hash tag,
 -- {qg:<room>:<epoch>:<shard>}, so no script ever crosses a cluster slot.
 --
--- Before this file comes the line that names the status codes (WAITING, ADMITTED, LEFT,
--- EXPIRED): the Rust side defines them (replies.rs) and decodes the replies with them.
+-- Before this file come the lines that name the status codes (WAITING, ADMITTED, LEFT,
+-- EXPIRED) and the error code FENCED: the Rust side defines them (replies.rs, connection.rs)
+-- and reads the replies by them.
 --
 -- KEYS[1] st  the join stamps: 8 bytes (big-endian microseconds) per seq, seq n at byte 8(n-1)
 -- KEYS[2] lf  bit n set: seq n left
