@@ -85,8 +85,7 @@ where
         for (shard, result) in results.into_iter().enumerate() {
             let reply = result?;
             admitted += reply.admitted;
-            let queue = &mut r.queues[shard];
-            queue.admit_through(reply.admitted_seq.min(queue.tail()));
+            r.learn_admitted(shard, &reply);
             if let Some(credit) = orders[shard].credit {
                 r.shards[shard].credit = credit;
             }

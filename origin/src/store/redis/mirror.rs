@@ -15,7 +15,8 @@ use queuegate::shard::{Standing, Timing};
 use queuegate::Place;
 use redis::aio::ConnectionLike;
 
-use super::replies::{JoinReply, SyncReply};
+use super::replies::{AdmitReply, JoinReply, SyncReply};
+use super::scripts::OnShard;
 use super::store::RedisStore;
 use super::{batch, keys};
 use crate::store::{Fence, RoomRecord, StoreResult};
@@ -149,6 +150,17 @@ impl Room {
         }
     }
 
+    /// Takes in a leave (or a visit that found the visitor gone) through this instance.
+    pub fn learn_left(&mut self, shard: usize, seq: u64) {
+        self.queues[shard].mark_left(seq);
+    }
+
+    /// Takes in how far an admission through this instance brought the shard.
+    pub fn learn_admitted(&mut self, shard: usize, admit: &AdmitReply) {
+        let queue = &mut self.queues[shard];
+        queue.admit_through(admit.admitted_seq.min(queue.tail()));
+    }
+
     /// Adds a stamp a join of this instance learned: at the tail at once, or pending until the
     /// seqs before it are known.
     fn learn_stamp(&mut self, shard: usize, seq: u64, stamp: u64) {
@@ -182,7 +194,7 @@ impl Room {
     }
 
     /// Applies a sync reply; returns whether more bytes wait to be read.
-    fn apply(&mut self, shard: usize, from: (u64, u64), reply: SyncReply) -> bool {
+    fn apply(&mut self, shard: usize, from: (u64, u64), reply: &SyncReply) -> bool {
         // A concurrent sync may have applied these bytes already: apply only from where we are.
         if self.queues[shard].tail() * 8 == from.0 {
             self.queues[shard].extend_from_be_bytes(&reply.stamps);
@@ -222,24 +234,9 @@ where
         now: u64,
         fence: Option<Fence>,
     ) -> StoreResult<()> {
-        let mut fence = fence;
-        loop {
-            let (keys, from, window) = {
-                let r = room.lock();
-                (
-                    r.shards[shard].keys.clone(),
-                    r.sync_from(shard),
-                    r.record.config.claim_window_ms(),
-                )
-            };
-            let reply = self
-                .on(&keys)
-                .sync(now, window, from, MAX_SYNC_BYTES, fence.take())
-                .await?;
-            if !room.lock().apply(shard, from, reply) {
-                return Ok(());
-            }
-        }
+        let keys = room.lock().shards[shard].keys.clone();
+        catch_up(&self.on(&keys), room, shard, now, fence, MAX_SYNC_BYTES).await?;
+        Ok(())
     }
 
     /// Brings the mirror of every shard of the room up to date (and raises their fences).
@@ -255,5 +252,31 @@ where
             result?;
         }
         Ok(())
+    }
+}
+
+/// Reads one shard into the mirror, `max_bytes` of stamps and of the left log at a time, until
+/// nothing more waits; raises the shard's fence first when given one. Returns the last report.
+pub(super) async fn catch_up<C>(
+    on: &OnShard<'_, C>,
+    room: &Mutex<Room>,
+    shard: usize,
+    now: u64,
+    fence: Option<Fence>,
+    max_bytes: u64,
+) -> StoreResult<SyncReply>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let mut fence = fence;
+    loop {
+        let (from, window) = {
+            let r = room.lock();
+            (r.sync_from(shard), r.record.config.claim_window_ms())
+        };
+        let reply = on.sync(now, window, from, max_bytes, fence.take()).await?;
+        if !room.lock().apply(shard, from, &reply) {
+            return Ok(reply);
+        }
     }
 }

@@ -17,7 +17,9 @@
 //! - `admission.rs`: batches planned by the core, the lease and its fence, operator admissions;
 //! - `rooms.rs`: room records and this instance's cache of them;
 //! - `store.rs`: the [`Store`](crate::store::Store) and
-//!   [`Scheduling`](crate::store::Scheduling) implementations.
+//!   [`Scheduling`](crate::store::Scheduling) implementations;
+//! - `testing.rs`: one shard's scripts and mirrors without the store around them, for the
+//!   differential test against the core's shard (`tests/redis_differential.rs`).
 
 mod admission;
 mod batch;
@@ -28,6 +30,9 @@ mod replies;
 mod rooms;
 mod scripts;
 mod store;
+
+#[doc(hidden)]
+pub mod testing;
 
 pub use connection::{connect_cluster, connect_single};
 pub use scripts::source as script_source;

@@ -290,7 +290,7 @@ where
         let standing = self.on(&keys).visit(place.seq, now, timing).await?;
         let mut r = room.lock();
         if standing == Standing::Left {
-            r.queues[shard].mark_left(place.seq);
+            r.learn_left(shard, place.seq);
         }
         let stamp = r.queues[shard].stamp(place.seq).unwrap_or(0);
         Ok(state_of(standing, &r.queues, stamp))
@@ -310,7 +310,7 @@ where
         let Some(ended) = self.on(&keys).leave(place.seq, now).await? else {
             return Ok(None);
         };
-        room.lock().queues[usize::from(place.shard)].mark_left(place.seq);
+        room.lock().learn_left(usize::from(place.shard), place.seq);
         self.sessions
             .lock()
             .remove(&(id.clone(), place.shard, place.seq));
