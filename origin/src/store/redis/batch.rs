@@ -6,20 +6,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::aio::ConnectionLike;
 use tokio::sync::oneshot;
 
-use super::{invoke, keys, scripts, Arg};
+use super::connection::{Arg, Redis};
+use super::replies::JoinReply;
+use super::{keys, scripts};
 use crate::store::{StoreError, StoreResult};
 
 /// The most joins one script call carries.
 pub const MAX_JOIN_BATCH: usize = 128;
-
-/// What the join script answers for one visitor: existing, seq, stamp, code, a, b.
-pub type JoinReply = [i64; 6];
 
 pub struct JoinJob {
     pub user: Option<String>,
@@ -52,8 +50,7 @@ impl JoinBatcher {
     /// Joins one visitor, with whoever else joins the shard at the same time.
     pub async fn join<C>(
         &self,
-        conn: &C,
-        timeout: Duration,
+        redis: &Redis<C>,
         shard_keys: &Arc<[String]>,
         job: JoinJob,
     ) -> StoreResult<JoinReply>
@@ -84,22 +81,21 @@ impl JoinBatcher {
         // queue to a task of its own, so no queued join is stranded.
         let mut guard = Sender {
             state: self.state.clone(),
-            conn: conn.clone(),
-            timeout,
+            redis: redis.clone(),
             keys: shard_keys.clone(),
             armed: true,
         };
-        let own = run(conn, timeout, shard_keys, &[&job])
+        let own = run(redis, shard_keys, &[&job])
             .await
             .map(|mut replies| replies.remove(0));
-        drain(&self.state, conn, timeout, shard_keys).await;
+        drain(&self.state, redis, shard_keys).await;
         guard.armed = false;
         own
     }
 }
 
 /// Sends the queued joins in batches until none is left, then lets the next join send.
-async fn drain<C>(state: &Mutex<State>, conn: &C, timeout: Duration, shard_keys: &[String])
+async fn drain<C>(state: &Mutex<State>, redis: &Redis<C>, shard_keys: &[String])
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
@@ -114,7 +110,7 @@ where
             state.queued.drain(..n).collect()
         };
         let jobs: Vec<&JoinJob> = batch.iter().map(|w| &w.job).collect();
-        match run(conn, timeout, shard_keys, &jobs).await {
+        match run(redis, shard_keys, &jobs).await {
             Ok(replies) => {
                 for (waiting, reply) in batch.into_iter().zip(replies) {
                     let _ = waiting.reply.send(Ok(reply));
@@ -132,8 +128,7 @@ where
 /// The sending join's duty, carried on by a task if the join is dropped before it is done.
 struct Sender<C: ConnectionLike + Clone + Send + Sync + 'static> {
     state: Arc<Mutex<State>>,
-    conn: C,
-    timeout: Duration,
+    redis: Redis<C>,
     keys: Arc<[String]>,
     armed: bool,
 }
@@ -143,19 +138,13 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Drop for Sender<C> {
         if !self.armed {
             return;
         }
-        let (state, conn, timeout, keys) = (
-            self.state.clone(),
-            self.conn.clone(),
-            self.timeout,
-            self.keys.clone(),
-        );
-        tokio::spawn(async move { drain(&state, &conn, timeout, &keys).await });
+        let (state, redis, keys) = (self.state.clone(), self.redis.clone(), self.keys.clone());
+        tokio::spawn(async move { drain(&state, &redis, &keys).await });
     }
 }
 
 async fn run<C>(
-    conn: &C,
-    timeout: Duration,
+    redis: &Redis<C>,
     shard_keys: &[String],
     batch: &[&JoinJob],
 ) -> StoreResult<Vec<JoinReply>>
@@ -192,16 +181,13 @@ where
             .arg(Arg::Str(job.user.as_deref().unwrap_or("")))
             .arg(Arg::Num(index as u64));
     }
-    let flat: Vec<i64> = invoke(conn, timeout, invocation).await?;
-    if flat.len() != batch.len() * 6 {
+    let replies: Vec<JoinReply> = redis.invoke(invocation).await?;
+    if replies.len() != batch.len() {
         return Err(StoreError::Unavailable(format!(
-            "the join script answered {} numbers for {} joins",
-            flat.len(),
+            "the join script answered for {} joins of {}",
+            replies.len(),
             batch.len()
         )));
     }
-    Ok(flat
-        .chunks_exact(6)
-        .map(|c| c.try_into().expect("chunks of 6"))
-        .collect())
+    Ok(replies)
 }

@@ -1,20 +1,23 @@
 //! The Lua scripts, hashed once and sent by EVALSHA (redis-rs loads a script again when Redis
-//! answers NOSCRIPT, after a restart or a failover). Every shard script starts with the shared
-//! helpers in `lua/shard.lua` and touches only keys of one shard's hash tag.
+//! answers NOSCRIPT, after a restart or a failover), and [`OnShard`], which calls a shard's
+//! scripts with named arguments and decodes their replies. Every shard script starts with the
+//! codes the Rust side reads its answers by (the statuses, [`Status::lua_constants`], and the
+//! fence refusal's error code) and the shared helpers in `lua/shard.lua`, and touches only keys
+//! of one shard's hash tag.
 
 use std::sync::LazyLock;
 
+use queuegate::shard::{Standing, Timing};
+use redis::aio::ConnectionLike;
 use redis::Script;
+
+use super::connection::{Redis, FENCED};
+use super::replies::{AdmitReply, LeaveReply, SessionReply, Status, SyncReply, VisitReply};
+use crate::store::{Fence, StoreResult};
 
 macro_rules! shard_script {
     ($file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/shard.lua"),
-                "\n",
-                include_str!(concat!("lua/", $file))
-            ))
-        })
+        LazyLock::new(|| Script::new(&shard_source(include_str!(concat!("lua/", $file)))))
     };
 }
 
@@ -26,6 +29,15 @@ pub static SYNC: LazyLock<Script> = shard_script!("sync.lua");
 pub static ADMIT: LazyLock<Script> = shard_script!("admit.lua");
 pub static PAUSE: LazyLock<Script> = shard_script!("pause.lua");
 pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
+
+fn shard_source(body: &str) -> String {
+    format!(
+        "{}local FENCED = '{FENCED}'\n{}\n{}",
+        Status::lua_constants(),
+        include_str!("lua/shard.lua"),
+        body
+    )
+}
 
 /// A shard script's source as Redis runs it, for `redis-benchmark` runs of the same script.
 pub fn source(name: &str) -> Option<String> {
@@ -39,5 +51,123 @@ pub fn source(name: &str) -> Option<String> {
         "pause" => include_str!("lua/pause.lua"),
         _ => return None,
     };
-    Some(format!("{}\n{}", include_str!("lua/shard.lua"), body))
+    Some(shard_source(body))
+}
+
+/// One shard's scripts (joins excepted: `batch.rs` sends those), on the shard's `keys`.
+pub(super) struct OnShard<'a, C> {
+    pub redis: &'a Redis<C>,
+    pub keys: &'a [String],
+}
+
+impl<C> OnShard<'_, C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// Ends sessions and claim windows over at `now`, then reports the shard from the stamp and
+    /// left-log offsets `from`, at most `max_bytes` of each. With a `fence`, raises the shard's
+    /// fence to it first (or fails with `Fenced` if the shard knows a newer one).
+    pub async fn sync(
+        &self,
+        now: u64,
+        claim_window_ms: u64,
+        from: (u64, u64),
+        max_bytes: u64,
+        fence: Option<Fence>,
+    ) -> StoreResult<SyncReply> {
+        let fence = fence.map_or(0, |f| f.0);
+        self.redis
+            .shard_script(
+                &SYNC,
+                self.keys,
+                [
+                    now.into(),
+                    claim_window_ms.into(),
+                    from.0.into(),
+                    from.1.into(),
+                    max_bytes.into(),
+                    fence.into(),
+                ],
+            )
+            .await
+    }
+
+    /// Where the visitor at `seq` stands; an admitted visitor inside the claim window arrives.
+    pub async fn visit(&self, seq: u64, now: u64, timing: Timing) -> StoreResult<Standing> {
+        let reply: VisitReply = self
+            .redis
+            .shard_script(
+                &VISIT,
+                self.keys,
+                [
+                    seq.into(),
+                    now.into(),
+                    timing.session_ttl_ms.into(),
+                    timing.claim_window_ms.into(),
+                ],
+            )
+            .await?;
+        Ok(reply.standing)
+    }
+
+    /// Ends whatever the visitor at `seq` holds: `None` for a seq the shard never gave out,
+    /// else whether something ended.
+    pub async fn leave(&self, seq: u64, now: u64) -> StoreResult<Option<bool>> {
+        let reply: LeaveReply = self
+            .redis
+            .shard_script(&LEAVE, self.keys, [seq.into(), now.into()])
+            .await?;
+        Ok(reply.outcome())
+    }
+
+    /// The expiry of the live session at `seq`, pushed out by the ttl first with `renew`.
+    pub async fn session(
+        &self,
+        seq: u64,
+        renew: bool,
+        now: u64,
+        session_ttl_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let reply: SessionReply = self
+            .redis
+            .shard_script(
+                &SESSION,
+                self.keys,
+                [seq.into(), now.into(), session_ttl_ms.into(), renew.into()],
+            )
+            .await?;
+        Ok(reply.expires_at)
+    }
+
+    /// Admits every waiting visitor through `upto` under `fence`. The scheduler's batch
+    /// (`operator` false) also sets the shard's entry credit; an operator's leaves it.
+    pub async fn admit(
+        &self,
+        fence: Fence,
+        upto: u64,
+        now: u64,
+        credit: u64,
+        operator: bool,
+    ) -> StoreResult<AdmitReply> {
+        self.redis
+            .shard_script(
+                &ADMIT,
+                self.keys,
+                [
+                    fence.0.into(),
+                    upto.into(),
+                    now.into(),
+                    credit.into(),
+                    operator.into(),
+                ],
+            )
+            .await
+    }
+
+    /// Pauses or resumes the shard, dropping its entry credit on a pause or when asked.
+    pub async fn pause(&self, paused: bool, drop_credit: bool) -> StoreResult<()> {
+        self.redis
+            .shard_script(&PAUSE, self.keys, [paused.into(), drop_credit.into()])
+            .await
+    }
 }

@@ -1,10 +1,11 @@
 -- Admits every waiting visitor through seq `upto` as one grant, and (for the scheduler) sets the
 -- entry credit; an operator's admission leaves the credit as it is. While the shard is paused the
 -- scheduler admits nobody and opens no credit; an operator's admission goes ahead.
--- ARGV: fence, upto, now (ms), credit, operator (0/1). Returns {admitted, adm} or FENCED.
+-- ARGV: fence, upto, now (ms), credit, operator (0/1). Returns {admitted, adm} (waiting
+-- visitors admitted, how far admission has come), or the error FENCED.
 local fence, upto, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if fence < num(redis.call('HGET', KEYS[3], 'fence')) then
-  return redis.error_reply('FENCED a newer scheduler holds the lease')
+  return redis.error_reply(FENCED .. ' a newer scheduler holds the lease')
 end
 local operator = ARGV[5] == '1'
 local credit = tonumber(ARGV[4])

@@ -3,17 +3,12 @@
 -- KEYS[9] and after: the user buckets the batch needs (KEYS[9] is a same-slot dummy).
 -- ARGV: now (ms), session ttl (ms), claim window (ms), then three values per visitor:
 --       stamp (µs, the instance's clock), user id or '', index in KEYS of its user bucket.
--- Returns six numbers per visitor: existing, seq, stamp, code, a, b. Code 0 waiting (a adm,
--- b lw); 1 admitted (a the session's expiry).
+-- Returns, per visitor in order: {existing (1: the user id's live place), seq, stamp, status
+-- (WAITING or ADMITTED), session expiry (0 unless ADMITTED)}.
 local now, ttl, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
-local function emit(existing, seq, stamp, code, a, b)
-  out[#out + 1] = existing
-  out[#out + 1] = seq
-  out[#out + 1] = stamp
-  out[#out + 1] = code
-  out[#out + 1] = a
-  out[#out + 1] = b
+local function emit(existing, seq, stamp, status, expires)
+  out[#out + 1] = {existing, seq, stamp, status, expires}
 end
 local last = redis.call('GETRANGE', KEYS[1], -8, -1)
 local last_stamp = 0
@@ -29,8 +24,8 @@ for i = 4, #ARGV, 3 do
     local known = tonumber(redis.call('HGET', bucket, user))
     if known then
       local state = visit(known, now, ttl, window)
-      if state[1] == 0 or state[1] == 1 then
-        emit(1, known, stamp_of(known), state[1], state[2] or 0, state[3] or 0)
+      if state[1] == WAITING or state[1] == ADMITTED then
+        emit(1, known, stamp_of(known), state[1], state[2])
         joined = true
       end
     end
@@ -50,9 +45,9 @@ for i = 4, #ARGV, 3 do
       redis.call('SETBIT', KEYS[7], seq, 1)
       local expires = now + ttl
       redis.call('ZADD', KEYS[6], expires, seq)
-      emit(0, seq, stamp, 1, expires, 0)
+      emit(0, seq, stamp, ADMITTED, expires)
     else
-      emit(0, seq, stamp, 0, adm, lw)
+      emit(0, seq, stamp, WAITING, 0)
     end
   end
 end

@@ -1,6 +1,10 @@
 -- Shared by every shard script (prepended to each). All keys of a script share one hash tag,
 -- {qg:<room>:<epoch>:<shard>}, so no script ever crosses a cluster slot.
 --
+-- Before this file come the lines that name the status codes (WAITING, ADMITTED, LEFT,
+-- EXPIRED) and the error code FENCED: the Rust side defines them (replies.rs, connection.rs)
+-- and reads the replies by them.
+--
 -- KEYS[1] st  the join stamps: 8 bytes (big-endian microseconds) per seq, seq n at byte 8(n-1)
 -- KEYS[2] lf  bit n set: seq n left
 -- KEYS[3] m   meta hash: adm (admitted through seq), lw (leavers above adm), unc (admitted,
@@ -53,37 +57,35 @@ local function resolve(seq)
   return true
 end
 
--- Where seq stands: {code, ...}. 0 waiting {0, adm, lw}; 1 admitted {1, session expiry};
--- 2 left; 3 expired. An admitted visitor inside the claim window arrives now.
+-- Where seq stands: {status, session expiry (0 unless ADMITTED)}. An admitted visitor inside
+-- the claim window arrives now.
 local function visit(seq, now, ttl, window)
   if seq < 1 or seq > tail() then
-    return {3}
+    return {EXPIRED, 0}
   end
   if redis.call('GETBIT', KEYS[2], seq) == 1 then
-    return {2}
+    return {LEFT, 0}
   end
-  local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw')
-  local adm, lw = num(meta[1]), num(meta[2])
-  if seq > adm then
-    return {0, adm, lw}
+  if seq > num(redis.call('HGET', KEYS[3], 'adm')) then
+    return {WAITING, 0}
   end
   local expires = tonumber(redis.call('ZSCORE', KEYS[6], seq))
   if expires then
     if expires > now then
-      return {1, expires}
+      return {ADMITTED, expires}
     end
     redis.call('ZREM', KEYS[6], seq)
-    return {3}
+    return {EXPIRED, 0}
   end
   if redis.call('GETBIT', KEYS[7], seq) == 1 then
-    return {3}
+    return {EXPIRED, 0}
   end
   local first, at = grant_of(seq)
   if not first or at + window <= now then
-    return {3}
+    return {EXPIRED, 0}
   end
   resolve(seq)
   expires = now + ttl
   redis.call('ZADD', KEYS[6], expires, seq)
-  return {1, expires}
+  return {ADMITTED, expires}
 end

@@ -7,7 +7,7 @@ local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fence = tonumber(ARGV[6])
 if fence > 0 then
   if fence < num(redis.call('HGET', KEYS[3], 'fence')) then
-    return redis.error_reply('FENCED a newer scheduler holds the lease')
+    return redis.error_reply(FENCED .. ' a newer scheduler holds the lease')
   end
   redis.call('HSET', KEYS[3], 'fence', fence)
 end

@@ -1,0 +1,203 @@
+//! Admission: batches planned with the core's [`plan`] from the mirror and run one script per
+//! shard under the lease's fence; the lease itself; operator admissions, which only the lease
+//! holder runs (other instances hand them over through Redis and wait for the answer); and
+//! pausing, which the shards themselves must know so that no admission racing a pause opens
+//! credit again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use queuegate::plan::{plan, Batch, Freshness};
+use queuegate::RoomId;
+use redis::aio::ConnectionLike;
+use redis::AsyncCommands;
+
+use super::mirror::Room;
+use super::replies::LeaseReply;
+use super::store::RedisStore;
+use super::{keys, scripts};
+use crate::store::{Fence, StoreError, StoreResult};
+
+/// How long an operator admission waits for the scheduler that holds the lease.
+const OPERATOR_WAIT: Duration = Duration::from_secs(5);
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// Runs a batch as the core plans it, from the mirror the caller brought up to date under
+    /// `fence` (every shard learns the fence before anything is counted, so an older scheduler
+    /// that wakes up now can no longer admit anywhere). Returns the admissions and the credit
+    /// opened.
+    pub(super) async fn admit_batch(
+        &self,
+        room: &Arc<Mutex<Room>>,
+        batch: Batch,
+        fence: Fence,
+        now: u64,
+    ) -> StoreResult<(u64, u64)> {
+        // Visitors stamped from `now` on may have joined while the shards were read one by one.
+        let cutoff = now.saturating_mul(1000);
+        let operator = matches!(batch, Batch::Operator { .. });
+        let (orders, uptos, keys) = {
+            let r = room.lock();
+            let count = match batch {
+                Batch::Scheduler { grant } => grant,
+                Batch::Operator { count } => count,
+            };
+            let readings = r.readings(count, cutoff);
+            let planned = plan(
+                &r.record.config,
+                r.record.paused,
+                &readings,
+                batch,
+                Freshness::Current,
+            );
+            let keys: Vec<Arc<[String]>> = r.shards.iter().map(|s| s.keys.clone()).collect();
+            let uptos: Vec<u64> = planned
+                .orders
+                .iter()
+                .zip(&r.queues)
+                .map(|(order, queue)| match order.take {
+                    0 => queue.admitted_seq(),
+                    _ => order.through_seq,
+                })
+                .collect();
+            (planned.orders, uptos, keys)
+        };
+        let batches = orders
+            .iter()
+            .zip(&uptos)
+            .zip(&keys)
+            .map(|((order, &upto), keys)| {
+                // An operator's batch leaves the credit as it is (the script sees the flag).
+                let credit = order.credit.unwrap_or(0);
+                async move {
+                    self.on(keys)
+                        .admit(fence, upto, now, credit, operator)
+                        .await
+                }
+            });
+        let results = futures::future::join_all(batches).await;
+        let mut admitted = 0;
+        let mut r = room.lock();
+        for (shard, result) in results.into_iter().enumerate() {
+            let reply = result?;
+            admitted += reply.admitted;
+            r.learn_admitted(shard, &reply);
+            if let Some(credit) = orders[shard].credit {
+                r.shards[shard].credit = credit;
+            }
+        }
+        let credit = orders.iter().filter_map(|o| o.credit).sum();
+        Ok((admitted, credit))
+    }
+
+    /// Runs the operator admissions other instances asked this one (the lease holder) for.
+    pub(super) async fn serve_admit_requests(
+        &self,
+        id: &RoomId,
+        room: &Arc<Mutex<Room>>,
+        fence: Fence,
+        now: u64,
+    ) -> StoreResult<()> {
+        loop {
+            let key = keys::admit_requests(id);
+            let request: Option<String> = self
+                .redis
+                .call(|mut conn| async move { conn.lpop(key, None).await })
+                .await?;
+            let Some(request) = request else {
+                return Ok(());
+            };
+            let Some((request_id, count)) = request
+                .split_once(':')
+                .and_then(|(id, n)| Some((id.to_owned(), n.parse::<u64>().ok()?)))
+            else {
+                continue;
+            };
+            self.sync_room(room, now, Some(fence)).await?;
+            let (done, _) = self
+                .admit_batch(room, Batch::Operator { count }, fence, now)
+                .await?;
+            let key = keys::admit_result(&request_id);
+            self.redis
+                .call(|mut conn| async move { conn.set_ex::<_, _, ()>(key, done, 60).await })
+                .await?;
+        }
+    }
+
+    /// An operator admission on an instance that does not hold the lease: handed to the one
+    /// that does, through Redis, and answered once it has run it.
+    pub(super) async fn ask_lease_holder(&self, id: &RoomId, count: u64) -> StoreResult<u64> {
+        let request = format!("{:016x}", u64::from_be_bytes(crate::clock::random_bytes()));
+        let key = keys::admit_requests(id);
+        let body = format!("{request}:{count}");
+        self.redis
+            .call(|mut conn| async move { conn.rpush::<_, _, ()>(key, body).await })
+            .await?;
+        let deadline = tokio::time::Instant::now() + OPERATOR_WAIT;
+        let result_key = keys::admit_result(&request);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let key = result_key.clone();
+            let done: Option<u64> = self
+                .redis
+                .call(|mut conn| async move { conn.get(key).await })
+                .await?;
+            if let Some(done) = done {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the scheduler holding the admission lease did not answer".into(),
+        ))
+    }
+
+    /// Takes or renews the admission lease for `holder`; `None` while another holds it.
+    pub(super) async fn take_lease(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+        now: u64,
+    ) -> StoreResult<Option<Fence>> {
+        let mut invocation = scripts::LEASE.prepare_invoke();
+        invocation
+            .key(keys::LEASE_HOLDER)
+            .key(keys::LEASE_FENCE)
+            .arg(holder)
+            .arg(ttl_ms);
+        let held = self.redis.invoke::<LeaseReply>(invocation).await?.fence;
+        // Counted from before the call: the lease may have started earlier than we learn it.
+        *self.lease.lock() = held.map(|f| (f, now + ttl_ms));
+        Ok(held)
+    }
+
+    /// The fence of the lease this instance holds at `now`, if it holds one.
+    pub(super) fn held_fence(&self, now: u64) -> Option<Fence> {
+        self.lease
+            .lock()
+            .filter(|&(_, until)| until > now)
+            .map(|(fence, _)| fence)
+    }
+
+    /// Tells every shard whether the room is paused (a paused shard opens no entry credit and
+    /// admits nobody directly), dropping the credit on a pause or when asked.
+    pub(super) async fn pause_shards(
+        &self,
+        room: &Arc<Mutex<Room>>,
+        paused: bool,
+        drop_credit: bool,
+    ) -> StoreResult<()> {
+        let shard_keys: Vec<Arc<[String]>> =
+            room.lock().shards.iter().map(|s| s.keys.clone()).collect();
+        let calls = shard_keys
+            .iter()
+            .map(|keys| async move { self.on(keys).pause(paused, drop_credit).await });
+        for result in futures::future::join_all(calls).await {
+            result?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! This instance's mirror of a room's shards: the join stamps, the leavers and how far admission
+//! has come in each, read from Redis a change at a time. Waiting visitors' polls, positions and
+//! the scheduler's plan are answered from it without a round trip.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use queuegate::api::RoomStats;
+use queuegate::controller::RoomLoad;
+use queuegate::plan::ShardReading;
+use queuegate::queue::ShardQueue;
+use queuegate::shard::{Standing, Timing};
+use queuegate::Place;
+use redis::aio::ConnectionLike;
+
+use super::replies::{AdmitReply, JoinReply, SyncReply};
+use super::scripts::OnShard;
+use super::store::RedisStore;
+use super::{batch, keys};
+use crate::store::{Fence, RoomRecord, StoreResult};
+
+/// The most stamp or left-log bytes one sync reads (half a million visitors).
+const MAX_SYNC_BYTES: u64 = 4 << 20;
+
+/// One shard of a room as this instance sees it.
+pub(super) struct ShardState {
+    pub keys: Arc<[String]>,
+    /// This shard's joins on this instance, sent in batches.
+    pub joins: Arc<batch::JoinBatcher>,
+    /// Stamps this instance's joins learned ahead of the mirror's tail (joins on one shard can
+    /// answer out of order); they join the mirror once the seqs before them arrive.
+    pending: BTreeMap<u64, u64>,
+    /// Bytes of the left log already applied.
+    left_bytes: u64,
+    pub unclaimed: u64,
+    pub credit: u64,
+    pub admitted_total: u64,
+    pub active: u64,
+}
+
+/// A room: its record and the mirror of its shards.
+pub(super) struct Room {
+    pub record: RoomRecord,
+    /// When this instance last changed the record itself; a record read from Redis before that
+    /// is older than what it holds and does not replace it.
+    pub changed: Instant,
+    pub queues: Vec<ShardQueue>,
+    pub shards: Vec<ShardState>,
+}
+
+impl Room {
+    pub fn new(record: RoomRecord) -> Room {
+        let n = record.config.shards;
+        Room {
+            changed: Instant::now(),
+            queues: vec![ShardQueue::new(); usize::from(n)],
+            shards: (0..n)
+                .map(|s| ShardState {
+                    keys: keys::shard(&record.id, record.epoch, s).into(),
+                    joins: Arc::default(),
+                    pending: BTreeMap::new(),
+                    left_bytes: 0,
+                    unclaimed: 0,
+                    credit: 0,
+                    admitted_total: 0,
+                    active: 0,
+                })
+                .collect(),
+            record,
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        Timing {
+            session_ttl_ms: self.record.config.session_ttl_ms(),
+            claim_window_ms: self.record.config.claim_window_ms(),
+        }
+    }
+
+    /// Whether `place` is of this room's queue (its epoch, one of its shards).
+    pub fn holds(&self, place: Place) -> bool {
+        place.epoch == self.record.epoch && usize::from(place.shard) < self.queues.len()
+    }
+
+    pub fn load(&self) -> RoomLoad {
+        RoomLoad {
+            waiting: self.queues.iter().map(ShardQueue::waiting).sum(),
+            active: self.shards.iter().map(|s| s.active).sum(),
+            admitted: self.shards.iter().map(|s| s.unclaimed).sum(),
+            admitted_total: self.shards.iter().map(|s| s.admitted_total).sum(),
+        }
+    }
+
+    fn credit(&self) -> u64 {
+        self.shards.iter().map(|s| s.credit).sum()
+    }
+
+    pub fn stats(&self) -> RoomStats {
+        let load = self.load();
+        RoomStats {
+            waiting: load.waiting,
+            admitted: load.admitted,
+            active: load.active,
+            admitted_total: load.admitted_total,
+            admit_rate_per_min: self.record.measured_rate,
+            entry_credit: self.credit(),
+        }
+    }
+
+    /// Each shard as the mirror holds it, with its next `heads` waiting visitors stamped before
+    /// `cutoff`.
+    pub fn readings(&self, heads: u64, cutoff: u64) -> Vec<ShardReading> {
+        self.queues
+            .iter()
+            .zip(&self.shards)
+            .map(|(queue, state)| {
+                let listed: Vec<(u64, u64)> = queue
+                    .heads(heads)
+                    .into_iter()
+                    .take_while(|&(_, stamp)| stamp < cutoff)
+                    .collect();
+                let waiting = queue.waiting();
+                ShardReading {
+                    active: state.active,
+                    unclaimed: state.unclaimed,
+                    credit: state.credit,
+                    waiting,
+                    admitted_total: state.admitted_total,
+                    // Those stamped from the cutoff on may not all be in the mirror yet.
+                    listed_below: ShardReading::bound(&listed, waiting).min(cutoff),
+                    heads: listed,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes in what a join of this instance learned: a new place's stamp, and whether the
+    /// shard let the visitor in at once.
+    pub fn learn_join(&mut self, shard: usize, join: &JoinReply) {
+        if join.existing {
+            return;
+        }
+        self.learn_stamp(shard, join.seq, join.stamp);
+        if let Standing::Admitted { .. } = join.standing {
+            // Let in at once: the shard admitted through this seq.
+            let queue = &mut self.queues[shard];
+            queue.admit_through(join.seq.min(queue.tail()));
+        }
+    }
+
+    /// Takes in a leave (or a visit that found the visitor gone) through this instance.
+    pub fn learn_left(&mut self, shard: usize, seq: u64) {
+        self.queues[shard].mark_left(seq);
+    }
+
+    /// Takes in how far an admission through this instance brought the shard.
+    pub fn learn_admitted(&mut self, shard: usize, admit: &AdmitReply) {
+        let queue = &mut self.queues[shard];
+        queue.admit_through(admit.admitted_seq.min(queue.tail()));
+    }
+
+    /// Adds a stamp a join of this instance learned: at the tail at once, or pending until the
+    /// seqs before it are known.
+    fn learn_stamp(&mut self, shard: usize, seq: u64, stamp: u64) {
+        let queue = &self.queues[shard];
+        if seq > queue.tail() {
+            self.shards[shard].pending.insert(seq, stamp);
+        }
+        self.fold_pending(shard);
+    }
+
+    /// Moves pending stamps that now follow the tail into the mirror, and forgets those a sync
+    /// brought already.
+    fn fold_pending(&mut self, shard: usize) {
+        let queue = &mut self.queues[shard];
+        let pending = &mut self.shards[shard].pending;
+        while let Some(entry) = pending.first_entry() {
+            let seq = *entry.key();
+            if seq <= queue.tail() {
+                entry.remove();
+            } else if seq == queue.tail() + 1 {
+                queue.push(entry.remove());
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Where a sync of `shard` should read from: the stamp bytes and left-log bytes applied.
+    fn sync_from(&self, shard: usize) -> (u64, u64) {
+        (self.queues[shard].tail() * 8, self.shards[shard].left_bytes)
+    }
+
+    /// Applies a sync reply; returns whether more bytes wait to be read.
+    fn apply(&mut self, shard: usize, from: (u64, u64), reply: &SyncReply) -> bool {
+        // A concurrent sync may have applied these bytes already: apply only from where we are.
+        if self.queues[shard].tail() * 8 == from.0 {
+            self.queues[shard].extend_from_be_bytes(&reply.stamps);
+            self.fold_pending(shard);
+        }
+        let queue = &mut self.queues[shard];
+        let state = &mut self.shards[shard];
+        if state.left_bytes == from.1 {
+            for chunk in reply.lefts.chunks_exact(8) {
+                let seq = u64::from_be_bytes(chunk.try_into().expect("chunks of 8"));
+                if !queue.contains(seq) {
+                    // Its stamp is beyond what this read brought: take it up next time.
+                    break;
+                }
+                queue.mark_left(seq);
+                state.left_bytes += 8;
+            }
+        }
+        queue.admit_through(reply.admitted_seq.min(queue.tail()));
+        state.unclaimed = reply.unclaimed;
+        state.credit = reply.credit;
+        state.admitted_total = reply.admitted_total;
+        state.active = reply.active;
+        queue.tail() * 8 < reply.stamp_bytes || state.left_bytes < reply.left_bytes
+    }
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// Brings the mirror of one shard up to date (and, with a fence, raises the shard's fence).
+    pub(super) async fn sync_shard(
+        &self,
+        room: &Arc<Mutex<Room>>,
+        shard: usize,
+        now: u64,
+        fence: Option<Fence>,
+    ) -> StoreResult<()> {
+        let keys = room.lock().shards[shard].keys.clone();
+        catch_up(&self.on(&keys), room, shard, now, fence, MAX_SYNC_BYTES).await?;
+        Ok(())
+    }
+
+    /// Brings the mirror of every shard of the room up to date (and raises their fences).
+    pub(super) async fn sync_room(
+        &self,
+        room: &Arc<Mutex<Room>>,
+        now: u64,
+        fence: Option<Fence>,
+    ) -> StoreResult<()> {
+        let shards = room.lock().queues.len();
+        let syncs = (0..shards).map(|s| self.sync_shard(room, s, now, fence));
+        for result in futures::future::join_all(syncs).await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one shard into the mirror, `max_bytes` of stamps and of the left log at a time, until
+/// nothing more waits; raises the shard's fence first when given one. Returns the last report.
+pub(super) async fn catch_up<C>(
+    on: &OnShard<'_, C>,
+    room: &Mutex<Room>,
+    shard: usize,
+    now: u64,
+    fence: Option<Fence>,
+    max_bytes: u64,
+) -> StoreResult<SyncReply>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let mut fence = fence;
+    loop {
+        let (from, window) = {
+            let r = room.lock();
+            (r.sync_from(shard), r.record.config.claim_window_ms())
+        };
+        let reply = on.sync(now, window, from, max_bytes, fence.take()).await?;
+        if !room.lock().apply(shard, from, &reply) {
+            return Ok(reply);
+        }
+    }
+}

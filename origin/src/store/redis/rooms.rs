@@ -1,0 +1,167 @@
+//! Room records in Redis (a hash per room, and the set of room ids) and this instance's cache of
+//! them, which also holds each room's mirror.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use queuegate::service::RouteTable;
+use queuegate::{RoomConfig, RoomId};
+use redis::aio::ConnectionLike;
+use redis::AsyncCommands;
+
+use super::keys;
+use super::mirror::Room;
+use super::store::RedisStore;
+use crate::store::{RoomRecord, StoreError, StoreResult};
+
+/// How long an unknown room id is remembered as unknown.
+const UNKNOWN_ROOM_MS: u64 = 1_000;
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    pub(super) async fn fetch_record(&self, id: &RoomId) -> StoreResult<Option<RoomRecord>> {
+        let key = keys::room(id);
+        let fields: HashMap<String, String> = self
+            .redis
+            .call(|mut conn| async move { conn.hgetall(key).await })
+            .await?;
+        Ok(parse_record(id, &fields))
+    }
+
+    /// Writes a room's configuration, and its epoch if the room is new. Returns whether it is.
+    pub(super) async fn write_record(
+        &self,
+        id: &RoomId,
+        config: &RoomConfig,
+        epoch: u32,
+    ) -> StoreResult<bool> {
+        let key = keys::room(id);
+        let json = serde_json::to_string(config).expect("a config serializes");
+        let id = id.as_str().to_owned();
+        self.redis
+            .call(|mut conn| async move {
+                let created: bool = conn.hset_nx(&key, "epoch", format!("{epoch:08x}")).await?;
+                conn.hset::<_, _, _, ()>(&key, "config", json).await?;
+                conn.sadd::<_, _, ()>(keys::ROOMS, id).await?;
+                Ok(created)
+            })
+            .await
+    }
+
+    pub(super) async fn write_paused(&self, id: &RoomId, paused: bool) -> StoreResult<()> {
+        let key = keys::room(id);
+        self.redis
+            .call(|mut conn| async move {
+                conn.hset::<_, _, _, ()>(key, "paused", if paused { "1" } else { "0" })
+                    .await
+            })
+            .await
+    }
+
+    /// The room's mirror, fetching the record when this instance has not seen the room.
+    pub(super) async fn mirror(&self, id: &RoomId, now: u64) -> StoreResult<Arc<Mutex<Room>>> {
+        if let Some(room) = self.rooms.read().get(id) {
+            return Ok(room.clone());
+        }
+        if self
+            .unknown
+            .lock()
+            .get(id)
+            .is_some_and(|&until| until > now)
+        {
+            return Err(StoreError::UnknownRoom(id.clone()));
+        }
+        let started = Instant::now();
+        match self.fetch_record(id).await? {
+            Some(record) => Ok(self.install(record, started)),
+            None => {
+                self.unknown
+                    .lock()
+                    .insert(id.clone(), now + UNKNOWN_ROOM_MS);
+                Err(StoreError::UnknownRoom(id.clone()))
+            }
+        }
+    }
+
+    /// Puts a record read from Redis (the read began at `read_at`) into the cache; a new
+    /// epoch starts a new mirror.
+    pub(super) fn install(&self, record: RoomRecord, read_at: Instant) -> Arc<Mutex<Room>> {
+        let mut rooms = self.rooms.write();
+        if let Some(room) = rooms.get(&record.id) {
+            let mut guard = room.lock();
+            if guard.record.epoch == record.epoch
+                && guard.record.config.shards == record.config.shards
+            {
+                if guard.changed < read_at {
+                    guard.record = record;
+                }
+                return room.clone();
+            }
+        }
+        self.unknown.lock().remove(&record.id);
+        let room = Arc::new(Mutex::new(Room::new(record.clone())));
+        rooms.insert(record.id, room.clone());
+        room
+    }
+
+    /// Every room in Redis, installed in this instance's cache and route table.
+    pub(super) async fn all_rooms(&self) -> StoreResult<Vec<RoomRecord>> {
+        let build = self.routes.begin();
+        let read_at = Instant::now();
+        let ids: Vec<String> = self
+            .redis
+            .call(|mut conn| async move { conn.smembers(keys::ROOMS).await })
+            .await?;
+        let mut records = Vec::new();
+        for id in ids {
+            let Ok(id) = RoomId::parse(&id) else {
+                continue;
+            };
+            if let Some(record) = self.fetch_record(&id).await? {
+                let room = self.install(record, read_at);
+                records.push(room.lock().record.clone());
+            }
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        self.routes.finish(build, RouteTable::build(&records));
+        Ok(records)
+    }
+
+    pub(super) async fn set_measured_rate(
+        &self,
+        id: &RoomId,
+        rate: Option<f64>,
+    ) -> StoreResult<()> {
+        let key = keys::room(id);
+        self.redis
+            .call(|mut conn| async move {
+                match rate {
+                    Some(rate) => conn.hset::<_, _, _, ()>(key, "rate", rate).await,
+                    None => conn.hdel::<_, _, ()>(key, "rate").await,
+                }
+            })
+            .await?;
+        if let Some(room) = self.rooms.read().get(id) {
+            let mut r = room.lock();
+            r.record.measured_rate = rate;
+            r.changed = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+fn parse_record(id: &RoomId, fields: &HashMap<String, String>) -> Option<RoomRecord> {
+    let epoch = u32::from_str_radix(fields.get("epoch")?, 16).ok()?;
+    let config: RoomConfig = serde_json::from_str(fields.get("config")?).ok()?;
+    Some(RoomRecord {
+        id: id.clone(),
+        config,
+        paused: fields.get("paused").is_some_and(|p| p == "1"),
+        epoch,
+        measured_rate: fields.get("rate").and_then(|r| r.parse().ok()),
+    })
+}

@@ -1,0 +1,437 @@
+//! The store the request layer and the scheduler use: [`Store`] and [`Scheduling`] on Redis,
+//! from the parts beside it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use queuegate::api::RoomStats;
+use queuegate::controller::RoomLoad;
+use queuegate::plan::Batch;
+use queuegate::queue::{position, ShardQueue};
+use queuegate::service::{RouteTable, Routes};
+use queuegate::shard::Standing;
+use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
+use redis::aio::ConnectionLike;
+
+use super::connection::Redis;
+use super::mirror::Room;
+use super::scripts::OnShard;
+use super::{batch, keys};
+use crate::store::{
+    Decision, Fence, Joined, RoomRecord, Round, Scheduling, Store, StoreError, StoreResult,
+};
+
+/// How long a live session found in Redis is trusted without asking again: a revocation or a
+/// leave through another instance reaches this one's gate within this time.
+const SESSION_CACHE_MS: u64 = 1_000;
+
+type SessionKey = (RoomId, u16, u64);
+
+/// The Redis store over a connection `C`: a `ConnectionManager` for one node, a
+/// `ClusterConnection` for a cluster.
+pub struct RedisStore<C> {
+    pub(super) redis: Redis<C>,
+    kind: &'static str,
+    pub(super) rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
+    pub(super) routes: Routes,
+    pub(super) unknown: Mutex<HashMap<RoomId, u64>>,
+    /// Live sessions found in Redis: expiry and when it was read, by room and place.
+    sessions: Mutex<HashMap<SessionKey, (u64, u64)>>,
+    next_shard: AtomicUsize,
+    last_stamp: AtomicU64,
+    /// The lease this instance holds, if any: its fence and when it runs out.
+    pub(super) lease: Mutex<Option<(Fence, u64)>>,
+    /// Serializes this instance's admissions (the scheduler's and operators').
+    admitting: tokio::sync::Mutex<()>,
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    pub fn new(conn: C, kind: &'static str, timeout: Duration) -> Self {
+        RedisStore {
+            redis: Redis::new(conn, timeout),
+            kind,
+            rooms: RwLock::default(),
+            routes: Routes::default(),
+            unknown: Mutex::default(),
+            sessions: Mutex::default(),
+            next_shard: AtomicUsize::new(0),
+            last_stamp: AtomicU64::new(0),
+            lease: Mutex::new(None),
+            admitting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The scripts of the shard whose keys are `keys`.
+    pub(super) fn on<'a>(&'a self, keys: &'a [String]) -> OnShard<'a, C> {
+        OnShard {
+            redis: &self.redis,
+            keys,
+        }
+    }
+
+    /// A strictly increasing microsecond stamp for this instance, from `now` (visitors who join
+    /// one after the other through different instances keep their order as far as the
+    /// instances' clocks agree).
+    fn stamp(&self, now: u64) -> u64 {
+        let candidate = now.saturating_mul(1000);
+        let previous = self
+            .last_stamp
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(candidate.max(last + 1))
+            })
+            .unwrap_or(0);
+        candidate.max(previous + 1)
+    }
+}
+
+/// A shard's answer as the visitor sees it: a waiting visitor's position spans the shards.
+fn state_of(standing: Standing, queues: &[ShardQueue], stamp: u64) -> VisitorState {
+    match standing {
+        Standing::Waiting => VisitorState::Waiting {
+            position: position(queues, stamp),
+        },
+        Standing::Admitted { session_expires_at } => VisitorState::Admitted { session_expires_at },
+        Standing::Left => VisitorState::Left,
+        Standing::Expired => VisitorState::Expired,
+    }
+}
+
+#[async_trait]
+impl<C> Store for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn health(&self, _now: u64) -> StoreResult<()> {
+        self.redis
+            .call(
+                |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_room(
+        &self,
+        id: &RoomId,
+        config: RoomConfig,
+        epoch: u32,
+        _now: u64,
+    ) -> StoreResult<(RoomRecord, bool)> {
+        if let Some(existing) = self.fetch_record(id).await? {
+            if existing.config.shards != config.shards {
+                return Err(StoreError::Conflict(format!(
+                    "shards: a room keeps its shard count ({}) for life",
+                    existing.config.shards
+                )));
+            }
+        }
+        let created = self.write_record(id, &config, epoch).await?;
+        let read_at = Instant::now();
+        let record = self.fetch_record(id).await?.ok_or_else(|| {
+            StoreError::Unavailable("the room vanished while it was written".into())
+        })?;
+        let room = self.install(record.clone(), read_at);
+        room.lock().changed = Instant::now();
+        // This instance's gate knows of the room at once (others at their next tick).
+        self.all_rooms().await?;
+        if !created {
+            // A new configuration (maybe a lower capacity) opens no credit until the next tick.
+            self.pause_shards(&room, record.paused, true).await?;
+        }
+        Ok((record, created))
+    }
+
+    async fn route_table(&self, _now: u64) -> StoreResult<Arc<RouteTable>> {
+        Ok(self.routes.current())
+    }
+
+    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
+        self.all_rooms().await
+    }
+
+    async fn room(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {
+        match self.mirror(id, now).await {
+            Ok(room) => Ok(Some(room.lock().record.clone())),
+            Err(StoreError::UnknownRoom(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn set_paused(&self, id: &RoomId, paused: bool, now: u64) -> StoreResult<RoomRecord> {
+        let room = self.mirror(id, now).await?;
+        self.write_paused(id, paused).await?;
+        self.pause_shards(&room, paused, false).await?;
+        let mut r = room.lock();
+        r.record.paused = paused;
+        r.changed = Instant::now();
+        if paused {
+            r.shards.iter_mut().for_each(|s| s.credit = 0);
+        }
+        Ok(r.record.clone())
+    }
+
+    async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {
+        let room = self.mirror(&room.id, now).await?;
+        if fresh {
+            self.sync_room(&room, now, None).await?;
+        }
+        let stats = room.lock().stats();
+        Ok(stats)
+    }
+
+    async fn join(
+        &self,
+        room: &RoomRecord,
+        user_id: Option<&str>,
+        now: u64,
+    ) -> StoreResult<Joined> {
+        let room = self.mirror(&room.id, now).await?;
+        let (shard, epoch, job, batcher, shard_keys) = {
+            let r = room.lock();
+            let shards = r.record.config.shards;
+            let (shard, bucket) = match user_id {
+                Some(user) => keys::user_home(user, shards),
+                None => (
+                    (self.next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards)) as u16,
+                    0,
+                ),
+            };
+            let job = batch::JoinJob {
+                user: user_id.map(str::to_owned),
+                bucket,
+                stamp: self.stamp(now),
+                now,
+                ttl_ms: r.record.config.session_ttl_ms(),
+                window_ms: r.record.config.claim_window_ms(),
+            };
+            let state = &r.shards[usize::from(shard)];
+            (
+                shard,
+                r.record.epoch,
+                job,
+                state.joins.clone(),
+                state.keys.clone(),
+            )
+        };
+        let reply = batcher.join(&self.redis, &shard_keys, job).await?;
+        let mut r = room.lock();
+        r.learn_join(usize::from(shard), &reply);
+        Ok(Joined {
+            place: Place {
+                epoch,
+                shard,
+                seq: reply.seq,
+            },
+            joined_us: reply.stamp,
+            state: state_of(reply.standing, &r.queues, reply.stamp),
+            existing: reply.existing,
+        })
+    }
+
+    async fn visit(
+        &self,
+        room: &RoomRecord,
+        ticket: &Ticket,
+        now: u64,
+    ) -> StoreResult<VisitorState> {
+        let place = ticket.place;
+        let room = self.mirror(&room.id, now).await?;
+        let shard = usize::from(place.shard);
+        let (known, keys, timing) = {
+            let r = room.lock();
+            if !r.holds(place) {
+                return Ok(VisitorState::Expired);
+            }
+            let queue = &r.queues[shard];
+            if queue.contains(place.seq) {
+                if queue.is_left(place.seq) {
+                    return Ok(VisitorState::Left);
+                }
+                if place.seq > queue.admitted_seq() {
+                    // Waiting: the mirror knows the position; no round trip.
+                    let stamp = queue.stamp(place.seq).expect("contained");
+                    return Ok(VisitorState::Waiting {
+                        position: position(&r.queues, stamp),
+                    });
+                }
+            }
+            (
+                queue.contains(place.seq),
+                r.shards[shard].keys.clone(),
+                r.timing(),
+            )
+        };
+        if !known {
+            // A place newer than this mirror: catch up once, then answer from the mirror.
+            self.sync_shard(&room, shard, now, None).await?;
+            let r = room.lock();
+            let queue = &r.queues[shard];
+            if !queue.contains(place.seq) {
+                return Ok(VisitorState::Expired);
+            }
+            if queue.is_waiting(place.seq) {
+                let stamp = queue.stamp(place.seq).expect("contained");
+                return Ok(VisitorState::Waiting {
+                    position: position(&r.queues, stamp),
+                });
+            }
+        }
+        let standing = self.on(&keys).visit(place.seq, now, timing).await?;
+        let mut r = room.lock();
+        if standing == Standing::Left {
+            r.learn_left(shard, place.seq);
+        }
+        let stamp = r.queues[shard].stamp(place.seq).unwrap_or(0);
+        Ok(state_of(standing, &r.queues, stamp))
+    }
+
+    /// Marks the visitor at `place` as gone for good (a leave or a revocation).
+    async fn end(&self, room: &RoomRecord, place: Place, now: u64) -> StoreResult<Option<bool>> {
+        let id = &room.id;
+        let room = self.mirror(id, now).await?;
+        let keys = {
+            let r = room.lock();
+            if !r.holds(place) {
+                return Ok(None);
+            }
+            r.shards[usize::from(place.shard)].keys.clone()
+        };
+        let Some(ended) = self.on(&keys).leave(place.seq, now).await? else {
+            return Ok(None);
+        };
+        room.lock().learn_left(usize::from(place.shard), place.seq);
+        self.sessions
+            .lock()
+            .remove(&(id.clone(), place.shard, place.seq));
+        Ok(Some(ended))
+    }
+
+    async fn session(
+        &self,
+        room: &RoomRecord,
+        place: Place,
+        renew: bool,
+        now: u64,
+    ) -> StoreResult<Option<u64>> {
+        let id = &room.id;
+        let cache_key = (id.clone(), place.shard, place.seq);
+        if !renew {
+            if let Some(&(expires_at, checked_at)) = self.sessions.lock().get(&cache_key) {
+                if expires_at > now && checked_at + SESSION_CACHE_MS > now {
+                    return Ok(Some(expires_at));
+                }
+            }
+        }
+        let room = self.mirror(id, now).await?;
+        let (keys, ttl) = {
+            let r = room.lock();
+            if !r.holds(place) {
+                return Ok(None);
+            }
+            (
+                r.shards[usize::from(place.shard)].keys.clone(),
+                r.record.config.session_ttl_ms(),
+            )
+        };
+        let expires = self.on(&keys).session(place.seq, renew, now, ttl).await?;
+        let mut cache = self.sessions.lock();
+        let Some(expires) = expires else {
+            cache.remove(&cache_key);
+            return Ok(None);
+        };
+        if cache.len() > 100_000 {
+            cache.retain(|_, &mut (expires_at, _)| expires_at > now);
+        }
+        cache.insert(cache_key, (expires, now));
+        Ok(Some(expires))
+    }
+
+    async fn admit_now(&self, record: &RoomRecord, count: u64, now: u64) -> StoreResult<u64> {
+        let id = &record.id;
+        let room = self.mirror(id, now).await?;
+        let Some(fence) = self.held_fence(now) else {
+            // Another instance holds the lease: only it may admit.
+            return self.ask_lease_holder(id, count).await;
+        };
+        let _admitting = self.admitting.lock().await;
+        self.sync_room(&room, now, Some(fence)).await?;
+        let (done, _) = self
+            .admit_batch(&room, Batch::Operator { count }, fence, now)
+            .await?;
+        Ok(done)
+    }
+}
+
+#[async_trait]
+impl<C> Scheduling for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
+        self.all_rooms().await
+    }
+
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+        now: u64,
+    ) -> StoreResult<Option<Fence>> {
+        self.take_lease(holder, ttl_ms, now).await
+    }
+
+    async fn schedule(
+        &self,
+        record: &RoomRecord,
+        fence: Fence,
+        now: u64,
+        decide: &mut (dyn FnMut(RoomLoad) -> Decision + Send),
+    ) -> StoreResult<Round> {
+        let id = &record.id;
+        let room = self.mirror(id, now).await?;
+        let _admitting = self.admitting.lock().await;
+        self.serve_admit_requests(id, &room, fence, now).await?;
+        // The load the controller decides on: the shards as they are now.
+        self.sync_room(&room, now, Some(fence)).await?;
+        let load = room.lock().load();
+        let decision = decide(load);
+        if decision.rate != room.lock().record.measured_rate {
+            self.set_measured_rate(id, decision.rate).await?;
+        }
+        let (admitted, entry_credit) = self
+            .admit_batch(
+                &room,
+                Batch::Scheduler {
+                    grant: decision.grant,
+                },
+                fence,
+                now,
+            )
+            .await?;
+        let stats = room.lock().stats();
+        Ok(Round {
+            admitted,
+            entry_credit,
+            stats,
+        })
+    }
+
+    async fn refresh(&self, now: u64) -> StoreResult<()> {
+        let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
+        for room in rooms {
+            self.sync_room(&room, now, None).await?;
+        }
+        Ok(())
+    }
+}
