@@ -98,15 +98,7 @@ impl Room {
     }
 
     pub fn stats(&self) -> RoomStats {
-        let load = self.load();
-        RoomStats {
-            waiting: load.waiting,
-            admitted: load.admitted,
-            active: load.active,
-            admitted_total: load.admitted_total,
-            admit_rate_per_min: self.record.measured_rate,
-            entry_credit: self.credit(),
-        }
+        RoomStats::new(self.load(), self.record.measured_rate, self.credit())
     }
 
     /// Each shard as the mirror holds it, with its next `heads` waiting visitors stamped before
