@@ -16,7 +16,8 @@ pub enum PathError {
     NotAPath,
     /// A `%` not followed by two hex digits.
     BadEscape,
-    /// `%2F`, `%5C` or a literal `\`: one server splits there, another does not.
+    /// `%2F`, `%5C`, a literal `\`, or a dot segment with parameters (`..;x`): one server splits
+    /// or climbs there, another does not.
     AmbiguousSeparator,
     /// A `..` with nothing left to climb out of.
     AboveRoot,
@@ -28,7 +29,8 @@ impl PathError {
             PathError::NotAPath => "the request target is not a path",
             PathError::BadEscape => "a % in the path is not followed by two hex digits",
             PathError::AmbiguousSeparator => {
-                "the path has an encoded / or \\, or a \\: its meaning depends on the server"
+                "the path has an encoded / or \\, a \\, or a dot segment with parameters: its \
+                 meaning depends on the server"
             }
             PathError::AboveRoot => "a .. segment in the path climbs above /",
         };
@@ -90,6 +92,11 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
     for (i, part) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
         let segment = normalise_segment(part)?;
+        // `..;x` is `..` to a server that drops segment parameters, a name to one that does not.
+        let bare = without_parameters(&segment);
+        if bare.len() < segment.len() && matches!(bare, "." | "..") {
+            return Err(PathError::AmbiguousSeparator);
+        }
         match segment.as_str() {
             // Repeated slashes collapse; a slash at the end stays.
             "" => trailing_slash |= last,
@@ -121,12 +128,12 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
 /// (`;jsessionid=...`) left out, as servers that honour them route on the rest, and the
 /// segments that leaves empty dropped.
 pub fn match_key(normalised: &str) -> String {
-    if !normalised.contains(';') {
+    if !normalised.contains(';') && !normalised.contains("%3B") {
         return normalised.to_owned();
     }
     let segments: Vec<&str> = normalised
         .split('/')
-        .map(|segment| segment.split(';').next().unwrap_or(""))
+        .map(without_parameters)
         .filter(|segment| !segment.is_empty())
         .collect();
     let mut key = format!("/{}", segments.join("/"));
@@ -134,6 +141,17 @@ pub fn match_key(normalised: &str) -> String {
         key.push('/');
     }
     key
+}
+
+/// A normalised segment without its parameters: cut at the first `;`, or at an encoded one (a
+/// server that decodes before it looks for parameters cuts there too).
+fn without_parameters(segment: &str) -> &str {
+    let cut = [segment.find(';'), segment.find("%3B")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(segment.len());
+    &segment[..cut]
 }
 
 #[cfg(test)]
@@ -175,6 +193,10 @@ mod tests {
             ("/h%", PathError::BadEscape),
             ("/h%zz", PathError::BadEscape),
             ("/h%2", PathError::BadEscape),
+            ("/x/..;/h/x", PathError::AmbiguousSeparator),
+            ("/.;/h", PathError::AmbiguousSeparator),
+            ("/%2e%2e;a=b/h", PathError::AmbiguousSeparator),
+            ("/..%3b/h", PathError::AmbiguousSeparator),
             ("*", PathError::NotAPath),
             ("", PathError::NotAPath),
             ("example.com:443", PathError::NotAPath),
@@ -190,5 +212,6 @@ mod tests {
         assert_eq!(match_key("/h/x"), "/h/x");
         assert_eq!(match_key("/;/h"), "/h");
         assert_eq!(match_key("/;x/h;y/"), "/h/");
+        assert_eq!(match_key("/h%3Bx/y"), "/h/y");
     }
 }

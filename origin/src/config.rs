@@ -87,7 +87,19 @@ pub struct ServeArgs {
     #[arg(long, env = "QUEUEGATE_UPSTREAM_TIMEOUT_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub upstream_timeout_ms: Option<u64>,
 
-    /// Mark cookies `Secure` (set it when clients reach queuegate over HTTPS).
+    /// Proxies in front of queuegate whose X-Forwarded-For and X-Forwarded-Proto are believed:
+    /// addresses or CIDRs, comma-separated (e.g. 10.0.0.0/8,127.0.0.1). Without any, the client
+    /// is the TCP peer and what it says of itself is ignored.
+    #[arg(
+        long,
+        env = "QUEUEGATE_TRUSTED_PROXIES",
+        value_name = "CIDR,...",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
+
+    /// Mark cookies `Secure` on every answer (they are whenever the visitor's request came over
+    /// HTTPS, as a trusted proxy's X-Forwarded-Proto tells).
     #[arg(long, env = "QUEUEGATE_SECURE_COOKIES", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true")]
     pub secure_cookies: Option<bool>,
@@ -124,6 +136,7 @@ pub struct FileConfig {
     pub api_prefix: Option<String>,
     pub tick_ms: Option<u64>,
     pub secure_cookies: Option<bool>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub on_store_unavailable: Option<UnavailablePolicy>,
     pub store: StoreConfig,
     /// Rooms by id, each a room configuration (the admin API's fields).
@@ -172,6 +185,7 @@ pub struct Settings {
     pub api_prefix: String,
     pub tick: Duration,
     pub secure_cookies: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreConfig,
     pub on_store_unavailable: UnavailablePolicy,
     pub rooms: Vec<(RoomId, RoomConfig)>,
@@ -278,6 +292,14 @@ impl Settings {
                 SigningKeys::from_random("gen", random_bytes())
             }
         };
+        let trusted_proxies = args
+            .trusted_proxies
+            .clone()
+            .or(file_or_default.trusted_proxies.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|cidr| parse_cidr(cidr))
+            .collect::<Result<Vec<_>, _>>()?;
         let app_keys = env(ENV_APP_KEYS)
             .filter(|k| !k.trim().is_empty())
             .map(|spec| SigningKeys::parse(&spec).map_err(ConfigError::AppKeys))
@@ -299,6 +321,7 @@ impl Settings {
                 .secure_cookies
                 .or(file_or_default.secure_cookies)
                 .unwrap_or(false),
+            trusted_proxies,
             store: match (&args.redis, &args.redis_cluster) {
                 (Some(url), _) => StoreConfig::Redis {
                     url: url.clone(),
@@ -331,6 +354,18 @@ impl Settings {
             generated,
         })
     }
+}
+
+/// A trusted proxy: an address range, or one address.
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            ConfigError::Invalid(format!(
+                "trusted_proxies: {text:?} is not an address or CIDR"
+            ))
+        })
 }
 
 fn read_file(path: &PathBuf) -> Result<FileConfig, ConfigError> {

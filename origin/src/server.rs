@@ -51,6 +51,7 @@ pub fn service(
         admin_key: settings.admin_key.clone(),
         prefix: settings.api_prefix.clone(),
         secure_cookies: settings.secure_cookies,
+        trusted_proxies: settings.trusted_proxies.clone(),
         on_store_unavailable: settings.on_store_unavailable,
         upstream_timeout_ms: settings.upstream_timeout_ms,
         metrics,

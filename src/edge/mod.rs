@@ -188,6 +188,8 @@ fn service_router(env: &Env) -> Result<axum::Router, ApiError> {
         admin_key: settings.admin_key,
         prefix: settings.prefix,
         secure_cookies: settings.secure_cookies,
+        // The worker's client address comes from Cloudflare, which nobody else can reach.
+        trusted_proxies: Vec::new(),
         on_store_unavailable: settings.on_store_unavailable,
         upstream_timeout_ms: settings.upstream_timeout_ms,
         metrics: Arc::new(Metrics::new()),

@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::future::{select, Either};
 
+use super::client::Client;
 use super::error::AppError;
 use super::public::add_no_store_and_cookies;
 use super::state::Service;
@@ -90,9 +91,13 @@ pub async fn forward(
 /// The request as the upstream gets it: the same method, path, query and body; headers by the
 /// policy.
 fn prepare(req: Request, visitor: Option<Visitor<'_>>) -> Result<Request, AppError> {
-    let client = req.extensions().get::<ClientAddr>().copied();
+    let client = req
+        .extensions()
+        .get::<Client>()
+        .cloned()
+        .unwrap_or_default();
     let (mut parts, body) = req.into_parts();
-    let proto = parts.uri.scheme_str().unwrap_or("http").to_owned();
+    let proto = if client.https { "https" } else { "http" };
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;
         HeaderValue::from_str(authority.as_str()).ok()
@@ -108,17 +113,26 @@ fn prepare(req: Request, visitor: Option<Visitor<'_>>) -> Result<Request, AppErr
     strip_hop_by_hop(headers);
     strip_queuegate_cookies(headers);
     strip_queuegate_headers(headers);
-    headers.remove(header::HOST);
-    headers.remove("x-forwarded-host");
+    for name in [header::HOST, header::FORWARDED] {
+        headers.remove(name);
+    }
+    for name in [
+        "x-forwarded-host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-real-ip",
+    ] {
+        headers.remove(name);
+    }
     if let Some(host) = host {
         headers.insert("x-forwarded-host", host);
     }
-    if let Some(ClientAddr(ip)) = client {
-        append_forwarded_for(headers, &ip.to_string());
+    if let Some(chain) = client.forwarded_for {
+        let chain = HeaderValue::from_str(&chain)
+            .map_err(|_| AppError::new(ErrorCode::InvalidRequest, "an X-Forwarded-For"))?;
+        headers.insert("x-forwarded-for", chain);
     }
-    let proto = HeaderValue::from_str(&proto)
-        .map_err(|_| AppError::new(ErrorCode::InvalidRequest, "a scheme that is not a token"))?;
-    headers.insert("x-forwarded-proto", proto);
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     if let Some(v) = visitor {
         if let Ok(room) = HeaderValue::from_str(v.room.as_str()) {
             headers.insert("x-queuegate-room", room);
@@ -184,25 +198,16 @@ fn strip_queuegate_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Only queuegate names the visitor to the application.
+/// Only queuegate names the visitor to the application, in any spelling an application might
+/// read it by (servers that hand headers to CGI-style code turn `_` into `-`).
 fn strip_queuegate_headers(headers: &mut HeaderMap) {
     let ours: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("x-queuegate-"))
+        .filter(|name| name.as_str().replace('_', "-").starts_with("x-queuegate-"))
         .cloned()
         .collect();
     for name in ours {
         headers.remove(name);
-    }
-}
-
-fn append_forwarded_for(headers: &mut HeaderMap, ip: &str) {
-    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {ip}"),
-        None => ip.to_owned(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert("x-forwarded-for", value);
     }
 }
 
@@ -235,14 +240,16 @@ impl Upstream for Demo {
 mod tests {
     use super::*;
 
+    /// A request from 203.0.113.9 (no trusted proxies), as the request layer sees it.
     fn request(headers: &[(&str, &str)]) -> Request {
         let mut builder = Request::builder().uri("https://edge.example/shop/cart?x=1");
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
         let mut req = builder.body(Body::empty()).unwrap();
-        req.extensions_mut()
-            .insert(ClientAddr("203.0.113.9".parse().unwrap()));
+        let peer = Some("203.0.113.9".parse().unwrap());
+        let client = super::super::client::client_of(req.headers(), req.uri(), peer, &[]);
+        req.extensions_mut().insert(client);
         req
     }
 
@@ -261,17 +268,24 @@ mod tests {
             ("x-forwarded-proto", "gopher"),
             ("x-queuegate-visitor", "forged"),
             ("X-Queuegate-Anything", "forged"),
+            ("x_queuegate_visitor", "forged"),
+            ("forwarded", "for=198.51.100.1;proto=https"),
+            ("x-real-ip", "198.51.100.1"),
             ("cookie", "a=1; qg_ticket_shop=t; qg_pass_shop=p; b=2"),
         ]);
         let out = prepare(req, Some(Visitor { room: &room, place })).unwrap();
         assert_eq!(out.uri(), "/shop/cart?x=1");
         let h = out.headers();
         assert_eq!(h["x-forwarded-host"], "shop.example");
-        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.9");
+        // The client's own X-Forwarded-For is not believed: it came from no trusted proxy.
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-queuegate-visitor"], "00000001-0-7");
         assert_eq!(h["x-queuegate-room"], "shop");
         assert!(h.get("x-queuegate-anything").is_none());
+        assert!(h.get("x_queuegate_visitor").is_none());
+        assert!(h.get("forwarded").is_none());
+        assert!(h.get("x-real-ip").is_none());
         assert_eq!(h["cookie"], "a=1; b=2");
         assert!(h.get("host").is_none());
     }

@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::client::Client;
 use super::error::{AppError, RETRY_AFTER_S};
 use super::extract::{accept, cookie, Source};
 use super::forward::{forward, Visitor};
@@ -37,7 +38,12 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         s.metrics.gate(None, "unprotected");
         return forward(&s, req, None, &[]).await;
     };
-    match decide(&s, &room, req.headers(), now).await {
+    let client = req
+        .extensions()
+        .get::<Client>()
+        .cloned()
+        .unwrap_or_default();
+    match decide(&s, &room, &client, req.headers(), now).await {
         Ok(Decision::Unprotected) => forward(&s, req, None, &[]).await,
         Ok(Decision::Through { place, cookies }) => {
             let visitor = place.map(|place| Visitor { room: &room, place });
@@ -67,13 +73,14 @@ enum Decision {
 async fn decide(
     s: &Service,
     room: &RoomId,
+    client: &Client,
     headers: &HeaderMap,
     now: u64,
 ) -> Result<Decision, AppError> {
     let Some(record) = s.store.room(room, now).await? else {
         return Ok(Decision::Unprotected);
     };
-    let ctx = s.context(&record);
+    let ctx = s.context(&record, client);
 
     if let Some(pass) = cookie(headers, &pass_cookie_name(room))
         .and_then(|token| Pass::decode(token, &s.keys, room, now).ok())
@@ -96,7 +103,7 @@ async fn decide(
     }
 
     let ticket = cookie(headers, &ticket_cookie_name(room)).map(|t| (t, Source::Cookie));
-    let (answer, outcome) = join_room(s, &record, User::Anyone, ticket, now).await?;
+    let (answer, outcome) = join_room(s, &record, client, User::Anyone, ticket, now).await?;
     s.metrics.join(room, outcome);
     if let Some(pass) = &answer.pass {
         s.metrics.gate(Some(room), "entered");

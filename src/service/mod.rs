@@ -10,6 +10,7 @@
 //! request as a [`ClientAddr`] extension. Nothing here does IO of its own or reads a clock.
 
 mod admin;
+mod client;
 mod error;
 mod extract;
 mod forward;
@@ -30,6 +31,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use client::{client_of, Client};
 pub use error::{error_response, AppError, Fault, RETRY_AFTER_S};
 pub use forward::{
     clean_response_headers, ClientAddr, Demo, Upstream, UpstreamError, Visitor,

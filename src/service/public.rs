@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::client::Client;
 use super::error::AppError;
 use super::extract::{presented, LimitedBody, RoomParam, Source};
 use super::metrics::JoinOutcome;
@@ -20,6 +21,7 @@ use crate::visitor::{Answer, VisitorState};
 pub async fn join(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
+    client: Client,
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, AppError> {
@@ -28,7 +30,7 @@ pub async fn join(
     let record = record(&s, &room, now).await?;
     let user = user_of(&s, &request, now)?;
     let presented = presented(&headers, &ticket_cookie_name(&room));
-    let (answer, outcome) = join_room(&s, &record, user, presented, now).await?;
+    let (answer, outcome) = join_room(&s, &record, &client, user, presented, now).await?;
     s.metrics.join(&room, outcome);
     Ok(visitor_response(answer))
 }
@@ -78,6 +80,7 @@ fn user_of(s: &Service, request: &JoinRequest, now: u64) -> Result<User, AppErro
 pub async fn status(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
+    client: Client,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let now = s.now();
@@ -91,13 +94,15 @@ pub async fn status(
     let ticket = Ticket::decode(token, &s.keys, &room, now).map_err(|e| e.for_ticket())?;
     let state = visit(&s, &record, &ticket, now).await?;
     Ok(visitor_response(
-        s.context(&record).answer(&ticket, state, false, now),
+        s.context(&record, &client)
+            .answer(&ticket, state, false, now),
     ))
 }
 
 pub async fn leave(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
+    client: Client,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let now = s.now();
@@ -111,7 +116,7 @@ pub async fn leave(
     body.ticket_id = Some(place.ticket_id());
     Ok(visitor_response(Answer {
         body,
-        set_cookies: s.context(&record).clear_cookies().to_vec(),
+        set_cookies: s.context(&record, &client).clear_cookies().to_vec(),
         pass: None,
     }))
 }
@@ -164,11 +169,12 @@ pub async fn end(
 pub async fn join_room(
     s: &Service,
     record: &RoomRecord,
+    client: &Client,
     user: User,
     presented: Option<(&str, Source)>,
     now: u64,
 ) -> Result<(Answer, JoinOutcome), AppError> {
-    let ctx = s.context(record);
+    let ctx = s.context(record, client);
     if let Some((token, source)) = presented {
         match Ticket::decode(token, &s.keys, &record.id, now) {
             Ok(ticket) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
+use super::client::Client;
 use super::forward::Upstream;
 use super::metrics::Metrics;
 use super::store::Store;
@@ -76,7 +77,10 @@ pub struct Service {
     admin_key_digest: [u8; 32],
     /// Where the API lives, such as `/_qg/v1`.
     pub prefix: String,
+    /// Cookies are `Secure` always (else only when the visitor's request came over HTTPS).
     pub secure_cookies: bool,
+    /// The proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub on_store_unavailable: UnavailablePolicy,
     /// How long the application may take to start its answer.
     pub upstream_timeout_ms: u64,
@@ -96,6 +100,7 @@ pub struct ServiceParts {
     pub admin_key: String,
     pub prefix: String,
     pub secure_cookies: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub on_store_unavailable: UnavailablePolicy,
     pub upstream_timeout_ms: u64,
     pub metrics: Arc<Metrics>,
@@ -113,6 +118,7 @@ impl Service {
             admin_key_digest: key_digest(&parts.admin_key),
             prefix: parts.prefix,
             secure_cookies: parts.secure_cookies,
+            trusted_proxies: parts.trusted_proxies,
             on_store_unavailable: parts.on_store_unavailable,
             upstream_timeout_ms: parts.upstream_timeout_ms,
             metrics: parts.metrics,
@@ -131,14 +137,16 @@ impl Service {
         bool::from(key_digest(presented).ct_eq(&self.admin_key_digest))
     }
 
-    pub fn context<'a>(&'a self, record: &'a RoomRecord) -> RoomContext<'a> {
+    /// What shapes the answers to `client` about the room: cookies are `Secure` when the
+    /// deployment says so or the client's request came over HTTPS.
+    pub fn context<'a>(&'a self, record: &'a RoomRecord, client: &Client) -> RoomContext<'a> {
         RoomContext {
             room: &record.id,
             config: &record.config,
             paused: record.paused,
             measured_rate: record.measured_rate,
             keys: &self.keys,
-            secure_cookies: self.secure_cookies,
+            secure_cookies: self.secure_cookies || client.https,
         }
     }
 

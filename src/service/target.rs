@@ -1,6 +1,7 @@
 //! The request target, decided once and before anything routes on it: the path normalised (see
-//! [`crate::path`]), or the request refused with 400 `invalid_path`; and a `Host`, without which
-//! the application could not be told which site was asked for.
+//! [`crate::path`]), or the request refused with 400 `invalid_path`; a `Host`, without which the
+//! application could not be told which site was asked for; and who the client is
+//! ([`super::client`]).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::http::uri::{PathAndQuery, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::client::{client_of, peer};
 use super::error::AppError;
 use super::state::Service;
 use crate::error::ErrorCode;
@@ -26,6 +28,13 @@ pub async fn normalise(State(s): State<Arc<Service>>, mut req: Request, next: Ne
         let err = AppError::new(ErrorCode::InvalidRequest, "the request has no Host header");
         return refused(&s, err, start);
     }
+    let client = client_of(
+        req.headers(),
+        req.uri(),
+        peer(req.extensions()),
+        &s.trusted_proxies,
+    );
+    req.extensions_mut().insert(client);
     next.run(req).await
 }
 
