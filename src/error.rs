@@ -11,6 +11,8 @@ pub enum ErrorCode {
     InvalidJson,
     /// The body is larger than the server accepts.
     BodyTooLarge,
+    /// The body did not arrive in time.
+    RequestTimeout,
     /// A room id that is not 1-64 characters of `a-z`, `0-9`, `-`, `_`.
     InvalidRoomId,
     /// A room configuration value is missing, of the wrong type or out of range.
@@ -69,6 +71,7 @@ impl ErrorCode {
     pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::InvalidJson,
         ErrorCode::BodyTooLarge,
+        ErrorCode::RequestTimeout,
         ErrorCode::InvalidRoomId,
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidUserId,
@@ -99,6 +102,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::InvalidRoomId => "invalid_room_id",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::InvalidUserId => "invalid_user_id",
@@ -135,6 +139,7 @@ impl ErrorCode {
             | ErrorCode::InvalidPath => 400,
             ErrorCode::InvalidConfig => 422,
             ErrorCode::BodyTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::TicketRequired
             | ErrorCode::InvalidTicket
             | ErrorCode::TicketExpired

@@ -21,3 +21,166 @@ fn workers_sets_the_runtimes_worker_threads() {
         assert_eq!(runtime_workers(pid), n, "--workers {n}");
     }
 }
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn connect(origin: &OriginProcess) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", origin.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("a read timeout");
+    stream
+}
+
+/// A fresh connection's `GET /_qg/v1/healthz`, waiting up to `within` for the answer.
+fn health(origin: &OriginProcess, within: Duration) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", origin.port)).ok()?;
+    stream.set_read_timeout(Some(within)).ok()?;
+    stream
+        .write_all(b"GET /_qg/v1/healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// Whether the server has closed the connection (or answered and closed it).
+fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    match stream.read(&mut buf) {
+        // End of stream, or the server's last words before it closed.
+        Ok(0) | Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn slow_request_heads_are_cut_off_by_the_header_timeout() {
+    let origin = OriginProcess::start(&["--header-timeout-ms", "1000"]);
+    let mut slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = connect(&origin);
+            s.write_all(b"GET /_qg/v1/healthz HTTP/1.1\r\nHost: test\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    // A header line every 200 ms, the way slowloris keeps a head from ever ending.
+    while !slow.is_empty() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        slow.retain_mut(|s| s.write_all(b"X-Slow: 1\r\n").is_ok() && !closed(s));
+    }
+    assert!(
+        slow.is_empty(),
+        "{} slow heads still open after 10 s",
+        slow.len()
+    );
+    assert!(health(&origin, Duration::from_secs(5)).is_some_and(|a| a.starts_with("HTTP/1.1 200")));
+}
+
+#[test]
+fn health_answers_while_a_thousand_connections_sit_idle() {
+    let origin = OriginProcess::start(&[]);
+    let idle: Vec<TcpStream> = (0..1000).map(|_| connect(&origin)).collect();
+    let answer = health(&origin, Duration::from_secs(5)).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(idle);
+}
+
+#[test]
+fn idle_connections_cannot_lock_out_a_server_with_few_files() {
+    // 256 files: the connection limit stays below it (no accept fails for want of a file), and
+    // a connection that sends nothing is closed at the header timeout, making room.
+    let origin = OriginProcess::start_with_file_limit(&["--header-timeout-ms", "2000"], Some(256));
+    let idle: Vec<TcpStream> = (0..300).map(|_| connect(&origin)).collect();
+    let answer = health(&origin, Duration::from_secs(10)).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !origin.log_text().contains("accept failed"),
+        "{}",
+        origin.log_text()
+    );
+    drop(idle);
+}
+
+#[test]
+fn a_request_head_over_the_limit_gets_431() {
+    let origin = OriginProcess::start(&["--max-header-bytes", "8192"]);
+    let mut stream = connect(&origin);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let big = "x".repeat(20 * 1024);
+    let _ = stream.write_all(
+        format!("GET /_qg/v1/healthz HTTP/1.1\r\nHost: test\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+#[test]
+fn sigterm_ends_the_process_within_its_deadline_with_a_request_half_sent() {
+    let mut origin = OriginProcess::start(&["--shutdown-timeout-ms", "1000"]);
+    let mut half = connect(&origin);
+    half.write_all(
+        b"POST /_qg/v1/rooms/demo/join HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{\"us",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    origin.signal("TERM");
+    // The body would be waited for 10 s (the body timeout); the deadline is 1 s.
+    let status = origin
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("still running 5 s after SIGTERM: {}", origin.log_text()));
+    assert!(status.success(), "{status}");
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_connection_idle_after_its_request_is_closed() {
+    let origin = OriginProcess::start(&["--idle-timeout-ms", "1000"]);
+    let mut stream = connect(&origin);
+    stream
+        .write_all(b"GET /_qg/v1/healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Kept alive for a second, then closed.
+    let started = Instant::now();
+    while !closed(&mut stream) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still open after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_body_that_does_not_arrive_gets_408() {
+    let origin = OriginProcess::start(&["--body-timeout-ms", "1000"]);
+    let mut stream = connect(&origin);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /_qg/v1/rooms/demo/join HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{\"us",
+        )
+        .unwrap();
+    let mut answer = [0u8; 4096];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}

@@ -87,6 +87,36 @@ pub struct ServeArgs {
     #[arg(long, env = "QUEUEGATE_UPSTREAM_TIMEOUT_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub upstream_timeout_ms: Option<u64>,
 
+    /// How long a request body may take to arrive (the API's), or pause (one forwarded to the
+    /// application), in milliseconds [default: 10000].
+    #[arg(long, env = "QUEUEGATE_BODY_TIMEOUT_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: Option<u64>,
+
+    /// Most connections open at once; more wait to be accepted [default: below the process's
+    /// file limit, at most 100000].
+    #[arg(long, env = "QUEUEGATE_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
+
+    /// How long a connection may take to send a request's head, in milliseconds [default:
+    /// 10000].
+    #[arg(long, env = "QUEUEGATE_HEADER_TIMEOUT_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: Option<u64>,
+
+    /// How long a connection may stay open with no request in flight and nothing sent either
+    /// way, in milliseconds [default: 60000].
+    #[arg(long, env = "QUEUEGATE_IDLE_TIMEOUT_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: Option<u64>,
+
+    /// The largest request head (request line and headers), in bytes; a larger one gets 431
+    /// [default: 16384, at least 8192].
+    #[arg(long, env = "QUEUEGATE_MAX_HEADER_BYTES", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(8192..=1_048_576))]
+    pub max_header_bytes: Option<u64>,
+
+    /// On SIGTERM, how long requests in flight may take to finish before their connections are
+    /// closed, in milliseconds [default: 10000].
+    #[arg(long, env = "QUEUEGATE_SHUTDOWN_TIMEOUT_MS", value_name = "MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+
     /// Proxies in front of queuegate whose X-Forwarded-For and X-Forwarded-Proto are believed:
     /// addresses or CIDRs, comma-separated (e.g. 10.0.0.0/8,127.0.0.1). Without any, the client
     /// is the TCP peer and what it says of itself is ignored.
@@ -133,6 +163,12 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub upstream: Option<String>,
     pub upstream_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub header_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_header_bytes: Option<u64>,
+    pub shutdown_timeout_ms: Option<u64>,
     pub api_prefix: Option<String>,
     pub tick_ms: Option<u64>,
     pub secure_cookies: Option<bool>,
@@ -182,6 +218,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub upstream: Option<String>,
     pub upstream_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    /// What connections may cost.
+    pub limits: crate::listener::Limits,
     pub api_prefix: String,
     pub tick: Duration,
     pub secure_cookies: bool,
@@ -245,6 +284,7 @@ impl Settings {
             None => None,
         };
         let file_or_default = file.clone().unwrap_or_default();
+        let limits = limits(args, &file_or_default);
         let api_prefix = args
             .api_prefix
             .clone()
@@ -315,6 +355,12 @@ impl Settings {
                 .or(file_or_default.upstream_timeout_ms)
                 .filter(|&ms| ms > 0)
                 .unwrap_or(queuegate::service::DEFAULT_UPSTREAM_TIMEOUT_MS),
+            body_timeout_ms: args
+                .body_timeout_ms
+                .or(file_or_default.body_timeout_ms)
+                .filter(|&ms| ms > 0)
+                .unwrap_or(queuegate::service::DEFAULT_BODY_TIMEOUT_MS),
+            limits,
             api_prefix,
             tick: Duration::from_millis(tick_ms),
             secure_cookies: args
@@ -353,6 +399,39 @@ impl Settings {
             app_keys,
             generated,
         })
+    }
+}
+
+/// The connection limits: flags over the file over the defaults.
+fn limits(args: &ServeArgs, file: &FileConfig) -> crate::listener::Limits {
+    let defaults = crate::listener::Limits::default();
+    let ms = |flag: Option<u64>, key: Option<u64>, default: Duration| {
+        flag.or(key).map_or(default, Duration::from_millis)
+    };
+    crate::listener::Limits {
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .map_or(defaults.max_connections, |n| n as usize),
+        header_timeout: ms(
+            args.header_timeout_ms,
+            file.header_timeout_ms,
+            defaults.header_timeout,
+        ),
+        idle_timeout: ms(
+            args.idle_timeout_ms,
+            file.idle_timeout_ms,
+            defaults.idle_timeout,
+        ),
+        max_header_bytes: args
+            .max_header_bytes
+            .or(file.max_header_bytes)
+            .map_or(defaults.max_header_bytes, |n| n as usize),
+        shutdown_timeout: ms(
+            args.shutdown_timeout_ms,
+            file.shutdown_timeout_ms,
+            defaults.shutdown_timeout,
+        ),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod listener;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -23,7 +23,7 @@ enum Command {
     /// Secrets come from the environment: QUEUEGATE_ADMIN_KEY (the admin API's bearer key) and
     /// QUEUEGATE_SIGNING_KEYS (comma-separated kid:secret pairs, the first one signs). Without
     /// them, keys are generated for this run and the admin key is printed to the log.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 
     /// Run the admission scheduler for the rooms an edge worker serves: every tick, read each
     /// room's load from the edge's admin API and admit a batch there, under the edge's admission
@@ -39,11 +39,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Serve(ServeArgs {
-        workers: Some(n), ..
-    }) = &cli.command
-    {
-        builder.worker_threads(usize::from(*n));
+    if let Command::Serve(args) = &cli.command {
+        if let Some(n) = args.workers {
+            builder.worker_threads(usize::from(n));
+        }
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
@@ -54,7 +53,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Schedule(args) => schedule(args).await,
         }
     });

@@ -54,6 +54,7 @@ pub fn service(
         trusted_proxies: settings.trusted_proxies.clone(),
         on_store_unavailable: settings.on_store_unavailable,
         upstream_timeout_ms: settings.upstream_timeout_ms,
+        body_timeout_ms: settings.body_timeout_ms,
         metrics,
         on_rooms_changed: Some(Arc::new(move || wake_scheduler.notify_one())),
     })
@@ -174,17 +175,12 @@ pub async fn start(
     let scheduler = Scheduler::new(store, clock, settings.tick, holder).with_metrics(metrics);
     let scheduler = tokio::spawn(scheduler.run(wake, shutdown_rx.clone()));
     let app = app(service.clone());
-    let mut stop = shutdown_rx;
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        })
-        .await
-    });
+    let server = tokio::spawn(crate::listener::serve(
+        listener,
+        app,
+        settings.limits,
+        shutdown_rx,
+    ));
     Ok(Running {
         addr,
         admin_key: settings.admin_key.clone(),

@@ -31,7 +31,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::keys::SigningKeys;
 use crate::service::{
     error_response, router, ClientAddr, Demo, Fault, Metrics, Platform, Service, ServiceParts,
-    UnavailablePolicy, Upstream, DEFAULT_UPSTREAM_TIMEOUT_MS,
+    UnavailablePolicy, Upstream, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_UPSTREAM_TIMEOUT_MS,
 };
 
 // The Durable Object classes, exported to the runtime by `#[durable_object]`.
@@ -89,9 +89,10 @@ struct Settings {
     secure_cookies: bool,
     on_store_unavailable: UnavailablePolicy,
     upstream_timeout_ms: u64,
+    body_timeout_ms: u64,
 }
 
-const SETTINGS: [&str; 8] = [
+const SETTINGS: [&str; 9] = [
     "QUEUEGATE_ADMIN_KEY",
     "QUEUEGATE_SIGNING_KEYS",
     "QUEUEGATE_UPSTREAM",
@@ -100,6 +101,7 @@ const SETTINGS: [&str; 8] = [
     "QUEUEGATE_ON_STORE_UNAVAILABLE",
     "QUEUEGATE_UPSTREAM_TIMEOUT_MS",
     "QUEUEGATE_APP_KEYS",
+    "QUEUEGATE_BODY_TIMEOUT_MS",
 ];
 
 fn setting(env: &Env, name: &str) -> Option<String> {
@@ -112,9 +114,18 @@ fn setting(env: &Env, name: &str) -> Option<String> {
 }
 
 impl Settings {
-    fn read(values: &[Option<String>; 8]) -> Result<Settings, ApiError> {
+    fn read(values: &[Option<String>; 9]) -> Result<Settings, ApiError> {
         let misconfigured = |what: String| ApiError::new(ErrorCode::Internal, what);
-        let [admin, keys, upstream, prefix, secure, policy, timeout, app_keys] = values.clone();
+        let [admin, keys, upstream, prefix, secure, policy, timeout, app_keys, body_timeout] =
+            values.clone();
+        let milliseconds = |name: &str, value: Option<String>, default: u64| match value {
+            Some(ms) => ms
+                .parse::<u64>()
+                .ok()
+                .filter(|&ms| ms > 0)
+                .ok_or_else(|| misconfigured(format!("{name}: {ms:?}"))),
+            None => Ok(default),
+        };
         let app_keys = app_keys
             .map(|k| {
                 SigningKeys::parse(&k)
@@ -135,13 +146,16 @@ impl Settings {
                 .map_err(|e| misconfigured(format!("QUEUEGATE_ON_STORE_UNAVAILABLE: {e}")))?,
             None => UnavailablePolicy::default(),
         };
-        let upstream_timeout_ms =
-            match timeout {
-                Some(ms) => ms.parse::<u64>().ok().filter(|&ms| ms > 0).ok_or_else(|| {
-                    misconfigured(format!("QUEUEGATE_UPSTREAM_TIMEOUT_MS: {ms:?}"))
-                })?,
-                None => DEFAULT_UPSTREAM_TIMEOUT_MS,
-            };
+        let upstream_timeout_ms = milliseconds(
+            "QUEUEGATE_UPSTREAM_TIMEOUT_MS",
+            timeout,
+            DEFAULT_UPSTREAM_TIMEOUT_MS,
+        )?;
+        let body_timeout_ms = milliseconds(
+            "QUEUEGATE_BODY_TIMEOUT_MS",
+            body_timeout,
+            DEFAULT_BODY_TIMEOUT_MS,
+        )?;
         Ok(Settings {
             admin_key,
             keys,
@@ -151,13 +165,14 @@ impl Settings {
             secure_cookies: secure.is_some_and(|s| s == "true" || s == "1"),
             on_store_unavailable,
             upstream_timeout_ms,
+            body_timeout_ms,
         })
     }
 }
 
 thread_local! {
     /// The router this isolate built, and the settings it was built from.
-    static ROUTER: RefCell<Option<([Option<String>; 8], axum::Router)>> = const { RefCell::new(None) };
+    static ROUTER: RefCell<Option<([Option<String>; 9], axum::Router)>> = const { RefCell::new(None) };
 }
 
 /// The isolate's router, built on its first request (and again if the settings change).
@@ -192,6 +207,7 @@ fn service_router(env: &Env) -> Result<axum::Router, ApiError> {
         trusted_proxies: Vec::new(),
         on_store_unavailable: settings.on_store_unavailable,
         upstream_timeout_ms: settings.upstream_timeout_ms,
+        body_timeout_ms: settings.body_timeout_ms,
         metrics: Arc::new(Metrics::new()),
         on_rooms_changed: None,
     });

@@ -1,6 +1,11 @@
 //! Extractors whose rejections are our error codes, and the token lookups every route shares.
 
+use std::sync::Arc;
+
+use futures::future::{select, Either};
+
 use super::error::AppError;
+use super::state::Service;
 use crate::api::{bearer_token, find_cookie, MAX_BODY_BYTES};
 use crate::error::ErrorCode;
 use crate::room::RoomId;
@@ -28,18 +33,23 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomParam {
 /// A request body of at most [`MAX_BODY_BYTES`]; larger ones get `body_too_large`.
 pub struct LimitedBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for LimitedBody {
+impl FromRequest<Arc<Service>> for LimitedBody {
     type Rejection = AppError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, s: &Arc<Service>) -> Result<Self, Self::Rejection> {
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        read_body(req.into_body(), declared, MAX_BODY_BYTES)
-            .await
-            .map(LimitedBody)
+        let read = read_body(req.into_body(), declared, MAX_BODY_BYTES);
+        match select(Box::pin(read), s.platform.sleep(s.body_timeout_ms)).await {
+            Either::Left((body, _)) => body.map(LimitedBody),
+            Either::Right(_) => Err(AppError::new(
+                ErrorCode::RequestTimeout,
+                format!("the body did not arrive within {} ms", s.body_timeout_ms),
+            )),
+        }
     }
 }
 

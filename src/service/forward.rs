@@ -16,14 +16,18 @@ use futures::future::{select, Either};
 use super::client::Client;
 use super::error::AppError;
 use super::public::add_no_store_and_cookies;
+use super::stall::Stalling;
 use super::state::Service;
 use crate::error::ErrorCode;
 use crate::room::RoomId;
 use crate::token::Place;
 
-/// How long the application may take to start its answer, unless a deployment says otherwise
-/// (the body then streams).
+/// How long the application may take to start its answer, and then between two pieces of its
+/// body, unless a deployment says otherwise.
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
+/// How long a request body may take to arrive (the API's), or pause (one forwarded), unless a
+/// deployment says otherwise.
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 10_000;
 
 /// The client's address as the shell saw it: the TCP peer on the origin, the address Cloudflare
 /// reports at the edge. Shells put it into every request's extensions.
@@ -57,10 +61,21 @@ pub async fn forward(
 ) -> Response {
     let mut response = match prepare(req, visitor) {
         Ok(req) => {
+            // A client that stops sending the body halfway does not hold the upstream for ever.
+            let req = req
+                .map(|body| Body::new(Stalling::new(body, s.platform.clone(), s.body_timeout_ms)));
             let sent = s.upstream.send(req);
             let timeout = s.platform.sleep(s.upstream_timeout_ms);
             match select(sent, timeout).await {
-                Either::Left((Ok(mut response), _)) => {
+                Either::Left((Ok(response), _)) => {
+                    // Nor does an application that stops sending its answer halfway.
+                    let mut response = response.map(|body| {
+                        Body::new(Stalling::new(
+                            body,
+                            s.platform.clone(),
+                            s.upstream_timeout_ms,
+                        ))
+                    });
                     clean_response_headers(response.headers_mut());
                     response
                 }

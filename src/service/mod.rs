@@ -19,6 +19,7 @@ mod health;
 mod metrics;
 mod public;
 mod routes;
+mod stall;
 mod state;
 mod store;
 mod target;
@@ -35,7 +36,7 @@ pub use client::{client_of, Client};
 pub use error::{error_response, AppError, Fault, RETRY_AFTER_S};
 pub use forward::{
     clean_response_headers, ClientAddr, Demo, Upstream, UpstreamError, Visitor,
-    DEFAULT_UPSTREAM_TIMEOUT_MS,
+    DEFAULT_BODY_TIMEOUT_MS, DEFAULT_UPSTREAM_TIMEOUT_MS,
 };
 pub use metrics::{JoinOutcome, Metrics};
 pub use routes::{RouteTable, Routes};

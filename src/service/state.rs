@@ -82,8 +82,11 @@ pub struct Service {
     /// The proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub on_store_unavailable: UnavailablePolicy,
-    /// How long the application may take to start its answer.
+    /// How long the application may take to start its answer, and then between two pieces of
+    /// its body.
     pub upstream_timeout_ms: u64,
+    /// How long a request body may take to arrive (the API's), or pause (one forwarded).
+    pub body_timeout_ms: u64,
     pub metrics: Arc<Metrics>,
     /// Called when a room was created, changed or resumed, so an in-process scheduler can look
     /// at it at once instead of at its next tick.
@@ -103,6 +106,7 @@ pub struct ServiceParts {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub on_store_unavailable: UnavailablePolicy,
     pub upstream_timeout_ms: u64,
+    pub body_timeout_ms: u64,
     pub metrics: Arc<Metrics>,
     pub on_rooms_changed: Option<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -121,6 +125,7 @@ impl Service {
             trusted_proxies: parts.trusted_proxies,
             on_store_unavailable: parts.on_store_unavailable,
             upstream_timeout_ms: parts.upstream_timeout_ms,
+            body_timeout_ms: parts.body_timeout_ms,
             metrics: parts.metrics,
             on_rooms_changed: parts.on_rooms_changed,
         }

@@ -68,6 +68,7 @@ macro_rules! for_each_case {
             the_application_gets_the_headers_queuegate_sets,
             headers_named_in_connection_are_dropped,
             a_slow_upstream_is_cut_off,
+            an_upstream_that_stalls_midway_is_cut_off,
             every_api_answer_is_no_store,
             a_body_over_the_limit_is_refused_and_the_server_goes_on,
             passes_renew_past_half_their_life,

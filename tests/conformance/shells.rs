@@ -143,6 +143,22 @@ pub async fn a_slow_upstream_is_cut_off(t: &Target) {
     assert_eq!(reply.header("retry-after"), Some("2"), "{}", reply.text);
 }
 
+pub async fn an_upstream_that_stalls_midway_is_cut_off(t: &Target) {
+    // The test upstream sends its head and "begin " at once, then nothing for five seconds; the
+    // targets let it pause one.
+    let resp = t
+        .client
+        .get(t.url(&format!("/{}/stall", unique("stall"))))
+        .send()
+        .await
+        .expect("the head arrives");
+    assert_eq!(resp.headers()["x-upstream"], "yes");
+    match resp.text().await {
+        Err(_) => {}
+        Ok(body) => assert!(!body.contains("end"), "the whole body came: {body}"),
+    }
+}
+
 pub async fn every_api_answer_is_no_store(t: &Target) {
     let room = paused_room(t, "nostore", json!({"max_active": 5})).await;
     let joined = t.join(&room, None).await;

@@ -313,7 +313,8 @@ pub fn client() -> reqwest::Client {
 
 /// A small application to stand behind the gate: it answers `upstream <path>` and echoes the
 /// visitor header the gate adds; a path ending in `/echo` answers every header it got as JSON,
-/// and one ending in `/slow` takes five seconds to answer.
+/// one ending in `/slow` takes five seconds to answer, and one ending in `/stall` sends its
+/// head and a first piece at once and the rest five seconds later.
 pub struct Upstream {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
@@ -326,6 +327,24 @@ impl Upstream {
         let app = axum::Router::new().fallback(|req: Request| async move {
             if req.uri().path().ends_with("/slow") {
                 tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            if req.uri().path().ends_with("/stall") {
+                // The head and a first piece at once, the rest five seconds later.
+                let pieces = futures::stream::unfold(0, |i| async move {
+                    match i {
+                        0 => Some((Ok::<_, std::io::Error>("begin ".to_owned()), 1)),
+                        1 => {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            Some((Ok("end".to_owned()), 2))
+                        }
+                        _ => None,
+                    }
+                });
+                return (
+                    [("x-upstream", "yes")],
+                    axum::body::Body::from_stream(pieces),
+                )
+                    .into_response();
             }
             if req.uri().path().ends_with("/echo") {
                 let mut headers = serde_json::Map::new();

@@ -34,17 +34,25 @@ pub struct OriginProcess {
     args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    /// The process's file limit (`ulimit -n`), where the test sets one.
+    file_limit: Option<u32>,
 }
 
 impl OriginProcess {
     /// Starts `queuegate-origin serve` on a free port with the test keys and `args`.
     pub fn start(args: &[&str]) -> OriginProcess {
+        Self::start_with_file_limit(args, None)
+    }
+
+    /// Starts it with at most `file_limit` open files (through the shell's `ulimit -n`).
+    pub fn start_with_file_limit(args: &[&str], file_limit: Option<u32>) -> OriginProcess {
         let port = free_port();
         let mut process = OriginProcess {
             port,
             args: args.iter().map(|s| s.to_string()).collect(),
             child: None,
             log: std::env::temp_dir().join(format!("queuegate-origin-{port}.log")),
+            file_limit,
         };
         process.spawn();
         process
@@ -52,7 +60,18 @@ impl OriginProcess {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).expect("a log file");
-        let child = Command::new(origin_binary())
+        let mut process = match self.file_limit {
+            Some(limit) => {
+                let mut shell = Command::new("bash");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(origin_binary());
+                shell
+            }
+            None => Command::new(origin_binary()),
+        };
+        let child = process
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(&self.args)
@@ -116,6 +135,20 @@ impl OriginProcess {
                 .expect("kill runs");
             assert!(status.success());
         }
+    }
+
+    /// Waits up to `within` for the process to end by itself; its exit status if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn log_text(&self) -> String {
