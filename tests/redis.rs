@@ -50,3 +50,39 @@ async fn the_suite_passes_on_a_redis_cluster() {
     let keys = cluster.keys_per_node();
     assert!(keys.iter().all(|&n| n > 0), "keys per master: {keys:?}");
 }
+
+/// Room ids a stranger makes up cost the origin no memory and Redis at most a read a second
+/// (with the instance's own ticks besides): 600 joins to 600 made-up rooms over about two
+/// seconds cost a handful of record reads, not 600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_rooms_cost_at_most_a_read_a_second() {
+    let redis = RedisServer::start();
+    let server = support::origin_on(&StoreConfig::Redis {
+        url: redis.url(),
+        timeout_ms: None,
+    })
+    .await;
+    let t = &server.target;
+    let record_reads = || {
+        let stats = support::redis::command(redis.port, "INFO commandstats").unwrap_or_default();
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_hgetall:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = record_reads();
+    let started = std::time::Instant::now();
+    for i in 0..600 {
+        let reply = t.join(&format!("made-up-{i}"), None).await;
+        assert_eq!(reply.error_code(), Some("unknown_room"), "{}", reply.text);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let reads = record_reads() - before;
+    // One a second for the made-up ids; the scheduler's ticks read no records while there are
+    // no rooms.
+    assert!(reads <= seconds + 1, "{reads} record reads in {seconds} s");
+    server.stop().await;
+}

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{random_epoch, Clock};
 use crate::config::Settings;
 use crate::scheduler::Scheduler;
-use crate::store::OriginStore;
+use crate::store::{OriginStore, Store};
 use crate::upstream::{BadUpstream, HttpUpstream};
 
 /// The application the settings name: an HTTP upstream, or the built-in demo page.
@@ -144,6 +144,12 @@ pub async fn start(
                 room: room.clone(),
                 error: e.to_string(),
             })?;
+    }
+    // Every room the store knows, before the first visitor: the gate's routes, and (on Redis)
+    // the rooms this instance answers for without a read. Redis may be away: the scheduler's
+    // ticks catch up then.
+    if let Err(err) = Store::rooms(&*store, clock.now()).await {
+        tracing::warn!(error = %err, "could not read the rooms at start");
     }
     let listener =
         TcpListener::bind(settings.listen)

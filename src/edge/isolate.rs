@@ -4,11 +4,13 @@
 //! thrown away at any time.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::rc::Rc;
 
 use std::sync::Arc;
 
+use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::wasm_bindgen::JsValue;
@@ -27,17 +29,34 @@ pub const CACHE_MS: u64 = 1_000;
 /// Every room the registry published, by id.
 pub type Rooms = Rc<BTreeMap<String, RoomEntry>>;
 
-#[derive(Default)]
+/// Sessions an isolate remembers at the most.
+const SESSIONS: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
+
 struct Isolate {
     rooms: Option<(u64, Rooms)>,
     /// The route table built from `rooms`, while they are the same copy.
     routes: Option<(Rooms, Arc<RouteTable>)>,
     /// When a request of this isolate began reading the registry, while it reads.
     rooms_read_since: Option<u64>,
-    sessions: HashMap<(String, u32, u16, u64), (u64, u64)>,
+    /// The most recently checked sessions: expiry and when checked.
+    sessions: LruCache<(String, u32, u16, u64), (u64, u64)>,
     object_calls: BTreeMap<&'static str, u64>,
     next_shard: u64,
     last_stamp: u64,
+}
+
+impl Default for Isolate {
+    fn default() -> Self {
+        Isolate {
+            rooms: None,
+            routes: None,
+            rooms_read_since: None,
+            sessions: LruCache::new(SESSIONS),
+            object_calls: BTreeMap::new(),
+            next_shard: 0,
+            last_stamp: 0,
+        }
+    }
 }
 
 thread_local! {
@@ -230,7 +249,7 @@ pub fn outdate_rooms() {
 /// A live session this isolate found less than a second ago.
 pub fn cached_session(key: &(String, u32, u16, u64), now: u64) -> Option<u64> {
     ISOLATE.with(|i| {
-        i.borrow()
+        i.borrow_mut()
             .sessions
             .get(key)
             .filter(|&&(expires_at, checked_at)| expires_at > now && now < checked_at + CACHE_MS)
@@ -243,14 +262,10 @@ pub fn remember_session(key: (String, u32, u16, u64), expires_at: Option<u64>, n
         let mut i = i.borrow_mut();
         match expires_at {
             Some(expires_at) => {
-                if i.sessions.len() > 10_000 {
-                    i.sessions
-                        .retain(|_, &mut (e, c)| e > now && now < c + CACHE_MS);
-                }
-                i.sessions.insert(key, (expires_at, now));
+                i.sessions.put(key, (expires_at, now));
             }
             None => {
-                i.sessions.remove(&key);
+                i.sessions.pop(&key);
             }
         }
     });

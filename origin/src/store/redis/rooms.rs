@@ -16,7 +16,8 @@ use super::mirror::Room;
 use super::store::RedisStore;
 use crate::store::{RoomRecord, StoreError, StoreResult};
 
-/// How long an unknown room id is remembered as unknown.
+/// After reading a room id Redis does not know, how long other unknown ids are answered unknown
+/// without a read.
 const UNKNOWN_ROOM_MS: u64 = 1_000;
 
 impl<C> RedisStore<C>
@@ -67,23 +68,19 @@ where
         if let Some(room) = self.rooms.read().get(id) {
             return Ok(room.clone());
         }
-        if self
-            .unknown
-            .lock()
-            .get(id)
-            .is_some_and(|&until| until > now)
         {
-            return Err(StoreError::UnknownRoom(id.clone()));
+            // One read a second for all the ids this instance does not know, whoever sends them;
+            // a room created elsewhere meanwhile arrives with the next tick's list of rooms.
+            let mut until = self.unknown_until.lock();
+            if *until > now {
+                return Err(StoreError::UnknownRoom(id.clone()));
+            }
+            *until = now + UNKNOWN_ROOM_MS;
         }
         let started = Instant::now();
         match self.fetch_record(id).await? {
             Some(record) => Ok(self.install(record, started)),
-            None => {
-                self.unknown
-                    .lock()
-                    .insert(id.clone(), now + UNKNOWN_ROOM_MS);
-                Err(StoreError::UnknownRoom(id.clone()))
-            }
+            None => Err(StoreError::UnknownRoom(id.clone())),
         }
     }
 
@@ -102,7 +99,6 @@ where
                 return room.clone();
             }
         }
-        self.unknown.lock().remove(&record.id);
         let room = Arc::new(Mutex::new(Room::new(record.clone())));
         rooms.insert(record.id, room.clone());
         room

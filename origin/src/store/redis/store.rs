@@ -2,11 +2,13 @@
 //! from the parts beside it.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
@@ -28,6 +30,8 @@ use crate::store::{
 /// How long a live session found in Redis is trusted without asking again: a revocation or a
 /// leave through another instance reaches this one's gate within this time.
 const SESSION_CACHE_MS: u64 = 1_000;
+/// Sessions that cache holds at the most.
+const SESSION_CACHE_ENTRIES: NonZeroUsize = NonZeroUsize::new(100_000).unwrap();
 
 type SessionKey = (RoomId, u16, u64);
 
@@ -38,9 +42,12 @@ pub struct RedisStore<C> {
     kind: &'static str,
     pub(super) rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
     pub(super) routes: Routes,
-    pub(super) unknown: Mutex<HashMap<RoomId, u64>>,
-    /// Live sessions found in Redis: expiry and when it was read, by room and place.
-    sessions: Mutex<HashMap<SessionKey, (u64, u64)>>,
+    /// Until when a room id this instance does not know is answered unknown without asking
+    /// Redis: strangers' room ids cost no memory and at most one read a second.
+    pub(super) unknown_until: Mutex<u64>,
+    /// Live sessions found in Redis: expiry and when it was read, by room and place, for the
+    /// most recently checked ones.
+    sessions: Mutex<LruCache<SessionKey, (u64, u64)>>,
     next_shard: AtomicUsize,
     last_stamp: AtomicU64,
     /// The lease this instance holds, if any: its fence and when it runs out.
@@ -59,8 +66,8 @@ where
             kind,
             rooms: RwLock::default(),
             routes: Routes::default(),
-            unknown: Mutex::default(),
-            sessions: Mutex::default(),
+            unknown_until: Mutex::new(0),
+            sessions: Mutex::new(LruCache::new(SESSION_CACHE_ENTRIES)),
             next_shard: AtomicUsize::new(0),
             last_stamp: AtomicU64::new(0),
             lease: Mutex::new(None),
@@ -313,7 +320,7 @@ where
         room.lock().learn_left(usize::from(place.shard), place.seq);
         self.sessions
             .lock()
-            .remove(&(id.clone(), place.shard, place.seq));
+            .pop(&(id.clone(), place.shard, place.seq));
         Ok(Some(ended))
     }
 
@@ -347,13 +354,10 @@ where
         let expires = self.on(&keys).session(place.seq, renew, now, ttl).await?;
         let mut cache = self.sessions.lock();
         let Some(expires) = expires else {
-            cache.remove(&cache_key);
+            cache.pop(&cache_key);
             return Ok(None);
         };
-        if cache.len() > 100_000 {
-            cache.retain(|_, &mut (expires_at, _)| expires_at > now);
-        }
-        cache.insert(cache_key, (expires, now));
+        cache.put(cache_key, (expires, now));
         Ok(Some(expires))
     }
 
