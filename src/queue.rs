@@ -80,6 +80,54 @@ impl ShardQueue {
         );
     }
 
+    /// The join stamps of seqs `first..=last` (all handed out), 8 bytes each, big-endian: the
+    /// bytes [`ShardQueue::extend_from_be_bytes`] reads.
+    pub fn stamps_be_bytes(&self, first: u64, last: u64) -> Vec<u8> {
+        let from = (first.max(1) - 1) as usize;
+        let to = (last.min(self.tail())) as usize;
+        self.stamps
+            .get(from..to.max(from))
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|s| s.to_be_bytes())
+            .collect()
+    }
+
+    /// Who left, as bit words: bit `(seq - 1) % 64` of word `(seq - 1) / 64` is set for a
+    /// leaver.
+    pub fn left_words(&self) -> &[u64] {
+        &self.left.words
+    }
+
+    /// A queue from what [`ShardQueue::stamps_be_bytes`] and [`ShardQueue::left_words`] gave
+    /// out and how far admission had come; `None` when the parts do not fit together (stamps not
+    /// strictly increasing, leavers or admission beyond the last seq).
+    pub fn from_parts(stamps: Vec<u64>, left_words: Vec<u64>, admitted_seq: u64) -> Option<Self> {
+        if stamps.windows(2).any(|w| w[0] >= w[1]) {
+            return None;
+        }
+        let tail = stamps.len() as u64;
+        let beyond = |(i, &w): (usize, &u64)| {
+            let first = i as u64 * 64;
+            match tail.checked_sub(first) {
+                Some(n) if n >= 64 => false,
+                Some(n) => w >> n != 0,
+                None => w != 0,
+            }
+        };
+        if admitted_seq > tail || left_words.iter().enumerate().any(beyond) {
+            return None;
+        }
+        let left = LeftSet::from_words(left_words);
+        let left_waiting = left.count_below(tail) - left.count_below(admitted_seq);
+        Some(ShardQueue {
+            stamps,
+            left,
+            admitted_seq,
+            left_waiting,
+        })
+    }
+
     /// Marks `seq` as left. `true` if it was not already; a waiting leaver stops counting as
     /// waiting.
     pub fn mark_left(&mut self, seq: u64) -> bool {
@@ -386,6 +434,23 @@ impl LeftSet {
         }
     }
 
+    /// The set with these words, its tree built in O(n): the tree [`LeftSet::insert`] would
+    /// have built.
+    fn from_words(words: Vec<u64>) -> Self {
+        if words.is_empty() {
+            return Self::default();
+        }
+        let mut tree = vec![0u64; words.len() + 1];
+        for node in 1..tree.len() {
+            tree[node] += u64::from(words[node - 1].count_ones());
+            let parent = node + (node & node.wrapping_neg());
+            if parent < tree.len() {
+                tree[parent] += tree[node];
+            }
+        }
+        LeftSet { words, tree }
+    }
+
     /// Appends an empty word; its tree node sums the words it covers, all already present.
     fn push_word(&mut self) {
         if self.tree.is_empty() {
@@ -442,6 +507,44 @@ mod tests {
             assert_eq!(set.count_below(probe), plain.range(..probe).count() as u64);
             assert!(set.contains(i));
         }
+    }
+
+    #[test]
+    fn a_queue_rebuilt_from_its_parts_is_the_same_queue() {
+        let mut q = ShardQueue::new();
+        for stamp in 1..=300u64 {
+            q.push(stamp * 3);
+        }
+        for seq in [2, 64, 65, 130, 200, 299] {
+            q.mark_left(seq);
+        }
+        q.admit(100);
+        assert_eq!(q.admitted_seq(), 103, "leavers 2, 64 and 65 skipped");
+        let stamps: Vec<u64> = q
+            .stamps_be_bytes(1, q.tail())
+            .chunks_exact(8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(stamps.len(), 300);
+        assert_eq!(
+            q.stamps_be_bytes(299, 300),
+            [897u64, 900].map(u64::to_be_bytes).concat()
+        );
+        let rebuilt =
+            ShardQueue::from_parts(stamps.clone(), q.left_words().to_vec(), q.admitted_seq());
+        assert_eq!(rebuilt.as_ref(), Some(&q), "the Fenwick tree too");
+        // Parts that do not fit: stamps out of order, a leaver or admission past the tail.
+        let mut swapped = stamps.clone();
+        swapped.swap(3, 4);
+        assert!(ShardQueue::from_parts(swapped, vec![], 0).is_none());
+        assert!(
+            ShardQueue::from_parts(stamps[..298].to_vec(), q.left_words().to_vec(), 0).is_none()
+        );
+        assert!(ShardQueue::from_parts(stamps, vec![], 301).is_none());
+        assert_eq!(
+            ShardQueue::from_parts(vec![], vec![], 0),
+            Some(ShardQueue::new())
+        );
     }
 
     fn shard(stamps: &[u64]) -> ShardQueue {

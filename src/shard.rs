@@ -1,7 +1,8 @@
 //! One shard of a room as a deterministic state machine: its queue, the batches admitted from it
 //! whose claim window is open, its sessions and its user ids. The embedded store keeps a room as
 //! a set of these; an edge shard object keeps one, and persists it as the log of the operations
-//! that changed it ([`Op`]): replaying the log rebuilds the same shard.
+//! that changed it ([`Op`]): replaying the log rebuilds the same shard. A snapshot (see
+//! [`Shard::snapshot_state`] and [`Shard::snapshot_visitors`]) lets it replay only the ops since.
 //!
 //! Decisions that span shards (FIFO order, capacity, entry at once) are the caller's: a join is
 //! told whether it may enter at once, an admission is told how far to go.
@@ -12,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::ShardReading;
 use crate::queue::ShardQueue;
+
+mod snapshot;
+pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 
 /// Where a visitor of this shard stands. Positions span shards and are the caller's to compute
 /// from the queues.
@@ -89,7 +93,7 @@ pub enum Outcome {
 }
 
 /// A run of seqs admitted together, and which of them arrived or left since.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Grant {
     first_seq: u64,
     last_seq: u64,
@@ -123,7 +127,7 @@ impl Grant {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Shard {
     queue: ShardQueue,
     /// Oldest first.

@@ -12,6 +12,7 @@ mod protocol;
 mod registry;
 mod request;
 mod respond;
+mod shard_log;
 mod shard_object;
 mod store;
 mod upstream;

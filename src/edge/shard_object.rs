@@ -1,28 +1,29 @@
 //! The shard object: one shard of one room (`{room}:{epoch}:{shard}`), the core's [`Shard`]
-//! state machine held in memory and persisted in the object's SQLite storage as the log of the
-//! operations that changed it. A restarted object replays its log; the entry credit, the pause
-//! and the scheduler's fence are kept beside it in a small table.
+//! state machine held in memory and persisted in the object's SQLite storage as a snapshot and
+//! the log of the operations that changed it since ([`ShardLog`]). A restarted object restores
+//! the snapshot and replays the log after it; the entry credit, the pause and the scheduler's
+//! fence are kept beside them in a small table.
 //!
 //! Every operation runs without an await between reading and writing the state, so each is
-//! atomic; the runtime holds the answer until the writes are durable.
+//! atomic; the runtime holds the answer until the writes are durable. A snapshot, when due, is
+//! written after the operation, in the same synchronous stretch.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
-use serde::Deserialize;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use super::protocol::*;
 use super::respond::{error, operation, Answer};
+use super::shard_log::ShardLog;
 use crate::error::ErrorCode;
 use crate::shard::{Op, Outcome, Shard, Standing};
 
 /// How many waiting visitors a summary samples.
 pub const SUMMARY_SAMPLES: usize = 256;
-/// How many log rows a replay reads at a time.
-const REPLAY_PAGE: i64 = 5_000;
 
 struct Loaded {
     shard: Shard,
+    log: ShardLog,
     credit: u64,
     paused: bool,
     fence: u64,
@@ -30,27 +31,18 @@ struct Loaded {
 
 #[durable_object]
 pub struct ShardObject {
-    sql: SqlStorage,
+    state: State,
     loaded: RefCell<Option<Loaded>>,
-}
-
-#[derive(Deserialize)]
-struct LogRow {
-    id: i64,
-    op: String,
-}
-
-#[derive(Deserialize)]
-struct MetaRow {
-    k: String,
-    v: i64,
+    /// A write failed during this operation: what is in memory may be ahead of storage.
+    write_failed: Cell<bool>,
 }
 
 impl DurableObject for ShardObject {
     fn new(state: State, _env: Env) -> Self {
         ShardObject {
-            sql: state.storage().sql(),
+            state,
             loaded: RefCell::new(None),
+            write_failed: Cell::new(false),
         }
     }
 
@@ -64,7 +56,7 @@ impl DurableObject for ShardObject {
                 &format!("the shard could not load: {e}"),
             );
         }
-        match path.as_str() {
+        let response = match path.as_str() {
             "/join" => operation(&body, |r: JoinReq| self.join(r)),
             "/visit" => operation(&body, |r: VisitReq| self.visit(r)),
             "/end" => operation(&body, |r: EndReq| self.end(r)),
@@ -72,7 +64,9 @@ impl DurableObject for ShardObject {
             "/batch" => operation(&body, |r: BatchReq| self.batch(r)),
             "/pause" => operation(&body, |r: PauseReq| self.pause(r)),
             _ => error(ErrorCode::NotFound, "no such shard operation"),
-        }
+        };
+        self.settle();
+        response
     }
 }
 
@@ -81,52 +75,44 @@ impl ShardObject {
         if self.loaded.borrow().is_some() {
             return Ok(());
         }
-        self.sql.exec(
-            "CREATE TABLE IF NOT EXISTS ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL)",
-            None,
-        )?;
-        self.sql.exec(
-            "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
-            None,
-        )?;
-        let mut shard = Shard::new();
-        let mut last = 0i64;
-        loop {
-            let rows: Vec<LogRow> = self
-                .sql
-                .exec(
-                    "SELECT id, op FROM ops WHERE id > ? ORDER BY id LIMIT ?",
-                    vec![last.into(), REPLAY_PAGE.into()],
-                )?
-                .to_array()?;
-            let Some(tail) = rows.last() else {
-                break;
-            };
-            last = tail.id;
-            for row in &rows {
-                let op: Op = serde_json::from_str(&row.op)
-                    .map_err(|e| worker::Error::RustError(format!("log row {}: {e}", row.id)))?;
-                shard.apply(&op);
-            }
-        }
-        let mut loaded = Loaded {
+        let (log, shard) = ShardLog::open(self.state.storage())?;
+        *self.loaded.borrow_mut() = Some(Loaded {
             shard,
-            credit: 0,
-            paused: false,
-            fence: 0,
-        };
-        let meta: Vec<MetaRow> = self.sql.exec("SELECT k, v FROM meta", None)?.to_array()?;
-        for row in meta {
-            let v = u64::try_from(row.v).unwrap_or(0);
-            match row.k.as_str() {
-                "credit" => loaded.credit = v,
-                "paused" => loaded.paused = v != 0,
-                "fence" => loaded.fence = v,
-                _ => {}
-            }
-        }
-        *self.loaded.borrow_mut() = Some(loaded);
+            credit: log.setting("credit"),
+            paused: log.setting("paused") != 0,
+            fence: log.setting("fence"),
+            log,
+        });
         Ok(())
+    }
+
+    /// After an operation: forgets the state if a write failed (the next operation loads what
+    /// storage holds), else writes a snapshot if one is due. A snapshot that fails is logged
+    /// and left for a later operation; the log still holds everything.
+    fn settle(&self) {
+        let mut guard = self.loaded.borrow_mut();
+        if self.write_failed.replace(false) {
+            *guard = None;
+            return;
+        }
+        let Some(loaded) = guard.as_mut() else {
+            return;
+        };
+        if !loaded.log.snapshot_due() {
+            return;
+        }
+        let rows = loaded.log.tail_rows();
+        if let Err(e) = loaded.log.snapshot(&loaded.shard) {
+            worker::console_error!("shard snapshot after {rows} log rows failed: {e}");
+        }
+    }
+
+    /// Notes a failed write, so that the state is reloaded after the operation.
+    fn storage<T>(&self, result: Result<T>, what: &str) -> Answer<T> {
+        result.map_err(|e| {
+            self.write_failed.set(true);
+            (ErrorCode::Internal, format!("{what}: {e}"))
+        })
     }
 
     /// Applies an operation; logs it when `changed` says it changed the shard.
@@ -135,22 +121,15 @@ impl ShardObject {
         let loaded = guard.as_mut().expect("loaded before any operation");
         let outcome = loaded.shard.apply(&op);
         if changed(&loaded.shard, &outcome) {
-            let line = serde_json::to_string(&op).expect("an op serializes");
-            self.sql
-                .exec("INSERT INTO ops(op) VALUES (?)", vec![line.into()])
-                .map_err(|e| (ErrorCode::Internal, format!("the log: {e}")))?;
+            self.storage(loaded.log.append(&op), "the log")?;
         }
         Ok(outcome)
     }
 
     fn set_meta(&self, key: &str, value: u64) -> Answer<()> {
-        self.sql
-            .exec(
-                "INSERT INTO meta(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                vec![key.into(), (value as i64).into()],
-            )
-            .map(|_| ())
-            .map_err(|e| (ErrorCode::Internal, format!("the meta table: {e}")))
+        let guard = self.loaded.borrow();
+        let loaded = guard.as_ref().expect("loaded before any operation");
+        self.storage(loaded.log.set_setting(key, value), "the meta table")
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Loaded) -> T) -> T {

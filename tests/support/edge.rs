@@ -237,3 +237,54 @@ impl EdgeScheduler {
         }
     }
 }
+
+/// The storage of the Durable Object whose name starts with `name_prefix` (a shard object is
+/// `{room}:{epoch}:{shard}`), read from the SQLite files of a stopped `wrangler dev`'s
+/// persistence directory with python3's sqlite3 module: each table's rows and the bytes of its
+/// values, the `meta` table, the keys of the `snapshot` table's blobs and the lowest log id.
+pub fn object_storage(persist: &Path, name_prefix: &str) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+import glob, json, sqlite3, sys
+persist, prefix = sys.argv[1], sys.argv[2]
+found = []
+for path in glob.glob(f"{persist}/v3/do/*/*.sqlite"):
+    db = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in db.execute("SELECT name FROM __miniflare_do_name")]
+    except sqlite3.OperationalError:
+        continue
+    if not any(n.startswith(prefix) for n in names):
+        continue
+    tables = {}
+    for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        if t.startswith("__") or t.startswith("sqlite_"):
+            continue
+        rows = list(db.execute(f'SELECT * FROM "{t}"'))
+        size = sum(8 if isinstance(v, (int, float)) else len(v or b"") for r in rows for v in r)
+        tables[t] = {"rows": len(rows), "bytes": size}
+    out = {"name": names[0], "tables": tables}
+    if "meta" in tables:
+        out["meta"] = dict(db.execute("SELECT k, v FROM meta"))
+    if "snapshot" in tables:
+        out["snapshot_blobs"] = [r[0] for r in db.execute("SELECT DISTINCT blob FROM snapshot ORDER BY blob")]
+    if "ops" in tables:
+        out["ops_min_id"] = db.execute("SELECT MIN(id) FROM ops").fetchone()[0]
+    found.append(out)
+print(json.dumps(found))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(persist)
+        .arg(name_prefix)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "reading the storage: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).expect("the script's JSON");
+    assert_eq!(found.len(), 1, "objects named {name_prefix}*: {found:?}");
+    found.into_iter().next().unwrap()
+}
