@@ -246,6 +246,11 @@ pub struct QueueSummary {
     pub taken_at: u64,
     #[serde(default)]
     pub arrivals_per_min: u64,
+    /// How far the shard's history had come when it was read (its last logged operation): of
+    /// two summaries of one shard, the one with the higher version is the newer, whichever was
+    /// published last.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ShardQueue {
@@ -277,8 +282,22 @@ impl ShardQueue {
             left,
             taken_at: 0,
             arrivals_per_min: 0,
+            version: 0,
         }
     }
+}
+
+/// What a room's shards' summaries become when `incoming` is published over `current`: each
+/// shard's newer summary.
+pub fn merge_summaries(current: &[QueueSummary], incoming: Vec<QueueSummary>) -> Vec<QueueSummary> {
+    if current.len() != incoming.len() {
+        return incoming;
+    }
+    incoming
+        .into_iter()
+        .zip(current)
+        .map(|(new, old)| new.newest(Some(old)))
+        .collect()
 }
 
 /// A summary's arrival rate extends at most this far past the summary.
@@ -287,6 +306,21 @@ const MAX_EXTRAPOLATION_MS: u64 = 2_000;
 const MIN_RATE_INTERVAL_MS: u64 = 250;
 
 impl QueueSummary {
+    /// The summary stamped with the shard's version.
+    pub fn at_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Of this summary and `other`, both of one shard, the newer (this one on a tie): a
+    /// publication planned before another may land after it, and must not undo what it told.
+    pub fn newest(self, other: Option<&QueueSummary>) -> QueueSummary {
+        match other {
+            Some(other) if other.version > self.version => other.clone(),
+            _ => self,
+        }
+    }
+
     /// This summary as published at `now`, with the arrival rate since `previous` (the shard's
     /// summary published before it).
     pub fn observed(mut self, now: u64, previous: Option<&QueueSummary>) -> Self {
@@ -488,6 +522,22 @@ impl LeftSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_publication_never_undoes_a_newer_one() {
+        let mut queue = ShardQueue::new();
+        for stamp in 1..=4 {
+            queue.push(stamp);
+        }
+        let before = queue.summary(8).at_version(4);
+        queue.admit_through(2);
+        let after = queue.summary(8).at_version(5);
+        // The newer summary (admission through 2) was published first; the older one lands
+        // after it, from a batch planned before.
+        let kept = merge_summaries(&[after.clone()], vec![before.clone()]);
+        assert_eq!(kept, vec![after.clone()]);
+        assert_eq!(merge_summaries(&[before], vec![after.clone()]), vec![after]);
+    }
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 

@@ -297,7 +297,14 @@ async fn queue_state_survives_a_restart_from_a_snapshot() {
         .rev()
         .find(|s| **s > 2_048 && users.contains_key(s));
     for &seq in [early, late, Some(&(VISITORS + 1))].into_iter().flatten() {
-        let reply = t.join("snap", Some(&users[&seq])).await;
+        // A user token proves the user and gets the place back (a plain user id would get 409).
+        let reply = t
+            .send(
+                t.client
+                    .post(t.api("/rooms/snap/join"))
+                    .json(&json!({"user_token": support::user_token(&users[&seq])})),
+            )
+            .await;
         assert_eq!(seq_of(&reply), seq, "{}", reply.text);
         let ahead = waiting.iter().take_while(|s| **s < seq).count() as u64;
         assert_eq!(reply.json["position"], ahead + 1, "{}", reply.text);

@@ -19,7 +19,7 @@ use worker::{Env, Method, Request, RequestInit};
 use super::protocol::{ErrorBody, RoomEntry, RoomsRes};
 use crate::api::RoomStats;
 use crate::error::{ApiError, ErrorCode};
-use crate::queue::QueueSummary;
+use crate::queue::{merge_summaries, QueueSummary};
 use crate::room::RoomId;
 use crate::service::RouteTable;
 
@@ -226,8 +226,9 @@ pub fn remember_published(
             return;
         };
         if let Some(entry) = Rc::make_mut(rooms).get_mut(id.as_str()) {
-            entry.summaries = summaries.to_vec();
+            entry.summaries = merge_summaries(&entry.summaries, summaries.to_vec());
             entry.stats = stats.clone();
+            entry.stats.waiting = entry.summaries.iter().map(|s| s.waiting).sum();
             if let Some(rate) = rate {
                 entry.record.measured_rate = rate;
             }

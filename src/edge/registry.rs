@@ -13,6 +13,7 @@ use super::protocol::*;
 use super::respond::{error, json, operation, Answer};
 use crate::api::LeaseResponse;
 use crate::error::ErrorCode;
+use crate::queue::merge_summaries;
 use crate::room::RoomRecord;
 
 #[durable_object]
@@ -182,8 +183,11 @@ impl Registry {
                 format!("no room {:?}", req.id.as_str()),
             ));
         };
-        entry.summaries = req.summaries;
+        entry.summaries = merge_summaries(&entry.summaries, req.summaries);
         entry.stats = req.stats;
+        // A publication planned before another may land after it: the waiting count follows
+        // the summaries kept.
+        entry.stats.waiting = entry.summaries.iter().map(|s| s.waiting).sum();
         if let Some(rate) = req.rate {
             entry.record.measured_rate = rate;
         }
@@ -206,7 +210,7 @@ impl Registry {
             // Nothing published for the room yet: one shard alone would mislead.
             return Ok(());
         }
-        entry.summaries[shard] = req.summary;
+        entry.summaries[shard] = req.summary.newest(entry.summaries.get(shard));
         entry.stats.waiting = entry.summaries.iter().map(|s| s.waiting).sum();
         self.store(entry).map(|_| ())
     }

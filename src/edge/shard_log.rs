@@ -202,6 +202,11 @@ impl ShardLog {
     }
 
     /// Logs an operation that changed the shard.
+    /// The id of the last operation logged: how far the shard's history has come.
+    pub fn version(&self) -> u64 {
+        u64::try_from(self.next_id - 1).unwrap_or(0)
+    }
+
     pub fn append(&mut self, op: &Op) -> Result<()> {
         let line = serde_json::to_string(op).map_err(|e| Error::RustError(e.to_string()))?;
         let bytes = line.len() as u64;

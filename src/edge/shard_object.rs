@@ -256,7 +256,11 @@ impl ShardObject {
     fn report(&self, heads: u64, admitted: u64) -> ShardReport {
         self.with(|l| ShardReport {
             reading: l.shard.reading(heads, l.credit),
-            summary: l.shard.queue().summary(SUMMARY_SAMPLES),
+            summary: l
+                .shard
+                .queue()
+                .summary(SUMMARY_SAMPLES)
+                .at_version(l.log.version()),
             admitted,
         })
     }
