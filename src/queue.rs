@@ -534,7 +534,7 @@ mod tests {
         let after = queue.summary(8).at_version(5);
         // The newer summary (admission through 2) was published first; the older one lands
         // after it, from a batch planned before.
-        let kept = merge_summaries(&[after.clone()], vec![before.clone()]);
+        let kept = merge_summaries(std::slice::from_ref(&after), vec![before.clone()]);
         assert_eq!(kept, vec![after.clone()]);
         assert_eq!(merge_summaries(&[before], vec![after.clone()]), vec![after]);
     }
