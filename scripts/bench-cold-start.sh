@@ -36,7 +36,7 @@ conns=${CONNS:-32}
 mkdir -p "$out" target
 # The keys go with the fills: their tickets are signed with them.
 if [ "${FILL:-1}" = 1 ]; then
-  printf 'admin_key=%s\nsigning_keys=%s\n' "bench-$RANDOM$RANDOM" "$TARGET_SIGNING_KEYS" > "$out/keys.env"
+  printf 'admin_key=%s\nsigning_keys=%s\n' "bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')" "$TARGET_SIGNING_KEYS" > "$out/keys.env"
 fi
 source "$out/keys.env"
 [ "${SKIP_BUILD:-}" = 1 ] || build_edge

@@ -17,7 +17,7 @@ ensure_k6
 cargo build --release -q -p queuegate-origin
 mkdir -p bench-out
 port=$(free_port)
-admin_key=bench-$RANDOM$RANDOM
+admin_key=bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 store_flags=()
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT

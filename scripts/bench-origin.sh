@@ -22,7 +22,7 @@ out=bench-out/origin-summary.txt
 say() { echo "$*" | tee -a "$out"; }
 
 port=$(free_port)
-key=bench-$RANDOM$RANDOM
+key=bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 QUEUEGATE_ADMIN_KEY=$key QUEUEGATE_LOG=warn ./target/release/queuegate-origin serve \
   --workers 1 --listen "127.0.0.1:$port" > bench-out/origin-server.log 2>&1 &
 server=$!

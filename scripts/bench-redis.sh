@@ -35,7 +35,7 @@ used_memory() { rcli info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
 evalsha_calls() { rcli info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p'; }
 
 port=$(free_port)
-key=bench-$RANDOM$RANDOM
+key=bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 QUEUEGATE_ADMIN_KEY=$key QUEUEGATE_LOG=warn ./target/release/queuegate-origin serve \
   --listen "127.0.0.1:$port" --redis "redis://127.0.0.1:$redis_port" > bench-out/redis-origin.log 2>&1 &
 pids+=($!)

@@ -15,7 +15,7 @@ TARGET_SIGNING_KEYS="k1:$(python3 -c 'import secrets; print(secrets.token_urlsaf
 
 start_target() {  # start_target <origin|redis|edge> <log prefix>
   local kind=$1 logs=$2 port
-  TARGET_ADMIN_KEY=bench-$RANDOM$RANDOM
+  TARGET_ADMIN_KEY=bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
   port=$(free_port)
   TARGET_URL="http://127.0.0.1:$port"
   case "$kind" in

@@ -49,12 +49,12 @@ smoke() {  # smoke <what> <serve flags...>
   shift
   log "k6 smoke: the seed's scenario, scaled down, against the origin on $what"
   port=$(free_port)
-  QUEUEGATE_ADMIN_KEY=smoke-admin QUEUEGATE_LOG=warn \
+  QUEUEGATE_ADMIN_KEY=smoke-admin-key-0123456789abcdef QUEUEGATE_LOG=warn \
     ./target/debug/queuegate-origin serve --listen "127.0.0.1:$port" "$@" > "target/k6-smoke-$what.log" 2>&1 &
   pids+=($!)
   wait_for_http "http://127.0.0.1:$port/_qg/v1/healthz"
   # A debug build on a busy CI machine: the latency thresholds are loose, success must be total.
-  k6 run --quiet -e BASE_URL="http://127.0.0.1:$port" -e ADMIN_KEY=smoke-admin \
+  k6 run --quiet -e BASE_URL="http://127.0.0.1:$port" -e ADMIN_KEY=smoke-admin-key-0123456789abcdef \
     -e WARM_RATE=50 -e WARM_S=2 -e PEAK_RATE=200 -e PEAK_S=3 -e P95_MS=250 -e P99_MS=1000 \
     k6/entry-scale.js
 }

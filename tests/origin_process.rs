@@ -184,3 +184,43 @@ fn a_body_that_does_not_arrive_gets_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
 }
+
+#[test]
+fn the_admin_api_can_listen_apart() {
+    let admin_port = support::redis::free_port();
+    let origin = OriginProcess::start(&["--admin-listen", &format!("127.0.0.1:{admin_port}")]);
+    let get = |port: u16, path: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                    support::ADMIN_KEY
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    assert!(get(admin_port, "/_qg/v1/admin/rooms").starts_with("HTTP/1.1 200"));
+    assert!(get(origin.port, "/_qg/v1/admin/rooms").starts_with("HTTP/1.1 404"));
+    assert!(get(origin.port, "/_qg/v1/metrics").starts_with("HTTP/1.1 404"));
+    assert!(get(admin_port, "/_qg/v1/metrics").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn a_short_admin_key_is_refused_at_start() {
+    let output = std::process::Command::new(support::process::origin_binary())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("QUEUEGATE_ADMIN_KEY", "too-short")
+        .output()
+        .expect("the origin runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+}

@@ -20,6 +20,7 @@ pub const DEFAULT_TICK_MS: u64 = 1000;
 pub const ENV_ADMIN_KEY: &str = "QUEUEGATE_ADMIN_KEY";
 pub const ENV_SIGNING_KEYS: &str = "QUEUEGATE_SIGNING_KEYS";
 pub const ENV_APP_KEYS: &str = "QUEUEGATE_APP_KEYS";
+pub use queuegate::service::MIN_ADMIN_KEY_LEN;
 
 /// Flags of `queuegate-origin serve`. Each can also come from the environment variable named.
 #[derive(Debug, Clone, Default, Args)]
@@ -32,6 +33,11 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "QUEUEGATE_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    /// Serve the admin API and metrics on this address instead, and not on --listen (which
+    /// then serves visitors only).
+    #[arg(long, env = "QUEUEGATE_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
 
     /// The application behind the gate, an http:// URL. Without one, a built-in demo page
     /// stands in.
@@ -161,6 +167,7 @@ pub struct ScheduleArgs {
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
     pub upstream: Option<String>,
     pub upstream_timeout_ms: Option<u64>,
     pub body_timeout_ms: Option<u64>,
@@ -216,6 +223,8 @@ impl StoreConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// Where the admin API and metrics are served, when not on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     pub upstream: Option<String>,
     pub upstream_timeout_ms: u64,
     pub body_timeout_ms: u64,
@@ -319,6 +328,12 @@ impl Settings {
         };
         let mut generated = Vec::new();
         let admin_key = match env(ENV_ADMIN_KEY).filter(|k| !k.trim().is_empty()) {
+            Some(key) if key.trim().len() < MIN_ADMIN_KEY_LEN => {
+                return Err(ConfigError::Invalid(format!(
+                    "{ENV_ADMIN_KEY} must be at least {MIN_ADMIN_KEY_LEN} bytes: it is the key to \
+                     every room"
+                )))
+            }
             Some(key) => key.trim().to_owned(),
             None => {
                 generated.push(ENV_ADMIN_KEY);
@@ -345,6 +360,7 @@ impl Settings {
             .map(|spec| SigningKeys::parse(&spec).map_err(ConfigError::AppKeys))
             .transpose()?;
         Ok(Settings {
+            admin_listen: args.admin_listen.or(file_or_default.admin_listen),
             listen: args
                 .listen
                 .or(file_or_default.listen)
@@ -519,7 +535,7 @@ admit_per_minute = 1000
             ..ServeArgs::default()
         };
         let env = |name: &str| match name {
-            ENV_ADMIN_KEY => Some("admin-secret".to_owned()),
+            ENV_ADMIN_KEY => Some("admin-secret-of-at-least-32-bytes".to_owned()),
             ENV_SIGNING_KEYS => Some("k1:0123456789abcdef0123".to_owned()),
             _ => None,
         };
@@ -531,7 +547,7 @@ admit_per_minute = 1000
         assert_eq!(s.rooms[0].0.as_str(), "sale");
         assert_eq!(s.rooms[0].1.max_active, 500);
         assert_eq!(s.rooms[0].1.shards, RoomConfig::default().shards);
-        assert_eq!(s.admin_key, "admin-secret");
+        assert_eq!(s.admin_key, "admin-secret-of-at-least-32-bytes");
         assert_eq!(s.signing_keys.signer().kid(), "k1");
         assert!(s.generated.is_empty());
         std::fs::remove_file(file.0).unwrap();
@@ -615,6 +631,13 @@ admit_per_minute = 1000
         );
         assert_eq!(s.on_store_unavailable, UnavailablePolicy::Open);
         std::fs::remove_file(file.0).unwrap();
+    }
+
+    #[test]
+    fn short_admin_keys_are_refused() {
+        let env = |name: &str| (name == ENV_ADMIN_KEY).then(|| "x".repeat(31));
+        let err = Settings::resolve(&ServeArgs::default(), env).unwrap_err();
+        assert!(err.to_string().contains("32 bytes"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::middleware;
 use axum::response::Response;
 use axum::Router;
 use queuegate::service::{
-    error_response, ClientAddr, Demo, Metrics, Service, ServiceParts, Upstream,
+    error_response, ClientAddr, Demo, Metrics, Serves, Service, ServiceParts, Upstream,
 };
 use queuegate::{ApiError, ErrorCode, RoomId};
 use tokio::net::TcpListener;
@@ -63,7 +63,12 @@ pub fn service(
 /// The whole HTTP application: the shared router, with the client's address taken from the
 /// connection and a panicking handler answered with 500 `internal`.
 pub fn app(service: Arc<Service>) -> Router {
-    queuegate::service::router(service)
+    app_for(service, Serves::Everything)
+}
+
+/// The application for a listener that serves `serves`.
+pub fn app_for(service: Arc<Service>, serves: Serves) -> Router {
+    queuegate::service::router_for(service, serves)
         .layer(middleware::map_request(client_addr))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
@@ -85,10 +90,13 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where the admin API and metrics are served, when not on `addr`.
+    pub admin_addr: Option<SocketAddr>,
     pub admin_key: String,
     pub service: Arc<Service>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    admin_server: Option<JoinHandle<std::io::Result<()>>>,
     scheduler: JoinHandle<()>,
 }
 
@@ -101,6 +109,9 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        if let Some(admin) = self.admin_server {
+            let _ = admin.await;
+        }
         let _ = self.scheduler.await;
     }
 
@@ -108,6 +119,9 @@ impl Running {
     pub async fn wait(self) -> std::io::Result<()> {
         let result = self.server.await.unwrap_or(Ok(()));
         let _ = self.shutdown.send(true);
+        if let Some(admin) = self.admin_server {
+            let _ = admin.await;
+        }
         let _ = self.scheduler.await;
         result
     }
@@ -180,15 +194,37 @@ pub async fn start(
     );
     let scheduler = Scheduler::new(store, clock, settings.tick, holder).with_metrics(metrics);
     let scheduler = tokio::spawn(scheduler.run(wake, shutdown_rx.clone()));
-    let app = app(service.clone());
+    let (visitors, admin_listener) = match settings.admin_listen {
+        None => (Serves::Everything, None),
+        Some(admin) => {
+            let listener = TcpListener::bind(admin)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: admin,
+                    source,
+                })?;
+            (Serves::Visitors, Some(listener))
+        }
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let admin_server = admin_listener.map(|listener| {
+        tokio::spawn(crate::listener::serve(
+            listener,
+            app_for(service.clone(), Serves::Operators),
+            settings.limits,
+            shutdown_rx.clone(),
+        ))
+    });
     let server = tokio::spawn(crate::listener::serve(
         listener,
-        app,
+        app_for(service.clone(), visitors),
         settings.limits,
         shutdown_rx,
     ));
     Ok(Running {
         addr,
+        admin_addr,
+        admin_server,
         admin_key: settings.admin_key.clone(),
         service,
         shutdown,

@@ -16,7 +16,7 @@ use queuegate_origin::store::memory::MemoryStore;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const ADMIN: &str = "router-test-admin-key";
+const ADMIN: &str = "router-test-admin-key-0123456789abcdef";
 
 fn router() -> Router {
     let env = |name: &str| match name {
@@ -296,4 +296,74 @@ async fn every_route_answers_through_the_router() {
     .await;
     api(&method, StatusCode::METHOD_NOT_ALLOWED, "wrong method");
     assert_eq!(method.json["error"]["code"], "method_not_allowed");
+}
+
+/// With `--admin-listen`, the visitors' listener serves no admin API and no metrics, and the
+/// operators' serves nothing a visitor asks for.
+#[tokio::test]
+async fn visitors_and_operators_can_have_listeners_of_their_own() {
+    use queuegate::service::Serves;
+    use queuegate_origin::server::app_for;
+    let env = |name: &str| match name {
+        "QUEUEGATE_ADMIN_KEY" => Some(ADMIN.to_owned()),
+        "QUEUEGATE_SIGNING_KEYS" => Some("k1:router-test-signing-secret".to_owned()),
+        _ => None,
+    };
+    let settings = Settings::resolve(&ServeArgs::default(), env).expect("settings");
+    let (clock, _) = Clock::manual(1_800_000_000_000);
+    let service = Arc::new(service(
+        &settings,
+        Arc::new(MemoryStore::new()),
+        upstream(&settings).expect("the demo page"),
+        clock,
+        Arc::new(Metrics::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    ));
+    let visitors = app_for(service.clone(), Serves::Visitors);
+    let operators = app_for(service, Serves::Operators);
+    let admin = Some(ADMIN);
+    let put = send(
+        &operators,
+        Method::PUT,
+        "/_qg/v1/admin/rooms/r",
+        admin,
+        json!({"paths": ["/r"]}),
+    )
+    .await;
+    api(&put, StatusCode::CREATED, "put on the operators' listener");
+    for path in ["/_qg/v1/admin/rooms", "/_qg/v1/metrics"] {
+        let a = send(&visitors, Method::GET, path, admin, Value::Null).await;
+        api(&a, StatusCode::NOT_FOUND, path);
+    }
+    let join = send(
+        &visitors,
+        Method::POST,
+        "/_qg/v1/rooms/r/join",
+        None,
+        Value::Null,
+    )
+    .await;
+    api(&join, StatusCode::OK, "join on the visitors' listener");
+    let join = send(
+        &operators,
+        Method::POST,
+        "/_qg/v1/rooms/r/join",
+        None,
+        Value::Null,
+    )
+    .await;
+    api(
+        &join,
+        StatusCode::NOT_FOUND,
+        "join on the operators' listener",
+    );
+    assert_eq!(
+        page(&operators, "/r", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(page(&visitors, "/r", &[]).await.status, StatusCode::OK);
+    for listener in [&visitors, &operators] {
+        let health = send(listener, Method::GET, "/_qg/v1/healthz", None, Value::Null).await;
+        api(&health, StatusCode::OK, "healthz on both");
+    }
 }

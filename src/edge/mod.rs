@@ -33,6 +33,7 @@ use crate::keys::SigningKeys;
 use crate::service::{
     error_response, router, ClientAddr, Demo, Fault, Metrics, Platform, Service, ServiceParts,
     UnavailablePolicy, Upstream, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_UPSTREAM_TIMEOUT_MS,
+    MIN_ADMIN_KEY_LEN,
 };
 
 // The Durable Object classes, exported to the runtime by `#[durable_object]`.
@@ -135,6 +136,11 @@ impl Settings {
             .transpose()?;
         let admin_key =
             admin.ok_or_else(|| misconfigured("QUEUEGATE_ADMIN_KEY is not set".into()))?;
+        if admin_key.len() < MIN_ADMIN_KEY_LEN {
+            return Err(misconfigured(format!(
+                "QUEUEGATE_ADMIN_KEY must be at least {MIN_ADMIN_KEY_LEN} bytes"
+            )));
+        }
         let keys = keys
             .ok_or_else(|| misconfigured("QUEUEGATE_SIGNING_KEYS is not set".into()))
             .and_then(|k| {

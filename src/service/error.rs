@@ -71,6 +71,13 @@ pub fn error_response(err: &ApiError) -> Response {
     response
 }
 
+pub async fn not_found() -> AppError {
+    AppError::new(
+        ErrorCode::NotFound,
+        "nothing here: this listener serves operators",
+    )
+}
+
 pub async fn api_not_found() -> AppError {
     AppError::new(ErrorCode::NotFound, "no such API route")
 }

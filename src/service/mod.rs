@@ -40,27 +40,52 @@ pub use forward::{
 };
 pub use metrics::{JoinOutcome, Metrics};
 pub use routes::{RouteTable, Routes};
-pub use state::{Platform, Service, ServiceParts, UnavailablePolicy};
+pub use state::{Platform, Service, ServiceParts, UnavailablePolicy, MIN_ADMIN_KEY_LEN};
 pub use store::{Fence, Joined, RemoteScheduling, Store, StoreError, StoreResult};
+
+/// What one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// The public API, the gate, the admin API, health and metrics.
+    Everything,
+    /// The public API, the gate and health: where the admin API and metrics have a listener of
+    /// their own.
+    Visitors,
+    /// The admin API, metrics and health, and nothing a visitor asks for.
+    Operators,
+}
 
 /// The router: the public API, the admin API and health under the API prefix, the gate for
 /// every other path.
 pub fn router(service: Arc<Service>) -> Router {
-    let admin = admin::router(service.clone());
-    let api = Router::new()
-        .route("/rooms/{room}/join", post(public::join))
-        .route("/rooms/{room}/status", get(public::status))
-        .route("/rooms/{room}/leave", post(public::leave))
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics))
-        .nest("/admin", admin)
+    router_for(service, Serves::Everything)
+}
+
+/// The router for a listener that serves `serves`.
+pub fn router_for(service: Arc<Service>, serves: Serves) -> Router {
+    let mut api = Router::new().route("/healthz", get(health::healthz));
+    if serves != Serves::Operators {
+        api = api
+            .route("/rooms/{room}/join", post(public::join))
+            .route("/rooms/{room}/status", get(public::status))
+            .route("/rooms/{room}/leave", post(public::leave));
+    }
+    if serves != Serves::Visitors {
+        api = api
+            .route("/metrics", get(health::metrics))
+            .nest("/admin", admin::router(service.clone()));
+    }
+    let api = api
         .fallback(error::api_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Every answer of the API is about one visitor or one moment: no cache keeps any.
         .layer(middleware::map_response(no_store));
-    let routed = Router::new()
+    let outside_api = match serves {
+        Serves::Operators => Router::new().fallback(error::not_found),
+        _ => Router::new().fallback(gate::gate),
+    };
+    let routed = outside_api
         .nest(&service.prefix, api)
-        .fallback(gate::gate)
         .layer(middleware::from_fn_with_state(
             service.clone(),
             metrics::track,

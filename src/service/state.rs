@@ -14,6 +14,9 @@ use crate::keys::SigningKeys;
 use crate::room::RoomRecord;
 use crate::visitor::RoomContext;
 
+/// The shortest admin key a deployment takes: it is the key to every room.
+pub const MIN_ADMIN_KEY_LEN: usize = 32;
+
 /// What a shell provides that the request layer may not take for itself: time, timers and
 /// randomness. The origin reads the system clock (or a manual one in tests); the worker reads the
 /// runtime's.

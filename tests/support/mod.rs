@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub const ADMIN_KEY: &str = "conformance-admin-key";
+pub const ADMIN_KEY: &str = "conformance-admin-key-0123456789abcdef";
 pub const SIGNING_KEYS: &str =
     "test1:conformance-signing-secret-0001,old0:conformance-signing-secret-0000";
 /// The keys "the application" signs user tokens with, given to every target.
