@@ -15,6 +15,7 @@
 # bench-out/edge-*.
 #
 #   scripts/bench-edge.sh [PEAK_RATES...]   (default: 100 200 300 400 500 600 800)
+#   scripts/bench-edge.sh none              (the bundle, wrk and ticks only; no k6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -119,6 +120,7 @@ admin -X PUT "$base/admin/rooms/bench8" -d '{"max_active":1000,"admit_per_minute
 per_tick "rooms of 4 and 8 shards"
 
 stop_target
+[ "${peak_rates[0]}" = none ] && exit 0
 
 say ""
 say "## k6/entry-scale.js: 10 s at a fifth of the peak, then 30 s at the peak, user ids"
