@@ -79,6 +79,7 @@ macro_rules! for_each_case {
             a_user_token_hands_the_place_back_on_any_device,
             user_tokens_not_signed_by_the_application_are_refused,
             an_admitted_visitors_websocket_reaches_the_application,
+            a_websocket_handshake_renews_the_pass,
             a_websocket_from_anyone_the_gate_holds_gets_the_waiting_answer,
             websockets_on_unprotected_paths_pass_straight_through,
             other_upgrades_never_reach_the_application,

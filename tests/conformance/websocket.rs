@@ -139,6 +139,44 @@ pub async fn an_admitted_visitors_websocket_reaches_the_application(t: &Target) 
     echoes(&mut socket).await;
 }
 
+/// A handshake past half the pass's life renews it as a plain request would: the `101` carries
+/// the new pass, and the WebSocket still opens.
+pub async fn a_websocket_handshake_renews_the_pass(t: &Target) {
+    let room = unique("wsrenew");
+    t.put_room(
+        &room,
+        json!({"max_active": 5, "session_ttl_s": 4, "paths": [format!("/{room}")]}),
+    )
+    .await;
+    t.pause(&room).await;
+    let ticket = ticket_of(&t.join(&room, None).await);
+    assert_eq!(t.admit(&room, 1).await, 1);
+    let pass = pass_of(&t.status(&room, &ticket).await);
+    let name = format!("qg_pass_{room}");
+    t.advance(std::time::Duration::from_millis(2_500)).await;
+    let cookie = format!("{name}={pass}");
+    let Opened::Socket(mut socket, headers) = open(t, &format!("/{room}/ws"), Some(&cookie)).await
+    else {
+        panic!("an admitted visitor's handshake was refused");
+    };
+    let renewed = headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap_or("").to_owned())
+        .unwrap_or_else(|| panic!("a renewed pass on the 101: {headers:?}"));
+    assert_ne!(renewed, pass);
+    assert_eq!(
+        headers.get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "{headers:?}"
+    );
+    let seen = handshake_seen(&mut socket).await;
+    assert_eq!(seen["cookie"].get(0), None, "{seen}");
+    echoes(&mut socket).await;
+}
+
 /// The waiting answer a plain page request with `cookie` gets, as the status, the gate's
 /// `x-queuegate-status` and whether a ticket cookie came with it.
 fn waiting_answer(status: u16, headers: &reqwest::header::HeaderMap) -> (u16, String, bool) {
