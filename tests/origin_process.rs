@@ -224,3 +224,117 @@ fn a_short_admin_key_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
 }
+
+// WebSockets through the origin: the bounds of the listener hold for a tunnel too.
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket through the origin to the test application, on a path no room protects.
+async fn websocket(
+    origin: &OriginProcess,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("ws://127.0.0.1:{}/free/ws", origin.port);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("the handshake: {e}: {}", origin.log_text()));
+    // The application speaks first: the handshake it saw.
+    let first = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(Message::Text(_))))), "{first:?}");
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_keeps_its_place_among_the_connections() {
+    let upstream = support::Upstream::start().await;
+    let origin = OriginProcess::start(&["--upstream", &upstream.url(), "--max-connections", "1"]);
+    let mut socket = websocket(&origin).await;
+    // The one connection the origin takes is the tunnel's: the next waits to be accepted.
+    let mut next = tokio::net::TcpStream::connect(("127.0.0.1", origin.port))
+        .await
+        .expect("connect");
+    next.write_all(b"GET /_qg/v1/healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // Nothing can come while the tunnel is open; half a second is enough to see that it does not.
+    let early = tokio::time::timeout(Duration::from_millis(500), next.read_to_end(&mut answer));
+    assert!(
+        early.await.is_err(),
+        "answered beside an open tunnel: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    socket
+        .send(Message::Text("still here".into()))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+    assert!(matches!(echoed, Ok(Some(Ok(Message::Text(t)))) if t == "still here"));
+    socket.close(None).await.unwrap();
+    drop(socket);
+    // The tunnel's end gives its place to the connection that waited.
+    tokio::time::timeout(Duration::from_secs(10), next.read_to_end(&mut answer))
+        .await
+        .expect("answered once the tunnel closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_with_nothing_moving_is_closed_at_the_idle_timeout() {
+    let upstream = support::Upstream::start().await;
+    let origin =
+        OriginProcess::start(&["--upstream", &upstream.url(), "--idle-timeout-ms", "1000"]);
+    let mut socket = websocket(&origin).await;
+    // Busy for two and a half idle timeouts: kept open.
+    let started = Instant::now();
+    let mut last = Instant::now();
+    while started.elapsed() < Duration::from_millis(2_500) {
+        socket.send(Message::Text("busy".into())).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+        assert!(
+            matches!(echoed, Ok(Some(Ok(Message::Text(ref t)))) if t.as_str() == "busy"),
+            "{echoed:?} after {:?}",
+            started.elapsed()
+        );
+        last = Instant::now();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Then quiet: closed, the way an idle keep-alive connection is, a timeout after the last
+    // byte.
+    let ended = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+    assert!(
+        matches!(ended, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))),
+        "{ended:?}"
+    );
+    assert!(
+        last.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        last.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_websockets_without_waiting_for_them() {
+    let upstream = support::Upstream::start().await;
+    let mut origin = OriginProcess::start(&[
+        "--upstream",
+        &upstream.url(),
+        "--shutdown-timeout-ms",
+        "20000",
+    ]);
+    let mut socket = websocket(&origin).await;
+    let signalled = Instant::now();
+    origin.signal("TERM");
+    let ended = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+    assert!(
+        matches!(ended, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))),
+        "{ended:?}"
+    );
+    let status = tokio::task::block_in_place(|| origin.wait_exit(Duration::from_secs(5)))
+        .expect("the process ends long before its shutdown deadline");
+    assert!(status.success(), "{status}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+}

@@ -4,6 +4,12 @@
 //! when it opened) and of at most `max_header_bytes`, no connection left open idle (no request in
 //! flight and nothing read or written) for longer than `idle_timeout`, and a shutdown that waits
 //! for the requests in flight at most `shutdown_timeout`.
+//!
+//! A WebSocket the gate passed on (the application answered `101`) leaves hyper: the visitor's
+//! upgraded connection and the application's are joined here, byte for byte, and stay under the
+//! same bounds: the tunnel keeps its connection's place among the `max_connections`, is closed
+//! once nothing has moved either way for `idle_timeout`, and is closed when shutdown begins (a
+//! WebSocket client reconnects; waiting for one to end could take for ever).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,14 +19,19 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use queuegate::service::AppError;
+use queuegate::ErrorCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// What a connection may cost.
@@ -158,6 +169,65 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// What a WebSocket the gate passed on keeps of its connection: its place among the connections,
+/// its activity for the idle watch, and the shutdown to end with.
+#[derive(Clone)]
+struct Tunnel {
+    permit: Arc<OwnedSemaphorePermit>,
+    activity: Arc<Activity>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Tunnel {
+    /// Joins the visitor's connection to the application's once hyper has sent the `101`; any
+    /// other answer goes out as it is. A `101` without both sides (a visitor's request hyper
+    /// would not upgrade) cannot be passed on: the visitor gets a 502 and the application's side
+    /// is dropped, closing it.
+    fn open(self, visitor_side: Option<OnUpgrade>, mut response: Response) -> Response {
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return response;
+        }
+        let upstream_side = response.extensions_mut().remove::<OnUpgrade>();
+        let (Some(visitor_side), Some(upstream_side)) = (visitor_side, upstream_side) else {
+            return AppError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the upstream switched protocols on a connection that cannot follow",
+            )
+            .into_response();
+        };
+        tokio::spawn(self.run(visitor_side, upstream_side));
+        response
+    }
+
+    async fn run(self, visitor_side: OnUpgrade, upstream_side: OnUpgrade) {
+        let Tunnel {
+            permit: _permit,
+            activity,
+            limits,
+            mut shutdown,
+        } = self;
+        let joined = async {
+            let (visitor, upstream) = futures::future::try_join(visitor_side, upstream_side)
+                .await
+                .map_err(std::io::Error::other)?;
+            let (mut visitor, mut upstream) = (TokioIo::new(visitor), TokioIo::new(upstream));
+            tokio::io::copy_bidirectional(&mut visitor, &mut upstream).await
+        };
+        // The visitor's socket notes every byte either way (it reads one side's and writes the
+        // other's), so its activity is the tunnel's.
+        tokio::select! {
+            ended = joined => {
+                if let Err(err) = ended {
+                    tracing::debug!(error = %err, "a WebSocket tunnel ended");
+                }
+            }
+            _ = expiry(activity, limits) => tracing::debug!("an idle WebSocket tunnel is closed"),
+            _ = stopped(&mut shutdown) => {}
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true, then lets the requests in flight
 /// finish for at most `limits.shutdown_timeout`.
 pub async fn serve(
@@ -203,18 +273,31 @@ pub async fn serve(
             stream,
             activity: activity.clone(),
         };
+        // Shared with the tunnel an upgrade may become, which outlives hyper's connection.
+        let permit = Arc::new(permit);
         let counted = activity.clone();
         let service = app.clone().map_request(move |mut req: Request| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             req
         });
-        let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let tunnel = Tunnel {
+            permit: permit.clone(),
+            activity: activity.clone(),
+            limits,
+            shutdown: shutdown.clone(),
+        };
+        let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             let service = service.clone();
             let counted = counted.clone();
+            let tunnel = tunnel.clone();
             counted.in_flight.fetch_add(1, Ordering::Relaxed);
             counted.requests.fetch_add(1, Ordering::Relaxed);
+            // The visitor's side of an upgrade, taken before the router sees the request: the
+            // router answers, this joins. The application's side comes back in the answer.
+            let visitor_side = req.extensions_mut().remove::<OnUpgrade>();
             async move {
                 let response = service.oneshot(req.map(axum::body::Body::new)).await;
+                let response = response.map(|response| tunnel.open(visitor_side, response));
                 counted.in_flight.fetch_sub(1, Ordering::Relaxed);
                 counted.touch();
                 response

@@ -1,6 +1,14 @@
 //! The application behind the gate, reached with `fetch`. The request arrives already shaped by
 //! the request layer's header policy; this puts its path under the upstream's base URL and
 //! streams the bodies both ways.
+//!
+//! A WebSocket handshake (the request layer keeps `Upgrade: websocket` on one it lets through) is
+//! fetched like any request: the runtime answers the application's `101` with the application's
+//! end of the WebSocket, which `worker`'s conversion puts in the response's extensions as a
+//! [`worker::WebSocket`]. The request layer leaves a `101`'s extensions alone, and the entry
+//! point's conversion back hands it to the runtime as the answer's `webSocket`: the runtime then
+//! joins it to the visitor's and carries the messages both ways, without the worker (which never
+//! accepts it, so never sees a message).
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -32,6 +40,12 @@ impl Upstream for Fetch {
                 .await
                 .map_err(failed)?;
             let response = worker::HttpResponse::try_from(fetched).map_err(failed)?;
+            if response.status() == 101
+                && response.extensions().get::<worker::WebSocket>().is_none()
+            {
+                // The runtime refuses to answer a 101 without a WebSocket to hand over.
+                return Err(UpstreamError("a 101 without a WebSocket".into()));
+            }
             Ok(response.map(Body::new))
         })
         .await

@@ -2,6 +2,11 @@
 //! (queuegate's cookies stripped, hop-by-hop headers dropped, `X-Forwarded-*` set by queuegate,
 //! the admitted visitor named), the time the upstream may take, and the [`Upstream`] a shell
 //! sends the request through.
+//!
+//! A WebSocket opening handshake is the one upgrade passed on: it reaches the application only
+//! where any request from that visitor would (the gate decides that before forwarding), and the
+//! application's `101` comes back with the upgraded connection it handed over, which the shell
+//! that serves the visitor joins to the visitor's own.
 
 use std::net::IpAddr;
 
@@ -9,7 +14,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::uri::PathAndQuery;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use futures::future::{select, Either};
 
@@ -46,7 +51,10 @@ pub struct UpstreamError(pub String);
 
 /// The application behind the gate. A request handed to [`Upstream::send`] already follows the
 /// header policy; its URI is the path and query to ask for, which the upstream puts under its own
-/// base URL.
+/// base URL. When the request is a WebSocket handshake and the application switches protocols,
+/// the `101` answer carries the upstream's side of the upgraded connection in its extensions
+/// (hyper's `OnUpgrade` on the origin, the runtime's `WebSocket` at the edge): the request layer
+/// leaves them there for the shell.
 #[async_trait]
 pub trait Upstream: Send + Sync + 'static {
     async fn send(&self, req: Request) -> Result<Response, UpstreamError>;
@@ -59,7 +67,8 @@ pub async fn forward(
     visitor: Option<Visitor<'_>>,
     set_cookies: &[String],
 ) -> Response {
-    let mut response = match prepare(req, visitor) {
+    let websocket = is_websocket_handshake(&req);
+    let mut response = match prepare(req, visitor, websocket) {
         Ok(req) => {
             // A client that stops sending the body halfway does not hold the upstream for ever.
             let req = req
@@ -67,6 +76,11 @@ pub async fn forward(
             let sent = s.upstream.send(req);
             let timeout = s.platform.sleep(s.upstream_timeout_ms);
             match select(sent, timeout).await {
+                Either::Left((Ok(response), _))
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    switched(response, websocket)
+                }
                 Either::Left((Ok(response), _)) => {
                     // Nor does an application that stops sending its answer halfway.
                     let mut response = response.map(|body| {
@@ -103,9 +117,57 @@ pub async fn forward(
     response
 }
 
+/// Whether the request opens a WebSocket (RFC 6455, 4.1): a GET over HTTP/1.1 asking to
+/// upgrade to `websocket`. Any other upgrade (h2c, TLS) is the hop's business and is dropped.
+fn is_websocket_handshake(req: &Request) -> bool {
+    req.method() == Method::GET
+        && req.version() == Version::HTTP_11
+        && has_token(req.headers(), header::UPGRADE, "websocket")
+        && has_token(req.headers(), header::CONNECTION, "upgrade")
+}
+
+/// Whether a comma-separated header names `token`, in any case.
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// `Upgrade` and `Connection` are hop-by-hop: a proxy that passes a WebSocket on says them again
+/// itself, on each side, and nothing else the client put in `Connection`.
+fn say_websocket(headers: &mut HeaderMap) {
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+}
+
+/// The application's `101`: passed on, with its `Sec-WebSocket-*` headers and the upgraded
+/// connection in its extensions, when it switched to the WebSocket the visitor asked for; a 502
+/// otherwise, as an application that switches to anything else is not one the gate can pass on.
+fn switched(response: Response, websocket: bool) -> Response {
+    let (mut parts, _) = response.into_parts();
+    if !websocket || !has_token(&parts.headers, header::UPGRADE, "websocket") {
+        return AppError::new(
+            ErrorCode::UpstreamUnavailable,
+            "the upstream switched to a protocol the visitor did not ask for",
+        )
+        .into_response();
+    }
+    clean_response_headers(&mut parts.headers);
+    say_websocket(&mut parts.headers);
+    // A 101 has no body: what follows it is the other protocol's.
+    Response::from_parts(parts, Body::empty())
+}
+
 /// The request as the upstream gets it: the same method, path, query and body; headers by the
-/// policy.
-fn prepare(req: Request, visitor: Option<Visitor<'_>>) -> Result<Request, AppError> {
+/// policy; and a WebSocket handshake still one.
+fn prepare(
+    req: Request,
+    visitor: Option<Visitor<'_>>,
+    websocket: bool,
+) -> Result<Request, AppError> {
     let client = req
         .extensions()
         .get::<Client>()
@@ -126,6 +188,9 @@ fn prepare(req: Request, visitor: Option<Visitor<'_>>) -> Result<Request, AppErr
     parts.extensions = Default::default();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    if websocket {
+        say_websocket(headers);
+    }
     strip_queuegate_cookies(headers);
     strip_queuegate_headers(headers);
     for name in [header::HOST, header::FORWARDED] {
@@ -288,7 +353,7 @@ mod tests {
             ("x-real-ip", "198.51.100.1"),
             ("cookie", "a=1; qg_ticket_shop=t; qg_pass_shop=p; b=2"),
         ]);
-        let out = prepare(req, Some(Visitor { room: &room, place })).unwrap();
+        let out = prepare(req, Some(Visitor { room: &room, place }), false).unwrap();
         assert_eq!(out.uri(), "/shop/cart?x=1");
         let h = out.headers();
         assert_eq!(h["x-forwarded-host"], "shop.example");
@@ -314,7 +379,7 @@ mod tests {
             ("x-kept", "1"),
             ("transfer-encoding", "chunked"),
         ]);
-        let out = prepare(req, None).unwrap();
+        let out = prepare(req, None, false).unwrap();
         let h = out.headers();
         assert!(h.contains_key("x-kept"));
         for gone in [
@@ -334,9 +399,123 @@ mod tests {
             seq: 1,
         };
         let req = request(&[("connection", "x-queuegate-visitor, x-forwarded-for")]);
-        let out = prepare(req, Some(Visitor { room: &room, place })).unwrap();
+        let out = prepare(req, Some(Visitor { room: &room, place }), false).unwrap();
         assert!(out.headers().contains_key("x-queuegate-visitor"));
         assert_eq!(out.headers()["x-forwarded-for"], "203.0.113.9");
+    }
+
+    /// A WebSocket handshake from `203.0.113.9`, with `extra` headers.
+    fn handshake(extra: &[(&str, &str)]) -> Request {
+        let mut headers = vec![
+            ("host", "shop.example"),
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-protocol", "chat"),
+        ];
+        headers.extend_from_slice(extra);
+        request(&headers)
+    }
+
+    #[test]
+    fn a_websocket_handshake_is_passed_on_as_one_under_the_same_policy() {
+        let req = handshake(&[
+            ("keep-alive", "timeout=5"),
+            ("cookie", "a=1; qg_pass_shop=p"),
+            ("x-queuegate-visitor", "forged"),
+        ]);
+        assert!(is_websocket_handshake(&req));
+        let room = RoomId::parse("shop").unwrap();
+        let place = Place {
+            epoch: 1,
+            shard: 0,
+            seq: 7,
+        };
+        let out = prepare(req, Some(Visitor { room: &room, place }), true).unwrap();
+        let h = out.headers();
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "Upgrade");
+        assert_eq!(h["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(h["sec-websocket-version"], "13");
+        assert_eq!(h["sec-websocket-protocol"], "chat");
+        assert!(h.get("keep-alive").is_none());
+        assert_eq!(h["cookie"], "a=1");
+        assert_eq!(h["x-queuegate-visitor"], "00000001-0-7");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9");
+    }
+
+    #[test]
+    fn only_a_get_over_http_1_1_upgrading_to_websocket_is_a_handshake() {
+        assert!(is_websocket_handshake(&request(&[
+            ("upgrade", "WebSocket"),
+            ("connection", "upgrade"),
+        ])));
+        let not = |req: Request| assert!(!is_websocket_handshake(&req), "{req:?}");
+        not(request(&[
+            ("upgrade", "h2c"),
+            ("connection", "Upgrade, HTTP2-Settings"),
+        ]));
+        not(request(&[("upgrade", "websocket")]));
+        not(request(&[("connection", "upgrade")]));
+        not(request(&[
+            ("upgrade", "websocket2"),
+            ("connection", "upgrade"),
+        ]));
+        let mut post = handshake(&[]);
+        *post.method_mut() = Method::POST;
+        not(post);
+        let mut http10 = handshake(&[]);
+        *http10.version_mut() = Version::HTTP_10;
+        not(http10);
+        // Any other upgrade is dropped, as every hop-by-hop header is.
+        let h2c = request(&[
+            ("upgrade", "h2c"),
+            ("connection", "Upgrade, HTTP2-Settings"),
+        ]);
+        let out = prepare(h2c, None, false).unwrap();
+        assert!(out.headers().get("upgrade").is_none());
+        assert!(out.headers().get("connection").is_none());
+    }
+
+    #[derive(Clone)]
+    struct UpstreamSide;
+
+    fn switching(upgrade: &str) -> Response {
+        let mut response = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", upgrade)
+            .header("connection", "upgrade, x-private")
+            .header("x-private", "1")
+            .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            .header("sec-websocket-protocol", "chat")
+            .body(Body::from("never"))
+            .unwrap();
+        response.extensions_mut().insert(UpstreamSide);
+        response
+    }
+
+    #[test]
+    fn the_applications_101_comes_back_with_its_upgraded_side() {
+        let out = switched(switching("websocket"), true);
+        assert_eq!(out.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let h = out.headers();
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "Upgrade");
+        assert_eq!(h["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(h["sec-websocket-protocol"], "chat");
+        assert!(h.get("x-private").is_none());
+        assert!(out.extensions().get::<UpstreamSide>().is_some());
+        assert!(http_body::Body::is_end_stream(out.body()));
+    }
+
+    #[test]
+    fn a_101_nobody_asked_for_is_a_502() {
+        for (upgrade, asked) in [("websocket", false), ("h2c", true)] {
+            let out = switched(switching(upgrade), asked);
+            assert_eq!(out.status(), StatusCode::BAD_GATEWAY, "{upgrade} {asked}");
+            assert!(out.extensions().get::<UpstreamSide>().is_none());
+        }
     }
 
     #[test]
@@ -346,7 +525,7 @@ mod tests {
             .header("x-forwarded-host", "evil.example")
             .body(Body::empty())
             .unwrap();
-        let out = prepare(req, None).unwrap();
+        let out = prepare(req, None, false).unwrap();
         assert!(out.headers().get("x-forwarded-host").is_none());
         assert_eq!(out.headers()["x-forwarded-proto"], "http");
     }

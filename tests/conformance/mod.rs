@@ -14,6 +14,7 @@ mod paths;
 mod shells;
 mod users;
 mod visitors;
+mod websocket;
 
 pub use authenticity::*;
 pub use gate::*;
@@ -24,6 +25,7 @@ pub use paths::*;
 pub use shells::*;
 pub use users::*;
 pub use visitors::*;
+pub use websocket::*;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -76,6 +78,11 @@ macro_rules! for_each_case {
             a_target_that_is_not_a_path_never_reaches_the_application,
             a_user_token_hands_the_place_back_on_any_device,
             user_tokens_not_signed_by_the_application_are_refused,
+            an_admitted_visitors_websocket_reaches_the_application,
+            a_websocket_handshake_renews_the_pass,
+            a_websocket_from_anyone_the_gate_holds_gets_the_waiting_answer,
+            websockets_on_unprotected_paths_pass_straight_through,
+            other_upgrades_never_reach_the_application,
         );
     };
 }

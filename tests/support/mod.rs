@@ -314,7 +314,9 @@ pub fn client() -> reqwest::Client {
 /// A small application to stand behind the gate: it answers `upstream <path>` and echoes the
 /// visitor header the gate adds; a path ending in `/echo` answers every header it got as JSON,
 /// one ending in `/slow` takes five seconds to answer, and one ending in `/stall` sends its
-/// head and a first piece at once and the rest five seconds later.
+/// head and a first piece at once and the rest five seconds later. `/<one segment>/ws` is a
+/// WebSocket (subprotocol `chat` if asked for) whose first message is the headers of its
+/// handshake as JSON, and which then echoes every message back.
 pub struct Upstream {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
@@ -324,7 +326,8 @@ impl Upstream {
     pub async fn start() -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = axum::Router::new().fallback(|req: Request| async move {
+        let app = axum::Router::new().route("/{segment}/ws", axum::routing::get(websocket_echo));
+        let app = app.fallback(|req: Request| async move {
             if req.uri().path().ends_with("/slow") {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
@@ -347,17 +350,10 @@ impl Upstream {
                     .into_response();
             }
             if req.uri().path().ends_with("/echo") {
-                let mut headers = serde_json::Map::new();
-                for (name, value) in req.headers() {
-                    let value = Value::String(value.to_str().unwrap_or("?").to_owned());
-                    match headers.get_mut(name.as_str()) {
-                        Some(Value::Array(values)) => values.push(value),
-                        _ => {
-                            headers.insert(name.as_str().to_owned(), Value::Array(vec![value]));
-                        }
-                    }
-                }
-                return ([("x-upstream", "yes")], Value::Object(headers).to_string())
+                return (
+                    [("x-upstream", "yes")],
+                    headers_json(req.headers()).to_string(),
+                )
                     .into_response();
             }
             let visitor = req
@@ -390,6 +386,47 @@ impl Upstream {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// Every header as JSON, each name with the list of its values.
+fn headers_json(headers: &axum::http::HeaderMap) -> Value {
+    let mut json = serde_json::Map::new();
+    for (name, value) in headers {
+        let value = Value::String(value.to_str().unwrap_or("?").to_owned());
+        match json.get_mut(name.as_str()) {
+            Some(Value::Array(values)) => values.push(value),
+            _ => {
+                json.insert(name.as_str().to_owned(), Value::Array(vec![value]));
+            }
+        }
+    }
+    Value::Object(json)
+}
+
+async fn websocket_echo(
+    ws: axum::extract::ws::WebSocketUpgrade,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::extract::ws::Message;
+    let seen = headers_json(&headers).to_string();
+    ws.protocols(["chat"])
+        .on_upgrade(|mut socket| async move {
+            if socket.send(Message::Text(seen.into())).await.is_err() {
+                return;
+            }
+            while let Some(Ok(message)) = socket.recv().await {
+                match message {
+                    Message::Text(_) | Message::Binary(_) => {
+                        if socket.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                    Message::Close(_) => return,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+        })
+        .into_response()
 }
 
 impl Drop for Upstream {
