@@ -225,9 +225,12 @@ fn prepare(
 }
 
 /// Hop-by-hop headers (RFC 9110, 7.6.1), `Proxy-Connection` among them, and every header the
-/// message's `Connection` header names.
-const HOP_BY_HOP: [&str; 9] = [
+/// message's `Connection` header names. `HTTP2-Settings` belongs only to an `h2c` upgrade, which
+/// is never passed on; it is dropped by name because at the edge the front consumes `Connection`
+/// before the worker could read what it names.
+const HOP_BY_HOP: [&str; 10] = [
     "connection",
+    "http2-settings",
     "keep-alive",
     "proxy-authenticate",
     "proxy-authorization",

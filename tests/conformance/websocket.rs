@@ -288,13 +288,7 @@ pub async fn other_upgrades_never_reach_the_application(t: &Target) {
     let answer = raw_request(&t.base, head.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let echo: Value = serde_json::from_str(&raw_body(&answer)).expect("the echo");
-    // `HTTP2-Settings` is hop-by-hop only because `Connection` names it, and at the edge
-    // `Connection` is consumed in front of the worker (as in headers_named_in_connection_are_dropped),
-    // so there it reaches the application as any end-to-end header would.
-    let mut gone = vec!["upgrade", "connection"];
-    if !t.behind_runtime_front {
-        gone.push("http2-settings");
-    }
+    let gone = ["upgrade", "connection", "http2-settings"];
     for gone in gone {
         assert!(
             echo.get(gone).is_none(),
