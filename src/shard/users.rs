@@ -1,8 +1,9 @@
 //! The user ids of a shard: the place each one holds, kept as a 128-bit key and a 6-byte seq
-//! (22 bytes an entry however long the id), and let go once the place has ended.
+//! (22 bytes an entry however long the id, and its index), and let go once the place has ended.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
+use hashbrown::hash_table::{self, HashTable};
 use sha2::{Digest, Sha256};
 
 /// A user id as a shard keeps it: the first 128 bits of its SHA-256. Whatever the id's length
@@ -33,10 +34,8 @@ impl UserKey {
     }
 }
 
-/// A seq in 6 bytes, so that an entry of the user map takes 22 bytes rather than 24 (with the
-/// table's control byte and its load of 7/16 to 7/8, 26 to 53 bytes a user id, within the 56 a
-/// waiting visitor with a user id may cost beside its stamp). A shard would need 2^48 joins, and
-/// 2 PiB of join stamps, to outgrow it.
+/// A seq in 6 bytes, so that an entry takes 22 bytes rather than 24. A shard would need 2^48
+/// joins, and 2 PiB of join stamps, to outgrow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seq48([u8; 6]);
 
@@ -54,6 +53,13 @@ impl Seq48 {
     }
 }
 
+/// A user id's place: 22 bytes, byte-aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    user: UserKey,
+    seq: Seq48,
+}
+
 /// A sweep of the user map waits for at least this many ended places, so that a small map is not
 /// swept (and, at the edge, an expiry logged) for each one.
 pub(super) const SWEEP_MIN: u64 = 16;
@@ -61,12 +67,18 @@ pub(super) const SWEEP_MIN: u64 = 16;
 /// The place of each user id. An entry may outlive its place until the next sweep: a join
 /// checks the place before handing it back, so a stale entry changes no answer.
 ///
-/// The table hashes the keys with the standard library's seeded hasher, not as they are: keys are
-/// SHA-256 of ids a stranger chooses, and a few million tries find ids whose keys agree in the
-/// low bits a table indexes by.
+/// The entries lie side by side, 22 bytes each, and a hash table holds only their index, 4 bytes
+/// and a control byte a bucket: at the table's load of 7/16 to 7/8, 28 to 34 bytes a user id
+/// (the entries' vector, when it has just doubled, has room it has not touched yet). A table of
+/// the entries themselves would take 26 to 53. The table hashes the keys with the standard
+/// library's seeded hasher, not as they are: keys are SHA-256 of ids a stranger chooses, and a
+/// few million tries find ids whose keys agree in the low bits a table indexes by.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Users {
-    places: HashMap<UserKey, Seq48>,
+    entries: Vec<Entry>,
+    /// Indexes into `entries`, by the hash of the entry's key.
+    index: HashTable<u32>,
+    hasher: RandomState,
     /// Places ended since the last sweep, counted where they end (a place that ends twice, say
     /// its claim window closes and then it leaves, counts twice). Every stale entry is among
     /// them, so sweeping once they reach half the map keeps the stale entries fewer than the live
@@ -78,28 +90,42 @@ pub(super) struct Users {
 impl Users {
     /// The seq of `user`'s place, maybe ended.
     pub(super) fn get(&self, user: &UserKey) -> Option<u64> {
-        self.places.get(user).map(|seq| seq.get())
+        let hash = self.hasher.hash_one(user);
+        self.index
+            .find(hash, |&i| self.entries[i as usize].user == *user)
+            .map(|&i| self.entries[i as usize].seq.get())
     }
 
-    /// Gives `user` the place `seq`; `false` (and nothing kept) for a seq past 2^48, which a
-    /// shard never reaches: its user id would just get a new place each time.
+    /// Gives `user` the place `seq`; `false` (and nothing kept) for a seq past 2^48 or a 2^32nd
+    /// entry, which a shard never reaches: its user id would just get a new place each time.
     pub(super) fn insert(&mut self, user: UserKey, seq: u64) -> bool {
-        match Seq48::new(seq) {
-            Some(seq) => {
-                self.places.insert(user, seq);
-                true
+        let (Some(seq), Ok(next)) = (Seq48::new(seq), u32::try_from(self.entries.len())) else {
+            return false;
+        };
+        let hash = self.hasher.hash_one(user);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        let found = self.index.entry(
+            hash,
+            |&i| entries[i as usize].user == user,
+            |&i| hasher.hash_one(entries[i as usize].user),
+        );
+        match found {
+            hash_table::Entry::Occupied(at) => self.entries[*at.get() as usize].seq = seq,
+            hash_table::Entry::Vacant(at) => {
+                at.insert(next);
+                self.entries.push(Entry { user, seq });
             }
-            None => false,
         }
+        true
     }
 
     /// Entries kept: live places, and ended ones not swept yet.
     pub(super) fn len(&self) -> usize {
-        self.places.len()
+        self.entries.len()
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&UserKey, u64)> {
-        self.places.iter().map(|(user, seq)| (user, seq.get()))
+        self.entries.iter().map(|e| (&e.user, e.seq.get()))
     }
 
     /// Counts `places` that just ended, for the next sweep.
@@ -108,16 +134,29 @@ impl Users {
     }
 
     pub(super) fn sweep_due(&self) -> bool {
-        !self.places.is_empty() && self.ended >= SWEEP_MIN.max(self.places.len() as u64 / 2)
+        !self.entries.is_empty() && self.ended >= SWEEP_MIN.max(self.entries.len() as u64 / 2)
     }
 
     /// Drops the entries whose place has ended (`holds_place` false, which must stay false for
-    /// good), and gives back the table's memory once it is mostly empty (down to twice what is
-    /// left, so that it takes the map halving again to shrink it again).
+    /// good) and indexes the rest again, O(entries). Memory goes back once mostly empty (down
+    /// to twice what is left, so that it takes the map halving again to shrink it again).
     pub(super) fn sweep(&mut self, holds_place: impl Fn(u64) -> bool) {
-        self.places.retain(|_, seq| holds_place(seq.get()));
-        if self.places.capacity() > self.places.len() * 4 {
-            self.places.shrink_to(self.places.len() * 2);
+        self.entries.retain(|e| holds_place(e.seq.get()));
+        let len = self.entries.len();
+        if self.entries.capacity() > len * 4 {
+            self.entries.shrink_to(len * 2);
+        }
+        if self.index.capacity() > len * 4 {
+            self.index = HashTable::with_capacity(len);
+        } else {
+            self.index.clear();
+        }
+        let hasher = &self.hasher;
+        for (i, e) in self.entries.iter().enumerate() {
+            let hash = hasher.hash_one(e.user);
+            self.index.insert_unique(hash, i as u32, |&j| {
+                hasher.hash_one(self.entries[j as usize].user)
+            });
         }
         self.ended = 0;
     }
@@ -188,7 +227,8 @@ mod tests {
         }
         shard.expire(now, T);
         assert_eq!(shard.user_entries(), 0);
-        assert_eq!(shard.users.places.capacity(), 0);
+        assert_eq!(shard.users.entries.capacity(), 0);
+        assert_eq!(shard.users.index.capacity(), 0);
     }
 
     #[test]
@@ -216,7 +256,7 @@ mod tests {
             assert_eq!(Seq48::new(seq).map(Seq48::get), Some(seq));
         }
         assert_eq!(Seq48::new(1 << 48), None);
-        assert_eq!(std::mem::size_of::<(UserKey, Seq48)>(), 22);
+        assert_eq!(std::mem::size_of::<Entry>(), 22);
     }
 
     proptest! {
