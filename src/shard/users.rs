@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 /// version, as an edge shard replaying its log or reading its snapshot in another isolate needs.
 ///
 /// Two ids with one key would share a place (the second would be handed the first one's). By
-/// chance: among n ids the odds of any such pair are about n^2 / 2^129, below 2^-88 for a billion
+/// chance: among n ids the odds of any such pair are about n^2 / 2^129, about 2^-69 for a billion
 /// ids. On purpose: finding a pair takes about 2^64 SHA-256 hashes (a birthday search, as the
 /// preimage of a given id's key takes 2^128), and yields only two ids of the finder's own, which
 /// it could as well have sent as one.
