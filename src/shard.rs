@@ -15,7 +15,12 @@ use crate::plan::ShardReading;
 use crate::queue::ShardQueue;
 
 mod snapshot;
+#[cfg(test)]
+mod testing;
+mod users;
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
+use users::Users;
+pub use users::{user_hash, UserKey};
 
 /// Where a visitor of this shard stands. Positions span shards and are the caller's to compute
 /// from the queues.
@@ -50,6 +55,8 @@ pub struct Timing {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     Join {
+        /// The user id as the visitor sent it: logs written before the shard kept only a
+        /// [`UserKey`] read the same, and the key is computed again on replay.
         user: Option<String>,
         stamp: u64,
         enter: bool,
@@ -127,17 +134,38 @@ impl Grant {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Shard {
     queue: ShardQueue,
     /// Oldest first.
     grants: VecDeque<Grant>,
     sessions: HashMap<u64, u64>,
     session_expiry: BTreeSet<(u64, u64)>,
-    users: HashMap<String, u64>,
+    users: Users,
     unclaimed: u64,
     admitted_total: u64,
 }
+
+/// Two shards are equal when no operation can tell them apart. The user entries of ended places
+/// (which no join sees) and the sweep's count are left out: a shard restored from a snapshot,
+/// which keeps only live entries, equals the shard it was taken from.
+impl PartialEq for Shard {
+    fn eq(&self, other: &Self) -> bool {
+        let live = |shard: &Shard| shard.live_users().count();
+        self.queue == other.queue
+            && self.grants == other.grants
+            && self.sessions == other.sessions
+            && self.session_expiry == other.session_expiry
+            && self.unclaimed == other.unclaimed
+            && self.admitted_total == other.admitted_total
+            && live(self) == live(other)
+            && self
+                .live_users()
+                .all(|(user, seq)| other.users.get(user) == Some(seq))
+    }
+}
+
+impl Eq for Shard {}
 
 impl Shard {
     pub fn new() -> Self {
@@ -161,6 +189,12 @@ impl Shard {
     /// Admissions ever made from this shard (batches and entries at once).
     pub fn admitted_total(&self) -> u64 {
         self.admitted_total
+    }
+
+    /// User ids the shard keeps an entry for: those with a live place, and those whose place
+    /// ended since the last sweep.
+    pub fn user_entries(&self) -> usize {
+        self.users.len()
     }
 
     /// What the shard holds, for an admission plan: its counters, `credit` (kept by the caller)
@@ -188,6 +222,7 @@ impl Shard {
                 .session_expiry
                 .iter()
                 .all(|(expires_at, seq)| self.sessions.get(seq) == Some(expires_at))
+            && self.users.iter().all(|(_, seq)| self.queue.contains(seq))
     }
 
     pub fn apply(&mut self, op: &Op) -> Outcome {
@@ -225,7 +260,8 @@ impl Shard {
         now: u64,
         timing: Timing,
     ) -> ShardJoin {
-        if let Some(seq) = user.and_then(|u| self.users.get(u).copied()) {
+        let user = user.map(UserKey::of);
+        if let Some(seq) = user.and_then(|u| self.users.get(&u)) {
             let standing = self.visit(seq, now, timing);
             if matches!(standing, Standing::Waiting | Standing::Admitted { .. }) {
                 return ShardJoin {
@@ -239,7 +275,7 @@ impl Shard {
         let stamp = stamp.max(self.queue.last_stamp() + 1);
         let seq = self.queue.push(stamp);
         if let Some(user) = user {
-            self.users.insert(user.to_owned(), seq);
+            self.users.insert(user, seq);
         }
         let standing = if enter {
             // Nobody waits: every earlier seq was admitted or left.
@@ -278,6 +314,7 @@ impl Shard {
                 };
             }
             self.end_session(seq);
+            self.users.ended(1);
             return Standing::Expired;
         }
         let claimed = self
@@ -304,6 +341,7 @@ impl Shard {
         if !self.queue.mark_left(seq) {
             return Some(false);
         }
+        self.users.ended(1);
         if waiting {
             return Some(true);
         }
@@ -326,6 +364,7 @@ impl Shard {
         let expires_at = *self.sessions.get(&seq)?;
         if expires_at <= now {
             self.end_session(seq);
+            self.users.ended(1);
             return None;
         }
         if !renew {
@@ -335,7 +374,8 @@ impl Shard {
         Some(self.start_session(seq, now, timing))
     }
 
-    /// Ends sessions past their TTL and admissions past their claim window.
+    /// Ends sessions past their TTL and admissions past their claim window, and sweeps the user
+    /// entries of ended places once enough have ended.
     pub fn expire(&mut self, now: u64, timing: Timing) {
         while let Some(&(expires_at, seq)) = self.session_expiry.first() {
             if expires_at > now {
@@ -343,17 +383,24 @@ impl Shard {
             }
             self.session_expiry.pop_first();
             self.sessions.remove(&seq);
+            self.users.ended(1);
         }
         while let Some(grant) = self.grants.front() {
             if grant.admitted_at + timing.claim_window_ms > now {
                 break;
             }
             self.unclaimed -= grant.unresolved;
+            self.users.ended(grant.unresolved);
             self.grants.pop_front();
+        }
+        if self.users.sweep_due() {
+            self.sweep();
         }
     }
 
-    /// Whether expiring at `now` would change anything (so that a log need not record it).
+    /// Whether expiring at `now` would change anything (so that a log need not record it). A
+    /// sweep due counts: an edge shard then logs the expiry, and a replay sweeps where the
+    /// original did.
     pub fn would_expire(&self, now: u64, timing: Timing) -> bool {
         self.session_expiry
             .first()
@@ -362,6 +409,34 @@ impl Shard {
                 .grants
                 .front()
                 .is_some_and(|g| g.admitted_at + timing.claim_window_ms <= now)
+            || self.users.sweep_due()
+    }
+
+    /// Drops the user entries of ended places.
+    fn sweep(&mut self) {
+        let mut users = std::mem::take(&mut self.users);
+        users.sweep(|seq| self.holds_place(seq));
+        self.users = users;
+    }
+
+    /// Whether `seq` still holds a place: waiting, admitted inside an open grant, or in a session
+    /// (one past its TTL counts until an expiry ends it). Once false, false for good: a leaver
+    /// stays one, and no session starts for a place whose claim is gone, so an entry dropped
+    /// for it could never have been handed back.
+    fn holds_place(&self, seq: u64) -> bool {
+        if !self.queue.contains(seq) || self.queue.is_left(seq) {
+            return false;
+        }
+        seq > self.queue.admitted_seq()
+            || self.sessions.contains_key(&seq)
+            || self
+                .grant_index(seq)
+                .is_some_and(|i| !self.grants[i].is_resolved(seq))
+    }
+
+    /// The user entries whose place is live.
+    fn live_users(&self) -> impl Iterator<Item = (&UserKey, u64)> {
+        self.users.iter().filter(|&(_, seq)| self.holds_place(seq))
     }
 
     /// Admits every waiting visitor through `upto` as one batch; returns how many.
@@ -419,20 +494,14 @@ impl Shard {
 
     /// The still-open grant that admitted `seq`.
     fn grant_of(&mut self, seq: u64) -> Option<&mut Grant> {
-        let i = self.grants.partition_point(|g| g.last_seq < seq);
-        self.grants.get_mut(i).filter(|g| g.first_seq <= seq)
+        let i = self.grant_index(seq)?;
+        self.grants.get_mut(i)
     }
-}
 
-/// The shard a user id lives in. FNV-1a: stable across processes, platforms and versions,
-/// unlike the standard library's seeded hasher, so every server agrees.
-pub fn user_hash(user: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    fn grant_index(&self, seq: u64) -> Option<usize> {
+        let i = self.grants.partition_point(|g| g.last_seq < seq);
+        self.grants.get(i).filter(|g| g.first_seq <= seq).map(|_| i)
     }
-    hash
 }
 
 #[cfg(test)]

@@ -11,20 +11,33 @@
 //!   at, unresolved, and its resolved bit words as count and words); the sessions in seq order
 //!   (count; each seq, expires at).
 //! - visitors: `"QGV"`, version (1 byte), first seq, count, the count join stamps (8 bytes
-//!   each), then the user ids whose place is in the segment, in seq order (count; each seq,
-//!   length as a big-endian `u32`, UTF-8 bytes).
+//!   each), then the user ids the shard keeps whose place is in the segment, in seq order (count;
+//!   each seq, and the id's [`UserKey`], 16 bytes).
+//!
+//! Version 1, read still (its segments may be full, and so never rewritten), differs only in
+//! the user ids: each is a length (big-endian `u32`) and the id's UTF-8 bytes, and is keyed on
+//! reading.
 //!
 //! A user id's place only ever moves to a newer seq, so a segment written before its user moved
-//! on keeps a stale entry that a newer segment overrides: restoring the segments in order
-//! rebuilds the user ids exactly.
+//! on keeps a stale entry, which a newer segment overrides: segments keep every entry the shard
+//! holds, those of ended places not yet swept among them. The restore then drops the entries of
+//! ended places. Once a sweep has dropped the newer entry, no newer segment overrides the old
+//! one, but its place has ended for good by then: the user moved on because it had ended (left,
+//! its session over, or its claim window closed), and the sweep runs in an expiry at a later time,
+//! which first closes every grant whose window has closed. So restoring the segments in order
+//! rebuilds the live user ids exactly. (Unless an operator lengthens the claim window in
+//! between: a restore may then find the old place still unclaimed in its open grant and hand it
+//! back to the user id, as it would to its ticket.)
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use super::{Grant, Shard};
+use super::{Grant, Shard, UserKey, Users};
 use crate::queue::ShardQueue;
 
-/// The snapshot format this code writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// The snapshot format this code writes; it reads this one and version 1.
+pub const SNAPSHOT_VERSION: u8 = 2;
+/// Version 1 kept each user id's bytes, not its key.
+const PLAIN_USER_IDS: u8 = 1;
 
 const STATE_MAGIC: &[u8; 3] = b"QGS";
 const VISITORS_MAGIC: &[u8; 3] = b"QGV";
@@ -62,18 +75,26 @@ impl Writer {
 struct Reader<'a> {
     bytes: &'a [u8],
     what: &'static str,
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
     fn new(bytes: &'a [u8], magic: &[u8; 3], what: &'static str) -> Result<Self, SnapshotError> {
-        let mut r = Reader { bytes, what };
+        let mut r = Reader {
+            bytes,
+            what,
+            version: 0,
+        };
         if r.take(3)? != magic {
             return bad(format!("{what}: not a queuegate shard snapshot"));
         }
         match r.take(1)?[0] {
-            SNAPSHOT_VERSION => Ok(r),
+            v @ (PLAIN_USER_IDS | SNAPSHOT_VERSION) => {
+                r.version = v;
+                Ok(r)
+            }
             v => bad(format!(
-                "{what}: format version {v}, this code reads {SNAPSHOT_VERSION}"
+                "{what}: format version {v}, this code reads {PLAIN_USER_IDS} to {SNAPSHOT_VERSION}"
             )),
         }
     }
@@ -150,8 +171,9 @@ impl Shard {
     }
 
     /// The visitors from `from_seq` to the last seq handed out, as segments of `per_segment`
-    /// seqs (the last one may be shorter): `(first seq, bytes)`, about 8 bytes a visitor plus
-    /// its user id. One pass over the user ids, however many segments.
+    /// seqs (the last one may be shorter): `(first seq, bytes)`, 8 bytes a visitor and 24 more
+    /// for each user id kept (live places, and ended ones not yet swept: right after an expiry,
+    /// fewer of those than of live ones, or than 16). One pass over the user ids, however many segments.
     pub fn snapshot_visitors(&self, from_seq: u64, per_segment: u64) -> Vec<(u64, Vec<u8>)> {
         let from_seq = from_seq.max(1);
         let per_segment = per_segment.max(1);
@@ -160,8 +182,8 @@ impl Shard {
             return Vec::new();
         }
         let segments = (tail - from_seq) / per_segment + 1;
-        let mut users: Vec<Vec<(u64, &str)>> = vec![Vec::new(); segments as usize];
-        for (user, &seq) in &self.users {
+        let mut users: Vec<Vec<(u64, &UserKey)>> = vec![Vec::new(); segments as usize];
+        for (user, seq) in self.users.iter() {
             if seq >= from_seq {
                 users[((seq - from_seq) / per_segment) as usize].push((seq, user));
             }
@@ -180,7 +202,6 @@ impl Shard {
                 w.u64(users.len() as u64);
                 for (seq, user) in users {
                     w.u64(seq);
-                    w.0.extend_from_slice(&(user.len() as u32).to_be_bytes());
                     w.0.extend_from_slice(user.as_bytes());
                 }
                 (first, w.0)
@@ -190,7 +211,8 @@ impl Shard {
 
     /// The shard a snapshot holds: its state and its visitor segments in seq order, which must
     /// cover every seq from 1 to the state's tail. Segments may come from different snapshots
-    /// (written once, when full) as long as they fit together.
+    /// (written once, when full) and versions as long as they fit together. User ids whose place
+    /// has ended are left out.
     pub fn restore<'a>(
         state: &[u8],
         segments: impl IntoIterator<Item = &'a [u8]>,
@@ -223,7 +245,7 @@ impl Shard {
         r.end()?;
 
         let mut stamps = Vec::with_capacity(usize::try_from(tail).unwrap_or(0).min(1 << 24));
-        let mut users = HashMap::new();
+        let mut users = Users::default();
         for bytes in segments {
             read_segment(bytes, &mut stamps, &mut users)?;
         }
@@ -252,7 +274,7 @@ impl Shard {
             }
             previous = g.last_seq;
         }
-        let shard = Shard {
+        let mut shard = Shard {
             queue,
             grants,
             sessions,
@@ -261,6 +283,7 @@ impl Shard {
             unclaimed,
             admitted_total,
         };
+        shard.sweep();
         if !shard.is_consistent() {
             return bad("state: its counters disagree with what they count");
         }
@@ -272,7 +295,7 @@ impl Shard {
 fn read_segment(
     bytes: &[u8],
     stamps: &mut Vec<u64>,
-    users: &mut HashMap<String, u64>,
+    users: &mut Users,
 ) -> Result<(), SnapshotError> {
     let mut r = Reader::new(bytes, VISITORS_MAGIC, "visitors")?;
     let first = r.u64()?;
@@ -293,17 +316,22 @@ fn read_segment(
     if previous.is_some_and(|p| count > 0 && stamps[first as usize - 1] <= p) {
         return bad(format!("visitors: stamps go back at seq {first}"));
     }
+    let plain = r.version == PLAIN_USER_IDS;
     let mut previous_seq = 0;
-    for _ in 0..r.count(12)? {
+    for _ in 0..r.count(if plain { 12 } else { 24 })? {
         let seq = r.u64()?;
-        let len = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes")) as usize;
-        let user = std::str::from_utf8(r.take(len)?)
-            .map_err(|_| SnapshotError("visitors: a user id that is not UTF-8".into()))?;
-        if seq < first || seq > last || seq <= previous_seq {
+        let user = if plain {
+            let len = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes")) as usize;
+            let user = std::str::from_utf8(r.take(len)?)
+                .map_err(|_| SnapshotError("visitors: a user id that is not UTF-8".into()))?;
+            UserKey::of(user)
+        } else {
+            UserKey::from_bytes(r.take(16)?.try_into().expect("16 bytes"))
+        };
+        if seq < first || seq > last || seq <= previous_seq || !users.insert(user, seq) {
             return bad(format!("visitors: a user id at seq {seq}"));
         }
         previous_seq = seq;
-        users.insert(user.to_owned(), seq);
     }
     r.end()
 }
@@ -313,90 +341,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::shard::{Op, Timing};
-
-    const T: Timing = Timing {
-        session_ttl_ms: 3_000,
-        claim_window_ms: 1_000,
-    };
-
-    /// An operation with its seqs as fractions of the queue, made concrete against the shard
-    /// it is about to change (so that it mostly names seqs that exist).
-    #[derive(Debug, Clone)]
-    enum Step {
-        Join {
-            user: Option<u8>,
-            jitter: u16,
-            enter: bool,
-        },
-        Visit(prop::sample::Index),
-        End(prop::sample::Index),
-        Session(prop::sample::Index, bool),
-        Expire,
-        Admit(prop::sample::Index),
-    }
-
-    fn step() -> impl Strategy<Value = (Step, u16)> {
-        let step = prop_oneof![
-            6 => (prop::option::of(0u8..12), 0u16..3000, prop::bool::weighted(0.2))
-                .prop_map(|(user, jitter, enter)| Step::Join { user, jitter, enter }),
-            3 => any::<prop::sample::Index>().prop_map(Step::Visit),
-            2 => any::<prop::sample::Index>().prop_map(Step::End),
-            2 => (any::<prop::sample::Index>(), any::<bool>()).prop_map(|(i, r)| Step::Session(i, r)),
-            1 => Just(Step::Expire),
-            2 => any::<prop::sample::Index>().prop_map(Step::Admit),
-        ];
-        (step, 0u16..400)
-    }
-
-    fn steps(max: usize) -> impl Strategy<Value = Vec<(Step, u16)>> {
-        prop::collection::vec(step(), 0..max)
-    }
-
-    /// The op a step makes against `shard` at `now`: seqs from 0 to one past the tail.
-    fn op(shard: &Shard, step: &Step, now: u64) -> Op {
-        let seq = |i: &prop::sample::Index| i.index(shard.queue().tail() as usize + 2) as u64;
-        match step {
-            Step::Join {
-                user,
-                jitter,
-                enter,
-            } => Op::Join {
-                user: user.map(|u| format!("user-{u}")),
-                // Now and then below the last stamp, which the shard raises.
-                stamp: (now * 1000 + u64::from(*jitter)).saturating_sub(1500),
-                enter: *enter && shard.queue().waiting() == 0,
-                now,
-                timing: T,
-            },
-            Step::Visit(i) => Op::Visit {
-                seq: seq(i),
-                now,
-                timing: T,
-            },
-            Step::End(i) => Op::End { seq: seq(i), now },
-            Step::Session(i, renew) => Op::Session {
-                seq: seq(i),
-                renew: *renew,
-                now,
-                timing: T,
-            },
-            Step::Expire => Op::Expire { now, timing: T },
-            Step::Admit(i) => Op::AdmitThrough { upto: seq(i), now },
-        }
-    }
-
-    /// Runs `steps` on `shard` from time `now`, returning the outcomes and the time after.
-    fn run(shard: &mut Shard, steps: &[(Step, u16)], mut now: u64) -> (Vec<Outcome>, u64) {
-        let mut outcomes = Vec::new();
-        for (step, dt) in steps {
-            now += u64::from(*dt);
-            outcomes.push(shard.apply(&op(shard, step, now)));
-        }
-        (outcomes, now)
-    }
-
-    use crate::shard::Outcome;
+    use crate::shard::testing::{op, run, steps, T};
+    use crate::shard::users::SWEEP_MIN;
 
     fn restored(state: &[u8], segments: &[(u64, Vec<u8>)]) -> Shard {
         Shard::restore(state, segments.iter().map(|(_, b)| b.as_slice()))
@@ -419,6 +365,11 @@ mod tests {
             let segments = shard.snapshot_visitors(1, per_segment);
             let mut copy = restored(&shard.snapshot_state(), &segments);
             prop_assert_eq!(&copy, &shard);
+            // The copy holds only live user ids: what the original holds once swept.
+            prop_assert_eq!(copy.user_entries(), copy.live_users().count());
+            let mut swept = shard.clone();
+            swept.sweep();
+            prop_assert_eq!(copy.snapshot_visitors(1, per_segment), swept.snapshot_visitors(1, per_segment));
             let mut again = shard.clone();
             let (want, _) = run(&mut shard, &after, now);
             let mut got = Vec::new();
@@ -436,8 +387,9 @@ mod tests {
         }
 
         /// Segments written when full are not written again: an old full segment, restored
-        /// with a later state and the segments written since, still gives the same shard
-        /// (user ids that moved to a newer seq since are overridden by the newer segment).
+        /// with a later state and the segments written since, still gives the same shard (user
+        /// ids that moved to a newer seq since are overridden by the newer segment, and those
+        /// whose place ended since are dropped).
         #[test]
         fn full_segments_written_earlier_need_no_rewrite(
             first in steps(250),
@@ -454,6 +406,7 @@ mod tests {
             stored.extend(shard.snapshot_visitors(full * per_segment + 1, per_segment));
             let mut copy = restored(&shard.snapshot_state(), &stored);
             prop_assert_eq!(&copy, &shard);
+            prop_assert_eq!(copy.user_entries(), copy.live_users().count());
             let (want, _) = run(&mut shard, &third, now);
             let (got, _) = run(&mut copy, &third, now);
             prop_assert_eq!(got, want);
@@ -481,11 +434,8 @@ mod tests {
             segments.iter().map(|(first, _)| *first).collect::<Vec<_>>(),
             [1, 65]
         );
-        // Header 4 + first 8 + count 8 + stamps + user count 8 + 6 ids (seq 8, length 4, "u10").
-        assert_eq!(
-            segments[0].1.len(),
-            4 + 8 + 8 + 64 * 8 + 8 + 6 * (8 + 4 + 3)
-        );
+        // Header 4 + first 8 + count 8 + stamps + user count 8 + 6 ids (seq 8, key 16).
+        assert_eq!(segments[0].1.len(), 4 + 8 + 8 + 64 * 8 + 8 + 6 * (8 + 16));
         let tail = shard.snapshot_visitors(65, 64);
         assert_eq!(tail, segments[1..]);
         assert!(shard.snapshot_visitors(101, 64).is_empty());
@@ -513,6 +463,12 @@ mod tests {
         newer[3] = SNAPSHOT_VERSION + 1;
         let err = Shard::restore(&newer, all.clone()).unwrap_err();
         assert!(err.to_string().contains("version"), "{err}");
+        // A segment of a version this code does not know, among ones it does: refused too, not
+        // read as if it were one it knows.
+        let mut unknown = segments[1].1.clone();
+        unknown[3] = SNAPSHOT_VERSION + 1;
+        let err = Shard::restore(&state, [all[0], &unknown, all[2]]).unwrap_err();
+        assert!(err.to_string().contains("version"), "{err}");
         let mut cut = segments[2].1.clone();
         cut.pop();
         assert!(Shard::restore(&state, [all[0], all[1], &cut]).is_err());
@@ -523,5 +479,106 @@ mod tests {
         // An empty shard: a state and no segments.
         let empty = Shard::new();
         assert_eq!(Shard::restore(&empty.snapshot_state(), []).unwrap(), empty);
+    }
+
+    #[test]
+    fn user_ids_come_back_as_keys_and_ended_places_stay_out() {
+        let mut shard = Shard::new();
+        let long = "x".repeat(128);
+        for (stamp, user) in [(1, "ann"), (2, long.as_str()), (3, "bob"), (4, "cy")] {
+            shard.join(Some(user), stamp, false, 0, T);
+        }
+        shard.end(3, 0);
+        let segments = shard.snapshot_visitors(1, 64);
+        // Four ids of 24 bytes, however long the id: bob left, but no sweep has dropped him yet.
+        assert_eq!(segments[0].1.len(), 4 + 8 + 8 + 4 * 8 + 8 + 4 * 24);
+        let mut copy = restored(&shard.snapshot_state(), &segments);
+        assert_eq!(copy, shard);
+        assert_eq!(copy.user_entries(), 3);
+        for (user, seq) in [("ann", 1), (long.as_str(), 2), ("cy", 4)] {
+            let joined = copy.join(Some(user), 10, false, 1, T);
+            assert!(joined.existing && joined.seq == seq, "{user}: {joined:?}");
+        }
+        assert!(!copy.join(Some("bob"), 10, false, 1, T).existing);
+        // The snapshot holds no user id, only keys.
+        assert!(!segments[0].1.windows(3).any(|w| w == b"ann"));
+    }
+
+    /// A user whose admission went unclaimed joins again once its claim window has closed, but
+    /// before an expiry closes the grant; the new place then ends. The full segment written
+    /// before still names the first place, which looks open until an expiry: the newer segment
+    /// overrides it while the shard keeps the ended entry, and once a sweep has dropped that
+    /// entry, the expiry that swept has closed the grant too.
+    #[test]
+    fn a_user_who_moved_on_from_an_unclaimed_admission_is_not_sent_back() {
+        let mut shard = Shard::new();
+        assert_eq!(shard.join(Some("ann"), 1, false, 0, T).seq, 1);
+        assert_eq!(shard.admit(1, 0), 1);
+        let old = shard.snapshot_visitors(1, 1);
+        let now = T.claim_window_ms;
+        let moved = shard.join(Some("ann"), 2, false, now, T);
+        assert!(!moved.existing && moved.seq == 2, "{moved:?}");
+        shard.end(2, now);
+        assert!(shard.holds_place(1) && !shard.holds_place(2));
+        let check = |shard: &Shard| {
+            let mut stored = old.clone();
+            stored.extend(shard.snapshot_visitors(2, 1));
+            let mut copy = restored(&shard.snapshot_state(), &stored);
+            assert_eq!(&copy, shard);
+            let again = copy.join(Some("ann"), 1_000, false, now + 1, T);
+            assert!(!again.existing && again.seq > 2, "{again:?}");
+        };
+        check(&shard);
+        // Enough others leave for an expiry to sweep.
+        for stamp in 3..3 + SWEEP_MIN {
+            let seq = shard.join(None, stamp, false, now, T).seq;
+            shard.end(seq, now);
+        }
+        shard.expire(now, T);
+        assert_eq!(shard.user_entries(), 0);
+        check(&shard);
+    }
+
+    /// Seqs `first..=last` as a version 1 segment: user ids as length and bytes.
+    fn version_1_segment(shard: &Shard, first: u64, last: u64, users: &[(u64, &str)]) -> Vec<u8> {
+        let mut w = Writer(b"QGV".to_vec());
+        w.0.push(PLAIN_USER_IDS);
+        w.u64(first);
+        w.u64(last - first + 1);
+        w.0.extend(shard.queue().stamps_be_bytes(first, last));
+        w.u64(users.len() as u64);
+        for (seq, user) in users {
+            w.u64(*seq);
+            w.0.extend_from_slice(&(user.len() as u32).to_be_bytes());
+            w.0.extend_from_slice(user.as_bytes());
+        }
+        w.0
+    }
+
+    #[test]
+    fn a_version_1_snapshot_is_read() {
+        let mut shard = Shard::new();
+        for (stamp, user) in [(1, "ann"), (2, "bob"), (3, "cy")] {
+            shard.join(Some(user), stamp, false, 0, T);
+        }
+        shard.end(2, 0);
+        let mut state = shard.snapshot_state();
+        state[3] = PLAIN_USER_IDS;
+        // Written before bob left: the restore drops him.
+        let all = [(1, "ann"), (2, "bob"), (3, "cy")];
+        let segment = version_1_segment(&shard, 1, 3, &all);
+        let mut copy = Shard::restore(&state, [segment.as_slice()]).unwrap();
+        assert_eq!(copy, shard);
+        assert_eq!(copy.user_entries(), 2);
+        let again = copy.join(Some("cy"), 9, false, 1, T);
+        assert!(again.existing && again.seq == 3, "{again:?}");
+        // A full version 1 segment, never rewritten, before version 2 ones.
+        let older = version_1_segment(&shard, 1, 2, &all[..2]);
+        let newer = shard.snapshot_visitors(3, 2);
+        let mixed = [older.as_slice(), &newer[0].1];
+        assert_eq!(
+            Shard::restore(&shard.snapshot_state(), mixed).unwrap(),
+            shard
+        );
     }
 }
