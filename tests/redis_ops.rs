@@ -40,8 +40,8 @@ fn status_of(reply: &Reply) -> String {
 async fn a_fenced_scheduler_cannot_admit() {
     let redis = RedisServer::start();
     let timeout = Duration::from_secs(2);
-    let old = connect_single(&redis.url(), timeout).unwrap();
-    let new = connect_single(&redis.url(), timeout).unwrap();
+    let old = connect_single(&redis.url(), timeout, None).unwrap();
+    let new = connect_single(&redis.url(), timeout, None).unwrap();
     let room = RoomId::parse("fenced").unwrap();
     let config = RoomConfig {
         max_active: 100,
