@@ -159,7 +159,7 @@ async fn with_a_replica_the_scheduler_waits_for_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_the_replicas_miss_fails_the_tick() {
     let (master, replica) = master_and_replica();
-    let store = connect_single(&master.url(), Duration::from_millis(600), Some(1)).unwrap();
+    let store = connect_single(&master.url(), Duration::from_millis(1000), Some(1)).unwrap();
     let record = room_with_visitors(&store, "short").await;
     replica.signal("STOP");
     let started = Instant::now();
@@ -173,7 +173,7 @@ async fn a_write_the_replicas_miss_fails_the_tick() {
     }
     // WAIT gives up at half the call's timeout.
     assert!(
-        started.elapsed() < Duration::from_millis(600),
+        started.elapsed() < Duration::from_millis(1000),
         "{:?}",
         started.elapsed()
     );
@@ -195,4 +195,70 @@ async fn a_write_the_replicas_miss_fails_the_tick() {
         .await
         .unwrap();
     assert_eq!(round.admitted, 2);
+}
+
+/// What `WAIT` adds to a scheduler tick (not run by default; numbers in BENCHMARKS.md):
+/// `cargo test --release -p queuegate --test redis_replicas -- --ignored --nocapture`.
+/// One room of three shards with visitors waiting and admissions every tick, on a master with
+/// one replica on this machine: ticks without `WAIT` (`--redis-replicas 0`) and with it (1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn tick_cost_of_waiting_for_a_replica() {
+    use queuegate_origin::clock::Clock;
+    use queuegate_origin::scheduler::Scheduler;
+    use std::sync::Arc;
+
+    let (master, _replica) = master_and_replica();
+    const TICKS: usize = 300;
+    for (name, replicas) in [("no WAIT", 0), ("WAIT 1", 1), ("no WAIT", 0), ("WAIT 1", 1)] {
+        // One room a round: the scheduler ticks every room Redis holds.
+        command(master.port, "FLUSHALL").expect("the master answers");
+        let store = Arc::new(
+            connect_single(&master.url(), Duration::from_secs(2), Some(replicas)).unwrap(),
+        );
+        let room = RoomId::parse(&format!("cost-{replicas}-{}", now_ms())).unwrap();
+        let config = RoomConfig {
+            max_active: 10_000_000,
+            admit_per_minute: 600_000,
+            shards: 3,
+            ..RoomConfig::default()
+        };
+        store.put_room(&room, config, 7, now_ms()).await.unwrap();
+        let record = store.room(&room, now_ms()).await.unwrap().unwrap();
+        for _ in 0..3_000 {
+            store.join(&record, None, now_ms()).await.unwrap();
+        }
+        // The lease of the previous round runs out.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let holder = format!("cost-{replicas}");
+        let mut scheduler = Scheduler::new(
+            store.clone(),
+            Clock::System,
+            Duration::from_millis(100),
+            holder,
+        );
+        let mut took = Vec::with_capacity(TICKS);
+        let mut admitted = 0;
+        for _ in 0..TICKS {
+            let started = Instant::now();
+            let report = scheduler.tick(now_ms()).await.unwrap();
+            took.push(started.elapsed());
+            admitted += report.admitted;
+            // Visitors keep arriving, as in a sale.
+            for _ in 0..5 {
+                store.join(&record, None, now_ms()).await.unwrap();
+            }
+        }
+        took.sort();
+        let at = |q: f64| took[((TICKS as f64 * q) as usize).min(TICKS - 1)];
+        let mean = took.iter().sum::<Duration>() / TICKS as u32;
+        println!(
+            "{name}: {TICKS} ticks, {admitted} admitted, mean {mean:?}, p50 {:?}, p99 {:?}, \
+             max {:?}; {} WAITs a tick",
+            at(0.5),
+            at(0.99),
+            took[TICKS - 1],
+            calls(&*store, "redis_wait") as f64 / TICKS as f64,
+        );
+    }
 }
