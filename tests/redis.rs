@@ -13,7 +13,7 @@ macro_rules! redis_cases {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let redis = RedisServer::start();
-                let server = support::origin_on(&StoreConfig::Redis { url: redis.url(), timeout_ms: None }).await;
+                let server = support::origin_on(&StoreConfig::Redis { url: redis.url(), timeout_ms: None, replicas: None }).await;
                 conformance::$case(&server.target).await;
                 server.stop().await;
             }
@@ -29,6 +29,7 @@ async fn random_input_never_gets_a_5xx() {
     let server = support::origin_on(&StoreConfig::Redis {
         url: redis.url(),
         timeout_ms: None,
+        replicas: None,
     })
     .await;
     conformance::random_input_never_gets_a_5xx(&server.target, 600).await;
@@ -43,6 +44,7 @@ async fn the_suite_passes_on_a_redis_cluster() {
     let server = support::origin_on(&StoreConfig::RedisCluster {
         urls: cluster.urls(),
         timeout_ms: None,
+        replicas: None,
     })
     .await;
     conformance::run_all(&server.target).await;
@@ -60,6 +62,7 @@ async fn made_up_rooms_cost_at_most_a_read_a_second() {
     let server = support::origin_on(&StoreConfig::Redis {
         url: redis.url(),
         timeout_ms: None,
+        replicas: None,
     })
     .await;
     let t = &server.target;

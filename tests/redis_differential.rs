@@ -392,8 +392,8 @@ async fn a_stale_lease_holder_is_fenced(old: &dyn OriginStore, new: &dyn OriginS
 async fn a_stale_lease_holder_is_fenced_on_one_node() {
     let server = RedisServer::start();
     let timeout = Duration::from_secs(2);
-    let old = connect_single(&server.url(), timeout).unwrap();
-    let new = connect_single(&server.url(), timeout).unwrap();
+    let old = connect_single(&server.url(), timeout, None).unwrap();
+    let new = connect_single(&server.url(), timeout, None).unwrap();
     a_stale_lease_holder_is_fenced(&old, &new).await;
 }
 
@@ -401,7 +401,11 @@ async fn a_stale_lease_holder_is_fenced_on_one_node() {
 async fn a_stale_lease_holder_is_fenced_on_a_cluster() {
     let cluster = RedisCluster::start();
     let timeout = Duration::from_secs(2);
-    let old = connect_cluster(&cluster.urls(), timeout).await.unwrap();
-    let new = connect_cluster(&cluster.urls(), timeout).await.unwrap();
+    let old = connect_cluster(&cluster.urls(), timeout, None)
+        .await
+        .unwrap();
+    let new = connect_cluster(&cluster.urls(), timeout, None)
+        .await
+        .unwrap();
     a_stale_lease_holder_is_fenced(&old, &new).await;
 }

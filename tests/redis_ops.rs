@@ -40,8 +40,8 @@ fn status_of(reply: &Reply) -> String {
 async fn a_fenced_scheduler_cannot_admit() {
     let redis = RedisServer::start();
     let timeout = Duration::from_secs(2);
-    let old = connect_single(&redis.url(), timeout).unwrap();
-    let new = connect_single(&redis.url(), timeout).unwrap();
+    let old = connect_single(&redis.url(), timeout, None).unwrap();
+    let new = connect_single(&redis.url(), timeout, None).unwrap();
     let room = RoomId::parse("fenced").unwrap();
     let config = RoomConfig {
         max_active: 100,
@@ -471,18 +471,21 @@ async fn redis_down_fails_closed_or_open_and_recovers() {
     );
 
     redis.restart();
+    // Both instances: each reconnects on its own, and the open one is asked last.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let health = tc.send(tc.client.get(tc.api("/healthz"))).await;
-        if health.status == 200 {
-            break;
+    for t in [&tc, &to] {
+        loop {
+            let health = t.send(t.client.get(t.api("/healthz"))).await;
+            if health.status == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no recovery: {}",
+                health.text
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no recovery: {}",
-            health.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let again = tc.join("down", None).await;
     assert_eq!(again.status, 200, "{}", again.text);

@@ -79,6 +79,13 @@ pub struct ServeArgs {
     #[arg(long, env = "QUEUEGATE_STORE_TIMEOUT_MS", value_name = "MS")]
     pub store_timeout_ms: Option<u64>,
 
+    /// How many Redis replicas must acknowledge the scheduler's writes (the admission lease,
+    /// the reads a batch is planned from, the batch) before it acts on them; 0 waits for none
+    /// [default: read from Redis: the replicas the cluster lists for the master written to, or
+    /// those connected to a single server].
+    #[arg(long, env = "QUEUEGATE_REDIS_REPLICAS", value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub redis_replicas: Option<u32>,
+
     /// What the gate does while the store cannot be reached: `closed` shows a waiting page
     /// (503), `open` lets visitors through [default: closed].
     #[arg(
@@ -197,12 +204,17 @@ pub enum StoreConfig {
         url: String,
         #[serde(default)]
         timeout_ms: Option<u64>,
+        /// Replicas that must acknowledge the scheduler's writes; `None`: read from Redis.
+        #[serde(default)]
+        replicas: Option<u32>,
     },
     /// A Redis Cluster, reached through any of `urls`.
     RedisCluster {
         urls: Vec<String>,
         #[serde(default)]
         timeout_ms: Option<u64>,
+        #[serde(default)]
+        replicas: Option<u32>,
     },
 }
 
@@ -388,19 +400,31 @@ impl Settings {
                 (Some(url), _) => StoreConfig::Redis {
                     url: url.clone(),
                     timeout_ms: args.store_timeout_ms,
+                    replicas: args.redis_replicas,
                 },
                 (None, Some(urls)) => StoreConfig::RedisCluster {
                     urls: urls.clone(),
                     timeout_ms: args.store_timeout_ms,
+                    replicas: args.redis_replicas,
                 },
                 (None, None) => match file_or_default.store {
-                    StoreConfig::Redis { url, timeout_ms } => StoreConfig::Redis {
+                    StoreConfig::Redis {
+                        url,
+                        timeout_ms,
+                        replicas,
+                    } => StoreConfig::Redis {
                         url,
                         timeout_ms: args.store_timeout_ms.or(timeout_ms),
+                        replicas: args.redis_replicas.or(replicas),
                     },
-                    StoreConfig::RedisCluster { urls, timeout_ms } => StoreConfig::RedisCluster {
+                    StoreConfig::RedisCluster {
+                        urls,
+                        timeout_ms,
+                        replicas,
+                    } => StoreConfig::RedisCluster {
                         urls,
                         timeout_ms: args.store_timeout_ms.or(timeout_ms),
+                        replicas: args.redis_replicas.or(replicas),
                     },
                     StoreConfig::Memory => StoreConfig::Memory,
                 },
@@ -597,6 +621,7 @@ admit_per_minute = 1000
         let args = ServeArgs {
             redis: Some("redis://127.0.0.1:6390".into()),
             store_timeout_ms: Some(250),
+            redis_replicas: Some(1),
             on_store_unavailable: Some(UnavailablePolicy::Open),
             ..ServeArgs::default()
         };
@@ -605,7 +630,8 @@ admit_per_minute = 1000
             s.store,
             StoreConfig::Redis {
                 url: "redis://127.0.0.1:6390".into(),
-                timeout_ms: Some(250)
+                timeout_ms: Some(250),
+                replicas: Some(1),
             }
         );
         assert_eq!(s.store.timeout(), Duration::from_millis(250));
@@ -614,7 +640,7 @@ admit_per_minute = 1000
         let mut file = tempfile();
         write!(
             file.1,
-            "on_store_unavailable = \"open\"\n[store]\nkind = \"redis-cluster\"\nurls = [\"redis://127.0.0.1:7000\"]\n"
+            "on_store_unavailable = \"open\"\n[store]\nkind = \"redis-cluster\"\nurls = [\"redis://127.0.0.1:7000\"]\nreplicas = 0\n"
         )
         .unwrap();
         let args = ServeArgs {
@@ -626,7 +652,8 @@ admit_per_minute = 1000
             s.store,
             StoreConfig::RedisCluster {
                 urls: vec!["redis://127.0.0.1:7000".into()],
-                timeout_ms: None
+                timeout_ms: None,
+                replicas: Some(0),
             }
         );
         assert_eq!(s.on_store_unavailable, UnavailablePolicy::Open);

@@ -77,11 +77,11 @@ impl Scheduler {
         let records = self.store.rooms(now).await?;
         self.store.refresh(now).await?;
         let lease_ms = self.tick_ms() * 3;
-        let Some(fence) = self
-            .store
-            .acquire_lease(&self.holder, lease_ms, now)
-            .await?
-        else {
+        let lease = self.store.acquire_lease(&self.holder, lease_ms, now).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.lease(lease.as_ref().ok().copied().flatten().map(|f| f.0));
+        }
+        let Some(fence) = lease? else {
             return Ok(TickReport::default());
         };
         // Rooms tick side by side: against a remote store (the edge) each room costs several

@@ -82,6 +82,7 @@ pub struct Metrics {
     active: Family<RoomLabel, Gauge>,
     rate: Family<RoomLabel, Gauge<f64, AtomicU64>>,
     scheduler_errors: Counter,
+    lease_fence: Gauge,
 }
 
 impl Default for Metrics {
@@ -105,6 +106,7 @@ impl Metrics {
         let active = Family::<RoomLabel, Gauge>::default();
         let rate = Family::<RoomLabel, Gauge<f64, AtomicU64>>::default();
         let scheduler_errors = Counter::default();
+        let lease_fence = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -147,6 +149,11 @@ impl Metrics {
             "Scheduler ticks that failed",
             scheduler_errors.clone(),
         );
+        registry.register(
+            "scheduler_lease_fence",
+            "The fence of the admission lease this instance holds (0: it holds none)",
+            lease_fence.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -159,6 +166,7 @@ impl Metrics {
             active,
             rate,
             scheduler_errors,
+            lease_fence,
         }
     }
 
@@ -212,6 +220,11 @@ impl Metrics {
 
     pub fn scheduler_error(&self) {
         self.scheduler_errors.inc();
+    }
+
+    /// The fence this instance's scheduler holds the admission lease under, if it holds it.
+    pub fn lease(&self, fence: Option<u64>) {
+        self.lease_fence.set(clamp(fence.unwrap_or(0)));
     }
 
     /// The metrics in OpenMetrics text, with the store's calls to what backs it (Redis scripts,

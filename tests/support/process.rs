@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -78,8 +78,13 @@ impl OriginProcess {
             .env("QUEUEGATE_ADMIN_KEY", ADMIN_KEY)
             .env("QUEUEGATE_SIGNING_KEYS", SIGNING_KEYS)
             .env("QUEUEGATE_APP_KEYS", super::APP_KEYS)
-            .env("QUEUEGATE_LOG", "warn")
-            .stdout(Stdio::null())
+            // QG_TEST_LOG (e.g. `debug`) for more of the origin's log in a failing test's output.
+            .env(
+                "QUEUEGATE_LOG",
+                std::env::var("QG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            // The origin logs to stdout.
+            .stdout(log.try_clone().expect("a second handle on the log"))
             .stderr(log)
             .spawn()
             .expect("the origin starts");

@@ -1,5 +1,5 @@
-//! Real Redis servers for the tests: one node, or a cluster of three masters, each on a free
-//! loopback port with its own directory, stopped when dropped.
+//! Real Redis servers for the tests: one node, or a cluster of three masters (with or without a
+//! replica each), each on a free loopback port with its own directory, stopped when dropped.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -108,6 +108,22 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (STOP, CONT) to the server.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success());
+        }
+    }
+
     /// SIGKILL: no shutdown, no final save.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -143,14 +159,35 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of three masters on loopback.
+/// One line of CLUSTER NODES.
+struct NodeLine {
+    index: usize,
+    id: String,
+    flags: String,
+    master: Option<String>,
+    slots: Vec<(u16, u16)>,
+}
+
+/// A Redis Cluster of three masters on loopback, with or without a replica each.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
+    /// Three masters, no replicas.
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
+        Self::start_nodes(3, 0, 2000)
+    }
+
+    /// Three masters with one replica each, and a node timeout short enough that a failover
+    /// takes a second or two.
+    pub fn start_with_replicas() -> RedisCluster {
+        Self::start_nodes(6, 1, 1000)
+    }
+
+    fn start_nodes(count: usize, replicas: usize, node_timeout_ms: u64) -> RedisCluster {
+        let timeout = node_timeout_ms.to_string();
+        let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -158,7 +195,7 @@ impl RedisCluster {
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    "2000",
+                    &timeout,
                     "--save",
                     "",
                     "--appendonly",
@@ -174,31 +211,116 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .expect("redis-cli is installed");
         assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes };
+        let all: Vec<usize> = (0..count).collect();
+        cluster.wait_ok(&all, Duration::from_secs(30));
+        // Replicas that have not synced yet would acknowledge nothing.
         let deadline = Instant::now() + Duration::from_secs(30);
-        for node in &nodes {
+        for node in &cluster.nodes {
             loop {
-                let info = command(node.port, "CLUSTER INFO").unwrap_or_default();
+                let info = node.info("replication");
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "a replica did not sync: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// Waits until every node in `live` says the cluster is ok.
+    pub fn wait_ok(&self, live: &[usize], within: Duration) {
+        let deadline = Instant::now() + within;
+        for &i in live {
+            loop {
+                let info = command(self.nodes[i].port, "CLUSTER INFO").unwrap_or_default();
                 if info.contains("cluster_state:ok") {
                     break;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "the cluster did not come up: {info}"
+                    "the cluster is not ok on node {i}: {info}"
                 );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        RedisCluster { nodes }
     }
 
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    fn index_of_port(&self, port: u16) -> Option<usize> {
+        self.nodes.iter().position(|n| n.port == port)
+    }
+
+    /// CLUSTER NODES as node `live` sees it.
+    fn topology(&self, live: usize) -> Vec<NodeLine> {
+        let reply = command(self.nodes[live].port, "CLUSTER NODES").unwrap_or_default();
+        reply
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if fields.len() < 8 {
+                    return None;
+                }
+                let address = fields[1].split(['@', ',']).next()?;
+                let port: u16 = address.rsplit(':').next()?.parse().ok()?;
+                let slots = fields[8..]
+                    .iter()
+                    .filter(|s| !s.starts_with('['))
+                    .filter_map(|s| match s.split_once('-') {
+                        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                        None => s.parse().ok().map(|n| (n, n)),
+                    })
+                    .collect();
+                Some(NodeLine {
+                    index: self.index_of_port(port)?,
+                    id: fields[0].to_owned(),
+                    flags: fields[2].to_owned(),
+                    master: (fields[3] != "-").then(|| fields[3].to_owned()),
+                    slots,
+                })
+            })
+            .collect()
+    }
+
+    /// The node that serves `key`'s slot, as node `live` sees the cluster.
+    pub fn master_of(&self, key: &str, live: usize) -> usize {
+        let slot: u16 = command(self.nodes[live].port, &format!("CLUSTER KEYSLOT {key}"))
+            .and_then(|r| r.trim().trim_start_matches(':').parse().ok())
+            .expect("CLUSTER KEYSLOT answers");
+        self.topology(live)
+            .into_iter()
+            .find(|n| {
+                n.flags.contains("master") && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
+            })
+            .map(|n| n.index)
+            .expect("a master serves every slot")
+    }
+
+    /// The replica of the master at `master`, as that master sees the cluster.
+    pub fn replica_of(&self, master: usize) -> Option<usize> {
+        let topology = self.topology(master);
+        let id = &topology.iter().find(|n| n.index == master)?.id;
+        topology
+            .iter()
+            .find(|n| n.master.as_ref() == Some(id))
+            .map(|n| n.index)
+    }
+
+    /// Whether node `index` says of itself that it is a master.
+    pub fn is_master(&self, index: usize) -> bool {
+        self.topology(index)
+            .iter()
+            .any(|n| n.index == index && n.flags.contains("myself,master"))
     }
 
     /// The total number of keys each master holds.

@@ -76,11 +76,13 @@ pub async fn open(config: &crate::config::StoreConfig) -> Result<Arc<dyn OriginS
     use crate::config::StoreConfig;
     match config {
         StoreConfig::Memory => Ok(Arc::new(memory::MemoryStore::new())),
-        StoreConfig::Redis { url, .. } => {
-            Ok(Arc::new(redis::connect_single(url, config.timeout())?))
-        }
-        StoreConfig::RedisCluster { urls, .. } => Ok(Arc::new(
-            redis::connect_cluster(urls, config.timeout()).await?,
+        StoreConfig::Redis { url, replicas, .. } => Ok(Arc::new(redis::connect_single(
+            url,
+            config.timeout(),
+            *replicas,
+        )?)),
+        StoreConfig::RedisCluster { urls, replicas, .. } => Ok(Arc::new(
+            redis::connect_cluster(urls, config.timeout(), *replicas).await?,
         )),
     }
 }

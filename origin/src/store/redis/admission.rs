@@ -74,7 +74,7 @@ where
                 // An operator's batch leaves the credit as it is (the script sees the flag).
                 let credit = order.credit.unwrap_or(0);
                 async move {
-                    self.on(keys)
+                    self.on_admission(keys)
                         .admit(fence, upto, now, credit, operator)
                         .await
                 }
@@ -162,13 +162,23 @@ where
         ttl_ms: u64,
         now: u64,
     ) -> StoreResult<Option<Fence>> {
-        let mut invocation = scripts::LEASE.prepare_invoke();
-        invocation
-            .key(keys::LEASE_HOLDER)
-            .key(keys::LEASE_FENCE)
-            .arg(holder)
-            .arg(ttl_ms);
-        let held = self.redis.invoke::<LeaseReply>(invocation).await?.fence;
+        let lease_keys = [keys::LEASE_HOLDER.to_owned(), keys::LEASE_FENCE.to_owned()];
+        let reply = self
+            .admission
+            .script::<LeaseReply>(
+                &scripts::LEASE,
+                &lease_keys,
+                &[holder.into(), ttl_ms.into()],
+            )
+            .await;
+        let held = match reply {
+            Ok(reply) => reply.fence,
+            Err(err) => {
+                // Not on the replicas: a failover could hand this fence to another scheduler.
+                *self.lease.lock() = None;
+                return Err(err);
+            }
+        };
         // Counted from before the call: the lease may have started earlier than we learn it.
         *self.lease.lock() = held.map(|f| (f, now + ttl_ms));
         Ok(held)

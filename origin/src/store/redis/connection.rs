@@ -4,18 +4,23 @@
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
-use redis::{RedisError, Script, ScriptInvocation};
+use std::sync::Arc;
 
+use redis::aio::ConnectionLike;
+use redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind};
+
+use super::acks::{self, Acks};
 use super::keys;
 use super::store::RedisStore;
 use crate::store::{StoreError, StoreResult};
 
 /// A store on one Redis server. The connection is made lazily and remade after a failure, so
-/// the server starts and keeps running while Redis is away.
+/// the server starts and keeps running while Redis is away. `replicas`: how many replicas must
+/// acknowledge the scheduler's writes (`None`: those connected to the server).
 pub fn connect_single(
     url: &str,
     timeout: Duration,
+    replicas: Option<u32>,
 ) -> Result<RedisStore<redis::aio::ConnectionManager>, String> {
     let client = redis::Client::open(url).map_err(|e| format!("redis url {url:?}: {e}"))?;
     let config = redis::aio::ConnectionManagerConfig::new()
@@ -23,17 +28,29 @@ pub fn connect_single(
         .set_response_timeout(Some(timeout))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_secs(1));
-    let conn = client
-        .get_connection_manager_lazy(config)
-        .map_err(|e| format!("redis {url:?}: {e}"))?;
-    Ok(RedisStore::new(conn, "redis", timeout))
+    let connect = || {
+        client
+            .get_connection_manager_lazy(config.clone())
+            .map_err(|e| format!("redis {url:?}: {e}"))
+    };
+    let acks = Acks::new(replicas, false, timeout);
+    Ok(RedisStore::new(
+        connect()?,
+        connect()?,
+        acks,
+        "redis",
+        timeout,
+    ))
 }
 
 /// A store on a Redis Cluster. The cluster's slot map is read at start, so the cluster must be
-/// reachable then (tried for ten seconds); after that, nodes may come and go.
+/// reachable then (tried for ten seconds); after that, nodes may come and go. `replicas`: how
+/// many replicas must acknowledge the scheduler's writes (`None`: those the cluster lists for
+/// the master of the slot written).
 pub async fn connect_cluster(
     urls: &[String],
     timeout: Duration,
+    replicas: Option<u32>,
 ) -> Result<RedisStore<redis::cluster_async::ClusterConnection>, String> {
     let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
         .connection_timeout(timeout)
@@ -42,24 +59,39 @@ pub async fn connect_cluster(
         .build()
         .map_err(|e| format!("redis cluster {urls:?}: {e}"))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let mut conns = Vec::new();
+    while conns.len() < 2 {
         match client.get_async_connection().await {
-            Ok(conn) => return Ok(RedisStore::new(conn, "redis-cluster", timeout)),
+            Ok(conn) => conns.push(conn),
             Err(e) if tokio::time::Instant::now() > deadline => {
                 return Err(format!("redis cluster {urls:?}: {e}"))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+    let (admission, conn) = (conns.pop().unwrap(), conns.pop().unwrap());
+    let acks = Acks::new(replicas, true, timeout);
+    Ok(RedisStore::new(
+        conn,
+        admission,
+        acks,
+        "redis-cluster",
+        timeout,
+    ))
 }
 
 /// A connection `C` and the timeout every call on it runs under. A `ConnectionManager` (one
 /// node) and a `ClusterConnection` both multiplex and pipeline every request of this instance
 /// over one connection per node and reconnect by themselves, so a clone per call is cheap.
+///
+/// The scheduler's connection also has `acks`: its scripts are followed by `WAIT` on the same
+/// node. It is a connection of its own because `WAIT` blocks the connection it is sent on, and
+/// visitors' requests must not queue behind it.
 #[derive(Clone)]
 pub(super) struct Redis<C> {
     conn: C,
     timeout: Duration,
+    acks: Option<Arc<Acks>>,
 }
 
 impl<C> Redis<C>
@@ -67,7 +99,102 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     pub fn new(conn: C, timeout: Duration) -> Self {
-        Redis { conn, timeout }
+        Redis {
+            conn,
+            timeout,
+            acks: None,
+        }
+    }
+
+    /// The scheduler's connection: every script waits for `acks` replicas.
+    pub fn acknowledged(conn: C, timeout: Duration, acks: Acks) -> Self {
+        Redis {
+            conn,
+            timeout,
+            acks: Some(Arc::new(acks)),
+        }
+    }
+
+    /// The `WAIT`s sent on this connection and those that came up short, by kind.
+    pub fn acks_calls(&self) -> Vec<(&'static str, u64)> {
+        self.acks
+            .as_ref()
+            .map_or(Vec::new(), |acks| acks.calls().to_vec())
+    }
+
+    /// Runs `script` on `keys` (one slot) with `args`; on the scheduler's connection, only
+    /// once the replicas it needs have the script's writes (and all that came before them on
+    /// that node), else the call fails.
+    pub async fn script<T>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Arg<'_>],
+    ) -> StoreResult<T>
+    where
+        T: redis::FromRedisValue,
+    {
+        let needed = match &self.acks {
+            Some(acks) => acks.needed(self, &keys[0]).await?,
+            None => 0,
+        };
+        if needed == 0 {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            return self.invoke(invocation).await;
+        }
+        let acks = self.acks.as_ref().expect("needed > 0 only with acks");
+        let wait_ms = acks.wait_ms;
+        let hash = script.get_hash();
+        // One pipeline: the cluster client sends it to the node of the script's keys (WAIT has
+        // none), and WAIT runs on the connection the script ran on, so it waits for exactly
+        // the script's place in that node's replication stream. Errors come back in their
+        // places (a fence refusal keeps its code).
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .cmd("EVALSHA")
+            .arg(hash)
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args)
+            .cmd("WAIT")
+            .arg(needed)
+            .arg(wait_ms);
+        let loaded = acks.is_loaded(hash);
+        acks.waiting();
+        type Replies<T> = (Result<T, RedisError>, Result<u64, RedisError>);
+        let (reply, acked) = self
+            .call(|mut conn| async move {
+                // Loaded first where this instance has not yet: a NOSCRIPT answer would cost a
+                // WAIT for nothing, and with the replicas behind, all of the call's time.
+                if !loaded {
+                    script.load_async(&mut conn).await?;
+                }
+                let replies: Replies<T> = pipe.query_async(&mut conn).await?;
+                match replies {
+                    (Err(err), _) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        // A failover or a restart: the node lost its scripts.
+                        script.load_async(&mut conn).await?;
+                        pipe.query_async::<Replies<T>>(&mut conn).await
+                    }
+                    replies => Ok(replies),
+                }
+            })
+            .await?;
+        acks.mark_loaded(hash);
+        let reply = reply.map_err(store_error)?;
+        let acked = acked.map_err(store_error)?;
+        if acked < u64::from(needed) {
+            // The caller fails (the scheduler logs the failed tick and counts it).
+            acks.fell_short();
+            return Err(acks::short(acked, needed, wait_ms));
+        }
+        Ok(reply)
     }
 
     /// Runs `f` on a clone of the connection, under the timeout.
@@ -98,16 +225,10 @@ where
     where
         T: redis::FromRedisValue,
     {
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
+        let mut all = keys.to_vec();
         // KEYS[9] must exist for the shared helpers: a same-slot dummy user bucket.
-        invocation.key(keys::user_bucket(keys, 0));
-        for arg in args {
-            invocation.arg(arg);
-        }
-        self.invoke(invocation).await
+        all.push(keys::user_bucket(keys, 0));
+        self.script(script, &all, &args).await
     }
 }
 

@@ -227,7 +227,12 @@ where
         fence: Option<Fence>,
     ) -> StoreResult<()> {
         let keys = room.lock().shards[shard].keys.clone();
-        catch_up(&self.on(&keys), room, shard, now, fence, MAX_SYNC_BYTES).await?;
+        // A fenced read is the scheduler's: the plan is made only from what the replicas have.
+        let on = match fence {
+            Some(_) => self.on_admission(&keys),
+            None => self.on(&keys),
+        };
+        catch_up(&on, room, shard, now, fence, MAX_SYNC_BYTES).await?;
         Ok(())
     }
 

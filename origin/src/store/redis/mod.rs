@@ -15,12 +15,15 @@
 //!   decoded into named fields;
 //! - `batch.rs`: joins to one shard sent together while a join script is in flight;
 //! - `admission.rs`: batches planned by the core, the lease and its fence, operator admissions;
+//! - `acks.rs`: how many replicas must acknowledge the scheduler's writes (`WAIT`), so that a
+//!   failover cannot hand its fence to another scheduler or lose what a batch was planned from;
 //! - `rooms.rs`: room records and this instance's cache of them;
 //! - `store.rs`: the [`Store`](crate::store::Store) and
 //!   [`Scheduling`](crate::store::Scheduling) implementations;
 //! - `testing.rs`: one shard's scripts and mirrors without the store around them, for the
 //!   differential test against the core's shard (`tests/redis_differential.rs`).
 
+mod acks;
 mod admission;
 mod batch;
 mod connection;

@@ -19,6 +19,7 @@ use queuegate::shard::Standing;
 use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
 use redis::aio::ConnectionLike;
 
+use super::acks::Acks;
 use super::connection::Redis;
 use super::mirror::Room;
 use super::scripts::OnShard;
@@ -39,6 +40,9 @@ type SessionKey = (RoomId, u16, u64);
 /// `ClusterConnection` for a cluster.
 pub struct RedisStore<C> {
     pub(super) redis: Redis<C>,
+    /// The scheduler's connection (the lease, fenced reads, batches): its writes wait for the
+    /// replicas (`acks.rs`).
+    pub(super) admission: Redis<C>,
     kind: &'static str,
     pub(super) rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
     pub(super) routes: Routes,
@@ -60,9 +64,16 @@ impl<C> RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    pub fn new(conn: C, kind: &'static str, timeout: Duration) -> Self {
+    pub(super) fn new(
+        conn: C,
+        admission: C,
+        acks: Acks,
+        kind: &'static str,
+        timeout: Duration,
+    ) -> Self {
         RedisStore {
             redis: Redis::new(conn, timeout),
+            admission: Redis::acknowledged(admission, timeout, acks),
             kind,
             rooms: RwLock::default(),
             routes: Routes::default(),
@@ -79,6 +90,14 @@ where
     pub(super) fn on<'a>(&'a self, keys: &'a [String]) -> OnShard<'a, C> {
         OnShard {
             redis: &self.redis,
+            keys,
+        }
+    }
+
+    /// The scripts of the shard whose keys are `keys`, on the scheduler's connection.
+    pub(super) fn on_admission<'a>(&'a self, keys: &'a [String]) -> OnShard<'a, C> {
+        OnShard {
+            redis: &self.admission,
             keys,
         }
     }
@@ -117,6 +136,11 @@ where
 {
     fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// The scheduler's `WAIT`s for the replicas, and those that came up short (a failed tick).
+    fn calls(&self) -> Vec<(&'static str, u64)> {
+        self.admission.acks_calls()
     }
 
     async fn health(&self, _now: u64) -> StoreResult<()> {
