@@ -9,6 +9,7 @@ mod authenticity;
 mod gate;
 mod input;
 mod invariants;
+mod navigation;
 mod operators;
 mod paths;
 mod shells;
@@ -20,6 +21,7 @@ pub use authenticity::*;
 pub use gate::*;
 pub use input::*;
 pub use invariants::*;
+pub use navigation::*;
 pub use operators::*;
 pub use paths::*;
 pub use shells::*;
@@ -63,6 +65,8 @@ macro_rules! for_each_case {
             the_scheduler_admits_at_the_configured_rate,
             the_gate_is_invisible_while_there_is_room,
             the_gate_queues_browsers_and_lets_them_in,
+            only_navigations_take_places,
+            requests_that_are_not_navigations_never_enter_an_open_room,
             unprotected_paths_pass_straight_through,
             health_and_metrics_answer,
             bad_input_gets_a_4xx_with_a_stable_code,

@@ -93,7 +93,12 @@ pub async fn the_application_gets_the_headers_queuegate_sets(t: &Target) {
     })
     .await;
     let reply = t
-        .send(spoofed(t.client.get(t.url(&format!("/{room}/echo")))))
+        .send(spoofed(
+            t.client
+                .get(t.url(&format!("/{room}/echo")))
+                .header("sec-fetch-mode", "navigate")
+                .header("sec-fetch-dest", "document"),
+        ))
         .await;
     assert_eq!(reply.header("x-upstream"), Some("yes"), "{}", reply.text);
     let pass = reply.cookie(&format!("qg_pass_{room}")).expect("a pass");

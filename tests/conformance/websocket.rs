@@ -216,7 +216,19 @@ pub async fn a_websocket_from_anyone_the_gate_holds_gets_the_waiting_answer(t: &
             .filter_map(|c| c.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let plain = t.page(&path, &cookies, false).await;
+        // The same request without the upgrade: like a handshake, it is no page navigation, so
+        // it takes no place either.
+        let plain = t
+            .request(
+                reqwest::Method::GET,
+                &path,
+                &cookies,
+                &[
+                    ("sec-fetch-mode", "websocket"),
+                    ("sec-fetch-dest", "websocket"),
+                ],
+            )
+            .await;
         assert!(
             plain.header("x-upstream").is_none(),
             "{who}: {}",

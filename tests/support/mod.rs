@@ -219,9 +219,34 @@ impl Target {
         .await
     }
 
-    /// A GET of a (possibly protected) page with the given cookies.
+    /// A page navigation (`Sec-Fetch-Mode: navigate`, `Sec-Fetch-Dest: document`, the only kind
+    /// of request that takes a place at the gate) of a (possibly protected) path with the given
+    /// cookies, asking for JSON or HTML.
     pub async fn page(&self, path: &str, cookies: &[(String, String)], json: bool) -> Reply {
-        let mut req = self.client.get(self.url(path));
+        let accept = if json {
+            "application/json"
+        } else {
+            "text/html,application/xhtml+xml"
+        };
+        let headers = [
+            ("accept", accept),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ];
+        self.request(reqwest::Method::GET, path, cookies, &headers)
+            .await
+    }
+
+    /// A request of a (possibly protected) path with the given cookies and headers, and no
+    /// others.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookies: &[(String, String)],
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
         if !cookies.is_empty() {
             let header = cookies
                 .iter()
@@ -230,14 +255,9 @@ impl Target {
                 .join("; ");
             req = req.header("cookie", header);
         }
-        req = req.header(
-            "accept",
-            if json {
-                "application/json"
-            } else {
-                "text/html,application/xhtml+xml"
-            },
-        );
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         self.send(req).await
     }
 
