@@ -11,8 +11,10 @@ const TEMPLATE: &str = include_str!("waiting.html");
 #[derive(Debug, Clone)]
 pub struct WaitingPage<'a> {
     pub room: &'a RoomId,
+    /// Empty for a request that holds no place (one that was no page navigation).
     pub ticket_id: &'a str,
-    pub position: u64,
+    /// `None` without a place.
+    pub position: Option<u64>,
     pub eta_seconds: Option<u64>,
     pub poll_after_ms: u64,
     /// The status endpoint the page polls, e.g. `/_qg/v1/rooms/demo/status`.
@@ -22,22 +24,37 @@ pub struct WaitingPage<'a> {
 impl WaitingPage<'_> {
     pub fn render(&self) -> String {
         let refresh_s = self.poll_after_ms.div_ceil(1000).max(1);
+        let placed = self.position.is_some();
         let message = match self.eta_seconds {
+            _ if !placed => "You have no place in line yet: this page takes one when it reloads.",
             None => "Nobody is being let in at this moment; your place is kept.",
             Some(_) => "The estimate follows how fast people are being let in.",
         };
+        let intro = if placed {
+            "This site is busy right now. Your place is kept, and you will be let in \
+             automatically as soon as there is room. Keep this page open; you do not need to \
+             refresh it."
+        } else {
+            "This site is busy right now. This page takes a place in line for you when it loads \
+             again, in a moment."
+        };
+        let position = self
+            .position
+            .map_or_else(|| "\u{2013}".to_owned(), |p| p.to_string());
         fill(
             TEMPLATE,
             &[
                 ("refresh_s", &refresh_s.to_string()),
-                ("position", &self.position.to_string()),
+                ("position", &position),
                 ("eta", &format_wait(self.eta_seconds)),
+                ("intro", intro),
                 ("message", message),
                 ("updated", "just now"),
                 ("room", self.room.as_str()),
                 ("ticket_id", self.ticket_id),
                 ("status_url", self.status_url),
                 ("poll_ms", &self.poll_after_ms.to_string()),
+                ("placed", if placed { "true" } else { "false" }),
             ],
         )
     }
@@ -49,7 +66,7 @@ pub fn waiting_page(room: &RoomId, visitor: &VisitorResponse, api_prefix: &str) 
     WaitingPage {
         room,
         ticket_id: visitor.ticket_id.as_deref().unwrap_or(""),
-        position: visitor.position.unwrap_or(0),
+        position: visitor.position,
         eta_seconds: visitor.eta_seconds.flatten(),
         poll_after_ms: visitor.poll_after_ms.unwrap_or(1000),
         status_url: &format!("{api_prefix}/rooms/{room}/status"),
@@ -146,7 +163,7 @@ mod tests {
         WaitingPage {
             room: &room,
             ticket_id: "00000001-0-7",
-            position: 42,
+            position: Some(42),
             eta_seconds: eta,
             poll_after_ms: 2500,
             status_url: "/_qg/v1/rooms/demo/status",
@@ -171,6 +188,26 @@ mod tests {
         let html = page(None);
         assert!(html.contains(">unknown</dd>"));
         assert!(html.contains("Nobody is being let in"));
+    }
+
+    #[test]
+    fn without_a_place_the_page_says_so_and_reloads_to_take_one() {
+        let room = RoomId::parse("demo").unwrap();
+        let html = WaitingPage {
+            room: &room,
+            ticket_id: "",
+            position: None,
+            eta_seconds: None,
+            poll_after_ms: 1000,
+            status_url: "/_qg/v1/rooms/demo/status",
+        }
+        .render();
+        assert!(html.contains("aria-labelledby=\"position-label\">\u{2013}</dd>"));
+        assert!(html.contains("You have no place in line yet"));
+        assert!(!html.contains("Your place is kept"));
+        assert!(html.contains("var placed = false;"));
+        assert!(html.contains(r#"<noscript><meta http-equiv="refresh" content="1"></noscript>"#));
+        assert!(page(None).contains("var placed = true;"));
     }
 
     #[test]

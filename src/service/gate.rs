@@ -1,8 +1,9 @@
 //! The gate: every request outside the API prefix. A path no room protects goes straight to the
 //! upstream; on a protected path a live pass goes through, and everyone else gets the waiting
 //! page (joining the queue if they have no place yet), or goes straight in when the room has a
-//! free slot and nobody waits. While the store cannot be reached, the room's outage policy
-//! decides.
+//! free slot and nobody waits. Only a page navigation joins: any other request without a place
+//! (an image, a fetch, a HEAD, a prefetch; see [`super::navigation`]) gets the waiting answer
+//! and no place. While the store cannot be reached, the room's outage policy decides.
 
 use std::sync::Arc;
 
@@ -14,9 +15,13 @@ use super::client::Client;
 use super::error::{AppError, RETRY_AFTER_S};
 use super::extract::{accept, cookie, Source};
 use super::forward::{forward, Visitor};
-use super::public::{add_no_store_and_cookies, join_room, User};
+use super::metrics::JoinOutcome;
+use super::navigation::{arrival, Arrival};
+use super::public::{add_no_store_and_cookies, join_room, kept_place, User};
 use super::state::{Service, UnavailablePolicy};
-use crate::api::{pass_cookie_name, ticket_cookie_name, wants_json};
+use crate::api::{
+    pass_cookie_name, ticket_cookie_name, wants_json, VisitorResponse, VisitorStatus,
+};
 use crate::error::ErrorCode;
 use crate::page::{unavailable_page, waiting_page};
 use crate::room::RoomId;
@@ -43,7 +48,8 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         .get::<Client>()
         .cloned()
         .unwrap_or_default();
-    match decide(&s, &room, &client, req.headers(), now).await {
+    let arrival = arrival(req.method(), req.headers());
+    match decide(&s, &room, &client, req.headers(), arrival, now).await {
         Ok(Decision::Unprotected) => forward(&s, req, None, &[]).await,
         Ok(Decision::Through { place, cookies }) => {
             let visitor = place.map(|place| Visitor { room: &room, place });
@@ -75,6 +81,7 @@ async fn decide(
     room: &RoomId,
     client: &Client,
     headers: &HeaderMap,
+    arrival: Arrival,
     now: u64,
 ) -> Result<Decision, AppError> {
     let Some(record) = s.store.room(room, now).await? else {
@@ -103,8 +110,26 @@ async fn decide(
     }
 
     let ticket = cookie(headers, &ticket_cookie_name(room)).map(|t| (t, Source::Cookie));
-    let (answer, outcome) = join_room(s, &record, client, User::Anyone, ticket, now).await?;
-    s.metrics.join(room, outcome);
+    let answer = match arrival {
+        Arrival::Navigation => {
+            let (answer, outcome) =
+                join_room(s, &record, client, User::Anyone, ticket, now).await?;
+            s.metrics.join(room, outcome);
+            answer
+        }
+        // Not a page navigation: answered for the place it holds, never given one.
+        Arrival::Held(reason) => match kept_place(s, &record, client, ticket, now).await? {
+            Some(answer) => {
+                s.metrics.join(room, JoinOutcome::Kept);
+                answer
+            }
+            None => {
+                s.metrics.held(room, reason.as_str());
+                s.metrics.gate(Some(room), "held");
+                return Ok(Decision::Wait(no_place(room)));
+            }
+        },
+    };
     if let Some(pass) = &answer.pass {
         s.metrics.gate(Some(room), "entered");
         return Ok(Decision::Through {
@@ -114,6 +139,18 @@ async fn decide(
     }
     s.metrics.gate(Some(room), "waiting");
     Ok(Decision::Wait(answer))
+}
+
+/// The waiting answer for a request that holds no place and gets none: waiting, with no ticket,
+/// no position and no cookie.
+fn no_place(room: &RoomId) -> Answer {
+    let mut body = VisitorResponse::new(room, VisitorStatus::Waiting);
+    body.poll_after_ms = Some(crate::estimate::MIN_POLL_MS);
+    Answer {
+        body,
+        set_cookies: Vec::new(),
+        pass: None,
+    }
 }
 
 /// The store is away: the policy lets everyone through, or the gate stays closed with a page

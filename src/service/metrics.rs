@@ -61,6 +61,12 @@ struct RoomOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoomReason {
+    room: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RoomLabel {
     room: String,
 }
@@ -76,6 +82,7 @@ pub struct Metrics {
     duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
     joins: Family<RoomOutcome, Counter>,
     gate: Family<RoomOutcome, Counter>,
+    held: Family<RoomReason, Counter>,
     admissions: Family<RoomLabel, Counter>,
     waiting: Family<RoomLabel, Gauge>,
     admitted: Family<RoomLabel, Gauge>,
@@ -100,6 +107,7 @@ impl Metrics {
         );
         let joins = Family::<RoomOutcome, Counter>::default();
         let gate = Family::<RoomOutcome, Counter>::default();
+        let held = Family::<RoomReason, Counter>::default();
         let admissions = Family::<RoomLabel, Counter>::default();
         let waiting = Family::<RoomLabel, Gauge>::default();
         let admitted = Family::<RoomLabel, Gauge>::default();
@@ -124,8 +132,15 @@ impl Metrics {
         );
         registry.register(
             "gate_requests",
-            "Requests on protected paths by outcome (passed, entered, waiting, unprotected)",
+            "Requests on protected paths by outcome (passed, entered, waiting, held, unprotected, \
+             open, closed)",
             gate.clone(),
+        );
+        registry.register(
+            "gate_held",
+            "Requests on protected paths answered without a place because they were no page \
+             navigation, by reason (head, method, prefetch, subresource, not_html)",
+            held.clone(),
         );
         registry.register(
             "admissions",
@@ -160,6 +175,7 @@ impl Metrics {
             duration,
             joins,
             gate,
+            held,
             admissions,
             waiting,
             admitted,
@@ -198,6 +214,16 @@ impl Metrics {
             .get_or_create(&RoomOutcome {
                 room: room.map_or_else(String::new, |r| r.as_str().to_owned()),
                 outcome,
+            })
+            .inc();
+    }
+
+    /// A request without a place that got none: it was no page navigation, for `reason`.
+    pub fn held(&self, room: &RoomId, reason: &'static str) {
+        self.held
+            .get_or_create(&RoomReason {
+                room: room.as_str().to_owned(),
+                reason,
             })
             .inc();
     }

@@ -17,6 +17,7 @@ mod forward;
 mod gate;
 mod health;
 mod metrics;
+mod navigation;
 mod public;
 mod routes;
 mod stall;
@@ -39,6 +40,7 @@ pub use forward::{
     DEFAULT_BODY_TIMEOUT_MS, DEFAULT_UPSTREAM_TIMEOUT_MS,
 };
 pub use metrics::{JoinOutcome, Metrics};
+pub use navigation::{arrival, Arrival, HeldReason};
 pub use routes::{RouteTable, Routes};
 pub use state::{Platform, Service, ServiceParts, UnavailablePolicy, MIN_ADMIN_KEY_LEN};
 pub use store::{Fence, Joined, RemoteScheduling, Store, StoreError, StoreResult};

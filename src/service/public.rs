@@ -174,22 +174,10 @@ pub async fn join_room(
     presented: Option<(&str, Source)>,
     now: u64,
 ) -> Result<(Answer, JoinOutcome), AppError> {
-    let ctx = s.context(record, client);
-    if let Some((token, source)) = presented {
-        match Ticket::decode(token, &s.keys, &record.id, now) {
-            Ok(ticket) => {
-                let state = visit(s, record, &ticket, now).await?;
-                if matches!(
-                    state,
-                    VisitorState::Waiting { .. } | VisitorState::Admitted { .. }
-                ) {
-                    return Ok((ctx.answer(&ticket, state, false, now), JoinOutcome::Kept));
-                }
-            }
-            Err(e) if source == Source::Bearer => return Err(e.for_ticket().into()),
-            Err(_) => {}
-        }
+    if let Some(answer) = kept_place(s, record, client, presented, now).await? {
+        return Ok((answer, JoinOutcome::Kept));
     }
+    let ctx = s.context(record, client);
     let joined = s.store.join(record, user.id(), now).await?;
     if joined.existing && matches!(user, User::Claimed(_)) {
         return Err(already_queued(joined.state).into());
@@ -201,6 +189,35 @@ pub async fn join_room(
         (false, _) => JoinOutcome::Queued,
     };
     Ok((ctx.answer(&ticket, joined.state, true, now), outcome))
+}
+
+/// The answer for the place a presented ticket holds, if it still waits or was admitted. A bad
+/// bearer ticket is refused; a bad or stale cookie is `None`, as is no ticket.
+pub async fn kept_place(
+    s: &Service,
+    record: &RoomRecord,
+    client: &Client,
+    presented: Option<(&str, Source)>,
+    now: u64,
+) -> Result<Option<Answer>, AppError> {
+    let Some((token, source)) = presented else {
+        return Ok(None);
+    };
+    match Ticket::decode(token, &s.keys, &record.id, now) {
+        Ok(ticket) => {
+            let state = visit(s, record, &ticket, now).await?;
+            if matches!(
+                state,
+                VisitorState::Waiting { .. } | VisitorState::Admitted { .. }
+            ) {
+                let ctx = s.context(record, client);
+                return Ok(Some(ctx.answer(&ticket, state, false, now)));
+            }
+            Ok(None)
+        }
+        Err(e) if source == Source::Bearer => Err(e.for_ticket().into()),
+        Err(_) => Ok(None),
+    }
 }
 
 fn already_queued(state: VisitorState) -> ApiError {
