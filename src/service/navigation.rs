@@ -119,12 +119,20 @@ mod tests {
     const SUB: Arrival = Arrival::Held(HeldReason::Subresource);
     const NOT_HTML: Arrival = Arrival::Held(HeldReason::NotHtml);
 
+    /// What a request is, its method, its headers, and what it is taken for.
+    type Case = (
+        &'static str,
+        Method,
+        &'static [(&'static str, &'static str)],
+        Arrival,
+    );
+
     const CHROME_PAGE: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,\
                                image/webp,image/apng,*/*;q=0.8";
 
     #[test]
     fn navigations_are_told_apart_from_everything_else() {
-        let cases: &[(&str, Method, &[(&str, &str)], Arrival)] = &[
+        let cases: &[Case] = &[
             (
                 "a current browser's page",
                 Method::GET,

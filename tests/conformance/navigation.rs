@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// What a request is, its method and its headers.
+type Case = (
+    &'static str,
+    reqwest::Method,
+    &'static [(&'static str, &'static str)],
+);
+
 /// The reply is the gate's waiting answer, and it gave out no ticket.
 fn assert_held(reply: &Reply, room: &str, what: &str) {
     assert_eq!(reply.status, 200, "{what}: {}", reply.text);
@@ -44,7 +51,7 @@ pub async fn only_navigations_take_places(t: &Target) {
     .await;
     t.pause(&room).await;
     let path = format!("/{room}/tickets");
-    let held: [(&str, reqwest::Method, &[(&str, &str)]); 6] = [
+    let held: [Case; 6] = [
         (
             "an image",
             reqwest::Method::GET,
