@@ -206,6 +206,35 @@ async fn every_route_answers_through_the_router() {
     )
     .await;
     assert_eq!(json.json["status"], "waiting", "{}", json.text);
+    // Neither was a page navigation (no Sec-Fetch-*, no text/html): no place, no cookie.
+    for held in [&waiting, &json] {
+        assert!(
+            held.headers.get(header::SET_COOKIE).is_none(),
+            "{:?}",
+            held.headers
+        );
+    }
+    assert!(json.json.get("ticket").is_none(), "{}", json.text);
+    // A page navigation takes one.
+    let navigation = page(
+        &app,
+        "/shop",
+        &[
+            (header::ACCEPT, "text/html".into()),
+            (
+                header::HeaderName::from_static("sec-fetch-mode"),
+                "navigate".into(),
+            ),
+            (
+                header::HeaderName::from_static("sec-fetch-dest"),
+                "document".into(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(navigation.headers["x-queuegate-status"], "waiting");
+    let cookie = navigation.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("qg_ticket_r="), "{cookie}");
     // A path no room protects goes straight through.
     let open = page(&app, "/about", &[]).await;
     assert_eq!(open.status, StatusCode::OK);
@@ -268,6 +297,13 @@ async fn every_route_answers_through_the_router() {
         "{}",
         metrics.text
     );
+    for line in [
+        "queuegate_gate_held_total{room=\"r\",reason=\"not_html\"} 2",
+        "queuegate_gate_requests_total{room=\"r\",outcome=\"held\"} 2",
+        "queuegate_joins_total{room=\"r\",outcome=\"queued\"} 2",
+    ] {
+        assert!(metrics.text.contains(line), "{line}: {}", metrics.text);
+    }
     assert!(metrics.text.ends_with("# EOF\n"));
 
     // Errors: no key, wrong key, no route, wrong method.
