@@ -26,7 +26,7 @@ impl WaitingPage<'_> {
         let refresh_s = self.poll_after_ms.div_ceil(1000).max(1);
         let placed = self.position.is_some();
         let message = match self.eta_seconds {
-            _ if !placed => "You have no place in line yet: this page takes one when it reloads.",
+            _ if !placed => "You have no place in line yet.",
             None => "Nobody is being let in at this moment; your place is kept.",
             Some(_) => "The estimate follows how fast people are being let in.",
         };
@@ -35,8 +35,7 @@ impl WaitingPage<'_> {
              automatically as soon as there is room. Keep this page open; you do not need to \
              refresh it."
         } else {
-            "This site is busy right now. This page takes a place in line for you when it loads \
-             again, in a moment."
+            "This page takes a place in line for you when it loads again, in a moment."
         };
         let position = self
             .position
@@ -51,7 +50,10 @@ impl WaitingPage<'_> {
                 ("message", message),
                 ("updated", "just now"),
                 ("room", self.room.as_str()),
-                ("ticket_id", self.ticket_id),
+                (
+                    "ticket_id",
+                    if placed { self.ticket_id } else { "none yet" },
+                ),
                 ("status_url", self.status_url),
                 ("poll_ms", &self.poll_after_ms.to_string()),
                 ("placed", if placed { "true" } else { "false" }),
@@ -204,6 +206,7 @@ mod tests {
         .render();
         assert!(html.contains("aria-labelledby=\"position-label\">\u{2013}</dd>"));
         assert!(html.contains("You have no place in line yet"));
+        assert!(html.contains(r#"<span id="ticket">none yet</span>"#));
         assert!(!html.contains("Your place is kept"));
         assert!(html.contains("var placed = false;"));
         assert!(html.contains(r#"<noscript><meta http-equiv="refresh" content="1"></noscript>"#));
