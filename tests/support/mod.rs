@@ -118,7 +118,27 @@ impl Target {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        self.try_send(req).await.expect("the target answers")
+        let again = req.try_clone();
+        let reply = self.try_send(req).await.expect("the target answers");
+        // `wrangler dev`'s proxy now and then fails a request with this 503 of its own (the
+        // worker logs nothing; it follows a response body the worker cut, as the stalling
+        // upstream's), and resends only GET and HEAD itself. An idempotent request is sent
+        // once more, as any client would; a POST is not, so a join is never made twice here.
+        match again {
+            Some(again)
+                if self.behind_runtime_front
+                    && reply.status == 503
+                    && reply.text.starts_with("Your worker restarted mid-request")
+                    && again
+                        .try_clone()
+                        .and_then(|r| r.build().ok())
+                        .is_some_and(|r| r.method().is_idempotent()) =>
+            {
+                eprintln!("wrangler dev's proxy: {}; sent again", reply.text);
+                self.try_send(again).await.expect("the target answers")
+            }
+            _ => reply,
+        }
     }
 
     /// Like `send`, for a target that may be down.
