@@ -3,16 +3,7 @@
 use super::*;
 
 pub async fn the_gate_is_invisible_while_there_is_room(t: &Target) {
-    let room = unique("open");
-    t.put_room(
-        &room,
-        json!({"max_active": 50, "admit_per_minute": 60000, "paths": [format!("/{room}")]}),
-    )
-    .await;
-    t.wait_for_room(&room, Duration::from_secs(10), |v| {
-        v["stats"]["entry_credit"].as_u64().unwrap() > 0
-    })
-    .await;
+    let room = open_room(t, "open", 50).await;
     let reply = t.page(&format!("/{room}/shop?x=1"), &[], false).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("x-upstream"), Some("yes"), "{}", reply.text);

@@ -131,6 +131,22 @@ async fn paused_room(t: &Target, prefix: &str, config: Value) -> String {
     room
 }
 
+/// A room gating `/<room>`, with `max_active` places, once it has entry credit: a visitor the
+/// gate meets now walks straight in.
+async fn open_room(t: &Target, prefix: &str, max_active: u32) -> String {
+    let room = unique(prefix);
+    t.put_room(
+        &room,
+        json!({"max_active": max_active, "admit_per_minute": 60000, "paths": [format!("/{room}")]}),
+    )
+    .await;
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["entry_credit"].as_u64().unwrap() > 0
+    })
+    .await;
+    room
+}
+
 fn ticket_of(reply: &Reply) -> String {
     reply.json["ticket"]
         .as_str()

@@ -182,16 +182,7 @@ pub async fn only_navigations_take_places(t: &Target) {
 }
 
 pub async fn requests_that_are_not_navigations_never_enter_an_open_room(t: &Target) {
-    let room = unique("navopen");
-    t.put_room(
-        &room,
-        json!({"max_active": 50, "admit_per_minute": 60000, "paths": [format!("/{room}")]}),
-    )
-    .await;
-    t.wait_for_room(&room, Duration::from_secs(10), |v| {
-        v["stats"]["entry_credit"].as_u64().unwrap() > 0
-    })
-    .await;
+    let room = open_room(t, "navopen", 50).await;
     let path = format!("/{room}/logo.png");
     let image = t
         .request(

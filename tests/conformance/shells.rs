@@ -9,7 +9,7 @@ use queuegate::{Pass, RoomId};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{assert_error, now_ms, paused_room, status_of, ticket_of, unique};
+use super::{assert_error, now_ms, open_room, paused_room, status_of, ticket_of, unique};
 use crate::support::{raw_body, raw_request, Target};
 
 pub async fn revoking_a_place_the_room_never_gave_out_is_404(t: &Target) {
@@ -82,16 +82,7 @@ pub async fn the_application_gets_the_headers_queuegate_sets(t: &Target) {
     }
 
     // A visitor the gate lets in is named by queuegate alone.
-    let room = unique("named");
-    t.put_room(
-        &room,
-        json!({"max_active": 5, "admit_per_minute": 60000, "paths": [format!("/{room}")]}),
-    )
-    .await;
-    t.wait_for_room(&room, Duration::from_secs(10), |v| {
-        v["stats"]["entry_credit"].as_u64().unwrap() > 0
-    })
-    .await;
+    let room = open_room(t, "named", 5).await;
     let reply = t
         .send(spoofed(
             t.client
