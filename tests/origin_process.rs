@@ -231,6 +231,27 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The origin before `upstream`, its one room protecting `/sale` only (without a configuration
+/// the demo room protects every path, and a WebSocket is no navigation, so it would be held).
+fn websocket_origin(upstream: &support::Upstream, args: &[&str]) -> OriginProcess {
+    let config =
+        std::env::temp_dir().join(format!("queuegate-ws-{}.toml", support::redis::free_port()));
+    std::fs::write(
+        &config,
+        "[rooms.sale]\npaths = [\"/sale\"]\nmax_active = 5\nadmit_per_minute = 60\n",
+    )
+    .expect("a configuration file");
+    let url = upstream.url();
+    let mut all = vec![
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+        "--upstream",
+        &url,
+    ];
+    all.extend_from_slice(args);
+    OriginProcess::start(&all)
+}
+
 /// A WebSocket through the origin to the test application, on a path no room protects.
 async fn websocket(
     origin: &OriginProcess,
@@ -248,7 +269,7 @@ async fn websocket(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_keeps_its_place_among_the_connections() {
     let upstream = support::Upstream::start().await;
-    let origin = OriginProcess::start(&["--upstream", &upstream.url(), "--max-connections", "1"]);
+    let origin = websocket_origin(&upstream, &["--max-connections", "1"]);
     let mut socket = websocket(&origin).await;
     // The one connection the origin takes is the tunnel's: the next waits to be accepted.
     let mut next = tokio::net::TcpStream::connect(("127.0.0.1", origin.port))
@@ -285,8 +306,7 @@ async fn a_websocket_keeps_its_place_among_the_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_with_nothing_moving_is_closed_at_the_idle_timeout() {
     let upstream = support::Upstream::start().await;
-    let origin =
-        OriginProcess::start(&["--upstream", &upstream.url(), "--idle-timeout-ms", "1000"]);
+    let origin = websocket_origin(&upstream, &["--idle-timeout-ms", "1000"]);
     let mut socket = websocket(&origin).await;
     // Busy for two and a half idle timeouts: kept open.
     let started = Instant::now();
@@ -319,12 +339,7 @@ async fn a_websocket_with_nothing_moving_is_closed_at_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_websockets_without_waiting_for_them() {
     let upstream = support::Upstream::start().await;
-    let mut origin = OriginProcess::start(&[
-        "--upstream",
-        &upstream.url(),
-        "--shutdown-timeout-ms",
-        "20000",
-    ]);
+    let mut origin = websocket_origin(&upstream, &["--shutdown-timeout-ms", "20000"]);
     let mut socket = websocket(&origin).await;
     let signalled = Instant::now();
     origin.signal("TERM");
