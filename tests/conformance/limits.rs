@@ -35,7 +35,7 @@ pub async fn joins_over_the_client_limit_get_429_and_take_no_place(t: &Target) {
         )
         .await;
     assert_eq!(
-        view["config"]["join_limit"],
+        view["join_limit"],
         json!({"per_client_per_min": 6, "burst": 3}),
         "{view}"
     );
@@ -100,7 +100,7 @@ pub async fn joins_over_the_client_limit_get_429_and_take_no_place(t: &Target) {
 
 pub async fn a_room_without_a_join_limit_takes_every_join(t: &Target) {
     let room = paused_room(t, "unlimited", json!({"max_active": 5})).await;
-    assert!(t.room(&room).await["config"]["join_limit"].is_null());
+    assert!(t.room(&room).await["join_limit"].is_null());
     for n in 1..=12 {
         let reply = t.join(&room, None).await;
         assert_eq!(reply.status, 200, "join {n}: {}", reply.text);

@@ -7,12 +7,15 @@
 //! new epoch, and old tickets are answered `expired`.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
+use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::service::{RouteTable, Routes};
 use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
@@ -25,11 +28,29 @@ mod room;
 
 use room::Room;
 
-#[derive(Default)]
 pub struct MemoryStore {
     rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
     routes: Routes,
     lease: Mutex<Option<Lease>>,
+    /// Join-limit state (see [`limit::decide`]) by room and client, with when it runs out, for
+    /// the clients that joined most recently. A client evicted from it (by
+    /// [`JOIN_LIMIT_ENTRIES`] more recent ones) is forgotten: its next join finds a full burst.
+    join_limits: Mutex<LruCache<(RoomId, ClientKey), (u64, u64)>>,
+}
+
+/// Clients whose join-limit state the embedded store keeps at the most (about 100 bytes each:
+/// 10 MB at the most, however many addresses a stranger joins from).
+pub const JOIN_LIMIT_ENTRIES: NonZeroUsize = NonZeroUsize::new(100_000).unwrap();
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            rooms: RwLock::default(),
+            routes: Routes::default(),
+            lease: Mutex::new(None),
+            join_limits: Mutex::new(LruCache::new(JOIN_LIMIT_ENTRIES)),
+        }
+    }
 }
 
 struct Lease {
@@ -139,6 +160,26 @@ impl Store for MemoryStore {
             room.expire(now);
             room.stats()
         })
+    }
+
+    async fn take_join(
+        &self,
+        room: &RoomRecord,
+        client: ClientKey,
+        limit: &JoinLimit,
+        now: u64,
+    ) -> StoreResult<limit::Decision> {
+        let key = (room.id.clone(), client);
+        let mut kept = self.join_limits.lock();
+        let state = kept
+            .get(&key)
+            .filter(|&&(_, until)| until > now)
+            .map(|&(state, _)| state);
+        let decision = limit::decide(state, now, limit);
+        if let limit::Decision::Allowed { state, ttl_ms } = decision {
+            kept.put(key, (state, now + ttl_ms));
+        }
+        Ok(decision)
     }
 
     async fn join(
