@@ -209,7 +209,10 @@ mod tests {
         // IPv4-mapped IPv6 is the IPv4 address.
         assert_eq!(key("::ffff:203.0.113.9"), key("203.0.113.9"));
         // One /64, whatever the host part.
-        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
         assert_eq!(key("::ffff:10.0.0.1").to_string(), "10.0.0.1");

@@ -342,10 +342,19 @@ mod tests {
             (r#"{"mode":"lifo"}"#, "lifo"),
             (r#"{"max_actve":3}"#, "max_actve"),
             (r#"[1]"#, "object"),
-            (r#"{"join_limit":{"per_client_per_min":0,"burst":3}}"#, "per_client_per_min"),
-            (r#"{"join_limit":{"per_client_per_min":6,"burst":0}}"#, "burst"),
+            (
+                r#"{"join_limit":{"per_client_per_min":0,"burst":3}}"#,
+                "per_client_per_min",
+            ),
+            (
+                r#"{"join_limit":{"per_client_per_min":6,"burst":0}}"#,
+                "burst",
+            ),
             (r#"{"join_limit":{"per_client_per_min":6}}"#, "burst"),
-            (r#"{"join_limit":{"per_client_per_min":6,"burst":3,"x":1}}"#, "x"),
+            (
+                r#"{"join_limit":{"per_client_per_min":6,"burst":3,"x":1}}"#,
+                "x",
+            ),
             (r#"{"join_limit":6}"#, "join_limit"),
         ];
         for (body, field) in cases {

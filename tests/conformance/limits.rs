@@ -46,8 +46,10 @@ pub async fn joins_over_the_client_limit_get_429_and_take_no_place(t: &Target) {
         assert_eq!(reply.status, 200, "join {n}: {}", reply.text);
         tickets.push(ticket_of(&reply));
     }
-    t.wait_for_room(&room, Duration::from_secs(10), |v| v["stats"]["waiting"] == 3)
-        .await;
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["waiting"] == 3
+    })
+    .await;
 
     // The fourth, from the same client: refused, with when to try again, and no place.
     let fourth = t.join(&room, None).await;
@@ -91,8 +93,10 @@ pub async fn joins_over_the_client_limit_get_429_and_take_no_place(t: &Target) {
         .await;
     assert_eq!(theirs.status, 200, "another client: {}", theirs.text);
     assert_eq!(theirs.json["position"], 4, "{}", theirs.text);
-    t.wait_for_room(&room, Duration::from_secs(10), |v| v["stats"]["waiting"] == 4)
-        .await;
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["waiting"] == 4
+    })
+    .await;
     // Nothing the refused joins did shows up later.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(waiting(t, &room).await, 4);
@@ -112,7 +116,12 @@ pub async fn a_room_without_a_join_limit_takes_every_join(t: &Target) {
     )
     .await;
     assert_eq!(t.join(&room, None).await.status, 200);
-    assert_error(&t.join(&room, None).await, 429, "too_many_joins", "limit set");
+    assert_error(
+        &t.join(&room, None).await,
+        429,
+        "too_many_joins",
+        "limit set",
+    );
     t.put_room(&room, json!({"max_active": 5})).await;
     assert_eq!(t.join(&room, None).await.status, 200, "limit taken off");
 }
@@ -120,10 +129,19 @@ pub async fn a_room_without_a_join_limit_takes_every_join(t: &Target) {
 pub async fn join_limits_out_of_range_are_refused(t: &Target) {
     let room = unique("badlimit");
     for (config, what) in [
-        (json!({"join_limit": {"per_client_per_min": 0, "burst": 3}}), "per_client_per_min"),
-        (json!({"join_limit": {"per_client_per_min": 6, "burst": 0}}), "burst"),
+        (
+            json!({"join_limit": {"per_client_per_min": 0, "burst": 3}}),
+            "per_client_per_min",
+        ),
+        (
+            json!({"join_limit": {"per_client_per_min": 6, "burst": 0}}),
+            "burst",
+        ),
         (json!({"join_limit": {"per_client_per_min": 6}}), "burst"),
-        (json!({"join_limit": {"per_client_per_min": 6, "burst": 3, "x": 1}}), "x"),
+        (
+            json!({"join_limit": {"per_client_per_min": 6, "burst": 3, "x": 1}}),
+            "x",
+        ),
         (json!({"join_limit": 6}), "join_limit"),
     ] {
         let reply = t
@@ -134,7 +152,10 @@ pub async fn join_limits_out_of_range_are_refused(t: &Target) {
             .await;
         assert_error(&reply, 422, "invalid_config", &config.to_string());
         assert!(
-            reply.json["error"]["message"].as_str().unwrap().contains(what),
+            reply.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(what),
             "{config}: {}",
             reply.text
         );

@@ -227,7 +227,11 @@ where
                 .script(
                     &super::scripts::JOIN_LIMIT,
                     &key,
-                    &[current.as_str().into(), new.as_str().into(), ttl_ms.max(1).into()],
+                    &[
+                        current.as_str().into(),
+                        new.as_str().into(),
+                        ttl_ms.max(1).into(),
+                    ],
                 )
                 .await?;
             if stored == 1 {
