@@ -281,3 +281,42 @@ impl Scheduling for MemoryStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    /// A stranger joining from more addresses than the store keeps costs no more memory: the
+    /// least recently seen clients are forgotten (and get a full burst again).
+    #[tokio::test]
+    async fn join_limit_state_is_bounded() {
+        let store = MemoryStore::new();
+        let id = RoomId::parse("bounded").unwrap();
+        let limit = JoinLimit {
+            per_client_per_min: 1,
+            burst: 1,
+        };
+        let (record, _) = store
+            .put_room(&id, RoomConfig::default(), 1, 1_000)
+            .await
+            .unwrap();
+        let client = |n: u32| ClientKey::of(IpAddr::V4(Ipv4Addr::from(n)));
+        let take = |n: u32| store.take_join(&record, client(n), &limit, 2_000);
+        assert!(matches!(take(0).await, Ok(limit::Decision::Allowed { .. })));
+        assert!(matches!(take(0).await, Ok(limit::Decision::Refused { .. })));
+        let more = JOIN_LIMIT_ENTRIES.get() as u32;
+        for n in 1..=more {
+            take(n).await.unwrap();
+        }
+        assert_eq!(store.join_limits.lock().len(), JOIN_LIMIT_ENTRIES.get());
+        // Client 0 was the least recently seen: forgotten, so allowed again.
+        assert!(matches!(take(0).await, Ok(limit::Decision::Allowed { .. })));
+        // A recent one is still held to its limit.
+        assert!(matches!(
+            take(more).await,
+            Ok(limit::Decision::Refused { .. })
+        ));
+    }
+}
