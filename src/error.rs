@@ -30,6 +30,9 @@ pub enum ErrorCode {
     /// A request path whose meaning depends on the server (an encoded `/` or `\`, a `..` above
     /// the root), or a request target that is not a path.
     InvalidPath,
+    /// A join from a client (an IPv4 address or an IPv6 /64) over its room's join limit; retry
+    /// after the `Retry-After` delay.
+    TooManyJoins,
     /// No such room.
     UnknownRoom,
     /// No ticket was presented where one is needed.
@@ -79,6 +82,7 @@ impl ErrorCode {
         ErrorCode::UserAlreadyQueued,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidPath,
+        ErrorCode::TooManyJoins,
         ErrorCode::UnknownRoom,
         ErrorCode::TicketRequired,
         ErrorCode::InvalidTicket,
@@ -110,6 +114,7 @@ impl ErrorCode {
             ErrorCode::UserAlreadyQueued => "user_already_queued",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::TooManyJoins => "too_many_joins",
             ErrorCode::UnknownRoom => "unknown_room",
             ErrorCode::TicketRequired => "ticket_required",
             ErrorCode::InvalidTicket => "invalid_ticket",
@@ -150,6 +155,7 @@ impl ErrorCode {
             ErrorCode::TicketWrongRoom | ErrorCode::PassWrongRoom => 403,
             ErrorCode::UnknownRoom | ErrorCode::UnknownTicket | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::TooManyJoins => 429,
             ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::UserAlreadyQueued => 409,
             ErrorCode::UpstreamUnavailable => 502,
             ErrorCode::StoreUnavailable => 503,

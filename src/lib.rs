@@ -24,6 +24,7 @@ pub mod controller;
 pub mod error;
 pub mod estimate;
 pub mod keys;
+pub mod limit;
 pub mod order;
 pub mod page;
 pub mod path;

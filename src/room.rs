@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::limit::JoinLimit;
 
 /// A room as a store keeps it: its configuration and the state the scheduler and the operator
 /// set.
@@ -129,6 +130,9 @@ pub struct RoomConfig {
     pub mode: Mode,
     /// How many queue shards hold the room's waiting visitors. Fixed once the room exists.
     pub shards: u16,
+    /// Joins per client (an IPv4 address or an IPv6 /64), or `None`: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_limit: Option<JoinLimit>,
 }
 
 impl Default for RoomConfig {
@@ -142,6 +146,7 @@ impl Default for RoomConfig {
             ticket_ttl_s: 3600,
             mode: Mode::Fifo,
             shards: 4,
+            join_limit: None,
         }
     }
 }
@@ -169,6 +174,9 @@ impl RoomConfig {
         check_range("claim_window_s", self.claim_window_s, 1, MAX_CLAIM_WINDOW_S)?;
         check_range("ticket_ttl_s", self.ticket_ttl_s, 10, MAX_TICKET_TTL_S)?;
         check_range("shards", u64::from(self.shards), 1, u64::from(MAX_SHARDS))?;
+        if let Some(limit) = &self.join_limit {
+            limit.validate()?;
+        }
         Ok(())
     }
 
@@ -182,6 +190,7 @@ impl RoomConfig {
         "ticket_ttl_s",
         "mode",
         "shards",
+        "join_limit",
     ];
 
     /// Parses a configuration from JSON, telling a syntax error (`invalid_json`) from a bad or
@@ -333,12 +342,52 @@ mod tests {
             (r#"{"mode":"lifo"}"#, "lifo"),
             (r#"{"max_actve":3}"#, "max_actve"),
             (r#"[1]"#, "object"),
+            (
+                r#"{"join_limit":{"per_client_per_min":0,"burst":3}}"#,
+                "per_client_per_min",
+            ),
+            (
+                r#"{"join_limit":{"per_client_per_min":6,"burst":0}}"#,
+                "burst",
+            ),
+            (r#"{"join_limit":{"per_client_per_min":6}}"#, "burst"),
+            (
+                r#"{"join_limit":{"per_client_per_min":6,"burst":3,"x":1}}"#,
+                "x",
+            ),
+            (r#"{"join_limit":6}"#, "join_limit"),
         ];
         for (body, field) in cases {
             let err = RoomConfig::from_json(body.as_bytes(), PREFIX).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidConfig, "{body}");
             assert!(err.message.contains(field), "{body}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn a_join_limit_is_optional_and_round_trips() {
+        assert_eq!(RoomConfig::default().join_limit, None);
+        let config = RoomConfig::from_json(
+            br#"{"join_limit":{"per_client_per_min":6,"burst":3}}"#,
+            PREFIX,
+        )
+        .unwrap();
+        assert_eq!(
+            config.join_limit,
+            Some(JoinLimit {
+                per_client_per_min: 6,
+                burst: 3
+            })
+        );
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            json["join_limit"],
+            serde_json::json!({"per_client_per_min": 6, "burst": 3})
+        );
+        // A room without one stores no field (records written before the field existed read
+        // back the same).
+        let json = serde_json::to_value(RoomConfig::default()).unwrap();
+        assert!(json.get("join_limit").is_none());
     }
 
     #[test]

@@ -89,3 +89,72 @@ async fn made_up_rooms_cost_at_most_a_read_a_second() {
     assert!(reads <= seconds + 1, "{reads} record reads in {seconds} s");
     server.stop().await;
 }
+
+/// A join limit on Redis is shared by every instance, and concurrent joins from one client
+/// through two instances are decided one after the other (the compare-and-set script): with a
+/// burst of 3 (and one a minute after), 3 of 12 concurrent joins get places, whichever instance
+/// took them. The state is one key per room and client, expiring once it means nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_limit_is_shared_by_all_instances() {
+    let redis = RedisServer::start();
+    let store = StoreConfig::Redis {
+        url: redis.url(),
+        timeout_ms: None,
+        replicas: None,
+    };
+    let a = support::origin_on(&store).await;
+    let b = support::origin_on(&store).await;
+    let room = "shared-limit";
+    a.target
+        .put_room(
+            room,
+            serde_json::json!({"max_active": 5,
+                "join_limit": {"per_client_per_min": 1, "burst": 3}}),
+        )
+        .await;
+    a.target.pause(room).await;
+    // b learns of the room within a second (it answers a room id it did not know as unknown
+    // for that long).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let view = b
+            .target
+            .send(
+                b.target
+                    .admin(reqwest::Method::GET, &format!("/rooms/{room}")),
+            )
+            .await;
+        if view.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "b never saw the room");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let joins = (0..12).map(|i| {
+        let t = if i % 2 == 0 { &a.target } else { &b.target };
+        t.join(room, None)
+    });
+    let replies = futures::future::join_all(joins).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let limited = replies
+        .iter()
+        .filter(|r| r.status == 429 && r.error_code() == Some("too_many_joins"))
+        .count();
+    assert_eq!(
+        (ok, limited),
+        (3, 9),
+        "{:?}",
+        replies.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    a.target
+        .wait_for_room(room, std::time::Duration::from_secs(10), |v| {
+            v["stats"]["waiting"] == 3
+        })
+        .await;
+    let pttl = support::redis::command(redis.port, &format!("PTTL qg:jl:{room}:127.0.0.1"))
+        .unwrap_or_default();
+    let pttl: i64 = pttl.trim().trim_start_matches(':').parse().unwrap_or(-100);
+    assert!((1..=180_000).contains(&pttl), "PTTL {pttl}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -59,6 +59,14 @@ pub fn error_response(err: &ApiError) -> Response {
     if err.code.is_retryable() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
     }
+    if err.code == ErrorCode::TooManyJoins {
+        let seconds = err
+            .extra
+            .get("retry_after_s")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(RETRY_AFTER_S);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     if err.code == ErrorCode::Unauthorized {
         headers.insert(
             header::WWW_AUTHENTICATE,

@@ -31,6 +31,8 @@ pub enum JoinOutcome {
     Entered,
     /// The visitor already had a place (same ticket or same user id).
     Kept,
+    /// Refused: the client was over the room's join limit (no place taken).
+    Limited,
 }
 
 impl JoinOutcome {
@@ -39,6 +41,7 @@ impl JoinOutcome {
             JoinOutcome::Queued => "queued",
             JoinOutcome::Entered => "entered",
             JoinOutcome::Kept => "kept",
+            JoinOutcome::Limited => "limited",
         }
     }
 }

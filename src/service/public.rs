@@ -14,6 +14,7 @@ use super::metrics::JoinOutcome;
 use super::state::Service;
 use crate::api::{pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse};
 use crate::error::{ApiError, ErrorCode};
+use crate::limit::{ClientKey, Decision as LimitDecision};
 use crate::room::{RoomId, RoomRecord};
 use crate::token::{looks_like_pass, Pass, Place, Ticket};
 use crate::visitor::{Answer, VisitorState};
@@ -177,6 +178,7 @@ pub async fn join_room(
     if let Some(answer) = kept_place(s, record, client, presented, now).await? {
         return Ok((answer, JoinOutcome::Kept));
     }
+    within_join_limit(s, record, client, now).await?;
     let ctx = s.context(record, client);
     let joined = s.store.join(record, user.id(), now).await?;
     if joined.existing && matches!(user, User::Claimed(_)) {
@@ -189,6 +191,40 @@ pub async fn join_room(
         (false, _) => JoinOutcome::Queued,
     };
     Ok((ctx.answer(&ticket, joined.state, true, now), outcome))
+}
+
+/// Takes this join from the client's allowance under the room's join limit, or refuses it with
+/// 429 `too_many_joins` and when to try again. A room without a limit, or a client whose address
+/// the shell does not know, is not limited. Called only for a join that will take a place (or
+/// hand back a user's): a visitor presenting the ticket of a place it holds is answered for that
+/// place before, and never counted.
+async fn within_join_limit(
+    s: &Service,
+    record: &RoomRecord,
+    client: &Client,
+    now: u64,
+) -> Result<(), AppError> {
+    let (Some(limit), Some(ip)) = (&record.config.join_limit, client.ip) else {
+        return Ok(());
+    };
+    let key = ClientKey::of(ip);
+    match s.store.take_join(record, key, limit, now).await? {
+        LimitDecision::Allowed { .. } => Ok(()),
+        LimitDecision::Refused { retry_after_ms } => {
+            let seconds = LimitDecision::retry_after_s(retry_after_ms);
+            s.metrics.join(&record.id, JoinOutcome::Limited);
+            Err(ApiError::new(
+                ErrorCode::TooManyJoins,
+                format!(
+                    "too many joins from this client ({} a minute, {} at once, per IPv4 address \
+                     or IPv6 /64): try again in {seconds} s",
+                    limit.per_client_per_min, limit.burst
+                ),
+            )
+            .with("retry_after_s", seconds)
+            .into())
+        }
+    }
 }
 
 /// The answer for the place a presented ticket holds, if it still waits or was admitted. A bad

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::routes::RouteTable;
 use crate::api::{RoomStats, ScheduleRequest, ScheduleResponse};
 use crate::error::{ApiError, ErrorCode};
+use crate::limit::{ClientKey, Decision as LimitDecision, JoinLimit};
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
@@ -125,6 +126,18 @@ pub trait Store: Send + Sync + 'static {
     /// place. When nobody waits and the scheduler opened entry credit, admits at once.
     async fn join(&self, room: &RoomRecord, user_id: Option<&str>, now: u64)
         -> StoreResult<Joined>;
+
+    /// Takes one join from `client`'s allowance in the room under `limit`: reads the client's
+    /// state, asks [`crate::limit::decide`], and on `Allowed` stores the new state for its TTL,
+    /// atomically (two joins at once are decided one after the other). A refusal leaves the
+    /// state as it was.
+    async fn take_join(
+        &self,
+        room: &RoomRecord,
+        client: ClientKey,
+        limit: &JoinLimit,
+        now: u64,
+    ) -> StoreResult<LimitDecision>;
 
     /// Where the ticket's holder stands. An admitted visitor who has not arrived yet arrives now
     /// (the session starts), if still inside the claim window.

@@ -9,6 +9,7 @@ mod authenticity;
 mod gate;
 mod input;
 mod invariants;
+mod limits;
 mod navigation;
 mod operators;
 mod paths;
@@ -21,6 +22,7 @@ pub use authenticity::*;
 pub use gate::*;
 pub use input::*;
 pub use invariants::*;
+pub use limits::*;
 pub use navigation::*;
 pub use operators::*;
 pub use paths::*;
@@ -87,6 +89,9 @@ macro_rules! for_each_case {
             a_websocket_from_anyone_the_gate_holds_gets_the_waiting_answer,
             websockets_on_unprotected_paths_pass_straight_through,
             other_upgrades_never_reach_the_application,
+            joins_over_the_client_limit_get_429_and_take_no_place,
+            a_room_without_a_join_limit_takes_every_join,
+            join_limits_out_of_range_are_refused,
         );
     };
 }

@@ -180,6 +180,17 @@ impl Store for DurableStore {
         .await
     }
 
+    /// Per isolate (see the README): no Durable Object call, and no guarantee across isolates.
+    async fn take_join(
+        &self,
+        room: &RoomRecord,
+        client: crate::limit::ClientKey,
+        limit: &crate::limit::JoinLimit,
+        now: u64,
+    ) -> StoreResult<crate::limit::Decision> {
+        Ok(isolate::take_join(room.id.as_str(), client, limit, now))
+    }
+
     async fn room(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {
         SendFuture::new(async move {
             Ok(self

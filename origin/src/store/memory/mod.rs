@@ -7,12 +7,15 @@
 //! new epoch, and old tickets are answered `expired`.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
+use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::service::{RouteTable, Routes};
 use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
@@ -25,11 +28,29 @@ mod room;
 
 use room::Room;
 
-#[derive(Default)]
 pub struct MemoryStore {
     rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
     routes: Routes,
     lease: Mutex<Option<Lease>>,
+    /// Join-limit state (see [`limit::decide`]) by room and client, with when it runs out, for
+    /// the clients that joined most recently. A client evicted from it (by
+    /// [`JOIN_LIMIT_ENTRIES`] more recent ones) is forgotten: its next join finds a full burst.
+    join_limits: Mutex<LruCache<(RoomId, ClientKey), (u64, u64)>>,
+}
+
+/// Clients whose join-limit state the embedded store keeps at the most (about 100 bytes each:
+/// 10 MB at the most, however many addresses a stranger joins from).
+pub const JOIN_LIMIT_ENTRIES: NonZeroUsize = NonZeroUsize::new(100_000).unwrap();
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            rooms: RwLock::default(),
+            routes: Routes::default(),
+            lease: Mutex::new(None),
+            join_limits: Mutex::new(LruCache::new(JOIN_LIMIT_ENTRIES)),
+        }
+    }
 }
 
 struct Lease {
@@ -141,6 +162,26 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn take_join(
+        &self,
+        room: &RoomRecord,
+        client: ClientKey,
+        limit: &JoinLimit,
+        now: u64,
+    ) -> StoreResult<limit::Decision> {
+        let key = (room.id.clone(), client);
+        let mut kept = self.join_limits.lock();
+        let state = kept
+            .get(&key)
+            .filter(|&&(_, until)| until > now)
+            .map(|&(state, _)| state);
+        let decision = limit::decide(state, now, limit);
+        if let limit::Decision::Allowed { state, ttl_ms } = decision {
+            kept.put(key, (state, now + ttl_ms));
+        }
+        Ok(decision)
+    }
+
     async fn join(
         &self,
         room: &RoomRecord,
@@ -238,5 +279,44 @@ impl Scheduling for MemoryStore {
                 stats: room.stats(),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    /// A stranger joining from more addresses than the store keeps costs no more memory: the
+    /// least recently seen clients are forgotten (and get a full burst again).
+    #[tokio::test]
+    async fn join_limit_state_is_bounded() {
+        let store = MemoryStore::new();
+        let id = RoomId::parse("bounded").unwrap();
+        let limit = JoinLimit {
+            per_client_per_min: 1,
+            burst: 1,
+        };
+        let (record, _) = store
+            .put_room(&id, RoomConfig::default(), 1, 1_000)
+            .await
+            .unwrap();
+        let client = |n: u32| ClientKey::of(IpAddr::V4(Ipv4Addr::from(n)));
+        let take = |n: u32| store.take_join(&record, client(n), &limit, 2_000);
+        assert!(matches!(take(0).await, Ok(limit::Decision::Allowed { .. })));
+        assert!(matches!(take(0).await, Ok(limit::Decision::Refused { .. })));
+        let more = JOIN_LIMIT_ENTRIES.get() as u32;
+        for n in 1..=more {
+            take(n).await.unwrap();
+        }
+        assert_eq!(store.join_limits.lock().len(), JOIN_LIMIT_ENTRIES.get());
+        // Client 0 was the least recently seen: forgotten, so allowed again.
+        assert!(matches!(take(0).await, Ok(limit::Decision::Allowed { .. })));
+        // A recent one is still held to its limit.
+        assert!(matches!(
+            take(more).await,
+            Ok(limit::Decision::Refused { .. })
+        ));
     }
 }

@@ -8,6 +8,12 @@ pub fn room(room: &RoomId) -> String {
     format!("qg:room:{room}")
 }
 
+/// One client's join-limit state in a room (a key of its own, in any slot: the script that sets
+/// it touches this key alone).
+pub fn join_limit(room: &RoomId, client: &queuegate::limit::ClientKey) -> String {
+    format!("qg:jl:{room}:{client}")
+}
+
 /// The ids of every room.
 pub const ROOMS: &str = "qg:rooms";
 

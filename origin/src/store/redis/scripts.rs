@@ -29,6 +29,8 @@ pub static SYNC: LazyLock<Script> = shard_script!("sync.lua");
 pub static ADMIT: LazyLock<Script> = shard_script!("admit.lua");
 pub static PAUSE: LazyLock<Script> = shard_script!("pause.lua");
 pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
+pub static JOIN_LIMIT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/join_limit.lua")));
 
 fn shard_source(body: &str) -> String {
     format!(

@@ -12,6 +12,7 @@ use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
+use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::queue::{position, ShardQueue};
 use queuegate::service::{RouteTable, Routes};
@@ -189,6 +190,58 @@ where
 
     async fn rooms(&self, _now: u64) -> StoreResult<Vec<RoomRecord>> {
         self.all_rooms().await
+    }
+
+    /// The state is read with GET and stored by a compare-and-set script, so the decision stays
+    /// in the core; a few tries, then the join is refused for a second (only one client racing
+    /// itself on many instances at once gets there).
+    async fn take_join(
+        &self,
+        room: &RoomRecord,
+        client: ClientKey,
+        limit: &JoinLimit,
+        now: u64,
+    ) -> StoreResult<limit::Decision> {
+        const TRIES: usize = 4;
+        let key = [keys::join_limit(&room.id, &client)];
+        let read_key = key[0].clone();
+        let mut current: String = self
+            .redis
+            .call(|mut conn| async move {
+                let value: Option<String> = redis::cmd("GET")
+                    .arg(&read_key)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(value.unwrap_or_default())
+            })
+            .await?;
+        for _ in 0..TRIES {
+            let state = current.parse::<u64>().ok();
+            let decision = limit::decide(state, now, limit);
+            let limit::Decision::Allowed { state, ttl_ms } = decision else {
+                return Ok(decision);
+            };
+            let new = state.to_string();
+            let (stored, now_held): (u64, String) = self
+                .redis
+                .script(
+                    &super::scripts::JOIN_LIMIT,
+                    &key,
+                    &[
+                        current.as_str().into(),
+                        new.as_str().into(),
+                        ttl_ms.max(1).into(),
+                    ],
+                )
+                .await?;
+            if stored == 1 {
+                return Ok(decision);
+            }
+            current = now_held;
+        }
+        Ok(limit::Decision::Refused {
+            retry_after_ms: 1000,
+        })
     }
 
     async fn room(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {
