@@ -85,6 +85,14 @@ pub fn unavailable_page(retry_s: u64) -> String {
     )
 }
 
+/// What a browser over its room's join limit sees: the page tries again after `retry_s`.
+pub fn too_many_joins_page(retry_s: u64) -> String {
+    fill(
+        include_str!("too_many_joins.html"),
+        &[("refresh_s", &retry_s.max(1).to_string())],
+    )
+}
+
 /// The built-in demo application, served when no upstream is configured, so that a server or
 /// worker started with no configuration at all shows the gate working. `visitor` is the room and
 /// ticket id of a visitor the gate let through.

@@ -23,7 +23,7 @@ use crate::api::{
     pass_cookie_name, ticket_cookie_name, wants_json, VisitorResponse, VisitorStatus,
 };
 use crate::error::ErrorCode;
-use crate::page::{unavailable_page, waiting_page};
+use crate::page::{too_many_joins_page, unavailable_page, waiting_page};
 use crate::room::RoomId;
 use crate::token::{Pass, Place};
 use crate::visitor::Answer;
@@ -59,8 +59,32 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         Err(err) if err.code() == ErrorCode::StoreUnavailable => {
             outage(&s, Some(&room), err, req, json).await
         }
+        Err(err) if err.code() == ErrorCode::TooManyJoins && !json => too_many_joins(err),
         Err(err) => err.into_response(),
     }
+}
+
+/// A browser over its room's join limit: the same 429 and `Retry-After` as the JSON answer,
+/// as a page that tries again by itself.
+fn too_many_joins(err: AppError) -> Response {
+    let mut response = err.into_response();
+    let retry_s = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RETRY_AFTER_S);
+    *response.body_mut() = axum::body::Body::from(too_many_joins_page(retry_s));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        "x-queuegate-status",
+        HeaderValue::from_static("too_many_joins"),
+    );
+    response
 }
 
 /// What the gate does with a request on a protected path.

@@ -70,6 +70,12 @@ pub async fn joins_over_the_client_limit_get_429_and_take_no_place(t: &Target) {
         "no ticket cookie: {}",
         page.text
     );
+    // A browser gets the same refusal as a page that tries again by itself.
+    let html = t.page(&format!("/{room}"), &[], false).await;
+    assert_eq!(html.status, 429, "{}", html.text);
+    assert!(html.header("retry-after").is_some(), "{}", html.text);
+    assert!(html.text.contains("Too many visitors"), "{}", html.text);
+    assert!(html.header("set-cookie").is_none(), "{}", html.text);
 
     // Presenting a place already held is no new join: answered for that place, not refused.
     let again = t
