@@ -132,6 +132,25 @@ pub fn decide(state: Option<u64>, now: u64, limit: &JoinLimit) -> Decision {
     }
 }
 
+/// A client's state as a store that keeps it in memory holds it: the state and the time (Unix
+/// ms) it may be forgotten.
+pub type Kept = (u64, u64);
+
+/// [`decide`] over what an in-memory store keeps: `kept` is the client's entry, if any (one
+/// past its time counts as none). Returns the decision and, when the join is allowed, the entry
+/// to keep in its place.
+pub fn decide_kept(kept: Option<Kept>, now: u64, limit: &JoinLimit) -> (Decision, Option<Kept>) {
+    let state = kept
+        .filter(|&(_, until)| until > now)
+        .map(|(state, _)| state);
+    let decision = decide(state, now, limit);
+    let keep = match decision {
+        Decision::Allowed { state, ttl_ms } => Some((state, now + ttl_ms)),
+        Decision::Refused { .. } => None,
+    };
+    (decision, keep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +160,24 @@ mod tests {
         per_client_per_min: 6,
         burst: 3,
     };
+
+    #[test]
+    fn a_kept_entry_counts_until_its_time_and_a_refusal_keeps_nothing_new() {
+        let now = 1_000_000;
+        let mut kept = None;
+        for _ in 0..3 {
+            let (decision, keep) = decide_kept(kept, now, &RECOMMENDED);
+            assert!(matches!(decision, Decision::Allowed { .. }));
+            kept = keep;
+        }
+        let (decision, keep) = decide_kept(kept, now, &RECOMMENDED);
+        assert!(matches!(decision, Decision::Refused { .. }), "{decision:?}");
+        assert_eq!(keep, None);
+        // Once the entry's time has passed it is as if there were none: a full burst again.
+        let (_, until) = kept.unwrap();
+        let (decision, _) = decide_kept(kept, until, &RECOMMENDED);
+        assert!(matches!(decision, Decision::Allowed { .. }), "{decision:?}");
+    }
 
     /// A client's store on a manual clock: the state kept until its TTL runs out.
     struct Clock {

@@ -77,13 +77,9 @@ pub fn take_join(room: &str, client: ClientKey, limit: &JoinLimit, now: u64) -> 
     ISOLATE.with(|i| {
         let kept = &mut i.borrow_mut().join_limits;
         let key = (room.to_owned(), client);
-        let state = kept
-            .get(&key)
-            .filter(|&&(_, until)| until > now)
-            .map(|&(state, _)| state);
-        let decision = limit::decide(state, now, limit);
-        if let limit::Decision::Allowed { state, ttl_ms } = decision {
-            kept.put(key, (state, now + ttl_ms));
+        let (decision, keep) = limit::decide_kept(kept.get(&key).copied(), now, limit);
+        if let Some(entry) = keep {
+            kept.put(key, entry);
         }
         decision
     })

@@ -171,13 +171,9 @@ impl Store for MemoryStore {
     ) -> StoreResult<limit::Decision> {
         let key = (room.id.clone(), client);
         let mut kept = self.join_limits.lock();
-        let state = kept
-            .get(&key)
-            .filter(|&&(_, until)| until > now)
-            .map(|&(state, _)| state);
-        let decision = limit::decide(state, now, limit);
-        if let limit::Decision::Allowed { state, ttl_ms } = decision {
-            kept.put(key, (state, now + ttl_ms));
+        let (decision, keep) = limit::decide_kept(kept.get(&key).copied(), now, limit);
+        if let Some(entry) = keep {
+            kept.put(key, entry);
         }
         Ok(decision)
     }
