@@ -79,17 +79,37 @@ pub fn waiting_page(room: &RoomId, visitor: &VisitorResponse, api_prefix: &str) 
 /// The page shown on a protected path while the queue's store cannot be reached and the room
 /// fails closed: nobody is let in, and the page asks again by itself.
 pub fn unavailable_page(retry_s: u64) -> String {
-    fill(
-        include_str!("unavailable.html"),
-        &[("refresh_s", &retry_s.max(1).to_string())],
+    notice_page(
+        "One moment, please",
+        "The waiting room for this site cannot reach its queue right now. Nobody is being let in \
+         until it can. This page tries again by itself; your place, if you had one, is kept.",
+        retry_s,
     )
 }
 
 /// What a browser over its room's join limit sees: the page tries again after `retry_s`.
 pub fn too_many_joins_page(retry_s: u64) -> String {
+    let retry_s = retry_s.max(1);
+    notice_page(
+        "Too many visitors from your network",
+        &format!(
+            "Many people sharing your internet connection joined this waiting room just now, and \
+             each connection may only join so often. This page tries again by itself in \
+             {retry_s} seconds; nothing you already hold is lost."
+        ),
+        retry_s,
+    )
+}
+
+/// A page that says one thing and reloads itself after `retry_s` seconds.
+fn notice_page(title: &str, message: &str, retry_s: u64) -> String {
     fill(
-        include_str!("too_many_joins.html"),
-        &[("refresh_s", &retry_s.max(1).to_string())],
+        include_str!("notice.html"),
+        &[
+            ("title", title),
+            ("message", message),
+            ("refresh_s", &retry_s.max(1).to_string()),
+        ],
     )
 }
 
