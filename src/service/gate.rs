@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::access::Credentials;
 use super::client::Client;
 use super::error::{AppError, RETRY_AFTER_S};
 use super::extract::{accept, cookie, Source};
@@ -136,8 +137,16 @@ async fn decide(
     let ticket = cookie(headers, &ticket_cookie_name(room)).map(|t| (t, Source::Cookie));
     let answer = match arrival {
         Arrival::Navigation => {
-            let (answer, outcome) =
-                join_room(s, &record, client, User::Anyone, ticket, now).await?;
+            let (answer, outcome) = join_room(
+                s,
+                &record,
+                client,
+                User::Anyone,
+                Credentials::default(),
+                ticket,
+                now,
+            )
+            .await?;
             s.metrics.join(room, outcome);
             answer
         }
