@@ -8,7 +8,7 @@ use super::client::Client;
 use super::error::AppError;
 use super::metrics::JoinOutcome;
 use super::state::Service;
-use crate::challenge::{check_pow, Challenge, ChallengeAnswer, PowChallenge, PowError};
+use crate::challenge::{check_pow, Challenge, ChallengeAnswer, NoScript, PowChallenge, PowError};
 use crate::error::{ApiError, ErrorCode};
 use crate::limit::{ClientKey, Decision as LimitDecision};
 use crate::room::{Access, RoomRecord, Suspicious};
@@ -18,6 +18,8 @@ use crate::room::{Access, RoomRecord, Suspicious};
 pub struct Credentials<'a> {
     pub challenge: Option<&'a ChallengeAnswer>,
     pub invite: Option<&'a str>,
+    /// A page navigation at the gate (which can bring no answer to a challenge).
+    pub navigation: bool,
 }
 
 /// What becomes of a join that may go ahead.
@@ -59,6 +61,10 @@ pub async fn may_join(
     };
     let solved = match &record.config.challenge {
         None => None,
+        // The room lets browsers that run no script in without the proof.
+        Some(Challenge::Pow(pow)) if credentials.navigation && pow.noscript == NoScript::Join => {
+            None
+        }
         Some(challenge) => match passed(s, record, client, challenge, credentials, now).await? {
             Passed::Yes(solved) => solved,
             Passed::Failed(err) => return suspicious(s, record, err),

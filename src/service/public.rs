@@ -34,6 +34,7 @@ pub async fn join(
     let credentials = Credentials {
         challenge: request.challenge.as_ref(),
         invite: request.invite.as_deref(),
+        navigation: false,
     };
     let (answer, outcome) =
         join_room(&s, &record, &client, user, credentials, presented, now).await?;
