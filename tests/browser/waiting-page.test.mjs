@@ -617,6 +617,54 @@ async function scenarioAccessibility(target) {
   }
 }
 
+/** A room with a proof-of-work challenge: the browser gets the page that solves it (in a Web
+ * Worker), joins with the answer and lands in line; then it is let in. Records how long solving
+ * took, for each difficulty in POW_BITS (default 16), in target/browser-test/pow-<target>.json. */
+async function scenarioProofOfWork(target) {
+  const solves = [];
+  for (const bits of (process.env.POW_BITS || '16').split(/[\s,]+/).filter(Boolean).map(Number)) {
+    const room = `pow${bits}`;
+    await target.admin('PUT', `/rooms/${room}`, {
+      paths: [`/${room}`], ...ROOM_CONFIG, challenge: { kind: 'pow', difficulty: bits },
+    });
+    await target.pause(room);
+    const { context, page, documents } = await openPage();
+    const solved = new Promise((resolve) => {
+      page.on('console', (message) => {
+        const m = message.text().match(/^queuegate challenge solved (.*)$/);
+        if (m) resolve(JSON.parse(m[1]));
+      });
+    });
+    try {
+      const response = await page.goto(`${target.base}/${room}/`);
+      assert.equal(response.status(), 200);
+      assert.equal(response.headers()['x-queuegate-status'], 'challenge', 'the first answer is the challenge page');
+      assert.equal(await page.locator('progress').count(), 1, 'the page shows its progress');
+      await screenshot(page, target, `8-challenge-${bits}`);
+      const solve = await solved;
+      assert.equal(solve.difficulty, bits);
+      log(`${target.name}: Chromium solved a ${bits}-bit challenge in ${solve.ms} ms (${solve.tried} hashes)`);
+      solves.push({ difficulty: bits, ms: solve.ms, hashes: solve.tried, chromium: browser.version() });
+      // Joined with the answer, the page loads again and shows its place in line.
+      const first = await waitFor('the waiting page after the challenge', async () => {
+        const now = await shown(page);
+        return now?.title === TITLE_WAITING && now.position === '1' && now;
+      }, { timeout: target.timeout });
+      assert.equal(first.position, '1');
+      assert.equal((await target.admin('GET', `/rooms/${room}`)).stats.waiting, 1, 'one place, taken by the browser');
+      await target.resume(room);
+      await waitForApplication(page, target.timeout);
+      assertLandedOnApplication(documents);
+      assert.deepEqual(documents.map((d) => d.queuegate ?? 'app').slice(0, 2), ['challenge', 'waiting'],
+        `challenge page, then the waiting page, then in: ${inspect(documents)}`);
+    } finally {
+      await context.close();
+    }
+  }
+  fs.mkdirSync(LOG_DIR, { recursive: true });
+  fs.writeFileSync(path.join(LOG_DIR, `pow-${target.name}.json`), JSON.stringify(solves, null, 2));
+}
+
 // ---- the runs ----------------------------------------------------------------------------------
 
 let originBase; // the origin, started before wrangler picks its ports
@@ -680,6 +728,7 @@ const SCENARIOS = [
   ['the waiting page moves up by itself and lets the visitor in', scenarioWithScript],
   ['without JavaScript, the page refreshes itself and lets the visitor in', scenarioWithoutScript],
   ['accessibility, and the page on a phone', scenarioAccessibility],
+  ['a proof-of-work room: the page solves the challenge in a Web Worker and joins', scenarioProofOfWork],
 ];
 
 if (TARGETS.includes('origin')) {

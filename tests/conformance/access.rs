@@ -8,16 +8,6 @@ use queuegate::SigningKeys;
 use super::*;
 use crate::support::APP_KEYS;
 
-/// A client whose requests come from 127.0.0.2.
-fn another_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .local_address(Some("127.0.0.2".parse().unwrap()))
-        .build()
-        .expect("a client")
-}
-
 async fn join_with(t: &Target, client: &reqwest::Client, room: &str, body: Value) -> Reply {
     t.send(
         client

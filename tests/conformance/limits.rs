@@ -10,17 +10,6 @@
 
 use super::*;
 
-/// A client whose requests come from 127.0.0.2.
-fn another_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .pool_idle_timeout(Duration::from_secs(3))
-        .local_address(Some("127.0.0.2".parse().unwrap()))
-        .build()
-        .expect("a client")
-}
-
 async fn waiting(t: &Target, room: &str) -> u64 {
     t.room(room).await["stats"]["waiting"].as_u64().unwrap()
 }

@@ -166,6 +166,18 @@ async fn open_room(t: &Target, prefix: &str, max_active: u32) -> String {
     room
 }
 
+/// A client whose requests come from 127.0.0.2 (Linux routes all of 127.0.0.0/8 to the
+/// loopback interface): another client than the suite's, by its connection alone.
+fn another_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(3))
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .expect("a client")
+}
+
 fn ticket_of(reply: &Reply) -> String {
     reply.json["ticket"]
         .as_str()
