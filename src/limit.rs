@@ -94,7 +94,7 @@ impl std::fmt::Display for ClientKey {
 }
 
 /// What [`decide`] says of one join.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Decision {
     /// The join may go ahead; store `state` (its theoretical arrival time, µs) and keep it
     /// `ttl_ms` (after that a missing state means the same as this one).

@@ -19,7 +19,6 @@ use worker::{Env, Method, Request, RequestInit};
 use super::protocol::{ErrorBody, RoomEntry, RoomsRes};
 use crate::api::RoomStats;
 use crate::error::{ApiError, ErrorCode};
-use crate::limit::{self, ClientKey, JoinLimit};
 use crate::queue::{merge_summaries, QueueSummary};
 use crate::room::RoomId;
 use crate::service::RouteTable;
@@ -29,10 +28,6 @@ pub const CACHE_MS: u64 = 1_000;
 
 /// Every room the registry published, by id.
 pub type Rooms = Rc<BTreeMap<String, RoomEntry>>;
-
-/// Clients whose join-limit state an isolate keeps at the most; one evicted by as many more
-/// recent ones is forgotten (its next join here finds a full burst).
-const JOIN_LIMITS: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
 
 /// Sessions an isolate remembers at the most.
 const SESSIONS: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
@@ -45,8 +40,6 @@ struct Isolate {
     rooms_read_since: Option<u64>,
     /// The most recently checked sessions: expiry and when checked.
     sessions: LruCache<(String, u32, u16, u64), (u64, u64)>,
-    /// Join-limit state by room and client, with when it runs out: this isolate's only.
-    join_limits: LruCache<(String, ClientKey), (u64, u64)>,
     object_calls: BTreeMap<&'static str, u64>,
     next_shard: u64,
     last_stamp: u64,
@@ -59,7 +52,6 @@ impl Default for Isolate {
             routes: None,
             rooms_read_since: None,
             sessions: LruCache::new(SESSIONS),
-            join_limits: LruCache::new(JOIN_LIMITS),
             object_calls: BTreeMap::new(),
             next_shard: 0,
             last_stamp: 0,
@@ -69,20 +61,6 @@ impl Default for Isolate {
 
 thread_local! {
     static ISOLATE: RefCell<Isolate> = RefCell::new(Isolate::default());
-}
-
-/// Takes one join from `client`'s allowance in `room` under `limit`, as this isolate has seen
-/// the client (Cloudflare runs many isolates, so the limit holds per isolate only).
-pub fn take_join(room: &str, client: ClientKey, limit: &JoinLimit, now: u64) -> limit::Decision {
-    ISOLATE.with(|i| {
-        let kept = &mut i.borrow_mut().join_limits;
-        let key = (room.to_owned(), client);
-        let (decision, keep) = limit::decide_kept(kept.get(&key).copied(), now, limit);
-        if let Some(entry) = keep {
-            kept.put(key, entry);
-        }
-        decision
-    })
 }
 
 /// Durable Object calls this isolate made, by kind.

@@ -51,6 +51,19 @@ pub struct VisitRes {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TakeJoinReq {
+    /// The client, as [`crate::limit::ClientKey`] displays it.
+    pub client: String,
+    pub limit: crate::limit::JoinLimit,
+    pub now: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TakeJoinRes {
+    pub decision: crate::limit::Decision,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpendReq {
     pub key: String,
     pub until: u64,

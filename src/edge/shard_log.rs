@@ -61,6 +61,12 @@ struct LogRow {
 }
 
 #[derive(Deserialize)]
+struct LimitRow {
+    state: i64,
+    until: i64,
+}
+
+#[derive(Deserialize)]
 struct SpentRow {
     until: i64,
 }
@@ -100,6 +106,7 @@ impl ShardLog {
             "ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL)",
             "meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
             "spent(k TEXT PRIMARY KEY, until INTEGER NOT NULL)",
+            "join_limits(k TEXT PRIMARY KEY, state INTEGER NOT NULL, until INTEGER NOT NULL)",
             "snapshot(blob INTEGER NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, \
              PRIMARY KEY (blob, part))",
         ] {
@@ -229,6 +236,39 @@ impl ShardLog {
             vec![key.into(), (until as i64).into()],
         )?;
         Ok(true)
+    }
+
+    /// Takes one join from a client's allowance (see [`crate::limit::decide_kept`]), keeping
+    /// its state beside the shard; drops a few states that ran out each time.
+    pub fn take_join(
+        &self,
+        key: &str,
+        limit: &crate::limit::JoinLimit,
+        now: u64,
+    ) -> Result<crate::limit::Decision> {
+        self.sql.exec(
+            "DELETE FROM join_limits WHERE rowid IN \
+             (SELECT rowid FROM join_limits WHERE until <= ? LIMIT 8)",
+            vec![(now as i64).into()],
+        )?;
+        let kept = self
+            .sql
+            .exec(
+                "SELECT state, until FROM join_limits WHERE k = ?",
+                vec![key.into()],
+            )?
+            .to_array::<LimitRow>()?
+            .first()
+            .map(|row| (row.state as u64, row.until as u64));
+        let (decision, keep) = crate::limit::decide_kept(kept, now, limit);
+        if let Some((state, until)) = keep {
+            self.sql.exec(
+                "INSERT INTO join_limits(k, state, until) VALUES (?, ?, ?) \
+                 ON CONFLICT(k) DO UPDATE SET state = excluded.state, until = excluded.until",
+                vec![key.into(), (state as i64).into(), (until as i64).into()],
+            )?;
+        }
+        Ok(decision)
     }
 
     /// Logs an operation that changed the shard.

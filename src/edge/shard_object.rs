@@ -64,6 +64,7 @@ impl DurableObject for ShardObject {
             "/batch" => operation(&body, |r: BatchReq| self.batch(r)),
             "/pause" => operation(&body, |r: PauseReq| self.pause(r)),
             "/spend" => operation(&body, |r: SpendReq| self.spend(r)),
+            "/take_join" => operation(&body, |r: TakeJoinReq| self.take_join(r)),
             _ => error(ErrorCode::NotFound, "no such shard operation"),
         };
         self.settle();
@@ -181,6 +182,15 @@ impl ShardObject {
         let first = self.with(|l| l.log.spend_once(&req.key, req.until, req.now));
         Ok(SpendRes {
             first: self.storage(first, "the spent keys")?,
+        })
+    }
+
+    /// Join-limit states live beside the queue like spent keys: one object decides for a
+    /// client, so the limit holds across isolates.
+    fn take_join(&self, req: TakeJoinReq) -> Answer<TakeJoinRes> {
+        let decision = self.with(|l| l.log.take_join(&req.client, &req.limit, req.now));
+        Ok(TakeJoinRes {
+            decision: self.storage(decision, "the join limits")?,
         })
     }
 

@@ -180,7 +180,6 @@ impl Store for DurableStore {
         .await
     }
 
-    /// Per isolate (see the README): no Durable Object call, and no guarantee across isolates.
     async fn take_join(
         &self,
         room: &RoomRecord,
@@ -188,7 +187,13 @@ impl Store for DurableStore {
         limit: &crate::limit::JoinLimit,
         now: u64,
     ) -> StoreResult<crate::limit::Decision> {
-        Ok(isolate::take_join(room.id.as_str(), client, limit, now))
+        SendFuture::new(async move {
+            let entry = self.known_entry(&room.id, now).await?;
+            self.do_take_join(&entry, client, limit, now)
+                .await
+                .map_err(|e| remote(e, &room.id))
+        })
+        .await
     }
 
     async fn room(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {

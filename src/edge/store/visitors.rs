@@ -4,9 +4,10 @@
 use super::{session_key, shard_name, state_of, timing, DurableStore, Outcome};
 use crate::edge::protocol::{
     EndReq, EndRes, JoinJob, PublishShardReq, RoomEntry, SessionReq, SessionRes, SpendReq,
-    SpendRes, VisitReq, VisitRes,
+    SpendRes, TakeJoinReq, TakeJoinRes, VisitReq, VisitRes,
 };
 use crate::edge::{batch, isolate};
+use crate::limit::{ClientKey, Decision, JoinLimit};
 use crate::queue::estimate_position;
 use crate::service::Joined;
 use crate::shard::user_hash;
@@ -14,6 +15,28 @@ use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
 
 impl DurableStore {
+    /// In the shard the client hashes to: one Durable Object keeps a client's allowance, so
+    /// every isolate shares it.
+    pub(super) async fn do_take_join(
+        &self,
+        entry: &RoomEntry,
+        client: ClientKey,
+        limit: &JoinLimit,
+        now: u64,
+    ) -> Outcome<Decision> {
+        let client = client.to_string();
+        let shard = (user_hash(&client) % u64::from(entry.record.config.shards.max(1))) as u16;
+        let request = TakeJoinReq {
+            client,
+            limit: *limit,
+            now,
+        };
+        let res: TakeJoinRes = self
+            .call_shard(entry, shard, "join_limit", "take_join", &request)
+            .await?;
+        Ok(res.decision)
+    }
+
     /// In the shard the key hashes to: one Durable Object decides, so a key is first once.
     pub(super) async fn do_spend_once(
         &self,
