@@ -403,3 +403,51 @@ async fn visitors_and_operators_can_have_listeners_of_their_own() {
         api(&health, StatusCode::OK, "healthz on both");
     }
 }
+
+/// Challenged, failed and decoyed joins are counted apart, so an operator sees an attack: a join
+/// without a proof (challenged), a wrong answer in an infinite-queue room (failed, then decoyed:
+/// a waiting answer), and a solved one (queued).
+#[tokio::test]
+async fn joins_that_meet_a_challenge_are_counted_by_outcome() {
+    let app = router();
+    let admin = Some(ADMIN);
+    let config = json!({"max_active": 1, "suspicious": "infinite_queue",
+                        "challenge": {"kind": "pow", "difficulty": 6}});
+    let put = send(&app, Method::PUT, "/_qg/v1/admin/rooms/p", admin, config).await;
+    api(&put, StatusCode::CREATED, "a proof-of-work room");
+    let join = |body| send(&app, Method::POST, "/_qg/v1/rooms/p/join", None, body);
+
+    let asked = join(json!({})).await;
+    api(&asked, StatusCode::FORBIDDEN, "no proof");
+    assert_eq!(asked.json["error"]["code"], "challenge_required");
+    let token = asked.json["challenge"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = (0u64..)
+        .map(|n| n.to_string())
+        .find(|n| queuegate::challenge::leading_zero_bits(&token, n) < 6)
+        .unwrap();
+    let decoyed = join(json!({"challenge": {"token": token, "nonce": wrong}})).await;
+    api(
+        &decoyed,
+        StatusCode::OK,
+        "a wrong answer, in the infinite queue",
+    );
+    assert_eq!(decoyed.json["status"], "waiting", "{}", decoyed.text);
+    let nonce = queuegate::challenge::solve(&token, 6);
+    let queued = join(json!({"challenge": {"token": token, "nonce": nonce}})).await;
+    api(&queued, StatusCode::OK, "a solved challenge");
+
+    let metrics = send(&app, Method::GET, "/_qg/v1/metrics", None, Value::Null).await;
+    for outcome in ["challenged", "failed", "decoyed"] {
+        let line = format!("queuegate_joins_total{{room=\"p\",outcome=\"{outcome}\"}} 1");
+        assert!(metrics.text.contains(&line), "{line}: {}", metrics.text);
+    }
+    let admitted_or_queued = ["queued", "entered"].iter().any(|outcome| {
+        metrics.text.contains(&format!(
+            "queuegate_joins_total{{room=\"p\",outcome=\"{outcome}\"}} 1"
+        ))
+    });
+    assert!(admitted_or_queued, "{}", metrics.text);
+}
