@@ -194,11 +194,15 @@ pub fn format_wait(eta_seconds: Option<u64>) -> String {
     }
 }
 
+/// Where a page's `<style>` takes the style every page shares (`src/page.css`).
+const PAGE_CSS_MARKER: &str = "/* queuegate:page.css */\n";
+
 /// Replaces `{{name}}` placeholders with HTML-escaped values. The values also land inside a
 /// script string (`status_url`), where the escaping keeps quotes and `<` harmless too.
 fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let template = template.replace(PAGE_CSS_MARKER, include_str!("page.css"));
     let mut out = String::with_capacity(template.len() + 256);
-    let mut rest = template;
+    let mut rest = template.as_str();
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
@@ -258,6 +262,7 @@ mod tests {
         assert!(html.contains(r#"aria-live="polite""#));
         assert!(html.contains(r#"name="viewport""#));
         assert!(!html.contains("{{"), "every placeholder is filled");
+        assert!(html.contains(".card {") && !html.contains("queuegate:page.css"));
     }
 
     #[test]
