@@ -14,6 +14,7 @@ mod navigation;
 mod operators;
 mod paths;
 mod shells;
+mod siteverify;
 mod users;
 mod visitors;
 mod websocket;
@@ -27,6 +28,7 @@ pub use navigation::*;
 pub use operators::*;
 pub use paths::*;
 pub use shells::*;
+pub use siteverify::*;
 pub use users::*;
 pub use visitors::*;
 pub use websocket::*;
@@ -92,6 +94,11 @@ macro_rules! for_each_case {
             joins_over_the_client_limit_get_429_and_take_no_place,
             a_room_without_a_join_limit_takes_every_join,
             join_limits_out_of_range_are_refused,
+            a_siteverify_room_asks_for_the_widgets_response,
+            a_good_widget_response_gets_a_place_once,
+            a_room_with_the_wrong_secret_fails_every_check,
+            a_provider_that_gives_no_verdict_gets_challenge_unavailable,
+            a_failed_check_goes_to_the_infinite_queue_when_the_room_says_so,
         );
     };
 }
