@@ -74,6 +74,10 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// The application behind the gate could not be reached.
     UpstreamUnavailable,
+    /// The room's siteverify provider could not be reached, did not answer in time, or gave no
+    /// answer it could read: the widget's response was neither accepted nor refused. Retry
+    /// after the `Retry-After` delay.
+    ChallengeUnavailable,
     /// A bug: never expected.
     Internal,
 }
@@ -112,6 +116,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::StoreUnavailable,
         ErrorCode::UpstreamUnavailable,
+        ErrorCode::ChallengeUnavailable,
         ErrorCode::Internal,
     ];
 
@@ -148,6 +153,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::ChallengeUnavailable => "challenge_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -179,7 +185,7 @@ impl ErrorCode {
             | ErrorCode::InviteUsed => 403,
             ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::UserAlreadyQueued => 409,
             ErrorCode::UpstreamUnavailable => 502,
-            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::StoreUnavailable | ErrorCode::ChallengeUnavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -188,7 +194,9 @@ impl ErrorCode {
     pub const fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::StoreUnavailable | ErrorCode::UpstreamUnavailable
+            ErrorCode::StoreUnavailable
+                | ErrorCode::UpstreamUnavailable
+                | ErrorCode::ChallengeUnavailable
         )
     }
 
@@ -287,7 +295,10 @@ mod tests {
         for code in ErrorCode::ALL {
             let server_side = matches!(
                 code,
-                ErrorCode::StoreUnavailable | ErrorCode::UpstreamUnavailable | ErrorCode::Internal
+                ErrorCode::StoreUnavailable
+                    | ErrorCode::UpstreamUnavailable
+                    | ErrorCode::ChallengeUnavailable
+                    | ErrorCode::Internal
             );
             assert_eq!(code.http_status() >= 500, server_side, "{code}");
         }

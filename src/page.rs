@@ -3,6 +3,7 @@
 //! them admitted) and is better with it (it polls the status API and updates in place).
 
 use crate::api::VisitorResponse;
+use crate::challenge::SiteverifyConfig;
 use crate::error::ErrorCode;
 use crate::room::RoomId;
 
@@ -233,6 +234,32 @@ fn escape_into(out: &mut String, value: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// The page of a room whose challenge is a siteverify widget, for a visitor without a place: it
+/// loads the provider's script (explicit rendering, so the page decides when and where), renders
+/// the widget with the room's site key, and joins with the widget's response under `api_prefix`.
+pub fn siteverify_page(room: &RoomId, config: &SiteverifyConfig, api_prefix: &str) -> String {
+    let separator = if config.script_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    fill(
+        include_str!("siteverify.html"),
+        &[
+            ("room", room.as_str()),
+            ("site_key", &config.site_key),
+            ("join_url", &format!("{api_prefix}/rooms/{room}/join")),
+            (
+                "script_src",
+                &format!(
+                    "{}{separator}render=explicit&onload=qgWidgetLoaded",
+                    config.script_url
+                ),
+            ),
+        ],
+    )
 }
 
 #[cfg(test)]

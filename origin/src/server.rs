@@ -10,7 +10,7 @@ use axum::middleware;
 use axum::response::Response;
 use axum::Router;
 use queuegate::service::{
-    error_response, ClientAddr, Demo, Metrics, Serves, Service, ServiceParts, Upstream,
+    error_response, ClientAddr, Demo, HttpClient, Metrics, Serves, Service, ServiceParts, Upstream,
 };
 use queuegate::{ApiError, ErrorCode, RoomId};
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{random_epoch, Clock};
 use crate::config::Settings;
+use crate::http_client::ReqwestClient;
 use crate::scheduler::Scheduler;
 use crate::store::{OriginStore, Store};
 use crate::upstream::{BadUpstream, HttpUpstream};
@@ -33,11 +34,13 @@ pub fn upstream(settings: &Settings) -> Result<Arc<dyn Upstream>, BadUpstream> {
     })
 }
 
-/// The request layer's state for these settings, on `store`, in front of `upstream`.
+/// The request layer's state for these settings, on `store`, in front of `upstream`, with
+/// `http_client` for its own calls.
 pub fn service(
     settings: &Settings,
     store: Arc<dyn OriginStore>,
     upstream: Arc<dyn Upstream>,
+    http_client: Arc<dyn HttpClient>,
     clock: Clock,
     metrics: Arc<Metrics>,
     wake_scheduler: Arc<Notify>,
@@ -45,6 +48,7 @@ pub fn service(
     Service::new(ServiceParts {
         store,
         upstream,
+        http_client,
         platform: Arc::new(clock),
         keys: settings.signing_keys.clone(),
         app_keys: settings.app_keys.clone(),
@@ -142,6 +146,8 @@ pub enum StartError {
     },
     #[error("room {room}: {error}")]
     Room { room: RoomId, error: String },
+    #[error("{0}")]
+    HttpClient(String),
 }
 
 /// Binds, puts the configured rooms into the store, and starts the server and the scheduler.
@@ -182,6 +188,7 @@ pub async fn start(
         settings,
         store.clone(),
         upstream(settings)?,
+        Arc::new(ReqwestClient::new().map_err(StartError::HttpClient)?),
         clock.clone(),
         metrics.clone(),
         wake.clone(),

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use queuegate::service::Metrics;
 use queuegate_origin::clock::Clock;
 use queuegate_origin::config::{ServeArgs, Settings};
+use queuegate_origin::http_client::ReqwestClient;
 use queuegate_origin::server::{app, service, upstream};
 use queuegate_origin::store::memory::MemoryStore;
 use serde_json::{json, Value};
@@ -30,6 +31,7 @@ fn router() -> Router {
         &settings,
         Arc::new(MemoryStore::new()),
         upstream(&settings).expect("the demo page"),
+        Arc::new(ReqwestClient::new().expect("an HTTP client")),
         clock,
         Arc::new(Metrics::new()),
         Arc::new(tokio::sync::Notify::new()),
@@ -351,6 +353,7 @@ async fn visitors_and_operators_can_have_listeners_of_their_own() {
         &settings,
         Arc::new(MemoryStore::new()),
         upstream(&settings).expect("the demo page"),
+        Arc::new(ReqwestClient::new().expect("an HTTP client")),
         clock,
         Arc::new(Metrics::new()),
         Arc::new(tokio::sync::Notify::new()),

@@ -204,6 +204,7 @@ fn service_router(env: &Env) -> Result<axum::Router, ApiError> {
     let service = Service::new(ServiceParts {
         store: Arc::new(store::DurableStore::new(env.clone(), platform.clone())),
         upstream,
+        http_client: Arc::new(upstream::FetchClient),
         platform,
         keys: settings.keys,
         app_keys: settings.app_keys,

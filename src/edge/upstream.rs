@@ -9,6 +9,8 @@
 //! point's conversion back hands it to the runtime as the answer's `webSocket`: the runtime then
 //! joins it to the visitor's and carries the messages both ways, without the worker (which never
 //! accepts it, so never sees a message).
+//!
+//! [`FetchClient`] is the request layer's own client (a room's siteverify URL), with `fetch` too.
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -16,7 +18,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use worker::send::SendFuture;
 
-use crate::service::{Upstream, UpstreamError};
+use crate::service::{HttpClient, Upstream, UpstreamError};
 
 pub struct Fetch {
     /// `http://app.internal` or `https://app.example/base`, without a trailing slash.
@@ -46,6 +48,39 @@ impl Upstream for Fetch {
                 // The runtime refuses to answer a 101 without a WebSocket to hand over.
                 return Err(UpstreamError("a 101 without a WebSocket".into()));
             }
+            Ok(response.map(Body::new))
+        })
+        .await
+    }
+}
+
+/// The request layer's HTTP client at the edge.
+pub struct FetchClient;
+
+#[async_trait]
+impl HttpClient for FetchClient {
+    async fn post_form(&self, url: &str, form: String) -> Result<Response, UpstreamError> {
+        let url = url.to_owned();
+        SendFuture::new(async move {
+            let failed = |e: worker::Error| UpstreamError(e.to_string());
+            let headers = worker::Headers::new();
+            headers
+                .set("content-type", "application/x-www-form-urlencoded")
+                .map_err(failed)?;
+            headers.set("accept", "application/json").map_err(failed)?;
+            let mut init = worker::RequestInit::new();
+            init.with_method(worker::Method::Post)
+                .with_headers(headers)
+                .with_body(Some(form.into()))
+                // The form carries the room's secret: it goes where the room says, and nowhere
+                // else.
+                .with_redirect(worker::RequestRedirect::Manual);
+            let request = worker::Request::new_with_init(&url, &init).map_err(failed)?;
+            let fetched = worker::Fetch::Request(request)
+                .send()
+                .await
+                .map_err(failed)?;
+            let response = worker::HttpResponse::try_from(fetched).map_err(failed)?;
             Ok(response.map(Body::new))
         })
         .await

@@ -26,9 +26,10 @@ use crate::api::{
 use crate::challenge::{Challenge, NoScript};
 use crate::error::ErrorCode;
 use crate::page::{
-    challenge_page, refusal_page, too_many_joins_page, unavailable_page, waiting_page,
+    challenge_page, refusal_page, siteverify_page, too_many_joins_page, unavailable_page,
+    waiting_page,
 };
-use crate::room::{RoomConfig, RoomId};
+use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::token::{Pass, Place};
 use crate::visitor::Answer;
 
@@ -69,7 +70,7 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         Err(err) if err.code() == ErrorCode::StoreUnavailable => {
             outage(&s, Some(&room), err, req, json).await
         }
-        Ok(Decision::Challenge) => challenge_response(&s, &room),
+        Ok(Decision::Challenge(page)) => challenge_response(page),
         Err(err) if !json => refusal(err),
         Err(err) => err.into_response(),
     }
@@ -118,8 +119,8 @@ enum Decision {
     },
     /// Show the waiting page.
     Wait(Answer),
-    /// Show the page that passes the room's challenge, then joins.
-    Challenge,
+    /// Show this page, which passes the room's challenge, then joins.
+    Challenge(String),
 }
 
 /// What a request on a protected path asks, as the gate reads it.
@@ -182,7 +183,7 @@ async fn decide(
                 }
                 None => {
                     s.metrics.gate(Some(room), "challenged");
-                    return Ok(Decision::Challenge);
+                    return Ok(Decision::Challenge(challenge_page_of(s, &record)));
                 }
             }
         }
@@ -238,12 +239,21 @@ fn invite_in(query: Option<&str>) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// The page that passes the room's challenge (a browser without a place in a room with one).
-fn challenge_response(s: &Service, room: &RoomId) -> Response {
+/// The page that passes the room's challenge: the proof of work's, or the widget's.
+fn challenge_page_of(s: &Service, record: &RoomRecord) -> String {
+    match &record.config.challenge {
+        Some(Challenge::Siteverify(config)) => siteverify_page(&record.id, config, &s.prefix),
+        _ => challenge_page(&record.id, &s.prefix),
+    }
+}
+
+/// The challenge page for a browser without a place in a room with a challenge: 200, never
+/// cached (a cache in front must not serve it to a visitor who has a place by now).
+fn challenge_response(page: String) -> Response {
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        challenge_page(room, &s.prefix),
+        page,
     )
         .into_response();
     let headers = response.headers_mut();

@@ -4,9 +4,10 @@
 //! request through, what the waiting answer says, which headers reach the application, how errors
 //! and a store outage are answered, what the admin API accepts.
 //!
-//! A shell supplies the rest through three traits: a [`Store`] (the embedded store, Redis or the
-//! Durable Objects), an [`Upstream`] (a hyper client on the origin, `fetch` at the edge) and a
-//! [`Platform`] (the clock, timers and random bytes). It inserts the client's address into each
+//! A shell supplies the rest through four traits: a [`Store`] (the embedded store, Redis or the
+//! Durable Objects), an [`Upstream`] (a hyper client on the origin, `fetch` at the edge), an
+//! [`HttpClient`] for the request layer's own calls (a siteverify URL) and a [`Platform`] (the
+//! clock, timers and random bytes). It inserts the client's address into each
 //! request as a [`ClientAddr`] extension. Nothing here does IO of its own or reads a clock.
 
 mod access;
@@ -45,6 +46,7 @@ pub use forward::{
 pub use metrics::{JoinOutcome, Metrics};
 pub use navigation::{arrival, Arrival, HeldReason};
 pub use routes::{RouteTable, Routes};
+pub use siteverify::HttpClient;
 pub use state::{Platform, Service, ServiceParts, UnavailablePolicy, MIN_ADMIN_KEY_LEN};
 pub use store::{Fence, Joined, RemoteScheduling, Store, StoreError, StoreResult};
 

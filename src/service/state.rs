@@ -1,4 +1,4 @@
-//! What every handler shares: the store, the upstream, the platform, the keys and the settings
+//! What every handler shares: the store, the upstream, the HTTP client, the platform, the keys and the settings
 //! both deployments take.
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::client::Client;
 use super::forward::Upstream;
 use super::metrics::Metrics;
+use super::siteverify::HttpClient;
 use super::store::Store;
 use crate::keys::SigningKeys;
 use crate::room::RoomRecord;
@@ -73,6 +74,8 @@ impl std::fmt::Display for UnavailablePolicy {
 pub struct Service {
     pub store: Arc<dyn Store>,
     pub upstream: Arc<dyn Upstream>,
+    /// For the calls the request layer makes itself (a room's siteverify URL).
+    pub http_client: Arc<dyn HttpClient>,
     pub platform: Arc<dyn Platform>,
     pub keys: SigningKeys,
     /// The keys the application signs user tokens with (`QUEUEGATE_APP_KEYS`), if any.
@@ -100,6 +103,7 @@ pub struct Service {
 pub struct ServiceParts {
     pub store: Arc<dyn Store>,
     pub upstream: Arc<dyn Upstream>,
+    pub http_client: Arc<dyn HttpClient>,
     pub platform: Arc<dyn Platform>,
     pub keys: SigningKeys,
     pub app_keys: Option<SigningKeys>,
@@ -119,6 +123,7 @@ impl Service {
         Service {
             store: parts.store,
             upstream: parts.upstream,
+            http_client: parts.http_client,
             platform: parts.platform,
             keys: parts.keys,
             app_keys: parts.app_keys,

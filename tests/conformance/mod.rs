@@ -15,6 +15,7 @@ mod navigation;
 mod operators;
 mod paths;
 mod shells;
+mod siteverify;
 mod users;
 mod visitors;
 mod websocket;
@@ -29,6 +30,7 @@ pub use navigation::*;
 pub use operators::*;
 pub use paths::*;
 pub use shells::*;
+pub use siteverify::*;
 pub use users::*;
 pub use visitors::*;
 pub use websocket::*;
@@ -98,6 +100,11 @@ macro_rules! for_each_case {
             a_room_may_let_browsers_without_script_join_unchallenged,
             invite_only_rooms_take_each_invite_once,
             suspicious_clients_can_be_sent_to_an_infinite_queue,
+            a_siteverify_room_asks_for_the_widgets_response,
+            a_good_widget_response_gets_a_place_once,
+            a_room_with_the_wrong_secret_fails_every_check,
+            a_provider_that_gives_no_verdict_gets_challenge_unavailable,
+            a_failed_check_goes_to_the_infinite_queue_when_the_room_says_so,
         );
     };
 }

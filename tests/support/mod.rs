@@ -5,6 +5,7 @@
 pub mod edge;
 pub mod process;
 pub mod redis;
+pub mod siteverify;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,6 +13,7 @@ use axum::Router;
 use queuegate::service::{Metrics, Upstream, UpstreamError};
 use queuegate_origin::clock::Clock;
 use queuegate_origin::config::{ServeArgs, Settings};
+use queuegate_origin::http_client::ReqwestClient;
 use queuegate_origin::server::{app, service};
 use queuegate_origin::store::memory::MemoryStore;
 
@@ -58,6 +59,7 @@ pub fn recorded_app(args: ServeArgs) -> (Router, Arc<Recorder>) {
         &settings,
         Arc::new(MemoryStore::new()),
         recorder.clone(),
+        Arc::new(ReqwestClient::new().expect("an HTTP client")),
         clock,
         Arc::new(Metrics::new()),
         Arc::new(tokio::sync::Notify::new()),
