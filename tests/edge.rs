@@ -32,22 +32,6 @@ async fn the_suite_passes_on_the_edge() {
     conformance::run_all(&dev.target()).await;
 }
 
-/// The external challenge's cases alone (they are in the whole suite too), for a quicker run:
-/// the worker under `wrangler dev` reaches the local siteverify provider on 127.0.0.1 with
-/// `fetch`, as it would reach Cloudflare's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn siteverify_passes_on_the_edge() {
-    let dev = WranglerDev::start(None);
-    // Positions across shards come from the readings the scheduler takes, as in the suite.
-    let _scheduler = EdgeScheduler::start(&dev.url(), 100);
-    let t = dev.target();
-    conformance::a_siteverify_room_asks_for_the_widgets_response(&t).await;
-    conformance::a_good_widget_response_gets_a_place_once(&t).await;
-    conformance::a_room_with_the_wrong_secret_fails_every_check(&t).await;
-    conformance::a_provider_that_gives_no_verdict_gets_challenge_unavailable(&t).await;
-    conformance::a_failed_check_goes_to_the_infinite_queue_when_the_room_says_so(&t).await;
-}
-
 /// Join, admission by the origin's scheduler, the pass, the gate to the upstream, leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_origin_scheduler_drives_the_edge_end_to_end() {
