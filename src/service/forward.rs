@@ -110,11 +110,63 @@ pub async fn forward(
         }
         Err(err) => err.into_response(),
     };
+    if take_commands(response.headers_mut()) == Some(Command::Revoke) {
+        if let Some(visitor) = visitor {
+            revoke(s, visitor).await;
+        }
+    }
     if !set_cookies.is_empty() {
         // The response carries a visitor's new pass: no cache may keep it.
         add_no_store_and_cookies(response.headers_mut(), set_cookies);
     }
     response
+}
+
+/// The header an application answers with to tell queuegate something about the visitor; it
+/// never reaches the visitor.
+pub const COMMAND_HEADER: &str = "x-queuegate-command";
+
+/// What an application can tell queuegate in [`COMMAND_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// End this visitor's session now and free its slot (the purchase is done, the visitor
+    /// signed out).
+    Revoke,
+}
+
+/// Removes every [`COMMAND_HEADER`] from the application's answer; the command it names, if
+/// any (an unknown one is ignored: the application may be newer than queuegate).
+fn take_commands(headers: &mut HeaderMap) -> Option<Command> {
+    let revoke = headers
+        .get_all(COMMAND_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|c| c.trim().eq_ignore_ascii_case("revoke"));
+    headers.remove(COMMAND_HEADER);
+    revoke.then_some(Command::Revoke)
+}
+
+/// Ends the visitor's session, as an operator's revocation does. A failure is logged: the
+/// application's answer still goes to the visitor, and the session ends by its TTL.
+async fn revoke(s: &Service, visitor: Visitor<'_>) {
+    let now = s.now();
+    let ended = match s.store.room(visitor.room, now).await {
+        Ok(Some(record)) => super::public::end(s, &record, visitor.place, now)
+            .await
+            .map_err(|e| e.0.to_string()),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    match ended {
+        Ok(_) => s.metrics.revoked_by_application(visitor.room),
+        Err(error) => tracing::warn!(
+            room = %visitor.room,
+            visitor = %visitor.place.ticket_id(),
+            %error,
+            "the application's revoke could not be carried out"
+        ),
+    }
 }
 
 /// Whether the request opens a WebSocket (RFC 6455, 4.1): a GET over HTTP/1.1 asking to

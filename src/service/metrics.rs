@@ -95,6 +95,7 @@ pub struct Metrics {
     joins: Family<RoomOutcome, Counter>,
     gate: Family<RoomOutcome, Counter>,
     held: Family<RoomReason, Counter>,
+    revoked_by_application: Family<RoomLabel, Counter>,
     admissions: Family<RoomLabel, Counter>,
     waiting: Family<RoomLabel, Gauge>,
     admitted: Family<RoomLabel, Gauge>,
@@ -120,6 +121,7 @@ impl Metrics {
         let joins = Family::<RoomOutcome, Counter>::default();
         let gate = Family::<RoomOutcome, Counter>::default();
         let held = Family::<RoomReason, Counter>::default();
+        let revoked_by_application = Family::<RoomLabel, Counter>::default();
         let admissions = Family::<RoomLabel, Counter>::default();
         let waiting = Family::<RoomLabel, Gauge>::default();
         let admitted = Family::<RoomLabel, Gauge>::default();
@@ -139,7 +141,8 @@ impl Metrics {
         );
         registry.register(
             "joins",
-            "Joins by room and outcome (queued, entered, kept)",
+            "Joins by room and outcome (queued, entered, kept, limited, challenged, failed, \
+             decoyed)",
             joins.clone(),
         );
         registry.register(
@@ -153,6 +156,11 @@ impl Metrics {
             "Requests on protected paths answered without a place because they were no page \
              navigation, by reason (head, method, prefetch, subresource, not_html)",
             held.clone(),
+        );
+        registry.register(
+            "revoked_by_application",
+            "Sessions the application ended with X-Queuegate-Command: revoke",
+            revoked_by_application.clone(),
         );
         registry.register(
             "admissions",
@@ -188,6 +196,7 @@ impl Metrics {
             joins,
             gate,
             held,
+            revoked_by_application,
             admissions,
             waiting,
             admitted,
@@ -237,6 +246,12 @@ impl Metrics {
                 room: room.as_str().to_owned(),
                 reason,
             })
+            .inc();
+    }
+
+    pub fn revoked_by_application(&self, room: &RoomId) {
+        self.revoked_by_application
+            .get_or_create(&room_label(room))
             .inc();
     }
 

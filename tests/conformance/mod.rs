@@ -14,6 +14,7 @@ mod limits;
 mod navigation;
 mod operators;
 mod paths;
+mod sale;
 mod shells;
 mod siteverify;
 mod users;
@@ -29,6 +30,7 @@ pub use limits::*;
 pub use navigation::*;
 pub use operators::*;
 pub use paths::*;
+pub use sale::*;
 pub use shells::*;
 pub use siteverify::*;
 pub use users::*;
@@ -105,6 +107,7 @@ macro_rules! for_each_case {
             a_room_with_the_wrong_secret_fails_every_check,
             a_provider_that_gives_no_verdict_gets_challenge_unavailable,
             a_failed_check_goes_to_the_infinite_queue_when_the_room_says_so,
+            the_application_can_end_a_session_with_a_header,
         );
     };
 }

@@ -354,6 +354,8 @@ pub fn client() -> reqwest::Client {
 
 /// A small application to stand behind the gate: it answers `upstream <path>` and echoes the
 /// visitor header the gate adds; a path ending in `/echo` answers every header it got as JSON,
+/// one ending in `/done` answers `X-Queuegate-Command: revoke` (the application ends the visitor's
+/// session),
 /// one ending in `/slow` takes five seconds to answer, and one ending in `/stall` sends its
 /// head and a first piece at once and the rest five seconds later. `/<one segment>/ws` is a
 /// WebSocket (subprotocol `chat` if asked for) whose first message is the headers of its
@@ -387,6 +389,14 @@ impl Upstream {
                 return (
                     [("x-upstream", "yes")],
                     axum::body::Body::from_stream(pieces),
+                )
+                    .into_response();
+            }
+            if req.uri().path().ends_with("/done") {
+                // The application ends the visitor's session (a purchase completed).
+                return (
+                    [("x-upstream", "yes"), ("x-queuegate-command", "revoke")],
+                    "done",
                 )
                     .into_response();
             }
