@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod apptoken;
+pub mod bypass;
 pub mod challenge;
 pub mod controller;
 pub mod decoy;

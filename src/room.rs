@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bypass::BypassRule;
 use crate::challenge::Challenge;
 use crate::error::{ApiError, ErrorCode};
 use crate::limit::JoinLimit;
@@ -141,6 +142,9 @@ pub struct RoomConfig {
     pub access: Access,
     /// What a client over the join limit or failing its challenge gets.
     pub suspicious: Suspicious,
+    /// Requests on the room's paths that go to the application without queueing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bypass: Vec<BypassRule>,
 }
 
 /// Who may join a room.
@@ -181,6 +185,7 @@ impl Default for RoomConfig {
             challenge: None,
             access: Access::Public,
             suspicious: Suspicious::Refuse,
+            bypass: Vec::new(),
         }
     }
 }
@@ -214,6 +219,7 @@ impl RoomConfig {
         if let Some(challenge) = &self.challenge {
             challenge.validate()?;
         }
+        crate::bypass::validate(&self.bypass, reserved_prefix)?;
         Ok(())
     }
 
@@ -231,6 +237,7 @@ impl RoomConfig {
         "challenge",
         "access",
         "suspicious",
+        "bypass",
     ];
 
     /// Parses a configuration from JSON, telling a syntax error (`invalid_json`) from a bad or
@@ -288,7 +295,7 @@ fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ApiErr
     Ok(())
 }
 
-fn validate_path(path: &str, reserved_prefix: &str) -> Result<(), &'static str> {
+pub(crate) fn validate_path(path: &str, reserved_prefix: &str) -> Result<(), &'static str> {
     if !path.starts_with('/') {
         return Err("must start with '/'");
     }

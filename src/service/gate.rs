@@ -41,10 +41,8 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         // Which room the path belongs to is unknown: every path is treated as protected.
         Err(err) => return outage(&s, None, err.into(), req, json).await,
     };
-    let Some(room) = table
-        .room_for(&crate::path::match_key(req.uri().path()))
-        .cloned()
-    else {
+    let path = crate::path::match_key(req.uri().path());
+    let Some(room) = table.room_for(&path).cloned() else {
         s.metrics.gate(None, "unprotected");
         return forward(&s, req, None, &[]).await;
     };
@@ -55,6 +53,8 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         .unwrap_or_default();
     let invite = invite_in(req.uri().query());
     let asked = Asked {
+        method: req.method().as_str(),
+        path: &path,
         headers: req.headers(),
         arrival: arrival(req.method(), req.headers()),
         invite: invite.as_deref(),
@@ -125,6 +125,9 @@ enum Decision {
 
 /// What a request on a protected path asks, as the gate reads it.
 struct Asked<'a> {
+    method: &'a str,
+    /// The path rooms are matched on.
+    path: &'a str,
     headers: &'a HeaderMap,
     arrival: Arrival,
     /// `qg_invite` in the query.
@@ -141,6 +144,8 @@ async fn decide(
     now: u64,
 ) -> Result<Decision, AppError> {
     let Asked {
+        method,
+        path,
         headers,
         arrival,
         invite,
@@ -149,6 +154,19 @@ async fn decide(
     let Some(record) = s.store.room(room, now).await? else {
         return Ok(Decision::Unprotected);
     };
+    let facts = crate::bypass::Request {
+        method,
+        path,
+        client: client.ip,
+    };
+    let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    if crate::bypass::bypasses(&record.config.bypass, &facts, header) {
+        s.metrics.gate(Some(room), "bypassed");
+        return Ok(Decision::Through {
+            place: None,
+            cookies: Vec::new(),
+        });
+    }
     let ctx = s.context(&record, client);
 
     if let Some(pass) = cookie(headers, &pass_cookie_name(room))

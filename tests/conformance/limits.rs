@@ -87,7 +87,9 @@ pub async fn joins_over_the_client_limit_get_429_and_take_no_place(t: &Target) {
         .send(other.post(t.api(&format!("/rooms/{room}/join"))))
         .await;
     assert_eq!(theirs.status, 200, "another client: {}", theirs.text);
-    assert_eq!(theirs.json["position"], 4, "{}", theirs.text);
+    // Fourth in line (at the edge a position given at a join is estimated from the other
+    // shards' summaries, and may run ahead for a moment before it settles).
+    position_settles(t, &room, &ticket_of(&theirs), 4).await;
     t.wait_for_room(&room, Duration::from_secs(10), |v| {
         v["stats"]["waiting"] == 4
     })

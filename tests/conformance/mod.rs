@@ -108,6 +108,7 @@ macro_rules! for_each_case {
             a_provider_that_gives_no_verdict_gets_challenge_unavailable,
             a_failed_check_goes_to_the_infinite_queue_when_the_room_says_so,
             the_application_can_end_a_session_with_a_header,
+            requests_matching_a_bypass_rule_skip_the_queue,
         );
     };
 }

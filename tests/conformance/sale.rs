@@ -3,7 +3,7 @@
 use super::*;
 
 pub async fn the_application_can_end_a_session_with_a_header(t: &Target) {
-    let room = open_room(t, "revoke", 1).await;
+    let room = open_room(t, "revoke", 50).await;
     let entered = t.page(&format!("/{room}/buy"), &[], false).await;
     assert_eq!(
         entered.header("x-upstream"),
@@ -59,4 +59,77 @@ pub async fn the_application_can_end_a_session_with_a_header(t: &Target) {
         .await;
     assert_eq!(free.text, "done");
     assert!(free.header("x-queuegate-command").is_none());
+}
+
+pub async fn requests_matching_a_bypass_rule_skip_the_queue(t: &Target) {
+    let room = unique("bypass");
+    let view = t
+        .put_room(
+            &room,
+            json!({"max_active": 5, "paths": [format!("/{room}")], "bypass": [
+                {"paths": [format!("/{room}/static")], "extensions": ["css"]},
+                {"header": {"name": "X-Probe", "value": "s3cret"}},
+                {"cidrs": ["127.0.0.2/32"], "methods": ["POST"]},
+            ]}),
+        )
+        .await;
+    assert_eq!(view["bypass"].as_array().map(Vec::len), Some(3), "{view}");
+    t.pause(&room).await;
+    let through = |reply: &Reply| {
+        reply.header("x-upstream") == Some("yes") && reply.header("set-cookie").is_none()
+    };
+
+    let css = t
+        .page(&format!("/{room}/static/site.css"), &[], false)
+        .await;
+    assert!(through(&css), "a stylesheet: {}", css.text);
+    let js = t.page(&format!("/{room}/static/app.js"), &[], false).await;
+    assert!(!through(&js), "not a listed extension: {}", js.text);
+    let probe = t
+        .request(
+            Method::GET,
+            &format!("/{room}/health"),
+            &[],
+            &[("x-probe", "s3cret")],
+        )
+        .await;
+    assert!(through(&probe), "the probe's header: {}", probe.text);
+    let wrong = t
+        .request(
+            Method::GET,
+            &format!("/{room}/health"),
+            &[],
+            &[("x-probe", "s3cret2")],
+        )
+        .await;
+    assert!(!through(&wrong), "a wrong value: {}", wrong.text);
+    let hook = t
+        .send(another_client().post(t.url(&format!("/{room}/payment-callback"))))
+        .await;
+    assert!(
+        through(&hook),
+        "a POST from the listed range: {}",
+        hook.text
+    );
+    let stranger = t
+        .send(t.client.post(t.url(&format!("/{room}/payment-callback"))))
+        .await;
+    assert!(
+        !through(&stranger),
+        "a POST from elsewhere: {}",
+        stranger.text
+    );
+    // None that bypassed took a place or a slot; the script's navigation, which did not, waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = &t.room(&room).await["stats"];
+    assert_eq!(stats["waiting"], 1, "{stats}");
+    assert_eq!(stats["active"], 0, "{stats}");
+
+    let reply = t
+        .send(
+            t.admin(Method::PUT, &format!("/rooms/{}", unique("badbypass")))
+                .json(&json!({"bypass": [{}]})),
+        )
+        .await;
+    assert_error(&reply, 422, "invalid_config", "an empty rule");
 }
