@@ -42,6 +42,8 @@ pub enum ErrorCode {
     InviteRequired,
     /// The invite was good, and has been used.
     InviteUsed,
+    /// The room takes no joins (its mode is `closed`).
+    RoomClosed,
     /// No such room.
     UnknownRoom,
     /// No ticket was presented where one is needed.
@@ -100,6 +102,7 @@ impl ErrorCode {
         ErrorCode::ChallengeFailed,
         ErrorCode::InviteRequired,
         ErrorCode::InviteUsed,
+        ErrorCode::RoomClosed,
         ErrorCode::UnknownRoom,
         ErrorCode::TicketRequired,
         ErrorCode::InvalidTicket,
@@ -137,6 +140,7 @@ impl ErrorCode {
             ErrorCode::ChallengeFailed => "challenge_failed",
             ErrorCode::InviteRequired => "invite_required",
             ErrorCode::InviteUsed => "invite_used",
+            ErrorCode::RoomClosed => "room_closed",
             ErrorCode::UnknownRoom => "unknown_room",
             ErrorCode::TicketRequired => "ticket_required",
             ErrorCode::InvalidTicket => "invalid_ticket",
@@ -182,7 +186,8 @@ impl ErrorCode {
             ErrorCode::ChallengeRequired
             | ErrorCode::ChallengeFailed
             | ErrorCode::InviteRequired
-            | ErrorCode::InviteUsed => 403,
+            | ErrorCode::InviteUsed
+            | ErrorCode::RoomClosed => 403,
             ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::UserAlreadyQueued => 409,
             ErrorCode::UpstreamUnavailable => 502,
             ErrorCode::StoreUnavailable | ErrorCode::ChallengeUnavailable => 503,

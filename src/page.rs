@@ -119,6 +119,11 @@ pub fn refusal_page(code: ErrorCode) -> Option<String> {
             "Each invitation lets one visitor into the line once, and this one has been used. \
              If it was yours, go back to the window where you joined.",
         ),
+        ErrorCode::RoomClosed => (
+            "This waiting room is closed",
+            "It is not taking anyone new at the moment. If you already had a place in line, \
+             open the page where you joined.",
+        ),
         ErrorCode::ChallengeFailed => (
             "We could not check your browser",
             "Your browser's answer to the waiting room's check was not accepted. Load this page \

@@ -85,12 +85,16 @@ pub enum Mode {
     /// First come, first served across all shards.
     #[default]
     Fifo,
+    /// No joins (403 `room_closed`, and a page saying so at the gate): the sale is over or not
+    /// open. Those who hold places keep them and are admitted as before.
+    Closed,
 }
 
 impl Mode {
     pub const fn as_str(self) -> &'static str {
         match self {
             Mode::Fifo => "fifo",
+            Mode::Closed => "closed",
         }
     }
 }
@@ -100,11 +104,12 @@ impl<'de> Deserialize<'de> for Mode {
         let raw = String::deserialize(d)?;
         match raw.as_str() {
             "fifo" => Ok(Mode::Fifo),
-            "random" | "passthrough" | "closed" => Err(serde::de::Error::custom(format!(
-                "mode \"{raw}\" is not supported yet (supported: \"fifo\")"
+            "closed" => Ok(Mode::Closed),
+            "random" | "passthrough" => Err(serde::de::Error::custom(format!(
+                "mode \"{raw}\" is not supported yet (supported: \"fifo\", \"closed\")"
             ))),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown mode \"{raw}\" (supported: \"fifo\")"
+                "unknown mode \"{raw}\" (supported: \"fifo\", \"closed\")"
             ))),
         }
     }
@@ -142,6 +147,9 @@ pub struct RoomConfig {
     pub access: Access,
     /// What a client over the join limit or failing its challenge gets.
     pub suspicious: Suspicious,
+    /// The status of the gate's waiting answer: 200, 202 or 429 (for clients and monitors that
+    /// read the status rather than the page).
+    pub queueing_status: u16,
     /// Requests on the room's paths that go to the application without queueing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bypass: Vec<BypassRule>,
@@ -186,6 +194,7 @@ impl Default for RoomConfig {
             access: Access::Public,
             suspicious: Suspicious::Refuse,
             bypass: Vec::new(),
+            queueing_status: 200,
         }
     }
 }
@@ -220,6 +229,12 @@ impl RoomConfig {
             challenge.validate()?;
         }
         crate::bypass::validate(&self.bypass, reserved_prefix)?;
+        if ![200, 202, 429].contains(&self.queueing_status) {
+            return invalid(format!(
+                "queueing_status: {} is not one of 200, 202, 429",
+                self.queueing_status
+            ));
+        }
         Ok(())
     }
 
@@ -238,6 +253,7 @@ impl RoomConfig {
         "access",
         "suspicious",
         "bypass",
+        "queueing_status",
     ];
 
     /// Parses a configuration from JSON, telling a syntax error (`invalid_json`) from a bad or

@@ -11,7 +11,7 @@ use super::state::Service;
 use crate::challenge::{check_pow, Challenge, ChallengeAnswer, NoScript, PowChallenge, PowError};
 use crate::error::{ApiError, ErrorCode};
 use crate::limit::{ClientKey, Decision as LimitDecision};
-use crate::room::{Access, RoomRecord, Suspicious};
+use crate::room::{Access, Mode, RoomRecord, Suspicious};
 
 /// What a join brings besides who it is for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,6 +40,13 @@ pub async fn may_join(
     credentials: Credentials<'_>,
     now: u64,
 ) -> Result<Verdict, AppError> {
+    if record.config.mode == Mode::Closed {
+        return Err(ApiError::new(
+            ErrorCode::RoomClosed,
+            "this room is closed: it takes no new visitors",
+        )
+        .into());
+    }
     let key = client.ip.map(ClientKey::of);
     let invite = match record.config.access {
         Access::Public => None,

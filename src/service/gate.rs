@@ -66,7 +66,7 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
             let visitor = place.map(|place| Visitor { room: &room, place });
             forward(&s, req, visitor, &cookies).await
         }
-        Ok(Decision::Wait(answer)) => waiting_response(&s, &room, answer, json),
+        Ok(Decision::Wait(answer, status)) => waiting_response(&s, &room, *answer, status, json),
         Err(err) if err.code() == ErrorCode::StoreUnavailable => {
             outage(&s, Some(&room), err, req, json).await
         }
@@ -117,8 +117,8 @@ enum Decision {
         place: Option<Place>,
         cookies: Vec<String>,
     },
-    /// Show the waiting page.
-    Wait(Answer),
+    /// Show the waiting page, with the room's `queueing_status`.
+    Wait(Box<Answer>, u16),
     /// Show this page, which passes the room's challenge, then joins.
     Challenge(String),
 }
@@ -225,7 +225,10 @@ async fn decide(
             None => {
                 s.metrics.held(room, reason.as_str());
                 s.metrics.gate(Some(room), "held");
-                return Ok(Decision::Wait(no_place(room)));
+                return Ok(Decision::Wait(
+                    Box::new(no_place(room)),
+                    record.config.queueing_status,
+                ));
             }
         },
     };
@@ -237,7 +240,10 @@ async fn decide(
         });
     }
     s.metrics.gate(Some(room), "waiting");
-    Ok(Decision::Wait(answer))
+    Ok(Decision::Wait(
+        Box::new(answer),
+        record.config.queueing_status,
+    ))
 }
 
 /// Whether a page navigation without a place gets the challenge page rather than a join: the
@@ -335,18 +341,20 @@ fn unavailable_response(err: AppError, json: bool) -> Response {
     response
 }
 
-fn waiting_response(s: &Service, room: &RoomId, answer: Answer, json: bool) -> Response {
+fn waiting_response(
+    s: &Service,
+    room: &RoomId,
+    answer: Answer,
+    status: u16,
+    json: bool,
+) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = if json {
         let body = serde_json::to_string(&answer.body).unwrap_or_default();
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     } else {
         (
-            StatusCode::OK,
+            status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             waiting_page(room, &answer.body, &s.prefix),
         )

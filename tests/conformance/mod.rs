@@ -109,6 +109,7 @@ macro_rules! for_each_case {
             a_failed_check_goes_to_the_infinite_queue_when_the_room_says_so,
             the_application_can_end_a_session_with_a_header,
             requests_matching_a_bypass_rule_skip_the_queue,
+            a_closed_room_takes_no_joins_and_keeps_its_places,
         );
     };
 }

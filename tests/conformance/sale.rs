@@ -133,3 +133,40 @@ pub async fn requests_matching_a_bypass_rule_skip_the_queue(t: &Target) {
         .await;
     assert_error(&reply, 422, "invalid_config", "an empty rule");
 }
+
+pub async fn a_closed_room_takes_no_joins_and_keeps_its_places(t: &Target) {
+    let room = unique("closed");
+    let config = json!({"max_active": 5, "paths": [format!("/{room}")], "queueing_status": 202});
+    t.put_room(&room, config.clone()).await;
+    t.pause(&room).await;
+    let first = t.page(&format!("/{room}"), &[], true).await;
+    // The waiting answer carries the room's queueing status.
+    assert_eq!(first.status, 202, "{}", first.text);
+    assert_eq!(first.json["status"], "waiting", "{}", first.text);
+    let ticket = ticket_of(&first);
+
+    let mut closed = config;
+    closed["mode"] = json!("closed");
+    let view = t.put_room(&room, closed).await;
+    assert_eq!(view["mode"], "closed", "{view}");
+    assert_error(&t.join(&room, None).await, 403, "room_closed", "a join");
+    let page = t.page(&format!("/{room}"), &[], false).await;
+    assert_eq!(page.status, 403, "{}", page.text);
+    assert_eq!(page.header("x-queuegate-status"), Some("room_closed"));
+    assert!(page.text.contains("closed"), "{}", page.text);
+    // Whoever holds a place keeps it.
+    let cookie = [(format!("qg_ticket_{room}"), ticket.clone())];
+    let kept = t.page(&format!("/{room}"), &cookie, true).await;
+    assert_eq!(kept.json["position"], 1, "{}", kept.text);
+    assert_eq!(t.status(&room, &ticket).await.json["status"], "waiting");
+
+    for bad in [json!({"queueing_status": 500}), json!({"mode": "random"})] {
+        let reply = t
+            .send(
+                t.admin(Method::PUT, &format!("/rooms/{}", unique("badmode")))
+                    .json(&bad),
+            )
+            .await;
+        assert_error(&reply, 422, "invalid_config", &bad.to_string());
+    }
+}
