@@ -123,6 +123,10 @@ pub struct RoomConfig {
     /// Path prefixes the room protects, each starting with `/`. A prefix matches itself and
     /// everything below it (`/shop` matches `/shop` and `/shop/cart`, not `/shopping`).
     pub paths: Vec<String>,
+    /// Hosts the room is for (lowercase names without a port), or empty: every host. One
+    /// deployment can serve several sites this way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
     /// Most visitors in the application at once: active sessions plus admitted visitors who have
     /// not arrived yet.
     pub max_active: u64,
@@ -182,6 +186,7 @@ impl Default for RoomConfig {
     fn default() -> Self {
         RoomConfig {
             paths: Vec::new(),
+            hosts: Vec::new(),
             max_active: 100,
             admit_per_minute: 60,
             session_ttl_s: 600,
@@ -209,6 +214,16 @@ impl RoomConfig {
         for path in &self.paths {
             if let Err(msg) = validate_path(path, reserved_prefix) {
                 return invalid(format!("paths: {path:?} {msg}"));
+            }
+        }
+        if self.hosts.len() > MAX_PATHS {
+            return invalid(format!("hosts: at most {MAX_PATHS} names"));
+        }
+        for host in &self.hosts {
+            if !valid_host(host) {
+                return invalid(format!(
+                    "hosts: {host:?} is not a lowercase host name without a port"
+                ));
             }
         }
         check_range("max_active", self.max_active, 1, MAX_ACTIVE_LIMIT)?;
@@ -241,6 +256,7 @@ impl RoomConfig {
     /// The fields a configuration may have.
     pub const FIELDS: &'static [&'static str] = &[
         "paths",
+        "hosts",
         "max_active",
         "admit_per_minute",
         "session_ttl_s",
@@ -335,6 +351,36 @@ pub(crate) fn validate_path(path: &str, reserved_prefix: &str) -> Result<(), &'s
     Ok(())
 }
 
+/// A host name as rooms name hosts: 1 to 253 bytes of lowercase letters, digits, `-` and `.`,
+/// labels of 1 to 63 bytes.
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// The host a request is for, as rooms name hosts: lowercase, without a port or a final dot.
+pub fn request_host(authority: &str) -> Option<String> {
+    let host = match authority.rsplit_once(':') {
+        // An IPv6 literal's colons are inside its brackets.
+        Some((host, port))
+            if (!authority.starts_with('[') || host.ends_with(']'))
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            host
+        }
+        _ => authority,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
 /// Whether `path` is `prefix` or lies below it, on a segment boundary.
 pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
@@ -371,6 +417,27 @@ mod tests {
         ] {
             let err = RoomId::parse(bad).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidRoomId, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_names_and_requests_are_read_without_their_port() {
+        for (authority, want) in [
+            ("Shop.Example:8443", Some("shop.example")),
+            ("shop.example.", Some("shop.example")),
+            ("[::1]:80", Some("[::1]")),
+            ("[::1]", Some("[::1]")),
+            ("", None),
+        ] {
+            assert_eq!(request_host(authority).as_deref(), want, "{authority}");
+        }
+        let with = |hosts: &[&str]| RoomConfig {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            ..RoomConfig::default()
+        };
+        assert!(with(&["a.example", "localhost"]).validate(PREFIX).is_ok());
+        for bad in ["A.example", "a.example:80", "", "a..b", "*.example", "a b"] {
+            assert!(with(&[bad]).validate(PREFIX).is_err(), "{bad}");
         }
     }
 

@@ -42,7 +42,13 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         Err(err) => return outage(&s, None, err.into(), req, json).await,
     };
     let path = crate::path::match_key(req.uri().path());
-    let Some(room) = table.room_for(&path).cloned() else {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+        .and_then(crate::room::request_host);
+    let Some(room) = table.room_for(host.as_deref(), &path).cloned() else {
         s.metrics.gate(None, "unprotected");
         return forward(&s, req, None, &[]).await;
     };

@@ -110,6 +110,7 @@ macro_rules! for_each_case {
             the_application_can_end_a_session_with_a_header,
             requests_matching_a_bypass_rule_skip_the_queue,
             a_closed_room_takes_no_joins_and_keeps_its_places,
+            a_room_for_a_host_gates_that_host_only,
         );
     };
 }

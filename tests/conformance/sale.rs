@@ -170,3 +170,50 @@ pub async fn a_closed_room_takes_no_joins_and_keeps_its_places(t: &Target) {
         assert_error(&reply, 422, "invalid_config", &bad.to_string());
     }
 }
+
+pub async fn a_room_for_a_host_gates_that_host_only(t: &Target) {
+    let room = unique("hosted");
+    let view = t
+        .put_room(
+            &room,
+            json!({"max_active": 5, "paths": [format!("/{room}")], "hosts": ["shop.test"]}),
+        )
+        .await;
+    assert_eq!(view["hosts"], json!(["shop.test"]), "{view}");
+    t.pause(&room).await;
+    let navigate = |host: &'static str| {
+        let path = format!("/{room}/page");
+        async move {
+            t.request(
+                Method::GET,
+                &path,
+                &[],
+                &[
+                    ("host", host),
+                    ("accept", "application/json"),
+                    ("sec-fetch-mode", "navigate"),
+                    ("sec-fetch-dest", "document"),
+                ],
+            )
+            .await
+        }
+    };
+    for host in ["shop.test", "SHOP.test:8080"] {
+        let gated = navigate(host).await;
+        assert_eq!(
+            gated.header("x-queuegate-status"),
+            Some("waiting"),
+            "{host}: {}",
+            gated.text
+        );
+    }
+    let other = navigate("other.test").await;
+    assert_eq!(other.header("x-upstream"), Some("yes"), "{}", other.text);
+    let reply = t
+        .send(
+            t.admin(Method::PUT, &format!("/rooms/{}", unique("badhost")))
+                .json(&json!({"hosts": ["Shop.test:80"]})),
+        )
+        .await;
+    assert_error(&reply, 422, "invalid_config", "a host with a port");
+}
