@@ -134,6 +134,8 @@ pub enum VisitorStatus {
     Admitted,
     Left,
     Expired,
+    /// The room's line is full (`max_waiting`): no place was taken; try again later.
+    Full,
 }
 
 impl VisitorStatus {
@@ -143,6 +145,7 @@ impl VisitorStatus {
             VisitorStatus::Admitted => "admitted",
             VisitorStatus::Left => "left",
             VisitorStatus::Expired => "expired",
+            VisitorStatus::Full => "full",
         }
     }
 }

@@ -90,6 +90,17 @@ pub fn unavailable_page(retry_s: u64) -> String {
     )
 }
 
+/// What a browser sees when the line is full (`max_waiting`): the page tries again after
+/// `retry_s`.
+pub fn full_page(retry_s: u64) -> String {
+    notice_page(
+        "The line is full",
+        "So many people are waiting already that this waiting room is taking nobody new for now. \
+         This page tries again by itself in a moment; keep it open.",
+        retry_s.max(1),
+    )
+}
+
 /// What a browser over its room's join limit sees: the page tries again after `retry_s`.
 pub fn too_many_joins_page(retry_s: u64) -> String {
     let retry_s = retry_s.max(1);

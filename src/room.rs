@@ -151,6 +151,9 @@ pub struct RoomConfig {
     pub access: Access,
     /// What a client over the join limit or failing its challenge gets.
     pub suspicious: Suspicious,
+    /// Most visitors waiting: beyond it, a join gets status `full` and no place (`None`: no cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u64>,
     /// The status of the gate's waiting answer: 200, 202 or 429 (for clients and monitors that
     /// read the status rather than the page).
     pub queueing_status: u16,
@@ -200,6 +203,7 @@ impl Default for RoomConfig {
             suspicious: Suspicious::Refuse,
             bypass: Vec::new(),
             queueing_status: 200,
+            max_waiting: None,
         }
     }
 }
@@ -244,6 +248,9 @@ impl RoomConfig {
             challenge.validate()?;
         }
         crate::bypass::validate(&self.bypass, reserved_prefix)?;
+        if let Some(max) = self.max_waiting {
+            check_range("max_waiting", max, 1, MAX_ACTIVE_LIMIT)?;
+        }
         if ![200, 202, 429].contains(&self.queueing_status) {
             return invalid(format!(
                 "queueing_status: {} is not one of 200, 202, 429",
@@ -270,6 +277,7 @@ impl RoomConfig {
         "suspicious",
         "bypass",
         "queueing_status",
+        "max_waiting",
     ];
 
     /// Parses a configuration from JSON, telling a syntax error (`invalid_json`) from a bad or

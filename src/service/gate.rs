@@ -26,8 +26,8 @@ use crate::api::{
 use crate::challenge::{Challenge, NoScript};
 use crate::error::ErrorCode;
 use crate::page::{
-    challenge_page, refusal_page, siteverify_page, too_many_joins_page, unavailable_page,
-    waiting_page,
+    challenge_page, full_page, refusal_page, siteverify_page, too_many_joins_page,
+    unavailable_page, waiting_page,
 };
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::token::{Pass, Place};
@@ -77,6 +77,7 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
             outage(&s, Some(&room), err, req, json).await
         }
         Ok(Decision::Challenge(page)) => challenge_response(page),
+        Ok(Decision::Full(answer)) => full_response(*answer, json),
         Err(err) if !json => refusal(err),
         Err(err) => err.into_response(),
     }
@@ -127,6 +128,8 @@ enum Decision {
     Wait(Box<Answer>, u16),
     /// Show this page, which passes the room's challenge, then joins.
     Challenge(String),
+    /// The line is full: no place was taken.
+    Full(Box<Answer>),
 }
 
 /// What a request on a protected path asks, as the gate reads it.
@@ -220,6 +223,10 @@ async fn decide(
             let (answer, outcome) =
                 join_room(s, &record, client, User::Anyone, credentials, ticket, now).await?;
             s.metrics.join(room, outcome);
+            if answer.body.status == VisitorStatus::Full {
+                s.metrics.gate(Some(room), "full");
+                return Ok(Decision::Full(Box::new(answer)));
+            }
             answer
         }
         // Not a page navigation: answered for the place it holds, never given one.
@@ -275,6 +282,36 @@ fn challenge_page_of(s: &Service, record: &RoomRecord) -> String {
         Some(Challenge::Siteverify(config)) => siteverify_page(&record.id, config, &s.prefix),
         _ => challenge_page(&record.id, &s.prefix),
     }
+}
+
+/// A full line: the JSON answer, or a page that tries again by itself.
+fn full_response(answer: Answer, json: bool) -> Response {
+    let retry_s = answer
+        .body
+        .poll_after_ms
+        .unwrap_or(super::public::FULL_RETRY_MS)
+        .div_ceil(1000);
+    let mut response = if json {
+        let body = serde_json::to_string(&answer.body).unwrap_or_default();
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            full_page(retry_s),
+        )
+            .into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_s));
+    headers.insert("x-queuegate-status", HeaderValue::from_static("full"));
+    response
 }
 
 /// The challenge page for a browser without a place in a room with a challenge: 200, never

@@ -39,6 +39,8 @@ pub enum JoinOutcome {
     Failed,
     /// A suspicious client given a place in the infinite queue.
     Decoyed,
+    /// The line was full (`max_waiting`): no place taken.
+    Full,
 }
 
 impl JoinOutcome {
@@ -51,6 +53,7 @@ impl JoinOutcome {
             JoinOutcome::Challenged => "challenged",
             JoinOutcome::Failed => "failed",
             JoinOutcome::Decoyed => "decoyed",
+            JoinOutcome::Full => "full",
         }
     }
 }
@@ -142,7 +145,7 @@ impl Metrics {
         registry.register(
             "joins",
             "Joins by room and outcome (queued, entered, kept, limited, challenged, failed, \
-             decoyed)",
+             decoyed, full)",
             joins.clone(),
         );
         registry.register(

@@ -13,7 +13,9 @@ use super::error::AppError;
 use super::extract::{presented, LimitedBody, RoomParam, Source};
 use super::metrics::JoinOutcome;
 use super::state::Service;
-use crate::api::{pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse};
+use crate::api::{
+    pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse, VisitorStatus,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::room::{RoomId, RoomRecord};
 use crate::token::{looks_like_pass, Pass, Place, Ticket};
@@ -41,6 +43,9 @@ pub async fn join(
     s.metrics.join(&room, outcome);
     Ok(visitor_response(answer))
 }
+
+/// When a client told the line is full may try again.
+pub const FULL_RETRY_MS: u64 = 30_000;
 
 /// Who a join is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +199,20 @@ pub async fn join_room(
 ) -> Result<(Answer, JoinOutcome), AppError> {
     if let Some(answer) = kept_place(s, record, client, presented, now).await? {
         return Ok((answer, JoinOutcome::Kept));
+    }
+    if let Some(max) = record.config.max_waiting {
+        // As this instance last knew the room: a soft cap, which joins at once on several
+        // instances can pass by a few.
+        if s.store.stats(record, now, false).await?.waiting >= max {
+            let mut body = VisitorResponse::new(&record.id, VisitorStatus::Full);
+            body.poll_after_ms = Some(FULL_RETRY_MS);
+            let answer = Answer {
+                body,
+                set_cookies: Vec::new(),
+                pass: None,
+            };
+            return Ok((answer, JoinOutcome::Full));
+        }
     }
     if may_join(s, record, client, credentials, now).await? == Verdict::Decoy {
         return Ok((decoy(s, record, client, now).await?, JoinOutcome::Decoyed));

@@ -111,6 +111,7 @@ macro_rules! for_each_case {
             requests_matching_a_bypass_rule_skip_the_queue,
             a_closed_room_takes_no_joins_and_keeps_its_places,
             a_room_for_a_host_gates_that_host_only,
+            a_full_line_takes_no_more_places,
         );
     };
 }

@@ -217,3 +217,50 @@ pub async fn a_room_for_a_host_gates_that_host_only(t: &Target) {
         .await;
     assert_error(&reply, 422, "invalid_config", "a host with a port");
 }
+
+pub async fn a_full_line_takes_no_more_places(t: &Target) {
+    let room = unique("capped");
+    let view = t
+        .put_room(
+            &room,
+            json!({"max_active": 5, "paths": [format!("/{room}")], "max_waiting": 2}),
+        )
+        .await;
+    assert_eq!(view["max_waiting"], 2, "{view}");
+    t.pause(&room).await;
+    let first = t.join(&room, None).await;
+    assert_eq!(first.json["status"], "waiting", "{}", first.text);
+    // Joins until the line says it is full. One instance knows its count at once; at the edge an
+    // isolate learns it within a second or so, so a few more may get in first (a soft cap).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let full = loop {
+        let reply = t.join(&room, None).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if reply.json["status"] == "full" {
+            break reply;
+        }
+        assert_eq!(reply.json["status"], "waiting", "{}", reply.text);
+        assert!(tokio::time::Instant::now() < deadline, "never full");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(full.json["ticket"].is_null(), "{}", full.text);
+    assert!(full.set_cookies().is_empty(), "{}", full.text);
+    let waiting = t.room(&room).await["stats"]["waiting"].as_u64().unwrap();
+    let slack = if t.behind_runtime_front { 8 } else { 0 };
+    assert!((2..=2 + slack).contains(&waiting), "waiting {waiting}");
+
+    let page = t.page(&format!("/{room}"), &[], false).await;
+    assert_eq!(
+        page.header("x-queuegate-status"),
+        Some("full"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("The line is full"), "{}", page.text);
+    assert!(page.header("retry-after").is_some());
+    assert!(page.header("set-cookie").is_none());
+    // Whoever holds a place keeps it.
+    let cookie = [(format!("qg_ticket_{room}"), ticket_of(&first))];
+    let kept = t.page(&format!("/{room}"), &cookie, true).await;
+    assert_eq!(kept.json["position"], 1, "{}", kept.text);
+}
