@@ -85,6 +85,10 @@ pub enum Mode {
     /// First come, first served across all shards.
     #[default]
     Fifo,
+    /// Nobody queues: the gate lets every request through without a pass, counted (as
+    /// `passthrough` in the gate's metrics), and a join is answered `admitted` at once, without
+    /// a place. The room's numbers go on showing whoever still holds a place or a session.
+    Passthrough,
     /// No joins (403 `room_closed`, and a page saying so at the gate): the sale is over or not
     /// open. Those who hold places keep them and are admitted as before.
     Closed,
@@ -95,6 +99,7 @@ impl Mode {
         match self {
             Mode::Fifo => "fifo",
             Mode::Closed => "closed",
+            Mode::Passthrough => "passthrough",
         }
     }
 }
@@ -105,11 +110,13 @@ impl<'de> Deserialize<'de> for Mode {
         match raw.as_str() {
             "fifo" => Ok(Mode::Fifo),
             "closed" => Ok(Mode::Closed),
-            "random" | "passthrough" => Err(serde::de::Error::custom(format!(
-                "mode \"{raw}\" is not supported yet (supported: \"fifo\", \"closed\")"
+            "passthrough" => Ok(Mode::Passthrough),
+            "random" => Err(serde::de::Error::custom(format!(
+                "mode \"{raw}\" is not supported yet (supported: \"fifo\", \"passthrough\", \
+                 \"closed\")"
             ))),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown mode \"{raw}\" (supported: \"fifo\", \"closed\")"
+                "unknown mode \"{raw}\" (supported: \"fifo\", \"passthrough\", \"closed\")"
             ))),
         }
     }

@@ -29,7 +29,7 @@ use crate::page::{
     challenge_page, full_page, refusal_page, siteverify_page, too_many_joins_page,
     unavailable_page, waiting_page,
 };
-use crate::room::{RoomConfig, RoomId, RoomRecord};
+use crate::room::{Mode, RoomConfig, RoomId, RoomRecord};
 use crate::token::{Pass, Place};
 use crate::visitor::Answer;
 
@@ -169,6 +169,13 @@ async fn decide(
         client: client.ip,
     };
     let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    if record.config.mode == Mode::Passthrough {
+        s.metrics.gate(Some(room), "passthrough");
+        return Ok(Decision::Through {
+            place: None,
+            cookies: Vec::new(),
+        });
+    }
     if crate::bypass::bypasses(&record.config.bypass, &facts, header) {
         s.metrics.gate(Some(room), "bypassed");
         return Ok(Decision::Through {

@@ -41,6 +41,8 @@ pub enum JoinOutcome {
     Decoyed,
     /// The line was full (`max_waiting`): no place taken.
     Full,
+    /// A passthrough room: admitted at once, without a place.
+    Passthrough,
 }
 
 impl JoinOutcome {
@@ -54,6 +56,7 @@ impl JoinOutcome {
             JoinOutcome::Failed => "failed",
             JoinOutcome::Decoyed => "decoyed",
             JoinOutcome::Full => "full",
+            JoinOutcome::Passthrough => "passthrough",
         }
     }
 }
@@ -145,7 +148,7 @@ impl Metrics {
         registry.register(
             "joins",
             "Joins by room and outcome (queued, entered, kept, limited, challenged, failed, \
-             decoyed, full)",
+             decoyed, full, passthrough)",
             joins.clone(),
         );
         registry.register(

@@ -112,6 +112,7 @@ macro_rules! for_each_case {
             a_closed_room_takes_no_joins_and_keeps_its_places,
             a_room_for_a_host_gates_that_host_only,
             a_full_line_takes_no_more_places,
+            a_passthrough_room_queues_nobody,
         );
     };
 }

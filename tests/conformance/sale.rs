@@ -160,7 +160,7 @@ pub async fn a_closed_room_takes_no_joins_and_keeps_its_places(t: &Target) {
     assert_eq!(kept.json["position"], 1, "{}", kept.text);
     assert_eq!(t.status(&room, &ticket).await.json["status"], "waiting");
 
-    for bad in [json!({"queueing_status": 500}), json!({"mode": "random"})] {
+    for bad in [json!({"queueing_status": 500}), json!({"mode": "lifo"})] {
         let reply = t
             .send(
                 t.admin(Method::PUT, &format!("/rooms/{}", unique("badmode")))
@@ -263,4 +263,37 @@ pub async fn a_full_line_takes_no_more_places(t: &Target) {
     let cookie = [(format!("qg_ticket_{room}"), ticket_of(&first))];
     let kept = t.page(&format!("/{room}"), &cookie, true).await;
     assert_eq!(kept.json["position"], 1, "{}", kept.text);
+}
+
+pub async fn a_passthrough_room_queues_nobody(t: &Target) {
+    let room = unique("through");
+    let config = json!({"max_active": 1, "paths": [format!("/{room}")]});
+    t.put_room(&room, config.clone()).await;
+    t.pause(&room).await;
+    let held = t.join(&room, None).await;
+    assert_eq!(held.json["status"], "waiting", "{}", held.text);
+
+    let mut through = config.clone();
+    through["mode"] = json!("passthrough");
+    assert_eq!(t.put_room(&room, through).await["mode"], "passthrough");
+    for n in 0..3 {
+        let page = t.page(&format!("/{room}/x"), &[], false).await;
+        assert_eq!(page.header("x-upstream"), Some("yes"), "{n}: {}", page.text);
+        assert!(page.header("set-cookie").is_none(), "{}", page.text);
+    }
+    let joined = t.join(&room, None).await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+    assert_eq!(joined.json["status"], "admitted", "{}", joined.text);
+    assert!(joined.json["ticket"].is_null(), "{}", joined.text);
+    // The room's numbers stay live: the place held before is still counted.
+    assert_eq!(t.room(&room).await["stats"]["waiting"], 1);
+    // Back to a line: the gate queues again.
+    t.put_room(&room, config).await;
+    let page = t.page(&format!("/{room}/x"), &[], false).await;
+    assert_eq!(
+        page.header("x-queuegate-status"),
+        Some("waiting"),
+        "{}",
+        page.text
+    );
 }
