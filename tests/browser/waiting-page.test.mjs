@@ -639,7 +639,8 @@ async function scenarioProofOfWork(target) {
       const response = await page.goto(`${target.base}/${room}/`);
       assert.equal(response.status(), 200);
       assert.equal(response.headers()['x-queuegate-status'], 'challenge', 'the first answer is the challenge page');
-      assert.equal(await page.locator('progress').count(), 1, 'the page shows its progress');
+      // The page may have solved and moved on by now: look at what it was.
+      assert.match(await response.text(), /<progress/, 'the page shows its progress');
       await screenshot(page, target, `8-challenge-${bits}`);
       const solve = await solved;
       assert.equal(solve.difficulty, bits);
