@@ -33,10 +33,6 @@ async fn challenge_for(t: &Target, client: &reqwest::Client, room: &str, bits: u
     challenge["token"].as_str().unwrap().to_owned()
 }
 
-async fn waiting(t: &Target, room: &str) -> u64 {
-    t.room(room).await["stats"]["waiting"].as_u64().unwrap()
-}
-
 pub async fn proof_of_work_rooms_take_each_solved_challenge_once(t: &Target) {
     let room = unique("pow");
     let view = t

@@ -10,10 +10,6 @@
 
 use super::*;
 
-async fn waiting(t: &Target, room: &str) -> u64 {
-    t.room(room).await["stats"]["waiting"].as_u64().unwrap()
-}
-
 pub async fn joins_over_the_client_limit_get_429_and_take_no_place(t: &Target) {
     let room = unique("limited");
     let view = t

@@ -193,6 +193,11 @@ fn another_client() -> reqwest::Client {
         .expect("a client")
 }
 
+/// How many wait in the room, as its admin view says.
+async fn waiting(t: &Target, room: &str) -> u64 {
+    t.room(room).await["stats"]["waiting"].as_u64().unwrap()
+}
+
 fn ticket_of(reply: &Reply) -> String {
     reply.json["ticket"]
         .as_str()

@@ -37,10 +37,6 @@ async fn join_with(t: &Target, room: &str, response: &str) -> Reply {
     .await
 }
 
-async fn waiting(t: &Target, room: &str) -> u64 {
-    t.room(room).await["stats"]["waiting"].as_u64().unwrap()
-}
-
 pub async fn a_siteverify_room_asks_for_the_widgets_response(t: &Target) {
     let provider = Provider::start(SECRET).await;
     let room = siteverify_room(t, &provider.url(), SECRET, json!({})).await;
