@@ -40,10 +40,11 @@ build_target "$target"
 trap stop_target EXIT
 
 if [ "$target" = edge ]; then
-  # Local wrangler dev takes about a thousand trivial requests a second and fewer Durable Object
-  # calls (BENCHMARKS.md): a third of the visitors, and the bots held to 5 joins/s a connection.
-  export LEGIT=${LEGIT:-300} DURATION_S=${DURATION_S:-60} BOTS=${BOTS:-20} BOT_CONNS=${BOT_CONNS:-1}
-  export BOT_RATE=${BOT_RATE:-5} ADMIT_PER_MINUTE=${ADMIT_PER_MINUTE:-180} FIRST=${FIRST:-150}
+  # Local wrangler dev takes about a thousand trivial requests a second and a few hundred joins
+  # (BENCHMARKS.md): the same visitors (17 joins/s, polls answered without a Durable Object
+  # call), but each bot held to one connection and 5 joins/s, 100 bot joins/s in all.
+  export LEGIT=${LEGIT:-1000} DURATION_S=${DURATION_S:-60} BOTS=${BOTS:-20} BOT_CONNS=${BOT_CONNS:-1}
+  export BOT_RATE=${BOT_RATE:-5} ADMIT_PER_MINUTE=${ADMIT_PER_MINUTE:-600} FIRST=${FIRST:-500}
 else
   export LEGIT=${LEGIT:-1000} DURATION_S=${DURATION_S:-60} BOTS=${BOTS:-20} BOT_CONNS=${BOT_CONNS:-3}
   export BOT_RATE=${BOT_RATE:-0} ADMIT_PER_MINUTE=${ADMIT_PER_MINUTE:-600} FIRST=${FIRST:-500}

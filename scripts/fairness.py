@@ -734,12 +734,24 @@ def svg_chart(path, data):
     for col, (title, key, v_max, unit) in enumerate([
             ("bot share of the first admissions (%)", "share", 100.0, "%"),
             ("legitimate visitors' wait, median (bar) and p90 (tick), s", "p50", None, "s")]):
-        x0, y0 = col * col_w + pad, pad + 10
+        x0, y0 = col * col_w + pad, pad + 20
         w = col_w - pad - 20
         if v_max is None:
             vals = [d.get(k) for t in targets for d in data[t].values() for k in ("p50", "p90", "cap")]
             v_max = max([v for v in vals if v is not None] + [1]) * 1.1
-        parts.append(f'<text x="{x0}" y="{y0 - 6}">{title}</text>')
+        parts.append(f'<text x="{x0}" y="{y0 - 18}">{title}</text>')
+        if key == "share":
+            # The issue's goal, and what the recommended limit leaves to 20 addresses at once.
+            firsts = [d["first"] for t in targets for d in data[t].values() if d.get("first")]
+            marks = [(1.0, "goal 1 %", "#15803d")]
+            if firsts:
+                floor = 100.0 * 20 * LIMIT["burst"] / max(firsts)
+                marks.append((floor, f"limit's floor {floor:.0f} % (20 x burst {LIMIT['burst']})", "#b91c1c"))
+            for val, label, color in marks:
+                ty = y0 + panel_h - panel_h * val / v_max
+                parts.append(f'<line x1="{x0}" x2="{x0 + w}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{color}" '
+                             f'stroke-dasharray="4 3"/><text x="{x0 + w}" y="{ty - 3:.1f}" text-anchor="end" '
+                             f'fill="{color}" font-size="9">{label}</text>')
         for i in range(5):
             ty = y0 + panel_h - panel_h * i / 4
             parts.append(f'<line x1="{x0}" x2="{x0 + w}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#e5e7eb"/>'
