@@ -66,6 +66,12 @@ pub struct JoinRequest {
     /// any device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_token: Option<String>,
+    /// The answer to the room's challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<crate::challenge::ChallengeAnswer>,
+    /// An invite to an invite-only room (see [`crate::invite`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 impl JoinRequest {
@@ -85,6 +91,19 @@ impl JoinRequest {
             return Err(ApiError::new(
                 ErrorCode::InvalidUserToken,
                 "the user token is empty or too long",
+            ));
+        }
+        if let Some(answer) = &req.challenge {
+            answer.validate()?;
+        }
+        if req
+            .invite
+            .as_ref()
+            .is_some_and(|t| t.len() > crate::apptoken::MAX_TOKEN_LEN)
+        {
+            return Err(ApiError::new(
+                ErrorCode::InviteRequired,
+                "the invite is too long to be one",
             ));
         }
         Ok(req)

@@ -37,7 +37,7 @@ pub enum AppTokenError {
 }
 
 impl AppTokenError {
-    fn reason(self) -> &'static str {
+    pub fn reason(self) -> &'static str {
         match self {
             AppTokenError::Malformed => "is not a JWT with the claims it needs",
             AppTokenError::WrongAlgorithm => "is not signed with HS256",
@@ -74,6 +74,9 @@ pub struct Claims {
     pub nbf: Option<u64>,
     #[serde(default)]
     pub jti: Option<String>,
+    /// The client an invite is bound to, if any.
+    #[serde(default)]
+    pub client_ip: Option<String>,
 }
 
 /// Verifies an HS256 token against `keys` at `now` (Unix milliseconds) and returns its claims.

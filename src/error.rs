@@ -33,6 +33,15 @@ pub enum ErrorCode {
     /// A join from a client (an IPv4 address or an IPv6 /64) over its room's join limit; retry
     /// after the `Retry-After` delay.
     TooManyJoins,
+    /// The room asks a joining client to pass a challenge first: the body carries it
+    /// (`challenge`).
+    ChallengeRequired,
+    /// A challenge answer that is wrong, expired, for another client, or used before.
+    ChallengeFailed,
+    /// The room is invite-only and the join brought no good invite.
+    InviteRequired,
+    /// The invite was good, and has been used.
+    InviteUsed,
     /// No such room.
     UnknownRoom,
     /// No ticket was presented where one is needed.
@@ -83,6 +92,10 @@ impl ErrorCode {
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidPath,
         ErrorCode::TooManyJoins,
+        ErrorCode::ChallengeRequired,
+        ErrorCode::ChallengeFailed,
+        ErrorCode::InviteRequired,
+        ErrorCode::InviteUsed,
         ErrorCode::UnknownRoom,
         ErrorCode::TicketRequired,
         ErrorCode::InvalidTicket,
@@ -115,6 +128,10 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::TooManyJoins => "too_many_joins",
+            ErrorCode::ChallengeRequired => "challenge_required",
+            ErrorCode::ChallengeFailed => "challenge_failed",
+            ErrorCode::InviteRequired => "invite_required",
+            ErrorCode::InviteUsed => "invite_used",
             ErrorCode::UnknownRoom => "unknown_room",
             ErrorCode::TicketRequired => "ticket_required",
             ErrorCode::InvalidTicket => "invalid_ticket",
@@ -156,6 +173,10 @@ impl ErrorCode {
             ErrorCode::UnknownRoom | ErrorCode::UnknownTicket | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::TooManyJoins => 429,
+            ErrorCode::ChallengeRequired
+            | ErrorCode::ChallengeFailed
+            | ErrorCode::InviteRequired
+            | ErrorCode::InviteUsed => 403,
             ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::UserAlreadyQueued => 409,
             ErrorCode::UpstreamUnavailable => 502,
             ErrorCode::StoreUnavailable => 503,

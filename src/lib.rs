@@ -20,9 +20,12 @@
 
 pub mod api;
 pub mod apptoken;
+pub mod challenge;
 pub mod controller;
+pub mod decoy;
 pub mod error;
 pub mod estimate;
+pub mod invite;
 pub mod keys;
 pub mod limit;
 pub mod order;

@@ -3,6 +3,7 @@
 //! them admitted) and is better with it (it polls the status API and updates in place).
 
 use crate::api::VisitorResponse;
+use crate::error::ErrorCode;
 use crate::room::RoomId;
 
 const TEMPLATE: &str = include_str!("waiting.html");
@@ -79,6 +80,7 @@ pub fn waiting_page(room: &RoomId, visitor: &VisitorResponse, api_prefix: &str) 
 /// The page shown on a protected path while the queue's store cannot be reached and the room
 /// fails closed: nobody is let in, and the page asks again by itself.
 pub fn unavailable_page(retry_s: u64) -> String {
+    let retry_s = retry_s.max(1);
     notice_page(
         "One moment, please",
         "The waiting room for this site cannot reach its queue right now. Nobody is being let in \
@@ -101,14 +103,59 @@ pub fn too_many_joins_page(retry_s: u64) -> String {
     )
 }
 
-/// A page that says one thing and reloads itself after `retry_s` seconds.
-fn notice_page(title: &str, message: &str, retry_s: u64) -> String {
+/// What a browser refused a place at the gate sees, for the refusals a person can meet: an
+/// invite-only room, an invite used before, a failed check. `None` for any other error (the
+/// JSON error stands). The page does not reload itself: trying again would not help.
+pub fn refusal_page(code: ErrorCode) -> Option<String> {
+    let (title, message) = match code {
+        ErrorCode::InviteRequired => (
+            "This waiting room is by invitation",
+            "Only visitors with an invitation can join this line. Open the link from your \
+             invitation to join.",
+        ),
+        ErrorCode::InviteUsed => (
+            "This invitation has been used",
+            "Each invitation lets one visitor into the line once, and this one has been used. \
+             If it was yours, go back to the window where you joined.",
+        ),
+        ErrorCode::ChallengeFailed => (
+            "We could not check your browser",
+            "Your browser's answer to the waiting room's check was not accepted. Load this page \
+             again to try once more.",
+        ),
+        _ => return None,
+    };
+    Some(notice_page(title, message, 0))
+}
+
+/// The page a browser without a place gets in a room with a proof-of-work challenge: it asks
+/// for the challenge, solves it in a Web Worker with a progress bar, joins with the answer and
+/// loads the page again, now with its place.
+pub fn challenge_page(room: &RoomId, api_prefix: &str) -> String {
     fill(
-        include_str!("notice.html"),
+        include_str!("challenge.html"),
+        &[
+            ("room", room.as_str()),
+            ("join_url", &format!("{api_prefix}/rooms/{room}/join")),
+        ],
+    )
+}
+
+const NOTICE_REFRESH: &str = "<meta http-equiv=\"refresh\" content=\"{{refresh_s}}\">\n";
+
+/// A page that says one thing and reloads itself after `retry_s` seconds (never, for 0).
+fn notice_page(title: &str, message: &str, retry_s: u64) -> String {
+    let template = include_str!("notice.html");
+    let template = match retry_s {
+        0 => template.replace(NOTICE_REFRESH, ""),
+        _ => template.to_owned(),
+    };
+    fill(
+        &template,
         &[
             ("title", title),
             ("message", message),
-            ("refresh_s", &retry_s.max(1).to_string()),
+            ("refresh_s", &retry_s.to_string()),
         ],
     )
 }
@@ -254,6 +301,27 @@ mod tests {
     fn the_unavailable_page_retries_by_itself() {
         let html = unavailable_page(2);
         assert!(html.contains(r#"<meta http-equiv="refresh" content="2">"#));
+        assert!(!html.contains("{{"));
+    }
+
+    #[test]
+    fn a_refusal_page_says_why_and_does_not_reload() {
+        let html = refusal_page(ErrorCode::InviteRequired).unwrap();
+        assert!(html.contains("by invitation"));
+        assert!(!html.contains("http-equiv=\"refresh\""));
+        assert!(!html.contains("{{"));
+        assert!(refusal_page(ErrorCode::UnknownRoom).is_none());
+        assert!(too_many_joins_page(7).contains(r#"<meta http-equiv="refresh" content="7">"#));
+    }
+
+    #[test]
+    fn the_challenge_page_joins_through_the_room_api_and_solves_in_a_worker() {
+        let room = RoomId::parse("sale").unwrap();
+        let html = challenge_page(&room, "/_qg/v1");
+        assert!(html.contains(r#"var joinUrl = "/_qg/v1/rooms/sale/join";"#));
+        assert!(html.contains("new Worker("));
+        assert!(html.contains("<noscript>"));
+        assert!(html.contains("<progress"));
         assert!(!html.contains("{{"));
     }
 

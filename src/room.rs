@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::challenge::Challenge;
 use crate::error::{ApiError, ErrorCode};
 use crate::limit::JoinLimit;
 
@@ -133,6 +134,36 @@ pub struct RoomConfig {
     /// Joins per client (an IPv4 address or an IPv6 /64), or `None`: no limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_limit: Option<JoinLimit>,
+    /// What a join must pass first, or `None`: nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Challenge>,
+    /// Who may join: anyone, or only a client with an invite from the application.
+    pub access: Access,
+    /// What a client over the join limit or failing its challenge gets.
+    pub suspicious: Suspicious,
+}
+
+/// Who may join a room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    #[default]
+    Public,
+    /// A join needs an invite (see [`crate::invite`]), each accepted once.
+    Invite,
+}
+
+/// What a room does with a client over its join limit or failing its challenge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suspicious {
+    /// An error that says why: 429 `too_many_joins`, 403 `challenge_failed`.
+    #[default]
+    Refuse,
+    /// A place in a queue that never moves to the front (see [`crate::decoy`]): the answer looks
+    /// like any other, so a bot cannot tell it was caught, and the place costs the store
+    /// nothing.
+    InfiniteQueue,
 }
 
 impl Default for RoomConfig {
@@ -147,6 +178,9 @@ impl Default for RoomConfig {
             mode: Mode::Fifo,
             shards: 4,
             join_limit: None,
+            challenge: None,
+            access: Access::Public,
+            suspicious: Suspicious::Refuse,
         }
     }
 }
@@ -177,6 +211,9 @@ impl RoomConfig {
         if let Some(limit) = &self.join_limit {
             limit.validate()?;
         }
+        if let Some(challenge) = &self.challenge {
+            challenge.validate()?;
+        }
         Ok(())
     }
 
@@ -191,6 +228,9 @@ impl RoomConfig {
         "mode",
         "shards",
         "join_limit",
+        "challenge",
+        "access",
+        "suspicious",
     ];
 
     /// Parses a configuration from JSON, telling a syntax error (`invalid_json`) from a bad or

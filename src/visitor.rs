@@ -63,6 +63,15 @@ impl RoomContext<'_> {
             place,
             joined_us,
             expires_at: now.saturating_add(self.config.ticket_ttl_ms()),
+            decoy: false,
+        }
+    }
+
+    /// A ticket for a place in the infinite queue ([`crate::decoy`]).
+    pub fn decoy_ticket(&self, place: Place, joined_us: u64, now: u64) -> Ticket {
+        Ticket {
+            decoy: true,
+            ..self.new_ticket(place, joined_us, now)
         }
     }
 

@@ -50,6 +50,18 @@ pub struct VisitRes {
     pub ahead: u64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpendReq {
+    pub key: String,
+    pub until: u64,
+    pub now: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SpendRes {
+    pub first: bool,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct EndReq {
     pub seq: u64,

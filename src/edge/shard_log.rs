@@ -61,6 +61,11 @@ struct LogRow {
 }
 
 #[derive(Deserialize)]
+struct SpentRow {
+    until: i64,
+}
+
+#[derive(Deserialize)]
 struct MetaRow {
     k: String,
     v: i64,
@@ -94,6 +99,7 @@ impl ShardLog {
         for table in [
             "ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL)",
             "meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
+            "spent(k TEXT PRIMARY KEY, until INTEGER NOT NULL)",
             "snapshot(blob INTEGER NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, \
              PRIMARY KEY (blob, part))",
         ] {
@@ -199,6 +205,30 @@ impl ShardLog {
             vec![key.into(), (value as i64).into()],
         )?;
         Ok(())
+    }
+
+    /// Records `key` as used until `until`; whether this was its first use (one whose record
+    /// ran out counts as none). Drops a few records that ran out each time, so the table holds
+    /// about what is unexpired.
+    pub fn spend_once(&self, key: &str, until: u64, now: u64) -> Result<bool> {
+        let now = now as i64;
+        self.sql.exec(
+            "DELETE FROM spent WHERE rowid IN (SELECT rowid FROM spent WHERE until <= ? LIMIT 8)",
+            vec![now.into()],
+        )?;
+        let held: Vec<SpentRow> = self
+            .sql
+            .exec("SELECT until FROM spent WHERE k = ?", vec![key.into()])?
+            .to_array()?;
+        if held.iter().any(|row| row.until > now) {
+            return Ok(false);
+        }
+        self.sql.exec(
+            "INSERT INTO spent(k, until) VALUES (?, ?) \
+             ON CONFLICT(k) DO UPDATE SET until = excluded.until",
+            vec![key.into(), (until as i64).into()],
+        )?;
+        Ok(true)
     }
 
     /// Logs an operation that changed the shard.

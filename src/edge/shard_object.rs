@@ -63,6 +63,7 @@ impl DurableObject for ShardObject {
             "/session" => operation(&body, |r: SessionReq| self.session(r)),
             "/batch" => operation(&body, |r: BatchReq| self.batch(r)),
             "/pause" => operation(&body, |r: PauseReq| self.pause(r)),
+            "/spend" => operation(&body, |r: SpendReq| self.spend(r)),
             _ => error(ErrorCode::NotFound, "no such shard operation"),
         };
         self.settle();
@@ -172,6 +173,15 @@ impl ShardObject {
             results.push(JoinedIn { joined, ahead });
         }
         Ok(JoinRes { results })
+    }
+
+    /// Single-use keys live in the shard's storage beside its queue, outside the shard's state
+    /// machine: they order nothing.
+    fn spend(&self, req: SpendReq) -> Answer<SpendRes> {
+        let first = self.with(|l| l.log.spend_once(&req.key, req.until, req.now));
+        Ok(SpendRes {
+            first: self.storage(first, "the spent keys")?,
+        })
     }
 
     fn visit(&self, req: VisitReq) -> Answer<VisitRes> {

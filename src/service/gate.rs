@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::access::Credentials;
 use super::client::Client;
 use super::error::{AppError, RETRY_AFTER_S};
 use super::extract::{accept, cookie, Source};
@@ -22,9 +23,12 @@ use super::state::{Service, UnavailablePolicy};
 use crate::api::{
     pass_cookie_name, ticket_cookie_name, wants_json, VisitorResponse, VisitorStatus,
 };
+use crate::challenge::{Challenge, NoScript};
 use crate::error::ErrorCode;
-use crate::page::{too_many_joins_page, unavailable_page, waiting_page};
-use crate::room::RoomId;
+use crate::page::{
+    challenge_page, refusal_page, too_many_joins_page, unavailable_page, waiting_page,
+};
+use crate::room::{RoomConfig, RoomId};
 use crate::token::{Pass, Place};
 use crate::visitor::Answer;
 
@@ -48,8 +52,14 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         .get::<Client>()
         .cloned()
         .unwrap_or_default();
-    let arrival = arrival(req.method(), req.headers());
-    match decide(&s, &room, &client, req.headers(), arrival, now).await {
+    let invite = invite_in(req.uri().query());
+    let asked = Asked {
+        headers: req.headers(),
+        arrival: arrival(req.method(), req.headers()),
+        invite: invite.as_deref(),
+        json,
+    };
+    match decide(&s, &room, &client, asked, now).await {
         Ok(Decision::Unprotected) => forward(&s, req, None, &[]).await,
         Ok(Decision::Through { place, cookies }) => {
             let visitor = place.map(|place| Visitor { room: &room, place });
@@ -59,31 +69,41 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         Err(err) if err.code() == ErrorCode::StoreUnavailable => {
             outage(&s, Some(&room), err, req, json).await
         }
-        Err(err) if err.code() == ErrorCode::TooManyJoins && !json => too_many_joins(err),
+        Ok(Decision::Challenge) => challenge_response(&s, &room),
+        Err(err) if !json => refusal(err),
         Err(err) => err.into_response(),
     }
 }
 
-/// A browser over its room's join limit: the same 429 and `Retry-After` as the JSON answer,
-/// as a page that tries again by itself.
-fn too_many_joins(err: AppError) -> Response {
+/// A browser refused a place: the same status (and `Retry-After`) as the JSON answer, as a
+/// page that says why; the JSON error for anything a page would not explain.
+fn refusal(err: AppError) -> Response {
+    let code = err.code();
     let mut response = err.into_response();
-    let retry_s = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(RETRY_AFTER_S);
-    *response.body_mut() = axum::body::Body::from(too_many_joins_page(retry_s));
+    let page = match code {
+        ErrorCode::TooManyJoins => {
+            let retry_s = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(RETRY_AFTER_S);
+            Some(too_many_joins_page(retry_s))
+        }
+        other => refusal_page(other),
+    };
+    let Some(page) = page else {
+        return response;
+    };
+    *response.body_mut() = axum::body::Body::from(page);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    headers.insert(
-        "x-queuegate-status",
-        HeaderValue::from_static("too_many_joins"),
-    );
+    if let Ok(status) = HeaderValue::from_str(code.as_str()) {
+        headers.insert("x-queuegate-status", status);
+    }
     response
 }
 
@@ -98,16 +118,33 @@ enum Decision {
     },
     /// Show the waiting page.
     Wait(Answer),
+    /// Show the page that passes the room's challenge, then joins.
+    Challenge,
+}
+
+/// What a request on a protected path asks, as the gate reads it.
+struct Asked<'a> {
+    headers: &'a HeaderMap,
+    arrival: Arrival,
+    /// `qg_invite` in the query.
+    invite: Option<&'a str>,
+    /// Whether the client wants JSON rather than a page.
+    json: bool,
 }
 
 async fn decide(
     s: &Service,
     room: &RoomId,
     client: &Client,
-    headers: &HeaderMap,
-    arrival: Arrival,
+    asked: Asked<'_>,
     now: u64,
 ) -> Result<Decision, AppError> {
+    let Asked {
+        headers,
+        arrival,
+        invite,
+        json,
+    } = asked;
     let Some(record) = s.store.room(room, now).await? else {
         return Ok(Decision::Unprotected);
     };
@@ -135,9 +172,28 @@ async fn decide(
 
     let ticket = cookie(headers, &ticket_cookie_name(room)).map(|t| (t, Source::Cookie));
     let answer = match arrival {
+        // A browser that can pass the room's challenge gets the page that does, unless it
+        // holds a place already.
+        Arrival::Navigation if !json && challenge_at_page(&record.config) => {
+            match kept_place(s, &record, client, ticket, now).await? {
+                Some(answer) => {
+                    s.metrics.join(room, JoinOutcome::Kept);
+                    answer
+                }
+                None => {
+                    s.metrics.gate(Some(room), "challenged");
+                    return Ok(Decision::Challenge);
+                }
+            }
+        }
         Arrival::Navigation => {
+            let credentials = Credentials {
+                challenge: None,
+                invite,
+                navigation: true,
+            };
             let (answer, outcome) =
-                join_room(s, &record, client, User::Anyone, ticket, now).await?;
+                join_room(s, &record, client, User::Anyone, credentials, ticket, now).await?;
             s.metrics.join(room, outcome);
             answer
         }
@@ -163,6 +219,37 @@ async fn decide(
     }
     s.metrics.gate(Some(room), "waiting");
     Ok(Decision::Wait(answer))
+}
+
+/// Whether a page navigation without a place gets the challenge page rather than a join: the
+/// room has a challenge, and a browser that runs no script is not let join without it.
+fn challenge_at_page(config: &RoomConfig) -> bool {
+    match &config.challenge {
+        None => false,
+        Some(Challenge::Pow(pow)) => pow.noscript == NoScript::Refuse,
+        Some(Challenge::Siteverify(_)) => true,
+    }
+}
+
+/// The invite a gated URL carries in `qg_invite`, as the query's form encoding decodes it.
+fn invite_in(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == "qg_invite")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// The page that passes the room's challenge (a browser without a place in a room with one).
+fn challenge_response(s: &Service, room: &RoomId) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        challenge_page(room, &s.prefix),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-queuegate-status", HeaderValue::from_static("challenge"));
+    response
 }
 
 /// The waiting answer for a request that holds no place and gets none: waiting, with no ticket,

@@ -33,6 +33,12 @@ pub enum JoinOutcome {
     Kept,
     /// Refused: the client was over the room's join limit (no place taken).
     Limited,
+    /// Answered with a challenge to pass first (no place taken).
+    Challenged,
+    /// A challenge answer that was wrong, not the client's, or used before.
+    Failed,
+    /// A suspicious client given a place in the infinite queue.
+    Decoyed,
 }
 
 impl JoinOutcome {
@@ -42,6 +48,9 @@ impl JoinOutcome {
             JoinOutcome::Entered => "entered",
             JoinOutcome::Kept => "kept",
             JoinOutcome::Limited => "limited",
+            JoinOutcome::Challenged => "challenged",
+            JoinOutcome::Failed => "failed",
+            JoinOutcome::Decoyed => "decoyed",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! [`Platform`] (the clock, timers and random bytes). It inserts the client's address into each
 //! request as a [`ClientAddr`] extension. Nothing here does IO of its own or reads a clock.
 
+mod access;
 mod admin;
 mod client;
 mod error;
@@ -20,6 +21,7 @@ mod metrics;
 mod navigation;
 mod public;
 mod routes;
+mod siteverify;
 mod stall;
 mod state;
 mod store;
@@ -33,6 +35,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use access::{Credentials, Verdict};
 pub use client::{client_of, Client};
 pub use error::{error_response, AppError, Fault, RETRY_AFTER_S};
 pub use forward::{

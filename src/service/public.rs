@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::access::{may_join, Credentials, Verdict};
 use super::client::Client;
 use super::error::AppError;
 use super::extract::{presented, LimitedBody, RoomParam, Source};
@@ -14,7 +15,6 @@ use super::metrics::JoinOutcome;
 use super::state::Service;
 use crate::api::{pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse};
 use crate::error::{ApiError, ErrorCode};
-use crate::limit::{ClientKey, Decision as LimitDecision};
 use crate::room::{RoomId, RoomRecord};
 use crate::token::{looks_like_pass, Pass, Place, Ticket};
 use crate::visitor::{Answer, VisitorState};
@@ -31,7 +31,13 @@ pub async fn join(
     let record = record(&s, &room, now).await?;
     let user = user_of(&s, &request, now)?;
     let presented = presented(&headers, &ticket_cookie_name(&room));
-    let (answer, outcome) = join_room(&s, &record, &client, user, presented, now).await?;
+    let credentials = Credentials {
+        challenge: request.challenge.as_ref(),
+        invite: request.invite.as_deref(),
+        navigation: false,
+    };
+    let (answer, outcome) =
+        join_room(&s, &record, &client, user, credentials, presented, now).await?;
     s.metrics.join(&room, outcome);
     Ok(visitor_response(answer))
 }
@@ -108,10 +114,15 @@ pub async fn leave(
 ) -> Result<Response, AppError> {
     let now = s.now();
     let record = record(&s, &room, now).await?;
-    let place = presented_place(&s, &record, &headers, now)?;
-    let state = match end(&s, &record, place, now).await? {
-        Some(_) => VisitorState::Left,
-        None => VisitorState::Expired,
+    let (place, decoy) = presented_place(&s, &record, &headers, now)?;
+    // A place in the infinite queue is held by no store: leaving it touches nothing (its place
+    // may be a real visitor's).
+    let state = match decoy {
+        true => VisitorState::Left,
+        false => match end(&s, &record, place, now).await? {
+            Some(_) => VisitorState::Left,
+            None => VisitorState::Expired,
+        },
     };
     let mut body = VisitorResponse::new(&room, state.status());
     body.ticket_id = Some(place.ticket_id());
@@ -147,6 +158,10 @@ pub async fn visit(
     if !is_of_room(record, ticket.place) {
         return Ok(VisitorState::Expired);
     }
+    if ticket.decoy {
+        let position = crate::decoy::position(ticket.joined_us, now);
+        return Ok(VisitorState::Waiting { position });
+    }
     Ok(s.store.visit(record, ticket, now).await?)
 }
 
@@ -164,21 +179,25 @@ pub async fn end(
 }
 
 /// Joins the room, keeping the place of a visitor who presents a live ticket. A bad bearer ticket
-/// is refused; a bad or stale cookie is ignored and the visitor gets a new place. A place a user
-/// id already holds is handed back only to a user token; a plain user id gets 409
-/// `user_already_queued`, with where that place stands and no ticket.
+/// is refused; a bad or stale cookie is ignored and the visitor gets a new place, if the room's
+/// access rules let it have one (see [`super::access`]). A place a user id already holds is
+/// handed back only to a user token; a plain user id gets 409 `user_already_queued`, with where
+/// that place stands and no ticket.
 pub async fn join_room(
     s: &Service,
     record: &RoomRecord,
     client: &Client,
     user: User,
+    credentials: Credentials<'_>,
     presented: Option<(&str, Source)>,
     now: u64,
 ) -> Result<(Answer, JoinOutcome), AppError> {
     if let Some(answer) = kept_place(s, record, client, presented, now).await? {
         return Ok((answer, JoinOutcome::Kept));
     }
-    within_join_limit(s, record, client, now).await?;
+    if may_join(s, record, client, credentials, now).await? == Verdict::Decoy {
+        return Ok((decoy(s, record, client, now).await?, JoinOutcome::Decoyed));
+    }
     let ctx = s.context(record, client);
     let joined = s.store.join(record, user.id(), now).await?;
     if joined.existing && matches!(user, User::Claimed(_)) {
@@ -193,38 +212,28 @@ pub async fn join_room(
     Ok((ctx.answer(&ticket, joined.state, true, now), outcome))
 }
 
-/// Takes this join from the client's allowance under the room's join limit, or refuses it with
-/// 429 `too_many_joins` and when to try again. A room without a limit, or a client whose address
-/// the shell does not know, is not limited. Called only for a join that will take a place (or
-/// hand back a user's): a visitor presenting the ticket of a place it holds is answered for that
-/// place before, and never counted.
-async fn within_join_limit(
+/// A place in the infinite queue, starting behind everyone waiting now (as the store last
+/// knew them: no fresh read for a suspicious client).
+async fn decoy(
     s: &Service,
     record: &RoomRecord,
     client: &Client,
     now: u64,
-) -> Result<(), AppError> {
-    let (Some(limit), Some(ip)) = (&record.config.join_limit, client.ip) else {
-        return Ok(());
-    };
-    let key = ClientKey::of(ip);
-    match s.store.take_join(record, key, limit, now).await? {
-        LimitDecision::Allowed { .. } => Ok(()),
-        LimitDecision::Refused { retry_after_ms } => {
-            let seconds = LimitDecision::retry_after_s(retry_after_ms);
-            s.metrics.join(&record.id, JoinOutcome::Limited);
-            Err(ApiError::new(
-                ErrorCode::TooManyJoins,
-                format!(
-                    "too many joins from this client ({} a minute, {} at once, per IPv4 address \
-                     or IPv6 /64): try again in {seconds} s",
-                    limit.per_client_per_min, limit.burst
-                ),
-            )
-            .with("retry_after_s", seconds)
-            .into())
-        }
-    }
+) -> Result<Answer, AppError> {
+    let stats = s.store.stats(record, now, false).await?;
+    let mut random = [0u8; 8];
+    s.platform.random(&mut random);
+    let place = crate::decoy::place(
+        record.epoch,
+        record.config.shards,
+        stats.admitted_total + stats.waiting,
+        u64::from_le_bytes(random),
+    );
+    let joined_us = crate::decoy::joined_us(now, stats.waiting + 1);
+    let ctx = s.context(record, client);
+    let ticket = ctx.decoy_ticket(place, joined_us, now);
+    let position = crate::decoy::position(joined_us, now);
+    Ok(ctx.answer(&ticket, VisitorState::Waiting { position }, true, now))
 }
 
 /// The answer for the place a presented ticket holds, if it still waits or was admitted. A bad
@@ -269,25 +278,26 @@ fn already_queued(state: VisitorState) -> ApiError {
     }
 }
 
-/// The place named by the presented ticket or pass (bearer first, then cookies).
+/// The place named by the presented ticket or pass (bearer first, then cookies), and whether it
+/// is a place in the infinite queue.
 fn presented_place(
     s: &Service,
     record: &RoomRecord,
     headers: &HeaderMap,
     now: u64,
-) -> Result<Place, AppError> {
+) -> Result<(Place, bool), AppError> {
     let room = &record.id;
     if let Some((token, _)) = presented(headers, &ticket_cookie_name(room)) {
         if looks_like_pass(token) {
             let pass = Pass::decode(token, &s.keys, room, now).map_err(|e| e.for_pass())?;
-            return Ok(pass.place);
+            return Ok((pass.place, false));
         }
         let ticket = Ticket::decode(token, &s.keys, room, now).map_err(|e| e.for_ticket())?;
-        return Ok(ticket.place);
+        return Ok((ticket.place, ticket.decoy));
     }
     if let Some((token, _)) = presented(headers, &pass_cookie_name(room)) {
         let pass = Pass::decode(token, &s.keys, room, now).map_err(|e| e.for_pass())?;
-        return Ok(pass.place);
+        return Ok((pass.place, false));
     }
     Err(AppError::new(
         ErrorCode::TicketRequired,

@@ -139,6 +139,17 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreResult<LimitDecision>;
 
+    /// Records that `key` (a solved challenge, an invite's id) was used in the room, to be
+    /// remembered until `until` (Unix ms, when what it stands for expires anyway). Whether this
+    /// was its first use; of two uses at once, exactly one is first.
+    async fn spend_once(
+        &self,
+        room: &RoomRecord,
+        key: &str,
+        until: u64,
+        now: u64,
+    ) -> StoreResult<bool>;
+
     /// Where the ticket's holder stands. An admitted visitor who has not arrived yet arrives now
     /// (the session starts), if still inside the claim window.
     async fn visit(

@@ -252,6 +252,22 @@ impl Store for DurableStore {
         .await
     }
 
+    async fn spend_once(
+        &self,
+        room: &RoomRecord,
+        key: &str,
+        until: u64,
+        now: u64,
+    ) -> StoreResult<bool> {
+        SendFuture::new(async move {
+            let entry = self.known_entry(&room.id, now).await?;
+            self.do_spend_once(&entry, key, until, now)
+                .await
+                .map_err(|e| remote(e, &room.id))
+        })
+        .await
+    }
+
     async fn visit(
         &self,
         room: &RoomRecord,

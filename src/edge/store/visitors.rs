@@ -3,7 +3,8 @@
 
 use super::{session_key, shard_name, state_of, timing, DurableStore, Outcome};
 use crate::edge::protocol::{
-    EndReq, EndRes, JoinJob, PublishShardReq, RoomEntry, SessionReq, SessionRes, VisitReq, VisitRes,
+    EndReq, EndRes, JoinJob, PublishShardReq, RoomEntry, SessionReq, SessionRes, SpendReq,
+    SpendRes, VisitReq, VisitRes,
 };
 use crate::edge::{batch, isolate};
 use crate::queue::estimate_position;
@@ -13,6 +14,26 @@ use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
 
 impl DurableStore {
+    /// In the shard the key hashes to: one Durable Object decides, so a key is first once.
+    pub(super) async fn do_spend_once(
+        &self,
+        entry: &RoomEntry,
+        key: &str,
+        until: u64,
+        now: u64,
+    ) -> Outcome<bool> {
+        let shard = (user_hash(key) % u64::from(entry.record.config.shards.max(1))) as u16;
+        let request = SpendReq {
+            key: key.to_owned(),
+            until,
+            now,
+        };
+        let res: SpendRes = self
+            .call_shard(entry, shard, "spend", "spend", &request)
+            .await?;
+        Ok(res.first)
+    }
+
     pub(super) async fn do_join(
         &self,
         entry: &RoomEntry,

@@ -36,7 +36,15 @@ pub struct MemoryStore {
     /// the clients that joined most recently. A client evicted from it (by
     /// [`JOIN_LIMIT_ENTRIES`] more recent ones) is forgotten: its next join finds a full burst.
     join_limits: Mutex<LruCache<(RoomId, ClientKey), (u64, u64)>>,
+    /// What was used once (see [`Store::spend_once`]), by room and key, until when.
+    spent: Mutex<HashMap<(RoomId, String), u64>>,
 }
+
+/// Keys spent once that the embedded store keeps at the most (about 150 bytes each). Each
+/// costs a stranger a solved challenge or an invite the application signed; when it is full of
+/// unexpired keys, further spends are refused as the store being unavailable (a retry after the
+/// oldest expire succeeds), never by forgetting one.
+pub const SPENT_ENTRIES: usize = 1_000_000;
 
 /// Clients whose join-limit state the embedded store keeps at the most (about 100 bytes each:
 /// 10 MB at the most, however many addresses a stranger joins from).
@@ -49,6 +57,7 @@ impl Default for MemoryStore {
             routes: Routes::default(),
             lease: Mutex::new(None),
             join_limits: Mutex::new(LruCache::new(JOIN_LIMIT_ENTRIES)),
+            spent: Mutex::default(),
         }
     }
 }
@@ -176,6 +185,30 @@ impl Store for MemoryStore {
             kept.put(key, entry);
         }
         Ok(decision)
+    }
+
+    async fn spend_once(
+        &self,
+        room: &RoomRecord,
+        key: &str,
+        until: u64,
+        now: u64,
+    ) -> StoreResult<bool> {
+        let mut spent = self.spent.lock();
+        let entry = (room.id.clone(), key.to_owned());
+        if spent.get(&entry).is_some_and(|&held| held > now) {
+            return Ok(false);
+        }
+        if spent.len() >= SPENT_ENTRIES {
+            spent.retain(|_, held| *held > now);
+            if spent.len() >= SPENT_ENTRIES {
+                return Err(StoreError::Unavailable(format!(
+                    "{SPENT_ENTRIES} single-use keys are held and none has expired yet"
+                )));
+            }
+        }
+        spent.insert(entry, until);
+        Ok(true)
     }
 
     async fn join(

@@ -14,6 +14,12 @@ pub fn join_limit(room: &RoomId, client: &queuegate::limit::ClientKey) -> String
     format!("qg:jl:{room}:{client}")
 }
 
+/// A key spent once in a room (a solved challenge, an invite's id): a key of its own, set with
+/// `NX` and an expiry.
+pub fn spent(room: &RoomId, key: &str) -> String {
+    format!("qg:once:{room}:{key}")
+}
+
 /// The ids of every room.
 pub const ROOMS: &str = "qg:rooms";
 

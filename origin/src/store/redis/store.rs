@@ -192,6 +192,30 @@ where
         self.all_rooms().await
     }
 
+    async fn spend_once(
+        &self,
+        room: &RoomRecord,
+        key: &str,
+        until: u64,
+        now: u64,
+    ) -> StoreResult<bool> {
+        let key = keys::spent(&room.id, key);
+        let ttl_ms = until.saturating_sub(now).max(1);
+        self.redis
+            .call(|mut conn| async move {
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(set.is_some())
+            })
+            .await
+    }
+
     /// The state is read with GET and stored by a compare-and-set script, so the decision stays
     /// in the core; a few tries, then the join is refused for a second (only one client racing
     /// itself on many instances at once gets there).
