@@ -21,7 +21,8 @@
 # that two clients are told apart and that a join limit refuses with 429 before any figure.
 #
 # QUICK=1: 50 visitors over 5 s, 3 bots, admit_per_minute 300, debug builds; writes nothing to BENCHMARKS.md but
-# checks the results (scripts/fairness.py check). VARIANTS="baseline limit" runs only those.
+# checks the results (scripts/fairness.py check). VARIANTS="pow12 pow16" runs only those and
+# reports them with the other variants' last results.
 # Raw results in bench-out/fairness-<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +35,14 @@ if [ "$quick" = 1 ]; then
 fi
 source scripts/targets.sh
 out=bench-out/fairness-$target
-rm -rf "$out"
+variants=${VARIANTS:-baseline bots limit pow12 pow16}
+# VARIANTS reruns some of them and keeps the others' last results for the report.
+if [ -z "${VARIANTS:-}" ]; then
+  rm -rf "$out"
+fi
 mkdir -p "$out" docs/bench target
+for variant in $variants; do rm -f "$out/$variant".*; done
+rm -f "$out/addr-mode"
 build_target "$target"
 trap stop_target EXIT
 
@@ -55,7 +62,6 @@ fi
 export CAP_S=${CAP_S:-$((3 * DURATION_S))}
 # The origin believes X-Forwarded-For from the driver on 127.0.0.1 only.
 export QUEUEGATE_TRUSTED_PROXIES=127.0.0.1
-variants=${VARIANTS:-baseline bots limit pow12 pow16}
 
 mode=xff
 for variant in $variants; do
