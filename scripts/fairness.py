@@ -634,6 +634,10 @@ def machine():
             f"Python {platform.python_version()} driver on the same machine")
 
 
+def secs(v):
+    return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.1f} s"
+
+
 def section(target, results, command):
     rs = [r for r in results.values()]
     any_r = next((r for r in rs if not r.get("unsupported")), rs[0])
@@ -651,7 +655,7 @@ def section(target, results, command):
              f"Waits from arrival (before any solving) to the poll that saw the admission; a visitor "
              f"not admitted {any_r['cap_s']:.0f} s after the start counts as waiting longer than any.", "",
              f"| Variant | Bot share of the first {any_r['first']} admissions | Bot places | Bot joins refused (429) | "
-             f"Legit admitted | Legit wait p50 | p90 | Extra p50 / p90 vs baseline | Bot CPU per place (solving) | Legit solve p50 / p90 |",
+             f"Legit admitted | Legit wait p50 | p90 | Extra p50 / p90 vs baseline | Bot CPU per place (of it solving) | Legit solving, wall p50 / p90 (CPU p50) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for v in VARIANTS:
         r = results.get(v)
@@ -669,9 +673,12 @@ def section(target, results, command):
                 parts.append("-" if b is None else (f"> {r['cap_s'] - r['duration_s'] - b:+.0f} s" if a is None else f"{a - b:+.1f} s"))
             extra = " / ".join(parts)
         total, solve_cpu = bot_cpu_per_place(r)
-        cpu = "" if total is None else f"{total * 1000:.2f} ms ({solve_cpu * 1000:.2f} ms)"
+        cpu = "" if total is None else (f"{total * 1000:.2f} ms ({solve_cpu * 1000:.2f} ms)" if solve_cpu
+                                        else f"{total * 1000:.2f} ms (no challenge)")
         lsw = r.get("legit_solve_wall_s") or []
-        lsolve = f"{percentile(lsw, 50) * 1000:.0f} / {percentile(lsw, 90) * 1000:.0f} ms" if lsw else ""
+        lsc = r.get("legit_solve_cpu_s") or []
+        lsolve = (f"{secs(percentile(lsw, 50))} / {secs(percentile(lsw, 90))} ({secs(percentile(lsc, 50))})"
+                  if lsw else "")
         lines.append(
             f"| {TITLES[v]} | **{100 * r['bot_share_first']:.1f} %** ({r['bots_in_first']} of {r['first_counted']}) "
             f"| {r['bot_places']:,} | {r['bot_stats'].get('limited', 0):,} | {r['legit_admitted']} of {r['legit']} "
@@ -689,6 +696,15 @@ def section(target, results, command):
         if b.get("other") or b.get("errors") or b.get("challenge_failed"):
             notes.append(f"- {v}: bots' other answers {b.get('other')}, connection errors {b.get('errors')}, "
                          f"challenge_failed {b.get('challenge_failed')}.")
+        if b.get("solves"):
+            total, solve_cpu = bot_cpu_per_place(r)
+            notes.append(f"- {v}: the bots' process solved {b['solves']:,} challenges with "
+                         f"{b['solve_cpu_s']:.1f} s of CPU ({b['rusage_cpu_s']:.1f} s in all) in {b['wall_s']:.0f} s: "
+                         f"{b['rusage_cpu_s'] / b['wall_s']:.2f} of a core, so about "
+                         f"{1.0 / total:,.0f} places per second per core of a bot.")
+        if r.get("legit_challenge_retried"):
+            notes.append(f"- {v}: {r['legit_challenge_retried']} legitimate visitors' solutions refused and "
+                         f"solved again.")
         resent = r.get("legit_resent_503", 0) + b.get("resent_503", 0)
         if resent:
             notes.append(f"- {v}: {resent} joins sent again after wrangler's proxy 503 (workers-sdk#14641).")
