@@ -69,6 +69,9 @@ def env_int(name, default):
 # ---------------------------------------------------------------------------------------------
 # HTTP/1.1 over asyncio streams, keep-alive, Content-Length or chunked bodies.
 
+TIMEOUT_S = 30.0  # a request unanswered this long is given up (and its connection closed)
+
+
 class Conn:
     def __init__(self, url, client_ip, mode):
         self.host, self.port = url.hostname, url.port
@@ -90,8 +93,8 @@ class Conn:
             if self.writer is None:
                 await self._open()
             try:
-                return await self._exchange(method, path, headers or {}, body)
-            except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                return await asyncio.wait_for(self._exchange(method, path, headers or {}, body), TIMEOUT_S)
+            except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.TimeoutError):
                 self.close()
                 if attempt == 1:
                     raise
@@ -254,10 +257,17 @@ async def visitor(i, url, mode, prefix, room, t0, arrive_at, deadline, pool, out
                 return
             await asyncio.sleep(min(doc.get("poll_after_ms", 1000) / 1000.0, left))
             rec["polls"] = rec.get("polls", 0) + 1
-            status, hdrs, payload = await conn.request(
-                "GET", f"{prefix}/rooms/{room}/status", {"Authorization": f"Bearer {ticket}"})
-            if status == 503:
-                doc = {"status": "waiting", "poll_after_ms": 1000 * retry_after(hdrs)}
+            try:
+                status, hdrs, payload = await conn.request(
+                    "GET", f"{prefix}/rooms/{room}/status", {"Authorization": f"Bearer {ticket}"})
+            except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.TimeoutError):
+                status, hdrs, payload = 599, {}, b""
+            if status >= 500:
+                # As the waiting page does: a failed poll is tried again a second later (counted).
+                rec["poll_failures"] = rec.get("poll_failures", 0) + 1
+                rec.setdefault("poll_failure_codes", []).append(status)
+                doc = {"status": "waiting",
+                       "poll_after_ms": 1000 * retry_after(hdrs) if status == 503 else 1000}
                 continue
             doc = as_json(payload)
             if status != 200:
@@ -504,6 +514,8 @@ async def run_variant(base, key, mode, variant, out_path):
         "legit_limited": sum(1 for r in records if r.get("error") == "too_many_joins"),
         "legit_resent_503": sum(r.get("resent_503", 0) for r in records),
         "legit_challenge_retried": sum(r.get("challenge_failed_retried", 0) for r in records),
+        "legit_poll_failures": sum(r.get("poll_failures", 0) for r in records),
+        "legit_poll_failure_codes": sorted({c for r in records for c in r.get("poll_failure_codes", [])}),
         "waits": sorted(waits),
         "legit_solve_wall_s": sorted(solve_walls),
         "legit_solve_cpu_s": sorted(r["solve_cpu_s"] for r in records if r.get("solve_cpu_s")),
@@ -702,6 +714,10 @@ def section(target, results, command):
                          f"{b['solve_cpu_s']:.1f} s of CPU ({b['rusage_cpu_s']:.1f} s in all) in {b['wall_s']:.0f} s: "
                          f"{b['rusage_cpu_s'] / b['wall_s']:.2f} of a core, so about "
                          f"{1.0 / total:,.0f} places per second per core of a bot.")
+        if r.get("legit_poll_failures"):
+            notes.append(f"- {v}: {r['legit_poll_failures']} status polls failed (HTTP "
+                         f"{', '.join(map(str, r['legit_poll_failure_codes']))}; 599: no answer in "
+                         f"{TIMEOUT_S:.0f} s) and were tried again a second later, as the waiting page does.")
         if r.get("legit_challenge_retried"):
             notes.append(f"- {v}: {r['legit_challenge_retried']} legitimate visitors' solutions refused and "
                          f"solved again.")
