@@ -794,11 +794,11 @@ def svg_chart(path, data):
             marks = [(1.0, "goal 1 %", "#15803d")]
             if firsts:
                 floor = 100.0 * 20 * LIMIT["burst"] / max(firsts)
-                marks.append((floor, f"limit's floor {floor:.0f} % (20 x burst {LIMIT['burst']})", "#b91c1c"))
+                marks.append((floor, f"limit floor {floor:.0f} %", "#b91c1c"))
             for val, label, color in marks:
                 ty = y0 + panel_h - panel_h * val / v_max
                 parts.append(f'<line x1="{x0}" x2="{x0 + w}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{color}" '
-                             f'stroke-dasharray="4 3"/><text x="{x0 + w}" y="{ty - 3:.1f}" text-anchor="end" '
+                             f'stroke-dasharray="4 3"/><text x="{x0 + 4}" y="{ty - 3:.1f}" text-anchor="start" '
                              f'fill="{color}" font-size="9">{label}</text>')
         for i in range(5):
             ty = y0 + panel_h - panel_h * i / 4
@@ -840,7 +840,8 @@ def svg_chart(path, data):
             parts.append(f'<rect x="{lx}" y="{y0 + panel_h + 26}" width="10" height="10" fill="{COLORS[t]}"/>'
                          f'<text x="{lx + 14}" y="{y0 + panel_h + 35}">{t}</text>')
     parts.append(f'<text x="{pad}" y="{height - 8}" fill="#6b7280">pale bars: the median visitor was '
-                 f'not admitted before the run ended (a lower bound); n/a: not run</text>')
+                 f'not admitted before the run ended (a lower bound); n/a: not run; limit floor: '
+                 f'20 bot addresses x burst {LIMIT["burst"]} of the first admissions</text>')
     parts.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
