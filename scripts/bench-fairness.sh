@@ -20,10 +20,10 @@
 # client's own CF-Connecting-IP through, which the preflight tries first. The preflight checks
 # that two clients are told apart and that a join limit refuses with 429 before any figure.
 #
-# QUICK=1: 50 visitors over 5 s, 3 bots, admit_per_minute 300, debug builds; writes nothing to BENCHMARKS.md but
+# QUICK=1: 50 visitors over 5 s, 3 bots, admit_per_minute 450, 10 s at most, debug builds; writes nothing to BENCHMARKS.md but
 # checks the results (scripts/fairness.py check). VARIANTS="pow12 pow16" runs only those and
 # reports them with the other variants' last results.
-# Raw results in bench-out/fairness-<target>/.
+# Raw results in bench-out/fairness-<target>/ (bench-out/fairness-<target>-quick/ for QUICK=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -35,6 +35,7 @@ if [ "$quick" = 1 ]; then
 fi
 source scripts/targets.sh
 out=bench-out/fairness-$target
+[ "$quick" != 1 ] || out=$out-quick
 variants=${VARIANTS:-baseline bots limit pow12 pow16}
 # VARIANTS reruns some of them and keeps the others' last results for the report.
 if [ -z "${VARIANTS:-}" ]; then
@@ -57,7 +58,7 @@ else
   export BOT_RATE=${BOT_RATE:-0} ADMIT_PER_MINUTE=${ADMIT_PER_MINUTE:-600} FIRST=${FIRST:-500}
 fi
 if [ "$quick" = 1 ]; then
-  export LEGIT=50 DURATION_S=5 BOTS=3 FIRST=25 CAP_S=15 ADMIT_PER_MINUTE=300
+  export LEGIT=50 DURATION_S=5 BOTS=3 FIRST=25 CAP_S=10 ADMIT_PER_MINUTE=450
 fi
 export CAP_S=${CAP_S:-$((3 * DURATION_S))}
 # The origin believes X-Forwarded-For from the driver on 127.0.0.1 only.
