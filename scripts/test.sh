@@ -39,6 +39,8 @@ log "k6, short: the visitor cycle, a poll storm and the seed's scenario against 
 QUICK=1 scripts/bench.sh origin
 log "k6, short: the same against the edge under wrangler dev"
 QUICK=1 scripts/bench.sh edge
+log "fairness under attack, short: visitors and bots against the origin's defences"
+QUICK=1 scripts/bench-fairness.sh origin
 
 cargo build --locked -p queuegate-origin
 pids=()
