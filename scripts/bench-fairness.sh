@@ -13,6 +13,7 @@
 #   limit     20 bots, the README's recommended join limit (per_client_per_min 6, burst 3)
 #   pow12     20 bots, proof of work at 12 bits
 #   pow16     20 bots, proof of work at 16 bits
+#   limit_pow16  20 bots, the recommended join limit and proof of work at 16 bits together
 # A variant the target does not support (the room's configuration refused) is recorded as not
 # run. Client addresses: on the origin each client sends its own X-Forwarded-For, the origin
 # trusting 127.0.0.1 (QUEUEGATE_TRUSTED_PROXIES); at the edge each client connects from its own
@@ -36,7 +37,7 @@ fi
 source scripts/targets.sh
 out=bench-out/fairness-$target
 [ "$quick" != 1 ] || out=$out-quick
-variants=${VARIANTS:-baseline bots limit pow12 pow16}
+variants=${VARIANTS:-baseline bots limit pow12 pow16 limit_pow16}
 # VARIANTS reruns some of them and keeps the others' last results for the report.
 if [ -z "${VARIANTS:-}" ]; then
   rm -rf "$out"

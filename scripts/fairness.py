@@ -25,7 +25,8 @@ them is asked for its status (each must say `admitted`) and the room's `admitted
 have reached FIRST, which checks the claim.
 
 Variants: baseline (no bots, no defence), bots (no defence), limit (the README's recommended
-join limit, per_client_per_min 6, burst 3), pow12 and pow16 (proof of work, 12 and 16 bits).
+join limit, per_client_per_min 6, burst 3), pow12 and pow16 (proof of work, 12 and 16 bits),
+limit_pow16 (both).
 
 Environment: LEGIT (1000), DURATION_S (60), BOTS (20), BOT_CONNS (3), BOT_RATE (joins/s per
 bot connection, 0 = unbounded), ADMIT_PER_MINUTE (600), FIRST (500), CAP_S (how long the
@@ -52,6 +53,8 @@ VARIANTS = {
     "limit": {"bots": True, "room": {"join_limit": LIMIT}},
     "pow12": {"bots": True, "room": {"challenge": {"kind": "pow", "difficulty": 12}}},
     "pow16": {"bots": True, "room": {"challenge": {"kind": "pow", "difficulty": 16}}},
+    "limit_pow16": {"bots": True, "room": {"join_limit": LIMIT,
+                                           "challenge": {"kind": "pow", "difficulty": 16}}},
 }
 TITLES = {
     "baseline": "no bots, no defence (baseline)",
@@ -59,6 +62,7 @@ TITLES = {
     "limit": "20 bots, join limit 6/min, burst 3 (recommended)",
     "pow12": "20 bots, proof of work, 12 bits",
     "pow16": "20 bots, proof of work, 16 bits",
+    "limit_pow16": "20 bots, join limit (recommended) and proof of work, 16 bits",
 }
 
 
@@ -610,14 +614,14 @@ def check(target, out_dir):
             bad.append(f"{v}: {r['legit'] - r['legit_places']} legitimate visitors got no place: {r['legit_errors']}")
         if v == "baseline" and (r["bot_places"] or r["legit_admitted"] != r["legit"]):
             bad.append(f"{v}: {r['legit_admitted']} of {r['legit']} admitted")
-        if v == "limit":
+        if v in ("limit", "limit_pow16"):
             if not r["bot_stats"].get("limited"):
-                bad.append("limit: no bot was ever refused 429 too_many_joins")
+                bad.append(f"{v}: no bot was ever refused 429 too_many_joins")
             burst, per_min = LIMIT["burst"], LIMIT["per_client_per_min"]
             most = burst + per_min * r["duration_s"] / 60.0 + 1
             over = [n for n in r["bot_places_per_bot"] if n > most]
             if over:
-                bad.append(f"limit: a bot took {max(over)} places, more than the {most:.0f} its allowance gives")
+                bad.append(f"{v}: a bot took {max(over)} places, more than the {most:.0f} its allowance gives")
         if v == "bots" and r["bot_places"] <= r["legit"]:
             bad.append(f"bots: only {r['bot_places']} bot places without a defence")
         if v.startswith("pow") and not r["bot_stats"].get("solves"):
