@@ -163,12 +163,6 @@ async fn decide(
     let Some(record) = s.store.room(room, now).await? else {
         return Ok(Decision::Unprotected);
     };
-    let facts = crate::bypass::Request {
-        method,
-        path,
-        client: client.ip,
-    };
-    let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
     if record.config.mode == Mode::Passthrough {
         s.metrics.gate(Some(room), "passthrough");
         return Ok(Decision::Through {
@@ -176,6 +170,12 @@ async fn decide(
             cookies: Vec::new(),
         });
     }
+    let facts = crate::bypass::Request {
+        method,
+        path,
+        client: client.ip,
+    };
+    let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
     if crate::bypass::bypasses(&record.config.bypass, &facts, header) {
         s.metrics.gate(Some(room), "bypassed");
         return Ok(Decision::Through {

@@ -14,6 +14,12 @@ use crate::shard::user_hash;
 use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
 
+/// The shard a key (a user id, a client, a single-use key) belongs to: the one Durable Object
+/// that decides for it.
+fn shard_of(entry: &RoomEntry, key: &str) -> u16 {
+    (user_hash(key) % u64::from(entry.record.config.shards.max(1))) as u16
+}
+
 impl DurableStore {
     /// In the shard the client hashes to: one Durable Object keeps a client's allowance, so
     /// every isolate shares it.
@@ -25,7 +31,7 @@ impl DurableStore {
         now: u64,
     ) -> Outcome<Decision> {
         let client = client.to_string();
-        let shard = (user_hash(&client) % u64::from(entry.record.config.shards.max(1))) as u16;
+        let shard = shard_of(entry, &client);
         let request = TakeJoinReq {
             client,
             limit: *limit,
@@ -45,7 +51,7 @@ impl DurableStore {
         until: u64,
         now: u64,
     ) -> Outcome<bool> {
-        let shard = (user_hash(key) % u64::from(entry.record.config.shards.max(1))) as u16;
+        let shard = shard_of(entry, key);
         let request = SpendReq {
             key: key.to_owned(),
             until,
@@ -65,7 +71,7 @@ impl DurableStore {
     ) -> Outcome<Joined> {
         let shards = entry.record.config.shards;
         let shard = match user {
-            Some(user) => (user_hash(user) % u64::from(shards)) as u16,
+            Some(user) => shard_of(entry, user),
             None => batch::busy_shard((0..shards).map(|s| shard_name(entry, s)))
                 .unwrap_or_else(|| isolate::next_shard(shards)),
         };
