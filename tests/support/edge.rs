@@ -78,6 +78,23 @@ pub struct WranglerDev {
     upstream: Option<String>,
     group: Group,
     log: PathBuf,
+    /// Set by `stop`, whose caller takes the persistence directory over.
+    handed_over: bool,
+}
+
+/// Every run leaves a persistence directory and a log in the temporary directory; a passing
+/// test removes them (hundreds of runs filled a disk once), a failing one keeps them to read.
+impl Drop for WranglerDev {
+    fn drop(&mut self) {
+        self.group.stop();
+        if std::thread::panicking() {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.log);
+        if !self.handed_over {
+            let _ = std::fs::remove_dir_all(&self.persist);
+        }
+    }
 }
 
 impl WranglerDev {
@@ -157,6 +174,7 @@ impl WranglerDev {
             upstream: upstream.map(str::to_owned),
             group,
             log,
+            handed_over: false,
         };
         let ready = if config.is_some() {
             "HTTP/1.1 "
@@ -197,6 +215,7 @@ impl WranglerDev {
     /// Stops it, keeping the persisted Durable Object storage.
     pub fn stop(mut self) -> PathBuf {
         self.group.stop();
+        self.handed_over = true;
         self.persist.clone()
     }
 
