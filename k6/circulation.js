@@ -15,6 +15,9 @@
 //   ARRIVAL_RATE      visitors arriving per second                       [15]
 //   DURATION_S        how long visitors arrive                           [120]
 //   STAY_S            how long a visitor stays once in                   [5]
+//   STAY_SPREAD       stays vary uniformly by this share either way (0.5: 50 % to 150 % of
+//                     STAY_S), as people's do; with equal stays, visitors let in together leave
+//                     together and slots free in waves                    [0]
 //   PAGE_EVERY_S      a visitor in the site opens a page this often      [2]
 //   MAX_WAIT_S        a visitor gives up (and fails) after waiting this long  [600]
 //   MAX_VUS           the most VUs (each waiting visitor is one)         [3000]
@@ -22,9 +25,18 @@
 //                     default as many as the queue should ever need      [estimated, see below]
 //   P95_MS, P99_MS    latency thresholds for join, poll, gate and leave  [100, 250]
 //   MIN_SUCCESS       the share of visitors that must get in and leave   [1.0]
+//   ESTIMATE_LOG      set: log each estimate shown and the wait that followed, a JSON line each
+//   POLL_CAP_S        poll at least this often, whatever the server recommends, so that the
+//                     moment of admission is known to within this much (the estimate runs)  [none]
 //
 // Custom metrics: visitor_wait_ms (join to admission, as the visitor saw it), wait_estimate_error_s
-// (the wait actually waited minus eta_seconds at join), wait_estimate_abs_error_s, got_in and
+// (the wait actually waited minus eta_seconds at join), wait_estimate_abs_error_s; the estimate
+// shown at join and at every poll against the wait that followed it, as a share of that wait:
+// estimate_rel_error_join, estimate_rel_error_first_minute and estimate_rel_error_after_a_minute
+// (answers shown in and after the run's first minute; waits of under MIN_REL_WAIT_S, where a poll
+// interval is most of the wait, are left out), estimate_unknown (the share of waiting answers
+// with eta_seconds null), the moment of admission taken as midway between the last poll that
+// said waiting and the one that said admitted; got_in and
 // left_ok (rates), and from the observer room_active, room_admitted, room_waiting and
 // room_admitted_total (with --out csv they are a time series).
 import http from 'k6/http';
@@ -41,12 +53,16 @@ const PROTECTED_PATH = env('PROTECTED_PATH', '/cycle');
 const ARRIVAL_RATE = num('ARRIVAL_RATE', 15);
 const DURATION_S = num('DURATION_S', 120);
 const STAY_S = num('STAY_S', 5);
+const STAY_SPREAD = Math.min(1, Math.max(0, num('STAY_SPREAD', 0)));
 const PAGE_EVERY_S = num('PAGE_EVERY_S', 2);
 const MAX_WAIT_S = num('MAX_WAIT_S', 600);
 const MAX_VUS = num('MAX_VUS', 3000);
 const P95_MS = num('P95_MS', 100);
 const P99_MS = num('P99_MS', 250);
 const MIN_SUCCESS = num('MIN_SUCCESS', 1.0);
+const POLL_CAP_S = num('POLL_CAP_S', 0);
+const MIN_REL_WAIT_S = num('MIN_REL_WAIT_S', 10);
+const ESTIMATE_LOG = env('ESTIMATE_LOG', '') !== '';
 export const ROOM_CONFIG = {
   paths: [PROTECTED_PATH],
   max_active: num('MAX_ACTIVE', 100),
@@ -66,6 +82,12 @@ const PRE_VUS = Math.min(MAX_VUS, num('PRE_VUS', Math.ceil(BACKLOG + ARRIVAL_RAT
 const visitorWait = new Trend('visitor_wait_ms', true);
 const estimateError = new Trend('wait_estimate_error_s');
 const estimateAbsError = new Trend('wait_estimate_abs_error_s');
+const relErrorJoin = new Trend('estimate_rel_error_join');
+const relErrorFirstMinute = new Trend('estimate_rel_error_first_minute');
+const relErrorAfterAMinute = new Trend('estimate_rel_error_after_a_minute');
+// Signed: above 0, the estimate was longer than the wait.
+const relBiasAfterAMinute = new Trend('estimate_rel_bias_after_a_minute');
+const estimateUnknown = new Rate('estimate_unknown');
 const gotIn = new Rate('got_in');
 const leftOk = new Rate('left_ok');
 const polls = new Counter('polls');
@@ -121,6 +143,7 @@ export function setup() {
   if (res.status !== 200 && res.status !== 201) {
     throw new Error(`could not set up room ${ROOM}: ${res.status} ${res.body}`);
   }
+  return { startedAt: Date.now() };
 }
 
 const JOIN_URL = `${BASE_URL}/_qg/v1/rooms/${ROOM}/join`;
@@ -152,9 +175,11 @@ function postRetrying(url, payload, params) {
 }
 
 // One visitor's whole visit.
-export default function () {
+export default function (data) {
   const user = `v-${exec.scenario.iterationInTest}`;
   const joinedAt = Date.now();
+  // Every estimate shown while waiting: [when, eta_seconds].
+  const shown = [];
   const joined = postRetrying(JOIN_URL, JSON.stringify({ user_id: user }), {
     headers: { 'Content-Type': 'application/json' },
     tags: { name: 'join' },
@@ -167,11 +192,19 @@ export default function () {
   const ticket = answer.ticket;
   const etaAtJoin = answer.eta_seconds;
   const auth = { headers: { Authorization: `Bearer ${ticket}` } };
+  let lastWaiting = joinedAt;
   while (answer.status === 'waiting') {
+    lastWaiting = Date.now();
+    shown.push([lastWaiting, answer.eta_seconds]);
+    estimateUnknown.add(answer.eta_seconds === null || answer.eta_seconds === undefined);
     if ((Date.now() - joinedAt) / 1000 > MAX_WAIT_S) {
       break;
     }
-    sleep((answer.poll_after_ms || 1000) / 1000);
+    let pause = (answer.poll_after_ms || 1000) / 1000;
+    if (POLL_CAP_S > 0) {
+      pause = Math.min(pause, POLL_CAP_S);
+    }
+    sleep(pause);
     const res = http.get(STATUS_URL, Object.assign({ tags: { name: 'poll' } }, auth));
     polls.add(1);
     if (res.status !== 200) {
@@ -191,10 +224,12 @@ export default function () {
     estimateError.add(waitedMs / 1000 - etaAtJoin);
     estimateAbsError.add(Math.abs(waitedMs / 1000 - etaAtJoin));
   }
+  recordEstimates(shown, (lastWaiting + Date.now()) / 2, data.startedAt);
 
   // In the site: pages with the pass, now and then, for the length of the stay.
   const pass = { headers: { Cookie: `qg_pass_${ROOM}=${answer.pass}` }, tags: { name: 'gate' }, redirects: 0 };
-  const until = Date.now() + STAY_S * 1000;
+  const stay = STAY_S * (1 - STAY_SPREAD + 2 * STAY_SPREAD * Math.random());
+  const until = Date.now() + stay * 1000;
   let inside = true;
   do {
     const page = http.get(PAGE_URL, pass);
@@ -207,6 +242,29 @@ export default function () {
 
   const left = postRetrying(LEAVE_URL, null, { headers: { Authorization: `Bearer ${answer.pass}` }, tags: { name: 'leave' } });
   leftOk.add(check(left, { 'left': (r) => r.status === 200 && body(r).status === 'left' }) && inside);
+}
+
+// Each estimate shown against the wait that followed it, as a share of that wait.
+function recordEstimates(shown, admittedAt, startedAt) {
+  shown.forEach(([at, eta], i) => {
+    const remaining = (admittedAt - at) / 1000;
+    if (eta === null || eta === undefined || remaining < MIN_REL_WAIT_S) {
+      return;
+    }
+    const rel = Math.abs(eta - remaining) / remaining;
+    if (ESTIMATE_LOG) {
+      console.log(JSON.stringify({ since_start_s: (at - startedAt) / 1000, eta, remaining }));
+    }
+    if (i === 0) {
+      relErrorJoin.add(rel);
+    }
+    if (at - startedAt >= 60000) {
+      relErrorAfterAMinute.add(rel);
+      relBiasAfterAMinute.add((eta - remaining) / remaining);
+    } else {
+      relErrorFirstMinute.add(rel);
+    }
+  });
 }
 
 // The observer: the room's stats, once a second, until the arrivals are over and the room is

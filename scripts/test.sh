@@ -41,6 +41,8 @@ log "k6, short: the same against the edge under wrangler dev"
 QUICK=1 scripts/bench.sh edge
 log "fairness under attack, short: visitors and bots against the origin's defences"
 QUICK=1 scripts/bench-fairness.sh origin
+log "the wait estimate, short: a crowd and steady arrivals into a room of few slots, on the origin"
+QUICK=1 scripts/bench-estimate.sh origin
 
 cargo build --locked -p queuegate-origin
 pids=()

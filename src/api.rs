@@ -159,9 +159,16 @@ pub struct VisitorResponse {
     pub ticket_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
-    /// 1 = next in line. Only while waiting.
+    /// 1 = next in line. Only while waiting; `null` in a pre-queue, before the sale opens.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
+    pub position: Option<Option<u64>>,
+    /// When the sale opens (Unix ms), while waiting in a pre-queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<u64>,
+    pub opens_at: Option<u64>,
     /// Only while waiting; `null` when the room admits nobody at the moment (paused or full).
     #[serde(
         default,
@@ -185,6 +192,7 @@ impl VisitorResponse {
             ticket_id: None,
             ticket: None,
             position: None,
+            opens_at: None,
             eta_seconds: None,
             poll_after_ms: None,
             pass: None,
@@ -281,6 +289,9 @@ pub struct RoomView {
     #[serde(flatten)]
     pub config: RoomConfig,
     pub paused: bool,
+    /// Scheduled events, by id (as the events API shows them, without their state).
+    #[serde(default, skip_serializing_if = "crate::event::Events::is_empty")]
+    pub events: crate::event::Events,
     pub stats: RoomStats,
 }
 
@@ -364,9 +375,23 @@ mod tests {
             id: RoomId::parse("demo").unwrap(),
             config: RoomConfig::default(),
             paused: false,
+            // The scheduler driving the edge learns of events from here.
+            events: crate::event::Events::from([(
+                "launch".to_owned(),
+                crate::event::Event {
+                    prequeue_at: 1,
+                    start_at: 2,
+                    end_at: 3,
+                    shuffle: false,
+                    max_active: Some(5),
+                    admit_per_minute: None,
+                    mode: None,
+                },
+            )]),
             stats: RoomStats::default(),
         };
         let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["events"]["launch"]["max_active"], 5);
         assert_eq!(json["max_active"], 100);
         assert_eq!(json["mode"], "fifo");
         assert_eq!(json["stats"]["waiting"], 0);
@@ -377,7 +402,7 @@ mod tests {
     #[test]
     fn waiting_response_has_the_contract_fields() {
         let mut r = VisitorResponse::new(&RoomId::parse("demo").unwrap(), VisitorStatus::Waiting);
-        r.position = Some(3);
+        r.position = Some(Some(3));
         r.eta_seconds = Some(None);
         r.poll_after_ms = Some(1000);
         let json = serde_json::to_value(&r).unwrap();

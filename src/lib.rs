@@ -26,6 +26,7 @@ pub mod controller;
 pub mod decoy;
 pub mod error;
 pub mod estimate;
+pub mod event;
 pub mod invite;
 pub mod keys;
 pub mod limit;

@@ -15,8 +15,10 @@ pub struct WaitingPage<'a> {
     pub room: &'a RoomId,
     /// Empty for a request that holds no place (one that was no page navigation).
     pub ticket_id: &'a str,
-    /// `None` without a place.
+    /// `None` without a place, or before the sale opens.
     pub position: Option<u64>,
+    /// When the sale opens (Unix ms), for a visitor in a pre-queue.
+    pub opens_at: Option<u64>,
     pub eta_seconds: Option<u64>,
     pub poll_after_ms: u64,
     /// The status endpoint the page polls, e.g. `/_qg/v1/rooms/demo/status`.
@@ -26,10 +28,14 @@ pub struct WaitingPage<'a> {
 impl WaitingPage<'_> {
     pub fn render(&self) -> String {
         let refresh_s = self.poll_after_ms.div_ceil(1000).max(1);
-        let placed = self.position.is_some();
+        let placed = self.position.is_some() || self.opens_at.is_some();
         let message = match self.eta_seconds {
             _ if !placed => "You have no place in line yet.",
-            None => "Nobody is being let in at this moment; your place is kept.",
+            _ if self.opens_at.is_some() => {
+                "The sale has not opened yet. You have a place; when it opens, people are let \
+                 in from the line, and this page takes you in when it is your turn."
+            }
+            None => "The wait cannot be estimated yet (nobody is being let in, or how fast is not known yet); your place is kept.",
             Some(_) => "The estimate follows how fast people are being let in.",
         };
         let intro = if placed {
@@ -39,15 +45,25 @@ impl WaitingPage<'_> {
         } else {
             "This page takes a place in line for you when it loads again, in a moment."
         };
-        let position = self
-            .position
-            .map_or_else(|| "\u{2013}".to_owned(), |p| p.to_string());
+        let position = match (self.position, self.opens_at) {
+            (Some(p), _) => p.to_string(),
+            (None, Some(_)) => "kept until the opening".to_owned(),
+            (None, None) => "\u{2013}".to_owned(),
+        };
+        let eta = match self.opens_at {
+            Some(_) => "the sale opens soon".to_owned(),
+            None => format_wait(self.eta_seconds),
+        };
         fill(
             TEMPLATE,
             &[
                 ("refresh_s", &refresh_s.to_string()),
                 ("position", &position),
-                ("eta", &format_wait(self.eta_seconds)),
+                ("eta", &eta),
+                (
+                    "opens_at",
+                    &self.opens_at.map_or_else(String::new, |at| at.to_string()),
+                ),
                 ("intro", intro),
                 ("message", message),
                 ("updated", "just now"),
@@ -70,7 +86,8 @@ pub fn waiting_page(room: &RoomId, visitor: &VisitorResponse, api_prefix: &str) 
     WaitingPage {
         room,
         ticket_id: visitor.ticket_id.as_deref().unwrap_or(""),
-        position: visitor.position,
+        position: visitor.position.flatten(),
+        opens_at: visitor.opens_at,
         eta_seconds: visitor.eta_seconds.flatten(),
         poll_after_ms: visitor.poll_after_ms.unwrap_or(1000),
         status_url: &format!("{api_prefix}/rooms/{room}/status"),
@@ -288,6 +305,7 @@ mod tests {
             room: &room,
             ticket_id: "00000001-0-7",
             position: Some(42),
+            opens_at: None,
             eta_seconds: eta,
             poll_after_ms: 2500,
             status_url: "/_qg/v1/rooms/demo/status",
@@ -312,7 +330,7 @@ mod tests {
     fn unknown_wait_says_so() {
         let html = page(None);
         assert!(html.contains(">unknown</dd>"));
-        assert!(html.contains("Nobody is being let in"));
+        assert!(html.contains("The wait cannot be estimated yet"));
     }
 
     #[test]
@@ -322,6 +340,7 @@ mod tests {
             room: &room,
             ticket_id: "",
             position: None,
+            opens_at: None,
             eta_seconds: None,
             poll_after_ms: 1000,
             status_url: "/_qg/v1/rooms/demo/status",

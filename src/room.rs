@@ -1,5 +1,6 @@
 //! Room identity and configuration, with validation that both deployments apply the same way.
 
+use crate::event::Events;
 use serde::{Deserialize, Serialize};
 
 use crate::bypass::BypassRule;
@@ -18,6 +19,28 @@ pub struct RoomRecord {
     pub epoch: u32,
     /// Admissions per minute measured while visitors waited, as the scheduler last published it.
     pub measured_rate: Option<f64>,
+    /// Scheduled events ([`crate::event`]), by id.
+    #[serde(default, skip_serializing_if = "Events::is_empty")]
+    pub events: Events,
+    /// When the sale opens, while an event holds the room in its pre-queue: set by
+    /// [`RoomRecord::in_effect`], never stored.
+    #[serde(skip)]
+    pub opens_at: Option<u64>,
+}
+
+impl RoomRecord {
+    /// The room as its events make it at `now`: the running event's overrides applied, and
+    /// `opens_at` set while one is in its pre-queue. Every decision about a visitor reads the
+    /// room through this; the admin API shows the room's own settings.
+    pub fn in_effect(mut self, now: u64) -> RoomRecord {
+        self.opens_at = crate::event::apply(&mut self.config, &self.events, now);
+        self
+    }
+
+    /// Whether the room admits nobody now: paused by the operator, or in a pre-queue.
+    pub fn holds_admission(&self) -> bool {
+        self.paused || self.opens_at.is_some()
+    }
 }
 
 /// The longest room id; keeps cookie names, store keys and tokens short.

@@ -43,12 +43,22 @@ pub struct Answer {
     pub pass: Option<Pass>,
 }
 
+/// How soon a visitor in a pre-queue asks again: a quarter of the time left, between 1 s and
+/// 30 s, so that the opening is seen within a second or so of it.
+fn prequeue_poll_ms(opens_at: u64, now: u64) -> u64 {
+    (opens_at.saturating_sub(now) / 4)
+        .clamp(crate::estimate::MIN_POLL_MS, crate::estimate::MAX_POLL_MS)
+}
+
 /// Everything about a room that shapes an answer.
 #[derive(Debug, Clone, Copy)]
 pub struct RoomContext<'a> {
     pub room: &'a RoomId,
     pub config: &'a RoomConfig,
     pub paused: bool,
+    /// When the sale opens, while an event holds the room in its pre-queue: waiting visitors
+    /// are told that instead of a position.
+    pub opens_at: Option<u64>,
     /// Admissions per minute measured while visitors waited, if known.
     pub measured_rate: Option<f64>,
     pub keys: &'a SigningKeys,
@@ -103,11 +113,20 @@ impl RoomContext<'_> {
                 if fresh || renewed.expires_at != ticket.expires_at {
                     set_cookies.push(self.ticket_cookie(&token, renewed.expires_at, now));
                 }
-                let wait = self.wait_estimate(position);
                 body.ticket = Some(token);
-                body.position = Some(position);
-                body.eta_seconds = Some(wait.eta_seconds);
-                body.poll_after_ms = Some(wait.poll_after_ms);
+                if let Some(opens_at) = self.opens_at {
+                    // Before the opening a place says nothing yet: with a shuffle it would not
+                    // even say the order.
+                    body.position = Some(None);
+                    body.opens_at = Some(opens_at);
+                    body.eta_seconds = Some(None);
+                    body.poll_after_ms = Some(prequeue_poll_ms(opens_at, now));
+                } else {
+                    let wait = self.wait_estimate(position);
+                    body.position = Some(Some(position));
+                    body.eta_seconds = Some(wait.eta_seconds);
+                    body.poll_after_ms = Some(wait.poll_after_ms);
+                }
             }
             VisitorState::Admitted { session_expires_at } => {
                 let ticket = self.renewed(ticket, fresh, now);
@@ -196,6 +215,7 @@ mod tests {
             room,
             config,
             paused: false,
+            opens_at: None,
             measured_rate,
             keys,
             secure_cookies,
@@ -214,7 +234,7 @@ mod tests {
         let ctx = context(&room, &config, &keys, Some(30.0), false);
         let ticket = ctx.new_ticket(PLACE, 5, 1_000);
         let answer = ctx.answer(&ticket, VisitorState::Waiting { position: 3 }, true, 1_000);
-        assert_eq!(answer.body.position, Some(3));
+        assert_eq!(answer.body.position, Some(Some(3)));
         assert_eq!(answer.body.eta_seconds, Some(Some(6)));
         assert_eq!(answer.body.ticket_id.as_deref(), Some("00000001-0-9"));
         let token = answer.body.ticket.clone().unwrap();

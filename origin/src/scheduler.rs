@@ -74,7 +74,15 @@ impl Scheduler {
 
     /// One tick at `now`.
     pub async fn tick(&mut self, now: u64) -> Result<TickReport, StoreError> {
-        let records = self.store.rooms(now).await?;
+        // Each room as its events make it now: a pre-queue admits nobody, a running event's
+        // overrides set the capacity and the rate.
+        let records: Vec<RoomRecord> = self
+            .store
+            .rooms(now)
+            .await?
+            .into_iter()
+            .map(|record| record.in_effect(now))
+            .collect();
         self.store.refresh(now).await?;
         let lease_ms = self.tick_ms() * 3;
         let lease = self.store.acquire_lease(&self.holder, lease_ms, now).await;
@@ -132,13 +140,18 @@ impl Scheduler {
     ) -> Result<u64, StoreError> {
         let tick_ms = self.tick_ms();
         let mut decide = |load: RoomLoad| {
-            memory
-                .meter
-                .record(now, load.admitted_total, load.waiting > 0);
-            let grant = memory.controller.grant(&record.config, load, tick_ms, now);
+            memory.meter.record(now, &load);
+            let mut grant = memory.controller.grant(&record.config, load, tick_ms, now);
+            if record.holds_admission() {
+                grant = 0;
+            } else if queuegate::event::prequeue_near(&record.events, now) {
+                // What is granted beyond those waiting opens slots for direct entry until the
+                // next tick, which may fall inside the pre-queue.
+                grant = grant.min(load.waiting);
+            }
             Decision {
-                grant: if record.paused { 0 } else { grant },
-                rate: memory.meter.rate_per_minute(),
+                grant,
+                rate: memory.meter.rate_per_minute(record.config.max_active),
             }
         };
         let round = self.store.schedule(record, fence, now, &mut decide).await?;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::RoomStats;
+use crate::event::Events;
 use crate::plan::{ShardOrder, ShardReading};
 use crate::queue::QueueSummary;
 use crate::room::{RoomConfig, RoomId, RoomRecord};
@@ -15,6 +16,9 @@ use crate::shard::{ShardJoin, Standing, Timing};
 pub struct JoinJob {
     pub user: Option<String>,
     pub stamp: u64,
+    /// No entry at once, whatever credit the shard holds: the room is in a pre-queue.
+    #[serde(default)]
+    pub hold: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,7 +166,10 @@ pub struct PutRes {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatchReq {
     pub id: RoomId,
-    pub paused: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Events>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -153,6 +153,8 @@ impl Registry {
                         paused: false,
                         epoch: req.epoch,
                         measured_rate: None,
+                        events: Default::default(),
+                        opens_at: None,
                     },
                     summaries: Vec::new(),
                     stats: Default::default(),
@@ -172,7 +174,12 @@ impl Registry {
                 format!("no room {:?}", req.id.as_str()),
             ));
         };
-        entry.record.paused = req.paused;
+        if let Some(paused) = req.paused {
+            entry.record.paused = paused;
+        }
+        if let Some(events) = req.events {
+            entry.record.events = events;
+        }
         Ok(self.store(entry)?.record)
     }
 

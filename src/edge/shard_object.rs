@@ -149,7 +149,7 @@ impl ShardObject {
         for job in req.jobs {
             let (enter, credit) = self.with(|l| {
                 (
-                    l.credit > 0 && !l.paused && l.shard.queue().waiting() == 0,
+                    !job.hold && l.credit > 0 && !l.paused && l.shard.queue().waiting() == 0,
                     l.credit,
                 )
             });

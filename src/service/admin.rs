@@ -32,6 +32,7 @@ pub fn router(service: Arc<Service>) -> Router<Arc<Service>> {
         .route("/rooms/{room}/pause", post(pause))
         .route("/rooms/{room}/resume", post(resume))
         .route("/rooms/{room}/revoke", post(revoke))
+        .merge(super::events::router())
         .route("/lease", post(lease))
         .route("/rooms/{room}/schedule", post(schedule))
         .route_layer(middleware::from_fn_with_state(service, require_admin))
@@ -59,6 +60,7 @@ async fn view(s: &Service, record: RoomRecord, fresh: bool) -> Result<RoomView, 
         id: record.id,
         config: record.config,
         paused: record.paused,
+        events: record.events,
         stats,
     })
 }

@@ -30,6 +30,21 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomParam {
     }
 }
 
+/// The `{room}` and `{event}` path segments, validated.
+pub struct RoomEventParams(pub RoomId, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RoomEventParams {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((room, event)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+        crate::event::check_event_id(&event)?;
+        Ok(RoomEventParams(RoomId::parse(&room)?, event))
+    }
+}
+
 /// A request body of at most [`MAX_BODY_BYTES`]; larger ones get `body_too_large`.
 pub struct LimitedBody(pub Bytes);
 

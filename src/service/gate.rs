@@ -160,7 +160,7 @@ async fn decide(
         invite,
         json,
     } = asked;
-    let Some(record) = s.store.room(room, now).await? else {
+    let Some(record) = s.store.room(room, now).await?.map(|r| r.in_effect(now)) else {
         return Ok(Decision::Unprotected);
     };
     if record.config.mode == Mode::Passthrough {

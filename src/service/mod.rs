@@ -14,6 +14,7 @@ mod access;
 mod admin;
 mod client;
 mod error;
+mod events;
 mod extract;
 mod forward;
 mod gate;

@@ -30,7 +30,7 @@ pub async fn join(
 ) -> Result<Response, AppError> {
     let now = s.now();
     let request = JoinRequest::from_body(&body)?;
-    let record = record(&s, &room, now).await?;
+    let record = record(&s, &room, now).await?.in_effect(now);
     let user = user_of(&s, &request, now)?;
     let presented = presented(&headers, &ticket_cookie_name(&room));
     let credentials = Credentials {
@@ -96,7 +96,7 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let now = s.now();
-    let record = record(&s, &room, now).await?;
+    let record = record(&s, &room, now).await?.in_effect(now);
     let (token, _) = presented(&headers, &ticket_cookie_name(&room)).ok_or_else(|| {
         AppError::new(
             ErrorCode::TicketRequired,
@@ -118,7 +118,7 @@ pub async fn leave(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let now = s.now();
-    let record = record(&s, &room, now).await?;
+    let record = record(&s, &room, now).await?.in_effect(now);
     let (place, decoy) = presented_place(&s, &record, &headers, now)?;
     // A place in the infinite queue is held by no store: leaving it touches nothing (its place
     // may be a real visitor's).

@@ -104,6 +104,8 @@ mod tests {
             paused: false,
             epoch: 1,
             measured_rate: None,
+            events: Default::default(),
+            opens_at: None,
         }
     }
 

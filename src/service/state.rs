@@ -157,6 +157,7 @@ impl Service {
             room: &record.id,
             config: &record.config,
             paused: record.paused,
+            opens_at: record.opens_at,
             measured_rate: record.measured_rate,
             keys: &self.keys,
             secure_cookies: self.secure_cookies || client.https,

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::routes::RouteTable;
 use crate::api::{RoomStats, ScheduleRequest, ScheduleResponse};
 use crate::error::{ApiError, ErrorCode};
+use crate::event::Events;
 use crate::limit::{ClientKey, Decision as LimitDecision, JoinLimit};
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::token::{Place, Ticket};
@@ -117,6 +118,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(RoomRecord, bool)>;
 
     async fn set_paused(&self, id: &RoomId, paused: bool, now: u64) -> StoreResult<RoomRecord>;
+
+    /// Replaces a room's scheduled events ([`crate::event`]).
+    async fn set_events(&self, id: &RoomId, events: Events, now: u64) -> StoreResult<RoomRecord>;
 
     /// The room's live numbers: read now (ending what expired first) when `fresh`, else as this
     /// instance last knew them (at most a tick or so old).

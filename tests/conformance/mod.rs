@@ -7,6 +7,7 @@
 
 mod access;
 mod authenticity;
+mod events;
 mod gate;
 mod input;
 mod invariants;
@@ -23,6 +24,7 @@ mod websocket;
 
 pub use access::*;
 pub use authenticity::*;
+pub use events::*;
 pub use gate::*;
 pub use input::*;
 pub use invariants::*;
@@ -113,6 +115,8 @@ macro_rules! for_each_case {
             a_room_for_a_host_gates_that_host_only,
             a_full_line_takes_no_more_places,
             a_passthrough_room_queues_nobody,
+            events_are_checked_and_never_overlap,
+            an_event_opens_its_prequeue_in_join_order,
         );
     };
 }

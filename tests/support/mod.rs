@@ -110,6 +110,23 @@ impl Target {
         }
     }
 
+    /// The target's time (Unix ms): the real time, moved on by what the test advanced.
+    pub fn now(&self) -> u64 {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64;
+        real + self.clock.as_ref().map_or(0, |o| o.load(Ordering::SeqCst))
+    }
+
+    /// Lets the target's clock reach `at` (Unix ms), as [`Target::advance`] does.
+    pub async fn advance_to(&self, at: u64) {
+        let now = self.now();
+        if at > now {
+            self.advance(Duration::from_millis(at - now)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -145,6 +145,8 @@ impl Scheduling for EdgeStore {
                 // The scheduler does not look at epochs; the edge keeps them.
                 epoch: 0,
                 measured_rate: view.stats.admit_rate_per_min,
+                events: view.events,
+                opens_at: None,
             })
             .collect())
     }

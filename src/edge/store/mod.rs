@@ -25,6 +25,7 @@ use super::isolate::{self, call, REGISTRY, REGISTRY_NAME, SHARDS};
 use super::protocol::*;
 use crate::api::{LeaseResponse, RoomStats, ScheduleRequest, ScheduleResponse};
 use crate::error::ApiError;
+use crate::event::Events;
 use crate::queue::position_with_own;
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::service::{
@@ -232,6 +233,16 @@ impl Store for DurableStore {
         .await
     }
 
+    async fn set_events(&self, id: &RoomId, events: Events, now: u64) -> StoreResult<RoomRecord> {
+        SendFuture::new(async move {
+            let entry = self.known_entry(id, now).await?;
+            self.do_set_events(&entry, events)
+                .await
+                .map_err(|e| remote(e, id))
+        })
+        .await
+    }
+
     async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {
         SendFuture::new(async move {
             let entry = self.known_entry(&room.id, now).await?;
@@ -250,7 +261,7 @@ impl Store for DurableStore {
     ) -> StoreResult<Joined> {
         SendFuture::new(async move {
             let entry = self.known_entry(&room.id, now).await?;
-            self.do_join(&entry, user_id, now)
+            self.do_join(&entry, user_id, room.opens_at.is_some(), now)
                 .await
                 .map_err(|e| remote(e, &room.id))
         })

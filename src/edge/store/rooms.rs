@@ -10,6 +10,7 @@ use crate::edge::isolate;
 use crate::edge::protocol::{
     BatchReq, PatchReq, PauseReq, PublishReq, PutReq, PutRes, RoomEntry, ShardReport,
 };
+use crate::event::Events;
 use crate::plan::{load_of, plan, Batch, Freshness, ShardOrder, ShardReading};
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 
@@ -135,11 +136,35 @@ impl DurableStore {
                 "patch",
                 &PatchReq {
                     id: entry.record.id.clone(),
-                    paused,
+                    paused: Some(paused),
+                    events: None,
                 },
             )
             .await?;
         self.pause_shards(entry, paused, paused).await?;
+        isolate::forget_rooms();
+        Ok(record)
+    }
+
+    pub(super) async fn do_set_events(
+        &self,
+        entry: &RoomEntry,
+        events: Events,
+    ) -> Outcome<RoomRecord> {
+        let record: RoomRecord = self
+            .call_registry(
+                "admin",
+                "patch",
+                &PatchReq {
+                    id: entry.record.id.clone(),
+                    paused: None,
+                    events: Some(events),
+                },
+            )
+            .await?;
+        // A slot opened for direct entry before the change lasts until the next tick, which
+        // may fall inside a pre-queue the change just opened.
+        self.pause_shards(entry, record.paused, true).await?;
         isolate::forget_rooms();
         Ok(record)
     }

@@ -67,6 +67,7 @@ impl DurableStore {
         &self,
         entry: &RoomEntry,
         user: Option<&str>,
+        hold: bool,
         now: u64,
     ) -> Outcome<Joined> {
         let shards = entry.record.config.shards;
@@ -78,6 +79,7 @@ impl DurableStore {
         let job = JoinJob {
             user: user.map(str::to_owned),
             stamp: isolate::next_stamp(now),
+            hold,
         };
         let joined = batch::join(
             self.env(),

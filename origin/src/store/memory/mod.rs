@@ -15,6 +15,7 @@ use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
+use queuegate::event::Events;
 use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::service::{RouteTable, Routes};
@@ -164,6 +165,16 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn set_events(&self, id: &RoomId, events: Events, _now: u64) -> StoreResult<RoomRecord> {
+        self.with_room(id, |room| {
+            room.record.events = events;
+            // A slot opened for direct entry before the change lasts until the next tick,
+            // which may fall inside a pre-queue the change just opened.
+            room.entry_credit = 0;
+            room.record.clone()
+        })
+    }
+
     async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {
         self.with_room(&room.id, |room| {
             room.expire(now);
@@ -217,7 +228,8 @@ impl Store for MemoryStore {
         user_id: Option<&str>,
         now: u64,
     ) -> StoreResult<Joined> {
-        self.with_room(&room.id, |room| room.join(user_id, now))
+        let hold = room.opens_at.is_some();
+        self.with_room(&room.id, |room| room.join(user_id, hold, now))
     }
 
     async fn visit(

@@ -30,6 +30,8 @@ impl Room {
                 paused: false,
                 epoch,
                 measured_rate: None,
+                events: Default::default(),
+                opens_at: None,
             },
             shards: vec![Shard::new(); shards],
             next_shard: 0,
@@ -101,7 +103,9 @@ impl Room {
         self.last_stamp
     }
 
-    pub(super) fn join(&mut self, user_id: Option<&str>, now: u64) -> Joined {
+    /// Joins a visitor; `hold`: no entry at once, whatever the credit (the room is in a
+    /// pre-queue).
+    pub(super) fn join(&mut self, user_id: Option<&str>, hold: bool, now: u64) -> Joined {
         let shards = self.shards.len();
         let index = match user_id {
             Some(user) => (user_hash(user) % shards as u64) as usize,
@@ -110,7 +114,7 @@ impl Room {
                 self.next_shard
             }
         };
-        let enter = self.entry_credit > 0 && self.waiting() == 0 && !self.record.paused;
+        let enter = !hold && self.entry_credit > 0 && self.waiting() == 0 && !self.record.paused;
         let stamp = self.next_stamp(now);
         let timing = self.timing();
         let joined = self.shards[index].join(user_id, stamp, enter, now, timing);
@@ -231,11 +235,11 @@ mod tests {
     fn an_open_room_lets_visitors_straight_in_until_someone_waits() {
         let mut r = room(2, 2);
         r.entry_credit = 2;
-        let a = r.join(None, 0);
+        let a = r.join(None, false, 0);
         assert!(matches!(a.state, VisitorState::Admitted { .. }));
-        let b = r.join(None, 0);
+        let b = r.join(None, false, 0);
         assert!(matches!(b.state, VisitorState::Admitted { .. }));
-        let c = r.join(None, 0);
+        let c = r.join(None, false, 0);
         assert_eq!(c.state, VisitorState::Waiting { position: 1 });
         assert_eq!(r.load().active, 2);
     }
@@ -243,7 +247,7 @@ mod tests {
     #[test]
     fn positions_count_across_shards_and_skip_leavers() {
         let mut r = room(100, 3);
-        let places: Vec<_> = (0..9).map(|i| r.join(None, i).place).collect();
+        let places: Vec<_> = (0..9).map(|i| r.join(None, false, i).place).collect();
         assert_eq!(
             r.visit(places[8], 10),
             VisitorState::Waiting { position: 9 }
@@ -274,8 +278,8 @@ mod tests {
     #[test]
     fn unclaimed_admissions_free_their_slot_after_the_claim_window() {
         let mut r = room(1, 1);
-        let a = r.join(None, 0).place;
-        let b = r.join(None, 0).place;
+        let a = r.join(None, false, 0).place;
+        let b = r.join(None, false, 0).place;
         assert_eq!(r.run(Batch::Operator { count: 5 }, 1_000), 1);
         assert_eq!(r.load().admitted, 1);
         // Inside the window the slot stays taken.
@@ -292,8 +296,8 @@ mod tests {
     fn sessions_end_after_their_ttl_unless_renewed() {
         let mut r = room(5, 1);
         r.entry_credit = 2;
-        let a = r.join(None, 0).place;
-        let b = r.join(None, 0).place;
+        let a = r.join(None, false, 0).place;
+        let b = r.join(None, false, 0).place;
         assert_eq!(r.session(b, true, 20_000), Some(50_000));
         r.expire(30_000);
         assert_eq!(r.session(a, false, 30_000), None);
@@ -305,7 +309,7 @@ mod tests {
     #[test]
     fn another_epoch_has_no_place_here() {
         let mut r = room(5, 1);
-        let mut a = r.join(None, 0).place;
+        let mut a = r.join(None, false, 0).place;
         a.epoch += 1;
         assert_eq!(r.visit(a, 0), VisitorState::Expired);
         assert_eq!(r.end(a, 0), None);
@@ -356,7 +360,7 @@ mod tests {
                 match op {
                     Op::Join(user) => {
                         let uid = user.map(|u| format!("user-{u}"));
-                        let joined = r.join(uid.as_deref(), now);
+                        let joined = r.join(uid.as_deref(), false, now);
                         if let Some(u) = user {
                             if let Some(&prev) = users.get(&u) {
                                 if joined.existing {

@@ -23,6 +23,8 @@ pub struct JoinJob {
     pub user: Option<String>,
     pub bucket: u64,
     pub stamp: u64,
+    /// No entry at once, whatever credit the shard holds: the room is in a pre-queue.
+    pub hold: bool,
     pub now: u64,
     pub ttl_ms: u64,
     pub window_ms: u64,
@@ -179,7 +181,8 @@ where
         invocation
             .arg(Arg::Num(job.stamp))
             .arg(Arg::Str(job.user.as_deref().unwrap_or("")))
-            .arg(Arg::Num(index as u64));
+            .arg(Arg::Num(index as u64))
+            .arg(Arg::Num(u64::from(job.hold)));
     }
     let replies: Vec<JoinReply> = redis.invoke(invocation).await?;
     if replies.len() != batch.len() {

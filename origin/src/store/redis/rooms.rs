@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use queuegate::event::Events;
 use queuegate::service::RouteTable;
 use queuegate::{RoomConfig, RoomId};
 use redis::aio::ConnectionLike;
@@ -60,6 +61,14 @@ where
                 conn.hset::<_, _, _, ()>(key, "paused", if paused { "1" } else { "0" })
                     .await
             })
+            .await
+    }
+
+    pub(super) async fn write_events(&self, id: &RoomId, events: &Events) -> StoreResult<()> {
+        let key = keys::room(id);
+        let json = serde_json::to_string(events).expect("events serialize");
+        self.redis
+            .call(|mut conn| async move { conn.hset::<_, _, _, ()>(key, "events", json).await })
             .await
     }
 
@@ -159,5 +168,10 @@ fn parse_record(id: &RoomId, fields: &HashMap<String, String>) -> Option<RoomRec
         paused: fields.get("paused").is_some_and(|p| p == "1"),
         epoch,
         measured_rate: fields.get("rate").and_then(|r| r.parse().ok()),
+        events: fields
+            .get("events")
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or_default(),
+        opens_at: None,
     })
 }

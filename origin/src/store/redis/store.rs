@@ -12,6 +12,7 @@ use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
+use queuegate::event::Events;
 use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::queue::{position, ShardQueue};
@@ -289,6 +290,20 @@ where
         Ok(r.record.clone())
     }
 
+    async fn set_events(&self, id: &RoomId, events: Events, now: u64) -> StoreResult<RoomRecord> {
+        let room = self.mirror(id, now).await?;
+        self.write_events(id, &events).await?;
+        // A slot opened for direct entry before the change lasts until the next tick, which
+        // may fall inside a pre-queue the change just opened.
+        let paused = room.lock().record.paused;
+        self.pause_shards(&room, paused, true).await?;
+        let mut r = room.lock();
+        r.shards.iter_mut().for_each(|s| s.credit = 0);
+        r.record.events = events;
+        r.changed = Instant::now();
+        Ok(r.record.clone())
+    }
+
     async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {
         let room = self.mirror(&room.id, now).await?;
         if fresh {
@@ -304,6 +319,7 @@ where
         user_id: Option<&str>,
         now: u64,
     ) -> StoreResult<Joined> {
+        let hold = room.opens_at.is_some();
         let room = self.mirror(&room.id, now).await?;
         let (shard, epoch, job, batcher, shard_keys) = {
             let r = room.lock();
@@ -319,6 +335,7 @@ where
                 user: user_id.map(str::to_owned),
                 bucket,
                 stamp: self.stamp(now),
+                hold,
                 now,
                 ttl_ms: r.record.config.session_ttl_ms(),
                 window_ms: r.record.config.claim_window_ms(),

@@ -98,6 +98,7 @@ impl ScriptShard {
             user: user.map(str::to_owned),
             bucket: user.map_or(0, |u| keys::user_home(u, 1).1),
             stamp,
+            hold: false,
             now,
             ttl_ms: timing.session_ttl_ms,
             window_ms: timing.claim_window_ms,
@@ -228,5 +229,7 @@ fn record(session_ttl_s: u64, claim_window_s: u64) -> RoomRecord {
         paused: false,
         epoch: 1,
         measured_rate: None,
+        events: Default::default(),
+        opens_at: None,
     }
 }

@@ -1,8 +1,9 @@
 -- Joins a batch of visitors to the shard, in arrival order: the joins that reach an instance
 -- together share one script call.
 -- KEYS[9] and after: the user buckets the batch needs (KEYS[9] is a same-slot dummy).
--- ARGV: now (ms), session ttl (ms), claim window (ms), then three values per visitor:
---       stamp (µs, the instance's clock), user id or '', index in KEYS of its user bucket.
+-- ARGV: now (ms), session ttl (ms), claim window (ms), then four values per visitor:
+--       stamp (µs, the instance's clock), user id or '', index in KEYS of its user bucket, and
+--       1 when it may not enter at once (the room is in a pre-queue), else 0.
 -- Returns, per visitor in order: {existing (1: the user id's live place), seq, stamp, status
 -- (WAITING or ADMITTED), session expiry (0 unless ADMITTED)}.
 local now, ttl, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -17,8 +18,8 @@ if last ~= '' then
 end
 local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'cr', 'paused')
 local adm, lw, credit, paused = num(meta[1]), num(meta[2]), num(meta[3]), meta[4] == '1'
-for i = 4, #ARGV, 3 do
-  local user, bucket = ARGV[i + 1], KEYS[tonumber(ARGV[i + 2])]
+for i = 4, #ARGV, 4 do
+  local user, bucket, hold = ARGV[i + 1], KEYS[tonumber(ARGV[i + 2])], ARGV[i + 3] == '1'
   local joined = false
   if user ~= '' then
     local known = tonumber(redis.call('HGET', bucket, user))
@@ -37,7 +38,7 @@ for i = 4, #ARGV, 3 do
     if user ~= '' then
       redis.call('HSET', bucket, user, seq)
     end
-    if credit > 0 and not paused and seq - 1 - adm - lw == 0 then
+    if credit > 0 and not paused and not hold and seq - 1 - adm - lw == 0 then
       -- Nobody waits in this shard and the scheduler opened entry credit: in at once.
       adm, lw, credit = seq, 0, credit - 1
       redis.call('HSET', KEYS[3], 'adm', adm, 'lw', lw, 'cr', credit)

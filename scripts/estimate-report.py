@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The wait estimate's section of BENCHMARKS.md from scripts/bench-estimate.sh's k6 summaries.
+
+    estimate-report.py <target> <out dir> BENCHMARKS.md
+    estimate-report.py --check <target> <out dir>    (QUICK=1: checks the runs, writes nothing)
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+TITLES = {"origin": "the origin on its embedded store", "redis": "the origin on Redis", "edge": "the edge (wrangler dev)"}
+RUNS = {"burst": "a crowd joins at once", "steady": "steady arrivals, faster than slots free"}
+
+
+def load(out, run):
+    with open(os.path.join(out, f"{run}.json")) as f:
+        metrics = json.load(f)["metrics"]
+    params = dict(line.strip().split("=", 1) for line in open(os.path.join(out, f"{run}.params")) if "=" in line)
+    return metrics, params
+
+
+def pct(trend, stat):
+    return f"{100 * trend[stat]:.0f} %" if trend and trend.get(stat) is not None else "none shown"
+
+
+def row(run, metrics, params):
+    visitors = int(float(params["ARRIVAL_RATE"]) * float(params["DURATION_S"]))
+    load_text = (f"{visitors} visitors over {params['DURATION_S']} s; max_active {params['MAX_ACTIVE']}, "
+                 f"admit_per_minute 1200, stays {float(params['STAY_S']) / 2:g}-{1.5 * float(params['STAY_S']):g} s")
+    wait = metrics.get("visitor_wait_ms", {})
+    join = metrics.get("estimate_rel_error_join")
+    first = metrics.get("estimate_rel_error_first_minute")
+    after = metrics.get("estimate_rel_error_after_a_minute")
+    unknown = metrics.get("estimate_unknown", {}).get("value")
+    got_in = metrics.get("got_in", {}).get("value", 0)
+    return (f"| {run} ({RUNS[run]}) | {load_text} | {100 * got_in:.1f} % | "
+            f"{wait.get('med', 0) / 1000:.1f} s / {wait.get('p(90)', 0) / 1000:.1f} s | "
+            f"{pct(join, 'med')} / {pct(join, 'p(90)')} | {pct(first, 'med')} / {pct(first, 'p(90)')} | "
+            f"{pct(after, 'med')} / {pct(after, 'p(90)')} | "
+            f"{'n/a' if unknown is None else f'{100 * unknown:.1f} %'} |")
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    k6 = subprocess.run(["k6", "version"], capture_output=True, text=True).stdout.strip().splitlines()
+    return f"{os.cpu_count()} vCPUs ({cpu}), {platform.system()} {platform.release()}; {k6[0] if k6 else 'k6'}"
+
+
+def main():
+    if sys.argv[1] == "--check":
+        target, out = sys.argv[2], sys.argv[3]
+        problems = []
+        for run in RUNS:
+            metrics, _ = load(out, run)
+            if metrics.get("got_in", {}).get("value", 0) < 1.0:
+                problems.append(f"{run}: not every visitor got in")
+        if problems:
+            sys.exit("; ".join(problems))
+        print(f"estimate runs on {target}: every visitor got in")
+        return
+    target, out, bench_md = sys.argv[1:4]
+    lines = [f"<!-- bench:estimate:{target} -->", f"### The wait estimate: {TITLES[target]}", ""]
+    lines.append(f"Written by `scripts/bench-estimate.sh {target}` on {datetime.date.today().isoformat()}. "
+                 f"Machine: {machine()}; load generator on the same machine.")
+    lines.append("")
+    lines.append("Error of the estimate against the wait that followed it, as a share of that wait (median / p90); "
+                 "waits under 10 s left out; admission taken as midway between the last two polls, at most 1 s apart.")
+    lines.append("")
+    lines.append("| Run | Load | Got in | Wait p50 / p90 | At join | Shown in the first minute | Shown after a minute | Answers without an estimate |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for run in RUNS:
+        metrics, params = load(out, run)
+        lines.append(row(run, metrics, params))
+    lines.append(f"<!-- /bench:estimate:{target} -->")
+    section = "\n".join(lines)
+    text = open(bench_md).read()
+    pattern = re.compile(rf"<!-- bench:estimate:{target} -->.*?<!-- /bench:estimate:{target} -->", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        heading = "## The wait estimate (scripts/bench-estimate.sh)"
+        if heading not in text:
+            text = text.rstrip("\n") + f"\n\n{heading}\n\n"
+            text += ("`scripts/bench-estimate.sh origin|redis|edge` measures the estimate each waiting visitor is "
+                     "shown, at join and at every poll, against the wait that followed, where capacity limits "
+                     "admission. The goal: p90 within 15 % of the remaining wait once the room has run a minute.\n")
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    open(bench_md, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()

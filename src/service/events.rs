@@ -1,0 +1,109 @@
+//! The admin API's scheduled events: `/rooms/{room}/events` and `/rooms/{room}/events/{event}`.
+//! What an event does is the core's ([`crate::event`]); this reads and writes them.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::AppError;
+use super::extract::{LimitedBody, RoomEventParams, RoomParam};
+use super::public::record;
+use super::state::Service;
+use crate::error::ErrorCode;
+use crate::event::{self, Event, EventState};
+
+/// An event as the admin API shows it: its settings and where it stands now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub id: String,
+    #[serde(flatten)]
+    pub event: Event,
+    pub state: EventState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventList {
+    pub events: Vec<EventView>,
+}
+
+pub fn router() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/rooms/{room}/events", get(list_events))
+        .route(
+            "/rooms/{room}/events/{event}",
+            get(get_event).put(put_event).delete(delete_event),
+        )
+}
+
+fn view(id: &str, event: &Event, now: u64) -> EventView {
+    EventView {
+        id: id.to_owned(),
+        event: event.clone(),
+        state: event.state(now),
+    }
+}
+
+fn unknown_event(id: &str) -> AppError {
+    AppError::new(ErrorCode::NotFound, format!("no event {id:?} in this room"))
+}
+
+async fn list_events(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+) -> Result<Json<EventList>, AppError> {
+    let now = s.now();
+    let record = record(&s, &room, now).await?;
+    let events = record
+        .events
+        .iter()
+        .map(|(id, e)| view(id, e, now))
+        .collect();
+    Ok(Json(EventList { events }))
+}
+
+async fn get_event(
+    State(s): State<Arc<Service>>,
+    RoomEventParams(room, id): RoomEventParams,
+) -> Result<Json<EventView>, AppError> {
+    let now = s.now();
+    let record = record(&s, &room, now).await?;
+    let event = record.events.get(&id).ok_or_else(|| unknown_event(&id))?;
+    Ok(Json(view(&id, event, now)))
+}
+
+async fn put_event(
+    State(s): State<Arc<Service>>,
+    RoomEventParams(room, id): RoomEventParams,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, AppError> {
+    let now = s.now();
+    let event = Event::from_json(&body, now)?;
+    let record = record(&s, &room, now).await?;
+    let (events, created) = event::put(&record.events, &id, event.clone())?;
+    s.store.set_events(&room, events, now).await?;
+    s.rooms_changed();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(&id, &event, now))).into_response())
+}
+
+async fn delete_event(
+    State(s): State<Arc<Service>>,
+    RoomEventParams(room, id): RoomEventParams,
+) -> Result<Json<EventView>, AppError> {
+    let now = s.now();
+    let record = record(&s, &room, now).await?;
+    let mut events = record.events.clone();
+    let event = events.remove(&id).ok_or_else(|| unknown_event(&id))?;
+    s.store.set_events(&room, events, now).await?;
+    s.rooms_changed();
+    Ok(Json(view(&id, &event, now)))
+}

@@ -1,0 +1,243 @@
+//! Scheduled events: a pre-queue that admits nobody, an opening in join order, the event's
+//! overrides while it runs, and the room's own settings after.
+
+use super::*;
+
+async fn put_event(t: &Target, room: &str, event: &str, body: Value) -> Reply {
+    t.send(
+        t.admin(
+            reqwest::Method::PUT,
+            &format!("/rooms/{room}/events/{event}"),
+        )
+        .json(&body),
+    )
+    .await
+}
+
+async fn get_event(t: &Target, room: &str, event: &str) -> Reply {
+    t.send(t.admin(
+        reqwest::Method::GET,
+        &format!("/rooms/{room}/events/{event}"),
+    ))
+    .await
+}
+
+pub async fn events_are_checked_and_never_overlap(t: &Target) {
+    let room = unique("events");
+    t.put_room(&room, json!({"paths": [format!("/{room}")]}))
+        .await;
+    let now = t.now();
+    let (pre, start, end) = (now + 3_600_000, now + 7_200_000, now + 10_800_000);
+    for (body, what) in [
+        (
+            json!({"prequeue_at": start, "start_at": pre, "end_at": end}),
+            "a pre-queue after the start",
+        ),
+        (
+            json!({"prequeue_at": pre, "start_at": end, "end_at": start}),
+            "an end before the start",
+        ),
+        (
+            json!({"prequeue_at": 1, "start_at": 2, "end_at": 3}),
+            "an event already over",
+        ),
+        (
+            json!({"prequeue_at": pre, "start_at": start, "end_at": end, "max_active": 0}),
+            "no slots",
+        ),
+        (
+            json!({"prequeue_at": pre, "start_at": start, "end_at": end, "mode": "lottery"}),
+            "a mode",
+        ),
+        (
+            json!({"prequeue_at": pre, "start_at": start, "end_at": end, "shuffle": true}),
+            "a shuffle",
+        ),
+        (
+            json!({"prequeue_at": pre, "start_at": start, "end_at": end, "extra": 1}),
+            "an unknown field",
+        ),
+        (json!({"prequeue_at": pre, "start_at": start}), "no end"),
+    ] {
+        assert_error(
+            &put_event(t, &room, "sale", body).await,
+            422,
+            "invalid_config",
+            what,
+        );
+    }
+    let bad_id = put_event(t, &room, "Big%20Sale", json!({})).await;
+    assert_error(&bad_id, 400, "invalid_request", "an event id");
+    let missing = get_event(t, &room, "sale").await;
+    assert_error(&missing, 404, "not_found", "no such event");
+
+    let body =
+        json!({"prequeue_at": pre, "start_at": start, "end_at": end, "admit_per_minute": 30});
+    let created = put_event(t, &room, "sale", body.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["state"], "scheduled");
+    assert_eq!(created.json["admit_per_minute"], 30);
+    let overlapping = json!({"prequeue_at": start, "start_at": end, "end_at": end + 1});
+    assert_error(
+        &put_event(t, &room, "other", overlapping).await,
+        409,
+        "conflict",
+        "an overlapping event",
+    );
+    // The same event moved is no overlap with itself; one that follows it is fine.
+    let moved = put_event(
+        t,
+        &room,
+        "sale",
+        json!({"prequeue_at": pre, "start_at": start, "end_at": end - 1}),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{}", moved.text);
+    let next = json!({"prequeue_at": end, "start_at": end + 1, "end_at": end + 2});
+    assert_eq!(put_event(t, &room, "encore", next).await.status, 201);
+    let list = t
+        .send(t.admin(reqwest::Method::GET, &format!("/rooms/{room}/events")))
+        .await;
+    let ids: Vec<_> = list.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["encore", "sale"], "{}", list.text);
+    assert!(t.room(&room).await["events"]["sale"].is_object());
+    // Changing the room keeps its events.
+    t.put_room(
+        &room,
+        json!({"paths": [format!("/{room}")], "max_active": 7}),
+    )
+    .await;
+    assert_eq!(get_event(t, &room, "sale").await.status, 200);
+    let deleted = t
+        .send(t.admin(
+            reqwest::Method::DELETE,
+            &format!("/rooms/{room}/events/sale"),
+        ))
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    assert_error(
+        &get_event(t, &room, "sale").await,
+        404,
+        "not_found",
+        "deleted",
+    );
+    // Without the admin key, nothing.
+    let stranger = t
+        .send(t.client.get(t.api(&format!("/admin/rooms/{room}/events"))))
+        .await;
+    assert_error(&stranger, 401, "unauthorized", "no admin key");
+}
+
+/// The life of an event on the target's clock: visitors join the pre-queue and are told when
+/// the sale opens, nobody is admitted before it however much room there is, the opening admits
+/// in join order within the event's `max_active`, and at the end the room's own settings return.
+pub async fn an_event_opens_its_prequeue_in_join_order(t: &Target) {
+    let room = unique("opening");
+    t.put_room(
+        &room,
+        json!({"max_active": 50, "admit_per_minute": 60000, "paths": [format!("/{room}")]}),
+    )
+    .await;
+    let now = t.now();
+    // Long enough, on a real clock, for the joins and checks below.
+    let start = now + 8_000;
+    // On a real clock, long enough to see the event's capacity hold after the opening (the
+    // edge tells a visitor of an admission a second or two late).
+    let end = start + 15_000;
+    let created = put_event(
+        t,
+        &room,
+        "launch",
+        json!({"prequeue_at": now, "start_at": start, "end_at": end, "max_active": 2}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["state"], "prequeue", "{}", created.text);
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["entry_credit"] == 0
+    })
+    .await;
+
+    let mut tickets = Vec::new();
+    for _ in 0..3 {
+        let joined = t.join(&room, None).await;
+        assert_eq!(joined.status, 200, "{}", joined.text);
+        assert_eq!(status_of(&joined), "waiting", "{}", joined.text);
+        assert!(joined.json["position"].is_null(), "{}", joined.text);
+        assert!(joined.json["eta_seconds"].is_null(), "{}", joined.text);
+        assert_eq!(joined.json["opens_at"], start, "{}", joined.text);
+        tickets.push(ticket_of(&joined));
+    }
+    // A browser at the gate gets the pre-queue page, with the opening time in it.
+    let page = t.page(&format!("/{room}/tickets"), &[], false).await;
+    assert_eq!(
+        page.header("x-queuegate-status"),
+        Some("waiting"),
+        "{}",
+        page.text
+    );
+    assert!(page.header("x-upstream").is_none());
+    assert!(page.text.contains("data-opens-at=\""), "{}", page.text);
+    // Capacity is free, and the scheduler ticks, yet nobody is let in.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let held = t.status(&room, &tickets[0]).await;
+    assert_eq!(status_of(&held), "waiting", "{}", held.text);
+    assert_eq!(t.room(&room).await["stats"]["admitted_total"], 0);
+
+    // The opening: the first two, in join order, within the event's two slots.
+    t.advance_to(start).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let first = t.status(&room, &tickets[0]).await;
+        let second = t.status(&room, &tickets[1]).await;
+        if status_of(&first) == "admitted" && status_of(&second) == "admitted" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first two were not admitted: {} / {}",
+            first.text,
+            second.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let third = t.status(&room, &tickets[2]).await;
+    assert!(
+        t.now() < end,
+        "too slow to see the event run: {} ms past its end",
+        t.now() - end
+    );
+    assert_eq!(
+        status_of(&third),
+        "waiting",
+        "{}\n{}",
+        third.text,
+        t.room(&room).await
+    );
+    assert_eq!(third.json["position"], 1, "{}", third.text);
+    assert!(third.json.get("opens_at").is_none(), "{}", third.text);
+    let state = get_event(t, &room, "launch").await;
+    assert_eq!(state.json["state"], "running", "{}", state.text);
+
+    // The end: the room's own 50 slots again, and the third goes in.
+    t.advance_to(end).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = t.status(&room, &tickets[2]).await;
+        if status_of(&reply) == "admitted" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not admitted after the event: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get_event(t, &room, "launch").await.json["state"], "ended");
+}
