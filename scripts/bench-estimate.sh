@@ -17,7 +17,7 @@
 #
 #   [QUICK=1] scripts/bench-estimate.sh origin|redis|edge
 #
-# QUICK=1: a few visitors, debug builds, nothing written. Raw results in bench-out/estimate-<target>/.
+# QUICK=1: a few visitors, debug builds, nothing written. Raw results in bench-out/estimate-<target>/ (-quick/ for QUICK=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -29,6 +29,7 @@ if [ "$quick" = 1 ]; then
 fi
 source scripts/targets.sh
 out=bench-out/estimate-$target
+[ "$quick" != 1 ] || out=$out-quick
 rm -rf "$out"
 mkdir -p "$out" target
 ensure_k6

@@ -7,10 +7,9 @@
 import datetime
 import json
 import os
-import platform
-import re
-import subprocess
 import sys
+
+from report_common import machine, write_section
 
 TITLES = {"origin": "the origin on its embedded store", "redis": "the origin on Redis", "edge": "the edge (wrangler dev)"}
 RUNS = {"burst": "a crowd joins at once", "steady": "steady arrivals, faster than slots free"}
@@ -44,19 +43,6 @@ def row(run, metrics, params):
             f"{'n/a' if unknown is None else f'{100 * unknown:.1f} %'} |")
 
 
-def machine():
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    k6 = subprocess.run(["k6", "version"], capture_output=True, text=True).stdout.strip().splitlines()
-    return f"{os.cpu_count()} vCPUs ({cpu}), {platform.system()} {platform.release()}; {k6[0] if k6 else 'k6'}"
-
-
 def main():
     if sys.argv[1] == "--check":
         target, out = sys.argv[2], sys.argv[3]
@@ -84,19 +70,10 @@ def main():
         lines.append(row(run, metrics, params))
     lines.append(f"<!-- /bench:estimate:{target} -->")
     section = "\n".join(lines)
-    text = open(bench_md).read()
-    pattern = re.compile(rf"<!-- bench:estimate:{target} -->.*?<!-- /bench:estimate:{target} -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        heading = "## The wait estimate (scripts/bench-estimate.sh)"
-        if heading not in text:
-            text = text.rstrip("\n") + f"\n\n{heading}\n\n"
-            text += ("`scripts/bench-estimate.sh origin|redis|edge` measures the estimate each waiting visitor is "
-                     "shown, at join and at every poll, against the wait that followed, where capacity limits "
-                     "admission. The goal: p90 within 15 % of the remaining wait once the room has run a minute.\n")
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    open(bench_md, "w").write(text)
+    write_section(bench_md, f"bench:estimate:{target}", section, "## The wait estimate (scripts/bench-estimate.sh)",
+                  "`scripts/bench-estimate.sh origin|redis|edge` measures the estimate each waiting visitor is "
+                  "shown, at join and at every poll, against the wait that followed, where capacity limits "
+                  "admission. The goal: p90 within 15 % of the remaining wait once the room has run a minute.")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ log "fairness under attack, short: visitors and bots against the origin's defenc
 QUICK=1 scripts/bench-fairness.sh origin
 log "the wait estimate, short: a crowd and steady arrivals into a room of few slots, on the origin"
 QUICK=1 scripts/bench-estimate.sh origin
+log "a sale opening, short: a crowd pre-queues for an event and is let in at the opening, on the origin"
+QUICK=1 scripts/bench-sale.sh origin
 
 cargo build --locked -p queuegate-origin
 pids=()

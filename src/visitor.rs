@@ -43,11 +43,22 @@ pub struct Answer {
     pub pass: Option<Pass>,
 }
 
-/// How soon a visitor in a pre-queue asks again: a quarter of the time left, between 1 s and
-/// 30 s, so that the opening is seen within a second or so of it.
-fn prequeue_poll_ms(opens_at: u64, now: u64) -> u64 {
-    (opens_at.saturating_sub(now) / 4)
-        .clamp(crate::estimate::MIN_POLL_MS, crate::estimate::MAX_POLL_MS)
+/// How soon a visitor in a pre-queue at `position` asks again. Far from the opening, a quarter
+/// of the time left (1 s to 30 s). Close to it, at the opening plus the time the line ahead
+/// takes at the configured rate (at most 30 s more): the front asks first, and a crowd that
+/// pre-queued does not ask all in the same second.
+fn prequeue_poll_ms(opens_at: u64, now: u64, position: u64, config: &RoomConfig) -> u64 {
+    use crate::estimate::{MAX_POLL_MS, MIN_POLL_MS};
+    let left = opens_at.saturating_sub(now);
+    if left > 4 * MIN_POLL_MS {
+        return (left / 4).clamp(MIN_POLL_MS, MAX_POLL_MS);
+    }
+    let turn = position
+        .saturating_sub(1)
+        .saturating_mul(60_000)
+        .checked_div(config.admit_per_minute)
+        .unwrap_or(MAX_POLL_MS);
+    left.saturating_add(turn.min(MAX_POLL_MS)).max(MIN_POLL_MS)
 }
 
 /// Everything about a room that shapes an answer.
@@ -120,7 +131,8 @@ impl RoomContext<'_> {
                     body.position = Some(None);
                     body.opens_at = Some(opens_at);
                     body.eta_seconds = Some(None);
-                    body.poll_after_ms = Some(prequeue_poll_ms(opens_at, now));
+                    body.poll_after_ms =
+                        Some(prequeue_poll_ms(opens_at, now, position, self.config));
                 } else {
                     let wait = self.wait_estimate(position);
                     body.position = Some(Some(position));
@@ -195,6 +207,39 @@ fn max_age_s(expires_at: u64, now: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prequeue_asks_again_in_line_order_at_the_opening() {
+        let config = RoomConfig {
+            admit_per_minute: 600,
+            ..RoomConfig::default()
+        };
+        let opens_at = 1_800_000_000_000;
+        // An hour out: every 30 s; a minute out: every 15 s.
+        assert_eq!(
+            prequeue_poll_ms(opens_at, opens_at - 3_600_000, 1, &config),
+            30_000
+        );
+        assert_eq!(
+            prequeue_poll_ms(opens_at, opens_at - 60_000, 1, &config),
+            15_000
+        );
+        // Three seconds out: at the opening for the front, 10 a second behind it, 30 s at most.
+        assert_eq!(
+            prequeue_poll_ms(opens_at, opens_at - 3_000, 1, &config),
+            3_000
+        );
+        assert_eq!(
+            prequeue_poll_ms(opens_at, opens_at - 3_000, 11, &config),
+            4_000
+        );
+        assert_eq!(
+            prequeue_poll_ms(opens_at, opens_at - 3_000, 100_000, &config),
+            33_000
+        );
+        // At the opening, never sooner than a second.
+        assert_eq!(prequeue_poll_ms(opens_at, opens_at, 1, &config), 1_000);
+    }
 
     fn fixture() -> (RoomId, RoomConfig, SigningKeys) {
         (

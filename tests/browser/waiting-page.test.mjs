@@ -331,8 +331,6 @@ async function shown(page) {
 }
 
 const WAIT_IN_WORDS = /^(unknown|under a minute|about \d+ minutes?|about \d+ h \d+ min)$/;
-// Once people are being let in, the wait is a number, not "unknown".
-const WAIT_ESTIMATED = /^(under a minute|about \d+ minutes?|about \d+ h \d+ min)$/;
 
 /** Waits until the waiting page shows `position`, recording every position it showed. */
 async function waitForPosition(page, target, position, seen) {
@@ -509,14 +507,18 @@ async function scenarioWithScript(target) {
     await target.arrive(a);
     log(`${target.name}: resumed; ${a.id} admitted and arrived`);
     const at2 = await waitForPosition(page, target, 2, seen);
-    assert.match(at2.eta, WAIT_ESTIMATED, 'people are being let in: the wait is estimated');
+    // The room's one slot is held and none has freed yet: how fast slots free is unknown, and
+    // so is the wait (the configured rate would say a fraction of a second).
+    assert.equal(at2.eta, 'unknown', 'a full room where no slot has freed yet: no estimate');
     await screenshot(page, target, '2-position-2');
 
     await target.leave(a);
     await target.arrive(b);
     log(`${target.name}: ${a.id} left; ${b.id} admitted and arrived`);
     const at1 = await waitForPosition(page, target, 1, seen);
-    assert.match(at1.eta, WAIT_ESTIMATED, 'people are being let in: the wait is estimated');
+    // One slot has freed a moment ago: too little to measure how fast they free, so the page
+    // may still say unknown; either way, a wait in words.
+    assert.match(at1.eta, WAIT_IN_WORDS, 'a wait in words');
     assert.notEqual(at1.updated, first.updated, 'the page says when it last updated');
     await screenshot(page, target, '3-position-1');
     assert.equal(documents.length, 1, 'the page moved up in place (by script), without reloading');

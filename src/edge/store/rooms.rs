@@ -130,26 +130,27 @@ impl DurableStore {
         entry: &RoomEntry,
         paused: bool,
     ) -> Outcome<RoomRecord> {
-        let record: RoomRecord = self
-            .call_registry(
-                "admin",
-                "patch",
-                &PatchReq {
-                    id: entry.record.id.clone(),
-                    paused: Some(paused),
-                    events: None,
-                },
-            )
-            .await?;
-        self.pause_shards(entry, paused, paused).await?;
-        isolate::forget_rooms();
-        Ok(record)
+        self.patch(entry, Some(paused), None, paused).await
     }
 
+    /// A slot opened for direct entry before the change lasts until the next tick, which may
+    /// fall inside a pre-queue the change just opened: the credit goes.
     pub(super) async fn do_set_events(
         &self,
         entry: &RoomEntry,
         events: Events,
+    ) -> Outcome<RoomRecord> {
+        self.patch(entry, None, Some(events), true).await
+    }
+
+    /// Changes the room's record in the registry, then tells its shards whether it is paused,
+    /// dropping their credit when `drop_credit`.
+    async fn patch(
+        &self,
+        entry: &RoomEntry,
+        paused: Option<bool>,
+        events: Option<Events>,
+        drop_credit: bool,
     ) -> Outcome<RoomRecord> {
         let record: RoomRecord = self
             .call_registry(
@@ -157,14 +158,12 @@ impl DurableStore {
                 "patch",
                 &PatchReq {
                     id: entry.record.id.clone(),
-                    paused: None,
-                    events: Some(events),
+                    paused,
+                    events,
                 },
             )
             .await?;
-        // A slot opened for direct entry before the change lasts until the next tick, which
-        // may fall inside a pre-queue the change just opened.
-        self.pause_shards(entry, record.paused, true).await?;
+        self.pause_shards(entry, record.paused, drop_credit).await?;
         isolate::forget_rooms();
         Ok(record)
     }
