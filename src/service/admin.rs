@@ -107,8 +107,18 @@ async fn admit(
 ) -> Result<Json<AdmitResponse>, AppError> {
     let request = AdmitRequest::from_body(&body)?;
     let now = s.now();
-    let record = record(&s, &room, now).await?;
-    let admitted = s.store.admit_now(&record, request.count, now).await?;
+    // Within the capacity in effect: a running event's max_active may be below the room's own,
+    // which is all the stores know of.
+    let record = record(&s, &room, now).await?.in_effect(now);
+    let stats = s.store.stats(&record, now, true).await?;
+    let free = record
+        .config
+        .max_active
+        .saturating_sub(stats.active.saturating_add(stats.admitted));
+    let admitted = s
+        .store
+        .admit_now(&record, request.count.min(free), now)
+        .await?;
     s.metrics.admitted(&room, admitted);
     Ok(Json(AdmitResponse { admitted }))
 }

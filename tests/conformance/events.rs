@@ -221,6 +221,8 @@ pub async fn an_event_opens_its_prequeue_in_join_order(t: &Target) {
     );
     assert_eq!(third.json["position"], 1, "{}", third.text);
     assert!(third.json.get("opens_at").is_none(), "{}", third.text);
+    // Nor can an operator let more in than the event's slots.
+    assert_eq!(t.admit(&room, 5).await, 0);
     let state = get_event(t, &room, "launch").await;
     assert_eq!(state.json["state"], "running", "{}", state.text);
 
