@@ -48,7 +48,6 @@ const waitAfterOpening = new Trend('wait_after_opening_ms', true);
 const admittedBeforeOpening = new Counter('admitted_before_opening');
 const gotIn = new Rate('got_in');
 const perMinute = new Trend('admissions_per_minute');
-const observed = new Trend('observed_admitted_total');
 const retried = new Counter('retried_after_503');
 
 export const options = {
@@ -206,7 +205,6 @@ export function observe(data) {
     if (res.status === 200) {
       const stats = json(res).stats || {};
       const total = stats.admitted_total || 0;
-      observed.add(total);
       // For the report's chart: one JSON line a second.
       console.log(JSON.stringify({ since_opening_s: (now - data.opensAt) / 1000, admitted: total, waiting: stats.waiting || 0 }));
       if (firstAt === null && total > 0) {

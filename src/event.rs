@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::room::{Mode, RoomConfig, MAX_ACTIVE_LIMIT, MAX_ADMIT_PER_MINUTE};
+use crate::room::{check_range, Mode, RoomConfig, MAX_ACTIVE_LIMIT, MAX_ADMIT_PER_MINUTE};
 
 /// The most events a room keeps (ended ones count until deleted).
 pub const MAX_EVENTS: usize = 32;
@@ -101,14 +101,10 @@ impl Event {
             );
         }
         if let Some(max) = self.max_active {
-            if !(1..=MAX_ACTIVE_LIMIT).contains(&max) {
-                return invalid("max_active: between 1 and 100000000");
-            }
+            check_range("max_active", max, 1, MAX_ACTIVE_LIMIT)?;
         }
         if let Some(rate) = self.admit_per_minute {
-            if !(1..=MAX_ADMIT_PER_MINUTE).contains(&rate) {
-                return invalid("admit_per_minute: between 1 and 100000000");
-            }
+            check_range("admit_per_minute", rate, 1, MAX_ADMIT_PER_MINUTE)?;
         }
         Ok(())
     }
@@ -175,24 +171,19 @@ pub fn put(events: &Events, id: &str, event: Event) -> Result<(Events, bool), Ap
 /// overrides applied to `config`. Returns when the sale opens while an event is in its
 /// pre-queue.
 pub fn apply(config: &mut RoomConfig, events: &Events, now: u64) -> Option<u64> {
-    let (_, event) = events
-        .iter()
-        .find(|(_, e)| matches!(e.state(now), EventState::Prequeue | EventState::Running))?;
-    match event.state(now) {
-        EventState::Prequeue => Some(event.start_at),
-        _ => {
-            if let Some(max) = event.max_active {
-                config.max_active = max;
+    for event in events.values() {
+        match event.state(now) {
+            EventState::Prequeue => return Some(event.start_at),
+            EventState::Running => {
+                config.max_active = event.max_active.unwrap_or(config.max_active);
+                config.admit_per_minute = event.admit_per_minute.unwrap_or(config.admit_per_minute);
+                config.mode = event.mode.unwrap_or(config.mode);
+                return None;
             }
-            if let Some(rate) = event.admit_per_minute {
-                config.admit_per_minute = rate;
-            }
-            if let Some(mode) = event.mode {
-                config.mode = mode;
-            }
-            None
+            EventState::Scheduled | EventState::Ended => {}
         }
     }
+    None
 }
 
 /// Whether a pre-queue opens within [`ENTRY_LEAD_MS`] of `now` (or is open): the scheduler then

@@ -355,7 +355,7 @@ impl RoomConfig {
     }
 }
 
-fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ApiError> {
+pub(crate) fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ApiError> {
     if value < min || value > max {
         return Err(ApiError::new(
             ErrorCode::InvalidConfig,

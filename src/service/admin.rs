@@ -13,7 +13,7 @@ use axum::{Json, Router};
 
 use super::error::AppError;
 use super::extract::{bearer, LimitedBody, RoomParam};
-use super::public::{end, is_of_room, record};
+use super::public::{end, in_effect, is_of_room, record};
 use super::state::Service;
 use super::store::RemoteScheduling;
 use crate::api::{
@@ -109,7 +109,7 @@ async fn admit(
     let now = s.now();
     // Within the capacity in effect: a running event's max_active may be below the room's own,
     // which is all the stores know of.
-    let record = record(&s, &room, now).await?.in_effect(now);
+    let record = in_effect(&s, &room, now).await?;
     let stats = s.store.stats(&record, now, true).await?;
     let free = record
         .config

@@ -30,7 +30,7 @@ pub async fn join(
 ) -> Result<Response, AppError> {
     let now = s.now();
     let request = JoinRequest::from_body(&body)?;
-    let record = record(&s, &room, now).await?.in_effect(now);
+    let record = in_effect(&s, &room, now).await?;
     let user = user_of(&s, &request, now)?;
     let presented = presented(&headers, &ticket_cookie_name(&room));
     let credentials = Credentials {
@@ -96,7 +96,7 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let now = s.now();
-    let record = record(&s, &room, now).await?.in_effect(now);
+    let record = in_effect(&s, &room, now).await?;
     let (token, _) = presented(&headers, &ticket_cookie_name(&room)).ok_or_else(|| {
         AppError::new(
             ErrorCode::TicketRequired,
@@ -118,7 +118,7 @@ pub async fn leave(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let now = s.now();
-    let record = record(&s, &room, now).await?.in_effect(now);
+    let record = in_effect(&s, &room, now).await?;
     let (place, decoy) = presented_place(&s, &record, &headers, now)?;
     // A place in the infinite queue is held by no store: leaving it touches nothing (its place
     // may be a real visitor's).
@@ -146,6 +146,12 @@ pub async fn record(s: &Service, room: &RoomId, now: u64) -> Result<RoomRecord, 
             format!("no room {:?}", room.as_str()),
         )
     })
+}
+
+/// The room as its events make it now ([`RoomRecord::in_effect`]): what every decision about
+/// a visitor reads.
+pub async fn in_effect(s: &Service, room: &RoomId, now: u64) -> Result<RoomRecord, AppError> {
+    Ok(record(s, room, now).await?.in_effect(now))
 }
 
 /// Whether the room ever gave out `place`: the queue of its epoch, one of its shards.
