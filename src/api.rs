@@ -383,6 +383,8 @@ mod tests {
                     start_at: 2,
                     end_at: 3,
                     shuffle: false,
+                    seed: None,
+                    seed_sha256: None,
                     max_active: Some(5),
                     admit_per_minute: None,
                     mode: None,

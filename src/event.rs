@@ -23,6 +23,9 @@ pub const MAX_EVENT_ID_LEN: usize = 64;
 /// lasts until its next tick, which could fall inside the pre-queue and let an early clicker in
 /// before the sale.
 pub const ENTRY_LEAD_MS: u64 = 5_000;
+/// A shuffled pre-queue lasts at least this long: the shuffle gives each place a stamp in its
+/// microseconds, which must outnumber a shard's places.
+const MIN_SHUFFLED_PREQUEUE_MS: u64 = 1_000;
 /// Event times are Unix milliseconds before this (the year 9999): a bound, not a calendar.
 const MAX_TIME_MS: u64 = 253_402_300_799_000;
 
@@ -36,9 +39,17 @@ pub struct Event {
     pub start_at: u64,
     /// When the room returns to its own settings.
     pub end_at: u64,
-    /// Whether the pre-queue takes a random order at the start. Only `false` is supported yet.
+    /// Whether the pre-queue takes a random order at the start ([`crate::shuffle`]).
     #[serde(default)]
     pub shuffle: bool,
+    /// A shuffled event's secret seed (hex), drawn by the server when the event is created and
+    /// shown from `start_at` on ([`Event::redacted`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// SHA-256 of the seed (hex), shown from the event's creation: the seed published at the
+    /// opening can be checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_active: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,11 +105,11 @@ impl Event {
         if self.end_at <= now {
             return invalid("end_at: in the future (the event would be over)");
         }
-        if self.shuffle {
-            return invalid(
-                "shuffle: a shuffled pre-queue is not supported yet; with \"shuffle\": false \
-                 the pre-queue is admitted in join order",
-            );
+        if self.seed.is_some() || self.seed_sha256.is_some() {
+            return invalid("seed: the server draws a shuffled event's seed");
+        }
+        if self.shuffle && self.start_at - self.prequeue_at < MIN_SHUFFLED_PREQUEUE_MS {
+            return invalid("start_at: a shuffled pre-queue lasts at least a second");
         }
         if let Some(max) = self.max_active {
             check_range("max_active", max, 1, MAX_ACTIVE_LIMIT)?;
@@ -119,6 +130,31 @@ impl Event {
         } else {
             EventState::Ended
         }
+    }
+
+    /// The event as the API shows it at `now`: the seed hidden before `start_at`.
+    pub fn redacted(&self, now: u64) -> Event {
+        let mut shown = self.clone();
+        if now < self.start_at {
+            shown.seed = None;
+        }
+        shown
+    }
+
+    /// This event, new or replacing `previous`, with its seed: a shuffled event keeps the seed
+    /// it was given when created (its hash is published); a new one draws one with `draw`.
+    pub fn with_seed(mut self, previous: Option<&Event>, draw: impl FnOnce() -> [u8; 32]) -> Event {
+        let kept = previous.and_then(|p| Some((p.seed.clone()?, p.seed_sha256.clone()?)));
+        if !self.shuffle {
+            (self.seed, self.seed_sha256) = (None, None);
+        } else if let Some((seed, hash)) = kept {
+            (self.seed, self.seed_sha256) = (Some(seed), Some(hash));
+        } else {
+            let seed = draw();
+            self.seed_sha256 = Some(crate::shuffle::seed_sha256(&seed));
+            self.seed = Some(crate::shuffle::hex(&seed));
+        }
+        self
     }
 
     fn overlaps(&self, other: &Event) -> bool {
@@ -144,8 +180,19 @@ pub fn check_event_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// `events` with `event` put under `id`: refused with 409 `conflict` when it overlaps another
-/// event of the room, and 422 past [`MAX_EVENTS`]. Returns the new set and whether the id is new.
-pub fn put(events: &Events, id: &str, event: Event) -> Result<(Events, bool), ApiError> {
+/// event of the room, or changes the pre-queue or the shuffle of an event whose pre-queue has
+/// opened by `now`, and 422 past [`MAX_EVENTS`]. Returns the new set and whether the id is new.
+pub fn put(events: &Events, id: &str, event: Event, now: u64) -> Result<(Events, bool), ApiError> {
+    if let Some(old) = events.get(id) {
+        let moved = (old.prequeue_at, old.start_at, old.shuffle)
+            != (event.prequeue_at, event.start_at, event.shuffle);
+        if moved && old.state(now) != EventState::Scheduled {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "the event's pre-queue has opened: its prequeue_at, start_at and shuffle stay",
+            ));
+        }
+    }
     if let Some((other, _)) = events
         .iter()
         .find(|(other, e)| other.as_str() != id && e.overlaps(&event))
@@ -206,6 +253,8 @@ mod tests {
             start_at,
             end_at,
             shuffle: false,
+            seed: None,
+            seed_sha256: None,
             max_active: None,
             admit_per_minute: None,
             mode: None,
@@ -244,6 +293,10 @@ mod tests {
                 "invalid_config",
             ),
             (
+                br#"{"prequeue_at":1,"start_at":2000,"end_at":1800003600000,"shuffle":true,"seed":"00"}"#,
+                "invalid_config",
+            ),
+            (
                 br#"{"prequeue_at":1,"start_at":2,"end_at":1800003600000,"colour":1}"#,
                 "invalid_config",
             ),
@@ -279,14 +332,14 @@ mod tests {
 
     #[test]
     fn events_of_a_room_do_not_overlap() {
-        let (events, created) = put(&Events::new(), "a", event(10, 20, 30)).unwrap();
+        let (events, created) = put(&Events::new(), "a", event(10, 20, 30), 0).unwrap();
         assert!(created);
         // Touching is not overlapping: one ends as the next pre-queue opens.
-        let (events, _) = put(&events, "b", event(30, 40, 50)).unwrap();
-        let err = put(&events, "c", event(25, 26, 27)).unwrap_err();
+        let (events, _) = put(&events, "b", event(30, 40, 50), 0).unwrap();
+        let err = put(&events, "c", event(25, 26, 27), 0).unwrap_err();
         assert_eq!(err.code, ErrorCode::Conflict);
         // An event may move over its own old times.
-        let (events, created) = put(&events, "a", event(15, 20, 29)).unwrap();
+        let (events, created) = put(&events, "a", event(15, 20, 29), 0).unwrap();
         assert!(!created);
         assert_eq!(events.len(), 2);
     }
@@ -299,11 +352,12 @@ mod tests {
                 &events,
                 &format!("e{i}"),
                 event(i * 10, i * 10 + 1, i * 10 + 2),
+                0,
             )
             .unwrap()
             .0;
         }
-        let err = put(&events, "one-more", event(10_000, 10_001, 10_002)).unwrap_err();
+        let err = put(&events, "one-more", event(10_000, 10_001, 10_002), 0).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidConfig);
     }
 
@@ -341,6 +395,34 @@ mod tests {
         assert!(prequeue_near(&events, NOW + 60_000 - ENTRY_LEAD_MS));
         assert!(prequeue_near(&events, NOW + 119_999));
         assert!(!prequeue_near(&events, NOW + 120_000));
+    }
+
+    #[test]
+    fn a_shuffled_event_keeps_its_seed_and_shows_it_from_the_opening() {
+        let mut e = event(NOW + 10, NOW + 2_000, NOW + 3_000);
+        e.shuffle = true;
+        let e = e.with_seed(None, || [9; 32]);
+        let hash = crate::shuffle::seed_sha256(&[9; 32]);
+        assert_eq!(e.seed_sha256.as_deref(), Some(hash.as_str()));
+        assert_eq!(e.redacted(NOW + 1_999).seed, None);
+        assert_eq!(e.redacted(NOW + 2_000).seed, Some("09".repeat(32)));
+        // A change keeps the seed whose hash is out.
+        let mut changed = event(NOW + 10, NOW + 2_000, NOW + 4_000);
+        changed.shuffle = true;
+        let changed = changed.with_seed(Some(&e), || [1; 32]);
+        assert_eq!(changed.seed, e.seed);
+        // Once the pre-queue opened, its times and the shuffle stay.
+        let events = Events::from([("sale".to_owned(), e.clone())]);
+        let mut later = e.clone();
+        later.start_at += 1;
+        assert_eq!(
+            put(&events, "sale", later.clone(), NOW + 10)
+                .unwrap_err()
+                .code,
+            ErrorCode::Conflict
+        );
+        assert!(put(&events, "sale", later, NOW + 9).is_ok());
+        assert!(put(&events, "sale", changed, NOW + 10).is_ok());
     }
 
     #[test]

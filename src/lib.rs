@@ -37,6 +37,7 @@ pub mod plan;
 pub mod queue;
 pub mod room;
 pub mod shard;
+pub mod shuffle;
 pub mod token;
 pub mod visitor;
 

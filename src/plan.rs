@@ -37,6 +37,10 @@ pub struct ShardReading {
     /// `heads` lists them all). A batch never goes past it in any shard: the visitors the list
     /// leaves out may be older than another shard's.
     pub listed_below: u64,
+    /// The `start_us` of the shard's last shuffle when read ([`crate::shuffle`]): the seqs of
+    /// `heads` are of that order.
+    #[serde(default)]
+    pub shuffled_us: u64,
 }
 
 impl ShardReading {
@@ -96,6 +100,10 @@ pub struct ShardOrder {
     /// credit nobody used would close every other batch.
     #[serde(default)]
     pub carry: bool,
+    /// The reading's `shuffled_us`: a shard shuffled since admits nothing by this order (its
+    /// `through_seq` names a place of the old order).
+    #[serde(default)]
+    pub shuffled_us: u64,
 }
 
 /// A planned batch.
@@ -166,6 +174,7 @@ pub fn plan(
             },
             credit,
             carry,
+            shuffled_us: shard.shuffled_us,
         })
         .collect();
     Plan {

@@ -16,6 +16,11 @@ pub struct ShardQueue {
     admitted_seq: u64,
     /// Leavers among the seqs above `admitted_seq`.
     left_waiting: u64,
+    /// After a shuffle ([`crate::shuffle`]): by ticket seq (index `seq - 1`), how far its place
+    /// moved in the queue (0 for places no shuffle moved).
+    moved: Vec<i32>,
+    /// The `start_us` of the last shuffle applied (0: none).
+    shuffled_us: u64,
 }
 
 impl ShardQueue {
@@ -125,7 +130,81 @@ impl ShardQueue {
             left,
             admitted_seq,
             left_waiting,
+            moved: Vec::new(),
+            shuffled_us: 0,
         })
+    }
+
+    /// The seq that holds the place of the ticket with `ticket_seq`: itself unless a shuffle
+    /// moved it.
+    pub fn locate(&self, ticket_seq: u64) -> u64 {
+        let delta = ticket_seq
+            .checked_sub(1)
+            .and_then(|i| self.moved.get(usize::try_from(i).ok()?))
+            .copied()
+            .unwrap_or(0);
+        ticket_seq.saturating_add_signed(i64::from(delta))
+    }
+
+    /// The `start_us` of the last shuffle applied to this queue (0: none).
+    pub fn shuffled_us(&self) -> u64 {
+        self.shuffled_us
+    }
+
+    /// How far each ticket seq's place moved (index `seq - 1`), as [`ShardQueue::locate`] reads
+    /// it: what a snapshot or a mirror keeps of the shuffles.
+    pub fn moved(&self) -> &[i32] {
+        &self.moved
+    }
+
+    /// This queue with the moves and the last shuffle a snapshot or a mirror read.
+    pub fn with_moves(mut self, moved: Vec<i32>, shuffled_us: u64) -> Self {
+        self.moved = moved;
+        self.shuffled_us = shuffled_us;
+        self
+    }
+
+    /// The block a shuffle of the pre-queue `[prequeue_us, start_us)` reorders: the waiting or
+    /// left seqs `first..=last` whose stamps fall in it, above admission (`last` is `first - 1`
+    /// when there are none), and the stamp before them.
+    pub fn prequeue_block(&self, prequeue_us: u64, start_us: u64) -> (u64, u64, u64) {
+        let first = (self.stamps.partition_point(|&s| s < prequeue_us) as u64 + 1)
+            .max(self.admitted_seq + 1);
+        let last = (self.stamps.partition_point(|&s| s < start_us) as u64).max(first - 1);
+        (first, last, self.stamp(first - 1).unwrap_or(0))
+    }
+
+    /// Applies a shuffle's new order to its block (see [`ShardQueue::prequeue_block`]) and
+    /// records it as the last shuffle, `start_us`.
+    pub fn apply_shuffle(&mut self, perm: &crate::shuffle::Permutation, start_us: u64) {
+        self.shuffled_us = self.shuffled_us.max(start_us);
+        let Some(last) = (perm.first + perm.order.len() as u64).checked_sub(1) else {
+            return;
+        };
+        if perm.order.is_empty() || last > self.tail() || perm.first <= self.admitted_seq {
+            debug_assert!(perm.order.is_empty(), "a shuffle outside the waiting queue");
+            return;
+        }
+        let was_left: Vec<bool> = perm.order.iter().map(|&s| self.is_left(s)).collect();
+        let mut words = self.left.words.clone();
+        if self.moved.len() < last as usize {
+            self.moved.resize(last as usize, 0);
+        }
+        for (i, (ticket, seq)) in perm.moves().enumerate() {
+            self.stamps[(seq - 1) as usize] = perm.stamps[i];
+            let (word, bit) = (((seq - 1) / 64) as usize, 1u64 << ((seq - 1) % 64));
+            if words.len() <= word {
+                words.resize(word + 1, 0);
+            }
+            if was_left[i] {
+                words[word] |= bit;
+            } else {
+                words[word] &= !bit;
+            }
+            self.moved[(ticket - 1) as usize] = i32::try_from(seq as i64 - ticket as i64)
+                .expect("a block of fewer than 2^31 places");
+        }
+        self.left = LeftSet::from_words(words);
     }
 
     /// Marks `seq` as left. `true` if it was not already; a waiting leaver stops counting as

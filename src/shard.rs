@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::ShardReading;
 use crate::queue::ShardQueue;
+use crate::shuffle::ShuffleSpec;
 
 mod snapshot;
 #[cfg(test)]
@@ -86,6 +87,16 @@ pub enum Op {
         upto: u64,
         now: u64,
     },
+    /// A scheduled event's shuffle of the pre-queue ([`crate::shuffle`]); the shard's epoch and
+    /// index name its tickets.
+    Shuffle {
+        epoch: u32,
+        shard: u16,
+        /// Hex.
+        seed: String,
+        prequeue_us: u64,
+        start_us: u64,
+    },
 }
 
 /// What applying an [`Op`] answered.
@@ -97,6 +108,8 @@ pub enum Outcome {
     Session(Option<u64>),
     Expire,
     Admitted(u64),
+    /// How many places the shuffle reordered.
+    Shuffled(u64),
 }
 
 /// A run of seqs admitted together, and which of them arrived or left since.
@@ -210,6 +223,7 @@ impl Shard {
             admitted_total: self.admitted_total,
             listed_below: ShardReading::bound(&heads, waiting),
             heads,
+            shuffled_us: self.queue.shuffled_us(),
         }
     }
 
@@ -247,6 +261,43 @@ impl Shard {
                 Outcome::Expire
             }
             Op::AdmitThrough { upto, now } => Outcome::Admitted(self.admit_through(*upto, *now)),
+            Op::Shuffle {
+                epoch,
+                shard,
+                seed,
+                prequeue_us,
+                start_us,
+            } => {
+                let spec = ShuffleSpec {
+                    seed: crate::shuffle::from_hex(seed).unwrap_or_default(),
+                    prequeue_us: *prequeue_us,
+                    start_us: *start_us,
+                };
+                Outcome::Shuffled(self.shuffle(*epoch, *shard, &spec))
+            }
+        }
+    }
+
+    /// Puts the pre-queue of `spec` in its shuffled order (once: a shuffle at or before the
+    /// last one applied does nothing). Returns how many places it reordered.
+    pub fn shuffle(&mut self, epoch: u32, shard: u16, spec: &ShuffleSpec) -> u64 {
+        if spec.start_us <= self.queue.shuffled_us() {
+            return 0;
+        }
+        let (first, last, floor) = self.queue.prequeue_block(spec.prequeue_us, spec.start_us);
+        let perm = spec.permute(epoch, shard, first, last, floor);
+        self.queue.apply_shuffle(&perm, spec.start_us);
+        perm.order.len() as u64
+    }
+
+    /// The op that applies `spec` to shard `shard` of epoch `epoch`.
+    pub fn shuffle_op(epoch: u32, shard: u16, spec: &ShuffleSpec) -> Op {
+        Op::Shuffle {
+            epoch,
+            shard,
+            seed: crate::shuffle::hex(&spec.seed),
+            prequeue_us: spec.prequeue_us,
+            start_us: spec.start_us,
         }
     }
 
@@ -267,7 +318,7 @@ impl Shard {
                 return ShardJoin {
                     existing: true,
                     seq,
-                    stamp: self.queue.stamp(seq).unwrap_or(0),
+                    stamp: self.queue.stamp(self.queue.locate(seq)).unwrap_or(0),
                     standing,
                 };
             }
@@ -295,9 +346,10 @@ impl Shard {
         }
     }
 
-    /// Where the visitor at `seq` stands; an admitted visitor inside the claim window arrives
-    /// now.
+    /// Where the visitor with ticket seq `seq` stands; an admitted visitor inside the claim
+    /// window arrives now.
     pub fn visit(&mut self, seq: u64, now: u64, timing: Timing) -> Standing {
+        let seq = self.queue.locate(seq);
         if !self.queue.contains(seq) {
             return Standing::Expired;
         }
@@ -334,6 +386,7 @@ impl Shard {
     /// session, and marks the visitor as left for good. `None` when the shard never gave out
     /// `seq`; else whether something was ended.
     pub fn end(&mut self, seq: u64, now: u64) -> Option<bool> {
+        let seq = self.queue.locate(seq);
         if !self.queue.contains(seq) {
             return None;
         }
@@ -358,6 +411,7 @@ impl Shard {
 
     /// Whether the session at `seq` is live, and its expiry; with `renew`, pushed out first.
     pub fn session(&mut self, seq: u64, renew: bool, now: u64, timing: Timing) -> Option<u64> {
+        let seq = self.queue.locate(seq);
         if self.queue.is_left(seq) {
             return None;
         }
@@ -415,7 +469,7 @@ impl Shard {
     /// Drops the user entries of ended places.
     fn sweep(&mut self) {
         let mut users = std::mem::take(&mut self.users);
-        users.sweep(|seq| self.holds_place(seq));
+        users.sweep(|seq| self.holds_place(self.queue.locate(seq)));
         self.users = users;
     }
 
@@ -436,7 +490,9 @@ impl Shard {
 
     /// The user entries whose place is live.
     fn live_users(&self) -> impl Iterator<Item = (&UserKey, u64)> {
-        self.users.iter().filter(|&(_, seq)| self.holds_place(seq))
+        self.users
+            .iter()
+            .filter(|&(_, seq)| self.holds_place(self.queue.locate(seq)))
     }
 
     /// Admits every waiting visitor through `upto` as one batch; returns how many.
@@ -616,5 +672,63 @@ mod tests {
         assert_eq!(shard.end(3, 3), Some(true));
         assert_eq!(shard.active(), 0);
         assert_eq!(shard.end(99, 3), None);
+    }
+
+    #[test]
+    fn a_shuffle_reorders_the_prequeue_and_tickets_keep_their_places() {
+        let spec = ShuffleSpec {
+            seed: vec![3; 32],
+            prequeue_us: 1_000,
+            start_us: 2_000,
+        };
+        let mut shard = Shard::new();
+        // One visitor from before the pre-queue, eight in it (one leaves), one after the start.
+        shard.join(Some("early"), 500, false, 0, T);
+        for stamp in 0..8 {
+            shard.join(Some(&format!("u{stamp}")), 1_000 + stamp * 10, false, 1, T);
+        }
+        shard.end(4, 1);
+        let op = Shard::shuffle_op(7, 1, &spec);
+        assert_eq!(shard.apply(&op), Outcome::Shuffled(8));
+        // Once only.
+        assert_eq!(shard.apply(&op), Outcome::Shuffled(0));
+        shard.join(None, 2_500, false, 3, T);
+        assert!(shard.is_consistent());
+
+        let key = |seq: u64| crate::shuffle::rank_key(&spec.seed, &format!("00000007-1-{seq}"));
+        let mut expected: Vec<u64> = (2..=9).filter(|&s| s != 4).collect();
+        expected.sort_by_key(|&s| key(s));
+        let mut order = vec![1];
+        order.extend(expected);
+        order.push(10);
+        // Admission goes in that order, by ticket seq; the leaver stays left.
+        let mut admitted = Vec::new();
+        for _ in 0..order.len() {
+            shard.admit(1, 5);
+            let new: Vec<u64> = (1..=10)
+                .filter(|s| !admitted.contains(s))
+                .filter(|&s| matches!(shard.clone().visit(s, 5, T), Standing::Admitted { .. }))
+                .collect();
+            admitted.extend(new);
+        }
+        assert_eq!(admitted, order);
+        assert_eq!(shard.visit(4, 6, T), Standing::Left);
+        // A user id's second join finds its place where the shuffle put it.
+        let again = shard.join(Some("u3"), 3_000, false, 6, T);
+        assert!(again.existing);
+        assert_eq!(again.seq, 5);
+        assert_eq!(again.stamp, spec.stamp_of(&key(5)).max(again.stamp));
+        assert!(spec.covers(again.stamp));
+        // A snapshot keeps the moves.
+        let restored = Shard::restore(
+            &shard.snapshot_state(),
+            shard
+                .snapshot_visitors(1, 4)
+                .iter()
+                .map(|(_, b)| b.as_slice()),
+        )
+        .unwrap();
+        assert_eq!(restored, shard);
+        assert_eq!(restored.queue().locate(5), shard.queue().locate(5));
     }
 }

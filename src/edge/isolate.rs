@@ -43,6 +43,8 @@ struct Isolate {
     object_calls: BTreeMap<&'static str, u64>,
     next_shard: u64,
     last_stamp: u64,
+    /// By room and epoch: the `start_us` of the last shuffle this isolate saw every shard apply.
+    shuffled: BTreeMap<(String, u32), u64>,
 }
 
 impl Default for Isolate {
@@ -55,6 +57,7 @@ impl Default for Isolate {
             object_calls: BTreeMap::new(),
             next_shard: 0,
             last_stamp: 0,
+            shuffled: BTreeMap::new(),
         }
     }
 }
@@ -269,5 +272,27 @@ pub fn remember_session(key: (String, u32, u16, u64), expires_at: Option<u64>, n
                 i.sessions.pop(&key);
             }
         }
+    });
+}
+
+/// The `start_us` of the last shuffle this isolate saw every shard of the room apply (0: none).
+pub fn shuffled(room: &RoomId, epoch: u32) -> u64 {
+    ISOLATE.with(|i| {
+        i.borrow()
+            .shuffled
+            .get(&(room.as_str().to_owned(), epoch))
+            .copied()
+            .unwrap_or(0)
+    })
+}
+
+pub fn remember_shuffled(room: &RoomId, epoch: u32, start_us: u64) {
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        let done = i
+            .shuffled
+            .entry((room.as_str().to_owned(), epoch))
+            .or_default();
+        *done = (*done).max(start_us);
     });
 }

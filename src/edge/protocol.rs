@@ -40,6 +40,17 @@ pub struct JoinRes {
     pub results: Vec<JoinedIn>,
 }
 
+/// A shuffle of the pre-queue for one shard ([`crate::shuffle`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShuffleReq {
+    pub epoch: u32,
+    pub shard: u16,
+    /// Hex.
+    pub seed: String,
+    pub prequeue_us: u64,
+    pub start_us: u64,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct VisitReq {
     pub seq: u64,

@@ -93,6 +93,8 @@ pub struct ShardLog {
     rewrite_bytes: u64,
     /// After a snapshot failed: the log bytes at which to try again.
     retry_at: u64,
+    /// A shuffle changed stamps that stored segments hold.
+    restamped: bool,
     /// The settings as loaded.
     settings: HashMap<String, u64>,
 }
@@ -130,6 +132,7 @@ impl ShardLog {
             last_segment: 0,
             rewrite_bytes: 0,
             retry_at: 0,
+            restamped: false,
             settings,
         };
         let mut shard = match through {
@@ -154,6 +157,8 @@ impl ShardLog {
                 let op: Op = serde_json::from_str(&row.op)
                     .map_err(|e| Error::RustError(format!("log row {}: {e}", row.id)))?;
                 shard.apply(&op);
+                // Segments stored before the shuffle hold the stamps it changed.
+                log.restamped |= matches!(op, Op::Shuffle { .. });
                 log.tail_rows += 1;
                 log.tail_bytes += row.op.len() as u64;
             }
@@ -290,6 +295,11 @@ impl ShardLog {
         Ok(())
     }
 
+    /// A shuffle changed stamps already stored: the next snapshot writes every segment.
+    pub fn restamped(&mut self) {
+        self.restamped = true;
+    }
+
     /// Whether the log since the last snapshot has grown enough for the next one.
     pub fn snapshot_due(&self) -> bool {
         self.tail_rows > 0
@@ -305,7 +315,9 @@ impl ShardLog {
     /// deletes the log rows it covers, in one transaction.
     pub fn snapshot(&mut self, shard: &Shard) -> Result<()> {
         let through = self.next_id - 1;
-        let from = if self.last_segment_is_partial() {
+        let from = if self.restamped {
+            1
+        } else if self.last_segment_is_partial() {
             self.last_segment
         } else {
             self.stored_tail + 1
@@ -326,6 +338,7 @@ impl ShardLog {
         })?;
         let tail = shard.queue().tail();
         self.stored_tail = tail;
+        self.restamped = false;
         if let Some((first, _)) = segments.last() {
             self.last_segment = *first;
         }

@@ -59,6 +59,7 @@ impl DurableObject for ShardObject {
         let response = match path.as_str() {
             "/join" => operation(&body, |r: JoinReq| self.join(r)),
             "/visit" => operation(&body, |r: VisitReq| self.visit(r)),
+            "/shuffle" => operation(&body, |r: ShuffleReq| self.shuffle(r)),
             "/end" => operation(&body, |r: EndReq| self.end(r)),
             "/session" => operation(&body, |r: SessionReq| self.session(r)),
             "/batch" => operation(&body, |r: BatchReq| self.batch(r)),
@@ -208,7 +209,7 @@ impl ShardObject {
         };
         let (stamp, ahead) = self.with(|l| {
             let queue = l.shard.queue();
-            let stamp = queue.stamp(req.seq).unwrap_or(0);
+            let stamp = queue.stamp(queue.locate(req.seq)).unwrap_or(0);
             let ahead = match standing {
                 Standing::Waiting => queue.waiting_before(stamp),
                 _ => 0,
@@ -220,6 +221,24 @@ impl ShardObject {
             stamp,
             ahead,
         })
+    }
+
+    /// Applies a shuffle of the pre-queue, once: its stamps change, so the next snapshot
+    /// writes every segment again.
+    fn shuffle(&self, req: ShuffleReq) -> Answer<ShardReport> {
+        let due = self.with(|l| req.start_us > l.shard.queue().shuffled_us());
+        if due {
+            let op = Op::Shuffle {
+                epoch: req.epoch,
+                shard: req.shard,
+                seed: req.seed,
+                prequeue_us: req.prequeue_us,
+                start_us: req.start_us,
+            };
+            self.apply(op, |_, _| true)?;
+            self.with(|l| l.log.restamped());
+        }
+        Ok(self.report(0, 0))
     }
 
     fn end(&self, req: EndReq) -> Answer<EndRes> {
@@ -299,7 +318,15 @@ impl ShardObject {
         let Some(order) = req.order else {
             return Ok(self.report(req.heads, 0));
         };
-        let (paused, before) = self.with(|l| (l.paused, l.shard.queue().admitted_seq()));
+        let (paused, before, shuffled_us) = self.with(|l| {
+            let queue = l.shard.queue();
+            (l.paused, queue.admitted_seq(), queue.shuffled_us())
+        });
+        if order.shuffled_us < shuffled_us {
+            // Planned from the order before a shuffle: its seqs name other places now. The
+            // next tick plans again.
+            return Ok(self.report(req.heads, 0));
+        }
         // A pause that reached the shard after the batch was planned still stops it.
         let upto = if paused && !req.operator {
             0

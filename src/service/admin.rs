@@ -55,12 +55,17 @@ async fn require_admin(
 /// The room view; `fresh` reads the store now, else what it last knew (a list of every room
 /// should not cost a round through every shard of every room).
 async fn view(s: &Service, record: RoomRecord, fresh: bool) -> Result<RoomView, AppError> {
-    let stats = s.store.stats(&record, s.now(), fresh).await?;
+    let now = s.now();
+    let stats = s.store.stats(&record, now, fresh).await?;
     Ok(RoomView {
         id: record.id,
         config: record.config,
         paused: record.paused,
-        events: record.events,
+        events: record
+            .events
+            .iter()
+            .map(|(id, e)| (id.clone(), e.redacted(now)))
+            .collect(),
         stats,
     })
 }

@@ -43,7 +43,7 @@ pub fn router() -> Router<Arc<Service>> {
 fn view(id: &str, event: &Event, now: u64) -> EventView {
     EventView {
         id: id.to_owned(),
-        event: event.clone(),
+        event: event.redacted(now),
         state: event.state(now),
     }
 }
@@ -84,7 +84,8 @@ async fn put_event(
     let now = s.now();
     let event = Event::from_json(&body, now)?;
     let record = record(&s, &room, now).await?;
-    let (events, created) = event::put(&record.events, &id, event.clone())?;
+    let event = event.with_seed(record.events.get(&id), || s.random_bytes());
+    let (events, created) = event::put(&record.events, &id, event.clone(), now)?;
     s.store.set_events(&room, events, now).await?;
     s.rooms_changed();
     let status = if created {

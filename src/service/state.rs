@@ -171,6 +171,13 @@ impl Service {
         u32::from_be_bytes(bytes)
     }
 
+    /// Random bytes from the platform's source (a shuffled event's seed).
+    pub fn random_bytes<const N: usize>(&self) -> [u8; N] {
+        let mut bytes = [0u8; N];
+        self.platform.random(&mut bytes);
+        bytes
+    }
+
     pub(crate) fn rooms_changed(&self) {
         if let Some(hook) = &self.on_rooms_changed {
             hook();

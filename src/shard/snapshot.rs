@@ -1,7 +1,8 @@
 //! A shard as bytes, so that a store need not replay its whole log: the state (everything but
 //! the visitors, rewritten each time) and the visitors in segments of consecutive seqs (their
-//! join stamps and user ids). Stamps never change once given out, so a segment whose seqs have
-//! all been handed out never needs writing again; only the last, partial one and the state do.
+//! join stamps and user ids). Stamps change only in a shuffle, so a segment whose seqs have all
+//! been handed out needs writing again only after one (see [`Shard::shuffle`]); otherwise only
+//! the last, partial one and the state do.
 //!
 //! Format, version [`SNAPSHOT_VERSION`]; every integer is a big-endian `u64` unless said:
 //!
@@ -9,12 +10,15 @@
 //!   unclaimed; the leaver bit words (count, words: bit `(seq - 1) % 64` of word
 //!   `(seq - 1) / 64`); the open grants, oldest first (count; each first seq, last seq, admitted
 //!   at, unresolved, and its resolved bit words as count and words); the sessions in seq order
-//!   (count; each seq, expires at).
+//!   (count; each seq, expires at); the shuffles ([`crate::shuffle`]): the last one's
+//!   `start_us`, the ticket seqs before the first one a shuffle moved (skip), a count, and that
+//!   many moves from seq `skip + 1` on (big-endian `i32`, how far the place moved).
 //! - visitors: `"QGV"`, version (1 byte), first seq, count, the count join stamps (8 bytes
 //!   each), then the user ids the shard keeps whose place is in the segment, in seq order (count;
 //!   each seq, and the id's [`UserKey`], 16 bytes).
 //!
-//! Version 1, read still (its segments may be full, and so never rewritten), differs only in
+//! Version 2 is version 3 without the shuffles. Version 1, read still (its segments may be
+//! full, and so never rewritten), differs only in
 //! the user ids: each is a length (big-endian `u32`) and the id's UTF-8 bytes, and is keyed on
 //! reading.
 //!
@@ -34,10 +38,12 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use super::{Grant, Shard, UserKey, Users};
 use crate::queue::ShardQueue;
 
-/// The snapshot format this code writes; it reads this one and version 1.
-pub const SNAPSHOT_VERSION: u8 = 2;
+/// The snapshot format this code writes; it reads this one and versions 1 and 2.
+pub const SNAPSHOT_VERSION: u8 = 3;
 /// Version 1 kept each user id's bytes, not its key.
 const PLAIN_USER_IDS: u8 = 1;
+/// Version 2's state ends with the sessions: no shuffle had happened.
+const UNSHUFFLED: u8 = 2;
 
 const STATE_MAGIC: &[u8; 3] = b"QGS";
 const VISITORS_MAGIC: &[u8; 3] = b"QGV";
@@ -89,7 +95,7 @@ impl<'a> Reader<'a> {
             return bad(format!("{what}: not a queuegate shard snapshot"));
         }
         match r.take(1)?[0] {
-            v @ (PLAIN_USER_IDS | SNAPSHOT_VERSION) => {
+            v @ (PLAIN_USER_IDS | UNSHUFFLED | SNAPSHOT_VERSION) => {
                 r.version = v;
                 Ok(r)
             }
@@ -121,6 +127,11 @@ impl<'a> Reader<'a> {
             Ok(n) if n.saturating_mul(min_size) <= self.bytes.len() => Ok(n),
             _ => bad(format!("{}: a count of {n} overruns it", self.what)),
         }
+    }
+
+    fn i32(&mut self) -> Result<i32, SnapshotError> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes(b.try_into().expect("4 bytes")))
     }
 
     fn words(&mut self) -> Result<Vec<u64>, SnapshotError> {
@@ -166,6 +177,15 @@ impl Shard {
         for (seq, expires_at) in sessions {
             w.u64(seq);
             w.u64(expires_at);
+        }
+        // The shuffles' moves, from the first ticket seq one moved.
+        let moved = queue.moved();
+        let skip = moved.iter().take_while(|&&d| d == 0).count();
+        w.u64(queue.shuffled_us());
+        w.u64(skip as u64);
+        w.u64((moved.len() - skip) as u64);
+        for d in &moved[skip..] {
+            w.0.extend_from_slice(&d.to_be_bytes());
         }
         w.0
     }
@@ -242,6 +262,19 @@ impl Shard {
             }
             session_expiry.insert((expires_at, seq));
         }
+        let (mut shuffled_us, mut moved) = (0, Vec::new());
+        if r.version >= SNAPSHOT_VERSION {
+            shuffled_us = r.u64()?;
+            let skip = r.u64()?;
+            let n = r.count(4)?;
+            if skip.saturating_add(n as u64) > tail {
+                return bad("state: moves beyond the last seq");
+            }
+            moved = vec![0; skip as usize];
+            for _ in 0..n {
+                moved.push(r.i32()?);
+            }
+        }
         r.end()?;
 
         let mut stamps = Vec::with_capacity(usize::try_from(tail).unwrap_or(0).min(1 << 24));
@@ -258,6 +291,7 @@ impl Shard {
         let Some(queue) = ShardQueue::from_parts(stamps, left_words, admitted_seq) else {
             return bad("the queue's parts do not fit together");
         };
+        let queue = queue.with_moves(moved, shuffled_us);
         let mut previous = 0;
         for g in &grants {
             let len = g.last_seq.checked_sub(g.first_seq).map(|d| d + 1);
@@ -564,6 +598,8 @@ mod tests {
         shard.end(2, 0);
         let mut state = shard.snapshot_state();
         state[3] = PLAIN_USER_IDS;
+        // Versions 1 and 2 end with the sessions, before the shuffles (none: 3 zeros).
+        state.truncate(state.len() - 24);
         // Written before bob left: the restore drops him.
         let all = [(1, "ann"), (2, "bob"), (3, "cy")];
         let segment = version_1_segment(&shard, 1, 3, &all);

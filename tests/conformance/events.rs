@@ -50,8 +50,13 @@ pub async fn events_are_checked_and_never_overlap(t: &Target) {
             "a mode",
         ),
         (
-            json!({"prequeue_at": pre, "start_at": start, "end_at": end, "shuffle": true}),
-            "a shuffle",
+            json!({"prequeue_at": start - 999, "start_at": start, "end_at": end, "shuffle": true}),
+            "a shuffled pre-queue under a second",
+        ),
+        (
+            json!({"prequeue_at": pre, "start_at": start, "end_at": end, "shuffle": true,
+                   "seed": "00"}),
+            "a seed of the caller's",
         ),
         (
             json!({"prequeue_at": pre, "start_at": start, "end_at": end, "extra": 1}),
@@ -242,4 +247,153 @@ pub async fn an_event_opens_its_prequeue_in_join_order(t: &Target) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(get_event(t, &room, "launch").await.json["state"], "ended");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A shuffled pre-queue: the event publishes the seed's hash from its creation and the seed from
+/// the opening, and the room admits the pre-queue in the order an auditor recomputes from them
+/// (the README's formula, computed here with sha2 alone), across shards; a visitor who joins
+/// after the opening waits behind the whole pre-queue.
+pub async fn a_shuffled_prequeue_opens_in_the_order_its_seed_gives(t: &Target) {
+    let room = unique("shuffle");
+    t.put_room(
+        &room,
+        json!({"max_active": 1000, "admit_per_minute": 60000, "shards": 2,
+               "paths": [format!("/{room}")]}),
+    )
+    .await;
+    let now = t.now();
+    // Long enough, on a real clock, for the joins below.
+    let start = now + 8_000;
+    let created = put_event(
+        t,
+        &room,
+        "drop",
+        json!({"prequeue_at": now, "start_at": start, "end_at": start + 600_000,
+               "shuffle": true, "admit_per_minute": 60}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let seed_sha256 = created.json["seed_sha256"].as_str().unwrap().to_owned();
+    assert_eq!(seed_sha256.len(), 64, "{}", created.text);
+    assert!(created.json.get("seed").is_none(), "{}", created.text);
+    let listed = t.room(&room).await;
+    assert_eq!(
+        listed["events"]["drop"]["seed_sha256"],
+        seed_sha256.as_str()
+    );
+    assert!(listed["events"]["drop"].get("seed").is_none(), "{listed}");
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["entry_credit"] == 0
+    })
+    .await;
+
+    let mut visitors = Vec::new();
+    for _ in 0..10 {
+        let joined = t.join(&room, None).await;
+        assert_eq!(status_of(&joined), "waiting", "{}", joined.text);
+        let id = joined.json["ticket_id"].as_str().unwrap().to_owned();
+        visitors.push((id, ticket_of(&joined)));
+    }
+    // Changing the pre-queue of an event under way is refused.
+    let moved = put_event(
+        t,
+        &room,
+        "drop",
+        json!({"prequeue_at": now, "start_at": start + 1, "end_at": start + 600_000,
+               "shuffle": true, "admit_per_minute": 60}),
+    )
+    .await;
+    assert_error(&moved, 409, "conflict", "a pre-queue under way moved");
+
+    t.advance_to(start).await;
+    let opened = get_event(t, &room, "drop").await;
+    let seed = opened.json["seed"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        sha256_hex(&hex_bytes(&seed)),
+        seed_sha256,
+        "{}",
+        opened.text
+    );
+    assert_eq!(opened.json["seed_sha256"], seed_sha256.as_str());
+    let late = t.join(&room, None).await;
+    assert_eq!(status_of(&late), "waiting", "{}", late.text);
+
+    // The order an auditor recomputes: SHA-256(seed bytes || ticket_id), ascending.
+    let seed = hex_bytes(&seed);
+    visitors.sort_by_key(|(id, _)| {
+        let mut bytes = seed.clone();
+        bytes.extend_from_slice(id.as_bytes());
+        sha256_hex(&bytes)
+    });
+    let identity: Vec<String> = {
+        let mut ids: Vec<String> = visitors.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort_by_key(|id| id.rsplit('-').next().unwrap().parse::<u64>().unwrap());
+        ids
+    };
+    assert_ne!(
+        visitors
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>(),
+        identity,
+        "the seed left the join order as it was (a chance of 1 in 3.6 million)"
+    );
+    // The event admits one a second. Polled from the last in the order to the first: once a
+    // visitor is seen admitted, everyone before them in the order must be too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut admitted_seen = false;
+        let mut admitted = 0;
+        // Polled later, a place earlier in the order can only stand further ahead.
+        let mut behind = u64::MAX;
+        for (rank, (id, ticket)) in visitors.iter().enumerate().rev() {
+            let reply = t.status(&room, ticket).await;
+            let status = status_of(&reply);
+            if status == "admitted" {
+                admitted_seen = true;
+                admitted += 1;
+            } else {
+                let position = reply.json["position"].as_u64().unwrap_or(u64::MAX);
+                assert!(
+                    position < behind,
+                    "{id} (rank {rank}) at position {position}, not ahead of the next in the \
+                     order ({behind})"
+                );
+                behind = position;
+                assert!(
+                    !admitted_seen,
+                    "{id} (rank {rank}) still waits while a later one was admitted: {}",
+                    reply.text
+                );
+                assert_eq!(status, "waiting", "{}", reply.text);
+            }
+        }
+        let late_reply = t.status(&room, &ticket_of(&late)).await;
+        if admitted < visitors.len() {
+            assert_eq!(status_of(&late_reply), "waiting", "{}", late_reply.text);
+        }
+        if admitted == visitors.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {admitted} of the pre-queue admitted"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 }

@@ -117,6 +117,7 @@ macro_rules! for_each_case {
             a_passthrough_room_queues_nobody,
             events_are_checked_and_never_overlap,
             an_event_opens_its_prequeue_in_join_order,
+            a_shuffled_prequeue_opens_in_the_order_its_seed_gives,
         );
     };
 }

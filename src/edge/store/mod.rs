@@ -32,6 +32,7 @@ use crate::service::{
     Joined, Platform, RemoteScheduling, RouteTable, Store, StoreError, StoreResult,
 };
 use crate::shard::{Standing, Timing};
+use crate::shuffle::ShuffleSpec;
 use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
 
@@ -68,10 +69,49 @@ impl DurableStore {
     }
 
     async fn known_entry(&self, room: &RoomId, now: u64) -> StoreResult<RoomEntry> {
-        self.entry(room, now)
+        let entry = self
+            .entry(room, now)
             .await
             .map_err(|e| remote(e, room))?
-            .ok_or_else(|| StoreError::UnknownRoom(room.clone()))
+            .ok_or_else(|| StoreError::UnknownRoom(room.clone()))?;
+        // Nobody sees a pre-queue unshuffled after its opening, whatever it asks.
+        self.shuffle_due(&entry, now)
+            .await
+            .map_err(|e| remote(e, room))?;
+        Ok(entry)
+    }
+
+    /// Has every shard apply the shuffles of the room's events that started by `now` (each
+    /// shard applies one once), unless this isolate saw them applied already; publishes the
+    /// shuffled shards' summaries.
+    async fn shuffle_due(&self, entry: &RoomEntry, now: u64) -> Outcome<()> {
+        let record = &entry.record;
+        let done = isolate::shuffled(&record.id, record.epoch);
+        for spec in ShuffleSpec::due(&record.events, done, now) {
+            for shard in 0..record.config.shards {
+                let request = ShuffleReq {
+                    epoch: record.epoch,
+                    shard,
+                    seed: crate::shuffle::hex(&spec.seed),
+                    prequeue_us: spec.prequeue_us,
+                    start_us: spec.start_us,
+                };
+                let report: ShardReport = self
+                    .call_shard(entry, shard, "shuffle", "shuffle", &request)
+                    .await?;
+                let publish = PublishShardReq {
+                    id: record.id.clone(),
+                    shard,
+                    summary: report.summary,
+                };
+                let _: () = self
+                    .call_registry("shuffle_publish", "publish_shard", &publish)
+                    .await?;
+            }
+            isolate::remember_shuffled(&record.id, record.epoch, spec.start_us);
+            isolate::outdate_rooms();
+        }
+        Ok(())
     }
 
     pub(super) fn call_shard<'a, Q: serde::Serialize, A: serde::de::DeserializeOwned>(

@@ -11,6 +11,7 @@ use crate::limit::{ClientKey, Decision, JoinLimit};
 use crate::queue::estimate_position;
 use crate::service::Joined;
 use crate::shard::user_hash;
+use crate::shuffle::ShuffleSpec;
 use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
 
@@ -120,7 +121,9 @@ impl DurableStore {
     ) -> Outcome<VisitorState> {
         let place = ticket.place;
         let shard = usize::from(place.shard);
-        if let Some(summary) = entry.summaries.get(shard) {
+        // A place a shuffle moved is not where its ticket says: only the shard knows.
+        let moved = ShuffleSpec::moved(&entry.record.events, ticket.joined_us, now);
+        if let Some(summary) = entry.summaries.get(shard).filter(|_| !moved) {
             if summary.left.contains(&place.seq) {
                 return Ok(VisitorState::Left);
             }

@@ -88,6 +88,20 @@ impl MemoryStore {
         Ok(f(&mut room))
     }
 
+    /// [`MemoryStore::with_room`] for what reads or changes the queue at `now`: the shuffles due
+    /// by then are applied first.
+    fn with_queue_at<T>(
+        &self,
+        id: &RoomId,
+        now: u64,
+        f: impl FnOnce(&mut Room) -> T,
+    ) -> StoreResult<T> {
+        self.with_room(id, |room| {
+            room.catch_up(now);
+            f(room)
+        })
+    }
+
     fn records(&self) -> Vec<RoomRecord> {
         let rooms: Vec<_> = self.rooms.read().values().cloned().collect();
         let mut records: Vec<_> = rooms.iter().map(|r| r.lock().record.clone()).collect();
@@ -176,7 +190,7 @@ impl Store for MemoryStore {
     }
 
     async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {
-        self.with_room(&room.id, |room| {
+        self.with_queue_at(&room.id, now, |room| {
             room.expire(now);
             room.stats()
         })
@@ -229,7 +243,7 @@ impl Store for MemoryStore {
         now: u64,
     ) -> StoreResult<Joined> {
         let hold = room.opens_at.is_some();
-        self.with_room(&room.id, |room| room.join(user_id, hold, now))
+        self.with_queue_at(&room.id, now, |room| room.join(user_id, hold, now))
     }
 
     async fn visit(
@@ -238,11 +252,11 @@ impl Store for MemoryStore {
         ticket: &Ticket,
         now: u64,
     ) -> StoreResult<VisitorState> {
-        self.with_room(&room.id, |room| room.visit(ticket.place, now))
+        self.with_queue_at(&room.id, now, |room| room.visit(ticket.place, now))
     }
 
     async fn end(&self, room: &RoomRecord, place: Place, now: u64) -> StoreResult<Option<bool>> {
-        self.with_room(&room.id, |room| room.end(place, now))
+        self.with_queue_at(&room.id, now, |room| room.end(place, now))
     }
 
     async fn session(
@@ -252,11 +266,11 @@ impl Store for MemoryStore {
         renew: bool,
         now: u64,
     ) -> StoreResult<Option<u64>> {
-        self.with_room(&room.id, |room| room.session(place, renew, now))
+        self.with_queue_at(&room.id, now, |room| room.session(place, renew, now))
     }
 
     async fn admit_now(&self, room: &RoomRecord, count: u64, now: u64) -> StoreResult<u64> {
-        self.with_room(&room.id, |room| {
+        self.with_queue_at(&room.id, now, |room| {
             room.expire(now);
             room.run(Batch::Operator { count }, now)
         })
@@ -304,7 +318,7 @@ impl Scheduling for MemoryStore {
         if !self.fence_is_current(fence) {
             return Err(StoreError::Fenced);
         }
-        self.with_room(&room.id, |room| {
+        self.with_queue_at(&room.id, now, |room| {
             room.expire(now);
             let decision = decide(room.load());
             room.record.measured_rate = decision.rate;

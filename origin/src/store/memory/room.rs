@@ -6,6 +6,7 @@ use queuegate::controller::RoomLoad;
 use queuegate::plan::{plan, Batch, Freshness, ShardReading};
 use queuegate::queue::{position, ShardQueue};
 use queuegate::shard::{user_hash, Shard, Standing, Timing};
+use queuegate::shuffle::ShuffleSpec;
 use queuegate::{Place, RoomConfig, RoomId, VisitorState};
 
 use crate::store::{Joined, RoomRecord, StoreError, StoreResult};
@@ -98,6 +99,22 @@ impl Room {
         self.shards.get_mut(usize::from(place.shard))
     }
 
+    /// Applies the shuffles of the room's events that have started by `now` and that a shard
+    /// has not applied yet: before any operation, so that nobody sees the pre-queue unshuffled
+    /// after the opening.
+    pub(super) fn catch_up(&mut self, now: u64) {
+        let shuffled_us = self
+            .queues()
+            .map(ShardQueue::shuffled_us)
+            .min()
+            .unwrap_or(0);
+        for spec in ShuffleSpec::due(&self.record.events, shuffled_us, now) {
+            for (index, shard) in self.shards.iter_mut().enumerate() {
+                shard.shuffle(self.record.epoch, index as u16, &spec);
+            }
+        }
+    }
+
     pub(super) fn next_stamp(&mut self, now: u64) -> u64 {
         self.last_stamp = (now.saturating_mul(1000)).max(self.last_stamp + 1);
         self.last_stamp
@@ -153,7 +170,10 @@ impl Room {
             return VisitorState::Expired;
         };
         let standing = shard.visit(place.seq, now, timing);
-        let stamp = shard.queue().stamp(place.seq).unwrap_or(0);
+        let stamp = shard
+            .queue()
+            .stamp(shard.queue().locate(place.seq))
+            .unwrap_or(0);
         self.state_of(standing, stamp)
     }
 

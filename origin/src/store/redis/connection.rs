@@ -226,7 +226,7 @@ where
         T: redis::FromRedisValue,
     {
         let mut all = keys.to_vec();
-        // KEYS[9] must exist for the shared helpers: a same-slot dummy user bucket.
+        // KEYS[10] must exist for the shared helpers: a same-slot dummy user bucket.
         all.push(keys::user_bucket(keys, 0));
         self.script(script, &all, &args).await
     }
@@ -260,11 +260,12 @@ fn store_error(err: RedisError) -> StoreError {
     }
 }
 
-/// A script argument: a number or a string.
+/// A script argument: a number, a string or bytes.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Arg<'a> {
     Num(u64),
     Str(&'a str),
+    Bytes(&'a [u8]),
 }
 
 impl From<u64> for Arg<'_> {
@@ -296,6 +297,7 @@ impl redis::ToRedisArgs for Arg<'_> {
                 let _ = write!(out.writer_for_next_arg(), "{n}");
             }
             Arg::Str(s) => out.write_arg(s.as_bytes()),
+            Arg::Bytes(b) => out.write_arg(b),
         }
     }
 }

@@ -12,14 +12,15 @@ use queuegate::controller::RoomLoad;
 use queuegate::plan::ShardReading;
 use queuegate::queue::ShardQueue;
 use queuegate::shard::{Standing, Timing};
+use queuegate::shuffle::ShuffleSpec;
 use queuegate::Place;
 use redis::aio::ConnectionLike;
 
-use super::replies::{AdmitReply, JoinReply, SyncReply};
+use super::replies::{AdmitReply, JoinReply, QueueReply, SyncReply};
 use super::scripts::OnShard;
 use super::store::RedisStore;
 use super::{batch, keys};
-use crate::store::{Fence, RoomRecord, StoreResult};
+use crate::store::{Fence, RoomRecord, StoreError, StoreResult};
 
 /// The most stamp or left-log bytes one sync reads (half a million visitors).
 const MAX_SYNC_BYTES: u64 = 4 << 20;
@@ -123,6 +124,7 @@ impl Room {
                     // Those stamped from the cutoff on may not all be in the mirror yet.
                     listed_below: ShardReading::bound(&listed, waiting).min(cutoff),
                     heads: listed,
+                    shuffled_us: queue.shuffled_us(),
                 }
             })
             .collect()
@@ -183,6 +185,17 @@ impl Room {
     /// Where a sync of `shard` should read from: the stamp bytes and left-log bytes applied.
     fn sync_from(&self, shard: usize) -> (u64, u64) {
         (self.queues[shard].tail() * 8, self.shards[shard].left_bytes)
+    }
+
+    /// Replaces the mirror of `shard` with the whole queue read after a shuffle.
+    fn reload(&mut self, shard: usize, reply: &QueueReply) -> StoreResult<()> {
+        let queue = reply.queue().ok_or_else(|| {
+            StoreError::Unavailable("a shard's queue read back does not fit together".into())
+        })?;
+        self.queues[shard] = queue;
+        self.shards[shard].left_bytes = reply.left_log_bytes;
+        self.fold_pending(shard);
+        Ok(())
     }
 
     /// Applies a sync reply; returns whether more bytes wait to be read.
@@ -272,8 +285,73 @@ where
             (r.sync_from(shard), r.record.config.claim_window_ms())
         };
         let reply = on.sync(now, window, from, max_bytes, fence.take()).await?;
+        let shuffled_us = room.lock().queues[shard].shuffled_us();
+        if reply.shuffled_us != shuffled_us {
+            // A shuffle moved stamps and leavers that reading on from here would miss.
+            let queue = on.queue().await?;
+            room.lock().reload(shard, &queue)?;
+            continue;
+        }
         if !room.lock().apply(shard, from, &reply) {
             return Ok(reply);
         }
+    }
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// Applies the shuffles of the room's events that have started by `now` to every shard that
+    /// has not had them (whichever instance gets there first; the script applies each once),
+    /// and brings the mirror to the shuffled queue. Nothing to do, and no round trip, once the
+    /// mirror has seen them.
+    pub(super) async fn shuffle_due(&self, room: &Arc<Mutex<Room>>, now: u64) -> StoreResult<()> {
+        let due = {
+            let r = room.lock();
+            let shuffled_us = r.queues.iter().map(ShardQueue::shuffled_us).min();
+            ShuffleSpec::due(&r.record.events, shuffled_us.unwrap_or(0), now)
+        };
+        for spec in due {
+            let shards = room.lock().queues.len();
+            for shard in 0..shards {
+                self.shuffle_shard(room, shard, &spec, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn shuffle_shard(
+        &self,
+        room: &Arc<Mutex<Room>>,
+        shard: usize,
+        spec: &ShuffleSpec,
+        now: u64,
+    ) -> StoreResult<()> {
+        const TRIES: usize = 3;
+        let (keys, epoch) = {
+            let r = room.lock();
+            (r.shards[shard].keys.clone(), r.record.epoch)
+        };
+        let on = self.on(&keys);
+        for _ in 0..TRIES {
+            catch_up(&on, room, shard, now, None, MAX_SYNC_BYTES).await?;
+            let perm = {
+                let r = room.lock();
+                let queue = &r.queues[shard];
+                if queue.shuffled_us() >= spec.start_us {
+                    return Ok(());
+                }
+                let (first, last, floor) = queue.prequeue_block(spec.prequeue_us, spec.start_us);
+                spec.permute(epoch, shard as u16, first, last, floor)
+            };
+            if on.shuffle(spec, &perm).await?.is_some() {
+                let queue = on.queue().await?;
+                return room.lock().reload(shard, &queue);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the pre-queue of shard {shard} kept changing while it was shuffled"
+        )))
     }
 }

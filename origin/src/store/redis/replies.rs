@@ -123,11 +123,13 @@ pub struct SyncReply {
     pub left_bytes: u64,
     pub stamps: Vec<u8>,
     pub lefts: Vec<u8>,
+    /// The `start_us` of the shard's last shuffle (0: none).
+    pub shuffled_us: u64,
 }
 
 impl FromRedisValue for SyncReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let mut f = Fields::of(v, "sync", 10)?;
+        let mut f = Fields::of(v, "sync", 11)?;
         Ok(SyncReply {
             admitted_seq: f.next()?,
             left_waiting: f.next()?,
@@ -139,7 +141,64 @@ impl FromRedisValue for SyncReply {
             left_bytes: f.next()?,
             stamps: f.next()?,
             lefts: f.next()?,
+            shuffled_us: f.next()?,
         })
+    }
+}
+
+/// A shard's whole queue, as a mirror reads it again after a shuffle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueReply {
+    pub admitted_seq: u64,
+    pub shuffled_us: u64,
+    /// 8 bytes a seq, big-endian.
+    pub stamps: Vec<u8>,
+    /// Redis's bitmap: bit `seq` (most significant first in each byte) set for a leaver.
+    pub left_bitmap: Vec<u8>,
+    /// 4 bytes (big-endian `i32`) a ticket seq from seq 1.
+    pub moves: Vec<u8>,
+    pub left_log_bytes: u64,
+}
+
+impl FromRedisValue for QueueReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let mut f = Fields::of(v, "queue", 6)?;
+        Ok(QueueReply {
+            admitted_seq: f.next()?,
+            shuffled_us: f.next()?,
+            stamps: f.next()?,
+            left_bitmap: f.next()?,
+            moves: f.next()?,
+            left_log_bytes: f.next()?,
+        })
+    }
+}
+
+impl QueueReply {
+    /// The queue it describes; `None` when its parts do not fit together.
+    pub fn queue(&self) -> Option<queuegate::queue::ShardQueue> {
+        let stamps: Vec<u64> = self
+            .stamps
+            .chunks_exact(8)
+            .map(|b| u64::from_be_bytes(b.try_into().expect("chunks of 8")))
+            .collect();
+        let mut words = vec![0u64; stamps.len().div_ceil(64)];
+        for (byte_index, &byte) in self.left_bitmap.iter().enumerate() {
+            for bit in 0..8 {
+                let seq = byte_index as u64 * 8 + bit;
+                if byte & (0x80 >> bit) != 0 && seq >= 1 {
+                    let i = usize::try_from((seq - 1) / 64).ok()?;
+                    *words.get_mut(i)? |= 1 << ((seq - 1) % 64);
+                }
+            }
+        }
+        let moves = self
+            .moves
+            .chunks_exact(4)
+            .map(|b| i32::from_be_bytes(b.try_into().expect("chunks of 4")))
+            .collect();
+        queuegate::queue::ShardQueue::from_parts(stamps, words, self.admitted_seq)
+            .map(|q| q.with_moves(moves, self.shuffled_us))
     }
 }
 
@@ -309,16 +368,33 @@ mod tests {
         };
         sync.push(Value::BulkString(vec![0; 8]));
         sync.push(Value::BulkString(Vec::new()));
+        sync.push(Value::Int(7));
         let sync = SyncReply::from_redis_value(Value::Array(sync)).unwrap();
         assert_eq!(
             (sync.admitted_seq, sync.left_waiting, sync.active),
             (5, 1, 4)
         );
+        assert_eq!(sync.shuffled_us, 7);
         assert_eq!((sync.stamp_bytes, sync.stamps.len()), (16, 8));
         assert_eq!(
             LeaseReply::from_redis_value(Value::Int(0)).unwrap().fence,
             None
         );
+        // A shuffled queue read back whole: seq 2 left (bit 2 of Redis's bitmap), seq 1 moved
+        // one place on.
+        let queue = QueueReply {
+            admitted_seq: 0,
+            shuffled_us: 9,
+            stamps: [1u64, 2].iter().flat_map(|s| s.to_be_bytes()).collect(),
+            left_bitmap: vec![0b0010_0000],
+            moves: [1i32, -1].iter().flat_map(|d| d.to_be_bytes()).collect(),
+            left_log_bytes: 8,
+        }
+        .queue()
+        .unwrap();
+        assert!(queue.is_left(2) && !queue.is_left(1));
+        assert_eq!((queue.locate(1), queue.locate(2)), (2, 1));
+        assert_eq!(queue.shuffled_us(), 9);
         assert_eq!(
             LeaseReply::from_redis_value(Value::Int(3)).unwrap().fence,
             Some(Fence(3))

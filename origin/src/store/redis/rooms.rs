@@ -74,8 +74,16 @@ where
 
     /// The room's mirror, fetching the record when this instance has not seen the room.
     pub(super) async fn mirror(&self, id: &RoomId, now: u64) -> StoreResult<Arc<Mutex<Room>>> {
-        if let Some(room) = self.rooms.read().get(id) {
-            return Ok(room.clone());
+        let room = self.cached_mirror(id, now).await?;
+        // Nobody sees a pre-queue unshuffled after its opening, whatever it asks.
+        self.shuffle_due(&room, now).await?;
+        Ok(room)
+    }
+
+    async fn cached_mirror(&self, id: &RoomId, now: u64) -> StoreResult<Arc<Mutex<Room>>> {
+        let cached = self.rooms.read().get(id).cloned();
+        if let Some(room) = cached {
+            return Ok(room);
         }
         {
             // One read a second for all the ids this instance does not know, whoever sends them;

@@ -8,11 +8,14 @@
 use std::sync::LazyLock;
 
 use queuegate::shard::{Standing, Timing};
+use queuegate::shuffle::{Permutation, ShuffleSpec};
 use redis::aio::ConnectionLike;
 use redis::Script;
 
-use super::connection::{Redis, FENCED};
-use super::replies::{AdmitReply, LeaveReply, SessionReply, Status, SyncReply, VisitReply};
+use super::connection::{Arg, Redis, FENCED};
+use super::replies::{
+    AdmitReply, LeaveReply, QueueReply, SessionReply, Status, SyncReply, VisitReply,
+};
 use crate::store::{Fence, StoreResult};
 
 macro_rules! shard_script {
@@ -28,6 +31,8 @@ pub static SESSION: LazyLock<Script> = shard_script!("session.lua");
 pub static SYNC: LazyLock<Script> = shard_script!("sync.lua");
 pub static ADMIT: LazyLock<Script> = shard_script!("admit.lua");
 pub static PAUSE: LazyLock<Script> = shard_script!("pause.lua");
+pub static SHUFFLE: LazyLock<Script> = shard_script!("shuffle.lua");
+pub static QUEUE: LazyLock<Script> = shard_script!("queue.lua");
 pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
 pub static JOIN_LIMIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/join_limit.lua")));
@@ -51,6 +56,8 @@ pub fn source(name: &str) -> Option<String> {
         "sync" => include_str!("lua/sync.lua"),
         "admit" => include_str!("lua/admit.lua"),
         "pause" => include_str!("lua/pause.lua"),
+        "shuffle" => include_str!("lua/shuffle.lua"),
+        "queue" => include_str!("lua/queue.lua"),
         _ => return None,
     };
     Some(shard_source(body))
@@ -164,6 +171,40 @@ where
                 ],
             )
             .await
+    }
+
+    /// Applies a shuffle's new order to the block `perm` covers (`first..first + n`, empty
+    /// for a shard with no pre-queue): the number of places reordered, 0 if the shuffle was
+    /// applied already, `None` if the block is no longer what the caller read.
+    pub async fn shuffle(
+        &self,
+        spec: &ShuffleSpec,
+        perm: &Permutation,
+    ) -> StoreResult<Option<u64>> {
+        let stamps: Vec<u8> = perm.stamps.iter().flat_map(|s| s.to_be_bytes()).collect();
+        let order: Vec<u8> = perm.order.iter().flat_map(|s| s.to_be_bytes()).collect();
+        let last = perm.first + perm.order.len() as u64 - 1;
+        let done: i64 = self
+            .redis
+            .shard_script(
+                &SHUFFLE,
+                self.keys,
+                [
+                    spec.start_us.into(),
+                    spec.prequeue_us.into(),
+                    perm.first.into(),
+                    last.into(),
+                    Arg::Bytes(&stamps),
+                    Arg::Bytes(&order),
+                ],
+            )
+            .await?;
+        Ok(u64::try_from(done).ok())
+    }
+
+    /// The shard's whole queue.
+    pub async fn queue(&self) -> StoreResult<QueueReply> {
+        self.redis.shard_script(&QUEUE, self.keys, []).await
     }
 
     /// Pauses or resumes the shard, dropping its entry credit on a pause or when asked.

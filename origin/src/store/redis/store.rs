@@ -379,20 +379,21 @@ where
                 return Ok(VisitorState::Expired);
             }
             let queue = &r.queues[shard];
-            if queue.contains(place.seq) {
-                if queue.is_left(place.seq) {
+            let seq = queue.locate(place.seq);
+            if queue.contains(seq) {
+                if queue.is_left(seq) {
                     return Ok(VisitorState::Left);
                 }
-                if place.seq > queue.admitted_seq() {
+                if seq > queue.admitted_seq() {
                     // Waiting: the mirror knows the position; no round trip.
-                    let stamp = queue.stamp(place.seq).expect("contained");
+                    let stamp = queue.stamp(seq).expect("contained");
                     return Ok(VisitorState::Waiting {
                         position: position(&r.queues, stamp),
                     });
                 }
             }
             (
-                queue.contains(place.seq),
+                queue.contains(seq),
                 r.shards[shard].keys.clone(),
                 r.timing(),
             )
@@ -402,11 +403,12 @@ where
             self.sync_shard(&room, shard, now, None).await?;
             let r = room.lock();
             let queue = &r.queues[shard];
-            if !queue.contains(place.seq) {
+            let seq = queue.locate(place.seq);
+            if !queue.contains(seq) {
                 return Ok(VisitorState::Expired);
             }
-            if queue.is_waiting(place.seq) {
-                let stamp = queue.stamp(place.seq).expect("contained");
+            if queue.is_waiting(seq) {
+                let stamp = queue.stamp(seq).expect("contained");
                 return Ok(VisitorState::Waiting {
                     position: position(&r.queues, stamp),
                 });
@@ -414,10 +416,11 @@ where
         }
         let standing = self.on(&keys).visit(place.seq, now, timing).await?;
         let mut r = room.lock();
+        let seq = r.queues[shard].locate(place.seq);
         if standing == Standing::Left {
-            r.learn_left(shard, place.seq);
+            r.learn_left(shard, seq);
         }
-        let stamp = r.queues[shard].stamp(place.seq).unwrap_or(0);
+        let stamp = r.queues[shard].stamp(seq).unwrap_or(0);
         Ok(state_of(standing, &r.queues, stamp))
     }
 
@@ -435,7 +438,10 @@ where
         let Some(ended) = self.on(&keys).leave(place.seq, now).await? else {
             return Ok(None);
         };
-        room.lock().learn_left(usize::from(place.shard), place.seq);
+        let mut r = room.lock();
+        let seq = r.queues[usize::from(place.shard)].locate(place.seq);
+        r.learn_left(usize::from(place.shard), seq);
+        drop(r);
         self.sessions
             .lock()
             .pop(&(id.clone(), place.shard, place.seq));

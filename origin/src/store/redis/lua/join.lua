@@ -1,6 +1,6 @@
 -- Joins a batch of visitors to the shard, in arrival order: the joins that reach an instance
 -- together share one script call.
--- KEYS[9] and after: the user buckets the batch needs (KEYS[9] is a same-slot dummy).
+-- KEYS[10] and after: the user buckets the batch needs (KEYS[10] is a same-slot dummy).
 -- ARGV: now (ms), session ttl (ms), claim window (ms), then four values per visitor:
 --       stamp (µs, the instance's clock), user id or '', index in KEYS of its user bucket, and
 --       1 when it may not enter at once (the room is in a pre-queue), else 0.
@@ -26,7 +26,7 @@ for i = 4, #ARGV, 4 do
     if known then
       local state = visit(known, now, ttl, window)
       if state[1] == WAITING or state[1] == ADMITTED then
-        emit(1, known, stamp_of(known), state[1], state[2])
+        emit(1, known, stamp_of(locate(known)), state[1], state[2])
         joined = true
       end
     end

@@ -1,6 +1,6 @@
--- ARGV: seq, now (ms). Returns {known, ended}: known 0 when the shard never gave out seq;
+-- ARGV: ticket seq, now (ms). Returns {known, ended}: known 0 when the shard never gave out seq;
 -- ended 1 when a place in the queue, an unclaimed admission or a live session ended.
-local seq, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+local seq, now = locate(tonumber(ARGV[1])), tonumber(ARGV[2])
 if seq < 1 or seq > tail() then
   return {0, 0}
 end

@@ -1,6 +1,6 @@
--- ARGV: seq, now (ms), session ttl (ms), renew (0/1). Returns {ADMITTED, expiry} for a live
+-- ARGV: ticket seq, now (ms), session ttl (ms), renew (0/1). Returns {ADMITTED, expiry} for a live
 -- session (pushed out by the ttl first when renewing), else {LEFT, 0} or {EXPIRED, 0}.
-local seq, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+local seq, now = locate(tonumber(ARGV[1])), tonumber(ARGV[2])
 if redis.call('GETBIT', KEYS[2], seq) == 1 then
   return {LEFT, 0}
 end

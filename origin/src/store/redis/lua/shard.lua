@@ -14,7 +14,13 @@
 -- KEYS[6] se  sessions: zset seq scored by expiry (ms)
 -- KEYS[7] rs  bit n set: admitted seq n arrived (or left) and cannot claim again
 -- KEYS[8] ll  left log: 8 bytes per seq that left while waiting, for mirrors to catch up
--- KEYS[9] u   this user id's bucket: hash user id -> seq (a same-slot dummy without a user)
+-- KEYS[9] mv  after a shuffle of a pre-queue: 4 bytes (big-endian, signed) per ticket seq from
+--             seq 1, how far its place moved (0, or beyond the string: not moved)
+-- KEYS[10] u  this user id's bucket: hash user id -> ticket seq (a same-slot dummy without a
+--             user)
+--
+-- A ticket's seq names a place; a shuffle moves places, so every script that takes a seq from
+-- a ticket first asks locate() which seq holds that place now.
 
 local function num(v)
   return tonumber(v) or 0
@@ -22,6 +28,14 @@ end
 
 local function tail()
   return redis.call('STRLEN', KEYS[1]) / 8
+end
+
+local function locate(seq)
+  local at = 4 * (seq - 1)
+  if seq < 1 or at >= redis.call('STRLEN', KEYS[9]) then
+    return seq
+  end
+  return seq + struct.unpack('>i4', redis.call('GETRANGE', KEYS[9], at, at + 3))
 end
 
 local function stamp_of(seq)
@@ -57,9 +71,10 @@ local function resolve(seq)
   return true
 end
 
--- Where seq stands: {status, session expiry (0 unless ADMITTED)}. An admitted visitor inside
--- the claim window arrives now.
-local function visit(seq, now, ttl, window)
+-- Where the ticket seq stands: {status, session expiry (0 unless ADMITTED)}. An admitted
+-- visitor inside the claim window arrives now.
+local function visit(ticket_seq, now, ttl, window)
+  local seq = locate(ticket_seq)
   if seq < 1 or seq > tail() then
     return {EXPIRED, 0}
   end

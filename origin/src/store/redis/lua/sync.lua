@@ -1,8 +1,9 @@
 -- Ends sessions and claim windows that are over, then reports the shard to a mirror.
 -- ARGV: now (ms), claim window (ms), stamps byte offset, left log byte offset, max bytes,
 --       fence (0: none; else the caller's lease fence, which it raises here first)
--- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs}
--- or the error FENCED.
+-- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs,
+-- the start_us of the last shuffle (0: none)} or the error FENCED. A mirror that has not seen
+-- that shuffle reads the whole queue again (queue.lua).
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fence = tonumber(ARGV[6])
 if fence > 0 then
@@ -26,7 +27,7 @@ while true do
   redis.call('HDEL', KEYS[5], first)
   redis.call('ZREM', KEYS[4], oldest)
 end
-local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot')
+local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv')
 local stamp_bytes = redis.call('STRLEN', KEYS[1])
 local left_bytes = redis.call('STRLEN', KEYS[8])
 local from, max = tonumber(ARGV[3]), tonumber(ARGV[5])
@@ -40,4 +41,4 @@ if left_from < left_bytes then
   lefts = redis.call('GETRANGE', KEYS[8], left_from, math.min(left_bytes, left_from + max) - 1)
 end
 return {num(meta[1]), num(meta[2]), num(meta[3]), num(meta[4]), num(meta[5]),
-        redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts}
+        redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts, num(meta[6])}
