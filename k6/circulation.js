@@ -28,6 +28,9 @@
 //   ESTIMATE_LOG      set: log each estimate shown and the wait that followed, a JSON line each
 //   POLL_CAP_S        poll at least this often, whatever the server recommends, so that the
 //                     moment of admission is known to within this much (the estimate runs)  [none]
+//   ABANDON_SHARE     the share of arrivals who join and then never ask again (closed the tab):
+//                     every 1/share-th arrival, so the others arrive as they would without them [0]
+//   ABANDON_AFTER_S   the room's abandon_after_s (how long a place may go unseen)  [the room's default]
 //
 // Custom metrics: visitor_wait_ms (join to admission, as the visitor saw it), wait_estimate_error_s
 // (the wait actually waited minus eta_seconds at join), wait_estimate_abs_error_s; the estimate
@@ -38,7 +41,10 @@
 // with eta_seconds null), the moment of admission taken as midway between the last poll that
 // said waiting and the one that said admitted; got_in and
 // left_ok (rates), and from the observer room_active, room_admitted, room_waiting and
-// room_admitted_total (with --out csv they are a time series).
+// room_admitted_total (with --out csv they are a time series), room_occupied (active + admitted,
+// which max_active bounds); abandoners (arrivals who left at once), present_admitted and
+// present_admitted_at_s (seconds since the start at which each present visitor was seen admitted:
+// its min and max give the present visitors' admission rate).
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 import exec from 'k6/execution';
@@ -63,6 +69,7 @@ const MIN_SUCCESS = num('MIN_SUCCESS', 1.0);
 const POLL_CAP_S = num('POLL_CAP_S', 0);
 const MIN_REL_WAIT_S = num('MIN_REL_WAIT_S', 10);
 const ESTIMATE_LOG = env('ESTIMATE_LOG', '') !== '';
+const ABANDON_SHARE = Math.min(1, Math.max(0, num('ABANDON_SHARE', 0)));
 export const ROOM_CONFIG = {
   paths: [PROTECTED_PATH],
   max_active: num('MAX_ACTIVE', 100),
@@ -71,6 +78,9 @@ export const ROOM_CONFIG = {
   session_ttl_s: 120,
   claim_window_s: 120,
 };
+if (env('ABANDON_AFTER_S', '') !== '') {
+  ROOM_CONFIG.abandon_after_s = num('ABANDON_AFTER_S', 120);
+}
 // The last visitors must have time to get through the queue that built up.
 const DRAIN_S = MAX_WAIT_S + STAY_S + 30;
 // How many visitors are in the room at once, at most: those let in for their stay and a poll or
@@ -96,6 +106,10 @@ const roomActive = new Trend('room_active');
 const roomAdmitted = new Trend('room_admitted');
 const roomWaiting = new Trend('room_waiting');
 const roomAdmittedTotal = new Trend('room_admitted_total');
+const roomOccupied = new Trend('room_occupied');
+const abandoners = new Counter('abandoners');
+const presentAdmitted = new Counter('present_admitted');
+const presentAdmittedAt = new Trend('present_admitted_at_s');
 
 const latency = [`p(95)<${P95_MS}`, `p(99)<${P99_MS}`];
 export const options = {
@@ -176,7 +190,10 @@ function postRetrying(url, payload, params) {
 
 // One visitor's whole visit.
 export default function (data) {
-  const user = `v-${exec.scenario.iterationInTest}`;
+  const arrival = exec.scenario.iterationInTest;
+  const user = `v-${arrival}`;
+  // Every 1/ABANDON_SHARE-th arrival joins and is gone.
+  const abandons = Math.floor((arrival + 1) * ABANDON_SHARE) > Math.floor(arrival * ABANDON_SHARE);
   const joinedAt = Date.now();
   // Every estimate shown while waiting: [when, eta_seconds].
   const shown = [];
@@ -187,6 +204,10 @@ export default function (data) {
   let answer = body(joined);
   if (!check(joined, { 'joined with a ticket': (r) => r.status === 200 && !!answer.ticket })) {
     gotIn.add(false);
+    return;
+  }
+  if (abandons) {
+    abandoners.add(1);
     return;
   }
   const ticket = answer.ticket;
@@ -220,6 +241,8 @@ export default function (data) {
   }
   const waitedMs = Date.now() - joinedAt;
   visitorWait.add(waitedMs);
+  presentAdmitted.add(1);
+  presentAdmittedAt.add((Date.now() - data.startedAt) / 1000);
   if (etaAtJoin !== null && etaAtJoin !== undefined && joined.json('status') === 'waiting') {
     estimateError.add(waitedMs / 1000 - etaAtJoin);
     estimateAbsError.add(Math.abs(waitedMs / 1000 - etaAtJoin));
@@ -279,6 +302,7 @@ export function observe() {
       roomAdmitted.add(stats.admitted || 0);
       roomWaiting.add(stats.waiting || 0);
       roomAdmittedTotal.add(stats.admitted_total || 0);
+      roomOccupied.add((stats.active || 0) + (stats.admitted || 0));
       const elapsed = (Date.now() - started) / 1000;
       const empty = !stats.active && !stats.admitted && !stats.waiting;
       if ((elapsed > DURATION_S + 2 && empty) || elapsed > DURATION_S + DRAIN_S) {

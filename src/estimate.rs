@@ -163,10 +163,12 @@ pub fn estimate(
     }
 }
 
-/// Visitors admitted between polls must still arrive within the claim window, so the poll
-/// interval stays well inside it.
+/// Visitors admitted between polls must still arrive within the claim window, and a waiting
+/// visitor who polls must never look gone ([`RoomConfig::abandon_after_s`]), so the poll
+/// interval stays well inside both.
 pub fn max_poll_ms(config: &RoomConfig) -> u64 {
-    (config.claim_window_ms() / 4).clamp(MIN_POLL_MS, MAX_POLL_MS)
+    let abandon = config.abandon_after_ms().unwrap_or(u64::MAX);
+    (config.claim_window_ms().min(abandon) / 4).clamp(MIN_POLL_MS, MAX_POLL_MS)
 }
 
 #[cfg(test)]

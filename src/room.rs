@@ -52,6 +52,11 @@ pub const MAX_ACTIVE_LIMIT: u64 = 100_000_000;
 pub const MAX_ADMIT_PER_MINUTE: u64 = 100_000_000;
 pub const MAX_SESSION_TTL_S: u64 = 7 * 24 * 3600;
 pub const MAX_CLAIM_WINDOW_S: u64 = 24 * 3600;
+/// Two minutes: a browser polls a hidden tab's page about once a minute (Chrome's intensive
+/// throttling after five minutes hidden), so a visitor who only switched tabs keeps the place.
+pub const DEFAULT_ABANDON_AFTER_S: u64 = 120;
+/// The shortest unseen time that ends a place: a few polls at the shortest interval.
+pub const MIN_ABANDON_AFTER_S: u64 = 4;
 pub const MAX_TICKET_TTL_S: u64 = 7 * 24 * 3600;
 
 /// A validated room id: 1 to 64 characters of `a-z`, `0-9`, `-` and `_`, starting with a letter
@@ -190,6 +195,11 @@ pub struct RoomConfig {
     /// Requests on the room's paths that go to the application without queueing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bypass: Vec<BypassRule>,
+    /// A waiting visitor not seen (no poll, no visit to the gate, no join again) for this long
+    /// has left: the place ends before admission reaches it, so that it takes neither a slot
+    /// nor an admission (0: never). Waiting pages are told to poll at least four times as
+    /// often.
+    pub abandon_after_s: u64,
 }
 
 /// Who may join a room.
@@ -234,6 +244,7 @@ impl Default for RoomConfig {
             bypass: Vec::new(),
             queueing_status: 200,
             max_waiting: None,
+            abandon_after_s: DEFAULT_ABANDON_AFTER_S,
         }
     }
 }
@@ -281,6 +292,14 @@ impl RoomConfig {
         if let Some(max) = self.max_waiting {
             check_range("max_waiting", max, 1, MAX_ACTIVE_LIMIT)?;
         }
+        if self.abandon_after_s != 0 {
+            check_range(
+                "abandon_after_s",
+                self.abandon_after_s,
+                MIN_ABANDON_AFTER_S,
+                MAX_TICKET_TTL_S,
+            )?;
+        }
         if ![200, 202, 429].contains(&self.queueing_status) {
             return invalid(format!(
                 "queueing_status: {} is not one of 200, 202, 429",
@@ -308,6 +327,7 @@ impl RoomConfig {
         "bypass",
         "queueing_status",
         "max_waiting",
+        "abandon_after_s",
     ];
 
     /// Parses a configuration from JSON, telling a syntax error (`invalid_json`) from a bad or
@@ -348,6 +368,12 @@ impl RoomConfig {
 
     pub fn claim_window_ms(&self) -> u64 {
         self.claim_window_s * 1000
+    }
+
+    /// How long a waiting place may go unseen ([`RoomConfig::abandon_after_s`]); `None`: for
+    /// ever.
+    pub fn abandon_after_ms(&self) -> Option<u64> {
+        (self.abandon_after_s > 0).then(|| self.abandon_after_s * 1000)
     }
 
     pub fn ticket_ttl_ms(&self) -> u64 {

@@ -34,6 +34,11 @@ pub enum Standing {
     Expired,
 }
 
+/// Unix seconds of `now` (ms), as the seen times keep them.
+fn unix_seconds(now: u64) -> u32 {
+    u32::try_from(now / 1000).unwrap_or(u32::MAX)
+}
+
 /// What a join did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardJoin {
@@ -97,6 +102,12 @@ pub enum Op {
         prequeue_us: u64,
         start_us: u64,
     },
+    /// Ends the places of waiting visitors who stopped asking (queue seqs, from
+    /// [`Shard::unseen`]).
+    Abandon {
+        seqs: Vec<u64>,
+        now: u64,
+    },
 }
 
 /// What applying an [`Op`] answered.
@@ -110,6 +121,8 @@ pub enum Outcome {
     Admitted(u64),
     /// How many places the shuffle reordered.
     Shuffled(u64),
+    /// How many places were abandoned.
+    Abandoned(u64),
 }
 
 /// A run of seqs admitted together, and which of them arrived or left since.
@@ -157,11 +170,17 @@ pub struct Shard {
     users: Users,
     unclaimed: u64,
     admitted_total: u64,
+    /// When each waiting place (by queue seq, index `seq - 1`) was last seen, in Unix seconds:
+    /// soft state, neither logged nor in a snapshot (a shard built again takes everyone as seen
+    /// then, [`Shard::seen_all`]). What it decides, [`Op::Abandon`], is logged.
+    seen: Vec<u32>,
+    abandoned_total: u64,
 }
 
 /// Two shards are equal when no operation can tell them apart. The user entries of ended places
-/// (which no join sees) and the sweep's count are left out: a shard restored from a snapshot,
-/// which keeps only live entries, equals the shard it was taken from.
+/// (which no join sees), the sweep's count and who was seen when (soft state) are left out: a
+/// shard restored from a snapshot, which keeps only live entries, equals the shard it was taken
+/// from.
 impl PartialEq for Shard {
     fn eq(&self, other: &Self) -> bool {
         let live = |shard: &Shard| shard.live_users().count();
@@ -171,6 +190,7 @@ impl PartialEq for Shard {
             && self.session_expiry == other.session_expiry
             && self.unclaimed == other.unclaimed
             && self.admitted_total == other.admitted_total
+            && self.abandoned_total == other.abandoned_total
             && live(self) == live(other)
             && self
                 .live_users()
@@ -275,7 +295,77 @@ impl Shard {
                 };
                 Outcome::Shuffled(self.shuffle(*epoch, *shard, &spec))
             }
+            Op::Abandon { seqs, .. } => Outcome::Abandoned(self.abandon(seqs)),
         }
+    }
+
+    /// Notes that the visitor with ticket seq `seq` was seen waiting at `now` (a visit notes it
+    /// too; this is for a poll answered without one).
+    pub fn seen(&mut self, seq: u64, now: u64) {
+        let seq = self.queue.locate(seq);
+        if self.queue.is_waiting(seq) {
+            self.mark_seen(seq, now);
+        }
+    }
+
+    fn mark_seen(&mut self, seq: u64, now: u64) {
+        let i = (seq - 1) as usize;
+        if self.seen.len() <= i {
+            self.seen.resize(i + 1, 0);
+        }
+        self.seen[i] = self.seen[i].max(unix_seconds(now));
+    }
+
+    /// Takes every place as seen at `now` at the latest (a shard rebuilt from its log, which
+    /// does not keep who was seen when).
+    pub fn seen_all(&mut self, now: u64) {
+        let tail = self.queue.tail() as usize;
+        self.seen.resize(tail, 0);
+        let now = unix_seconds(now);
+        for seen in &mut self.seen {
+            *seen = (*seen).max(now);
+        }
+    }
+
+    /// Ends the places of waiting visitors not seen for `after_ms` by `now` (as an
+    /// [`Op::Abandon`], which it returns for a log, or `None` if there were none).
+    pub fn abandon_unseen(&mut self, now: u64, after_ms: u64) -> Option<Op> {
+        let seqs = self.unseen(now, after_ms);
+        if seqs.is_empty() {
+            return None;
+        }
+        let op = Op::Abandon { seqs, now };
+        self.apply(&op);
+        Some(op)
+    }
+
+    /// The waiting places (queue seqs) not seen for `after_ms` by `now`.
+    pub fn unseen(&self, now: u64, after_ms: u64) -> Vec<u64> {
+        let before = unix_seconds(now.saturating_sub(after_ms));
+        (self.queue.admitted_seq() + 1..=self.queue.tail())
+            .filter(|&seq| {
+                let seen = self.seen.get((seq - 1) as usize).copied().unwrap_or(0);
+                seen < before && !self.queue.is_left(seq)
+            })
+            .collect()
+    }
+
+    /// Ends the places of `seqs` (queue seqs) still waiting; returns how many.
+    pub fn abandon(&mut self, seqs: &[u64]) -> u64 {
+        let mut ended = 0;
+        for &seq in seqs {
+            if self.queue.is_waiting(seq) && self.queue.mark_left(seq) {
+                ended += 1;
+            }
+        }
+        self.users.ended(ended);
+        self.abandoned_total += ended;
+        ended
+    }
+
+    /// Places ended because their visitors stopped asking.
+    pub fn abandoned_total(&self) -> u64 {
+        self.abandoned_total
     }
 
     /// Puts the pre-queue of `spec` in its shuffled order (once: a shuffle at or before the
@@ -287,6 +377,19 @@ impl Shard {
         let (first, last, floor) = self.queue.prequeue_block(spec.prequeue_us, spec.start_us);
         let perm = spec.permute(epoch, shard, first, last, floor);
         self.queue.apply_shuffle(&perm, spec.start_us);
+        // When each was last seen moves with the place.
+        let seen_of = |seen: &[u32], seq: u64| seen.get((seq - 1) as usize).copied().unwrap_or(0);
+        let moved: Vec<(u64, u32)> = perm
+            .moves()
+            .map(|(ticket, seq)| (seq, seen_of(&self.seen, ticket)))
+            .collect();
+        for (seq, seen) in moved {
+            let i = (seq - 1) as usize;
+            if self.seen.len() <= i {
+                self.seen.resize(i + 1, 0);
+            }
+            self.seen[i] = seen;
+        }
         perm.order.len() as u64
     }
 
@@ -325,6 +428,7 @@ impl Shard {
         }
         let stamp = stamp.max(self.queue.last_stamp() + 1);
         let seq = self.queue.push(stamp);
+        self.mark_seen(seq, now);
         if let Some(user) = user {
             self.users.insert(user, seq);
         }
@@ -357,6 +461,7 @@ impl Shard {
             return Standing::Left;
         }
         if seq > self.queue.admitted_seq() {
+            self.mark_seen(seq, now);
             return Standing::Waiting;
         }
         if let Some(&expires_at) = self.sessions.get(&seq) {
@@ -730,5 +835,70 @@ mod tests {
         .unwrap();
         assert_eq!(restored, shard);
         assert_eq!(restored.queue().locate(5), shard.queue().locate(5));
+    }
+
+    #[test]
+    fn places_not_seen_for_long_end_before_admission() {
+        let mut shard = Shard::new();
+        for stamp in 1..=3 {
+            shard.join(None, stamp, false, 1_000, T);
+        }
+        // Seq 1 keeps asking, seq 2 asks once, seq 3 never again.
+        shard.visit(1, 9_000, T);
+        shard.seen(2, 5_000);
+        assert_eq!(shard.unseen(10_000, 9_000), Vec::<u64>::new());
+        assert_eq!(shard.unseen(10_000, 6_000), vec![3]);
+        let op = shard.abandon_unseen(12_000, 6_000).unwrap();
+        assert_eq!(
+            op,
+            Op::Abandon {
+                seqs: vec![2, 3],
+                now: 12_000
+            }
+        );
+        assert_eq!(shard.abandoned_total(), 2);
+        assert_eq!(shard.queue().waiting(), 1);
+        assert_eq!(shard.visit(3, 12_000, T), Standing::Left);
+        // Admission reaches the one who stayed, and only it.
+        assert_eq!(shard.admit(5, 12_000), 1);
+        assert!(shard.is_consistent());
+        // Replayed, the log ends the same places; a shard rebuilt counts everyone as seen.
+        let mut replayed = Shard::new();
+        for stamp in 1..=3 {
+            replayed.join(None, stamp, false, 1_000, T);
+        }
+        replayed.seen_all(11_000);
+        assert_eq!(replayed.unseen(12_000, 6_000), Vec::<u64>::new());
+        replayed.apply(&op);
+        replayed.admit(5, 12_000);
+        assert_eq!(replayed, shard);
+        let restored = Shard::restore(
+            &shard.snapshot_state(),
+            shard
+                .snapshot_visitors(1, 4)
+                .iter()
+                .map(|(_, b)| b.as_slice()),
+        )
+        .unwrap();
+        assert_eq!(restored.abandoned_total(), 2);
+    }
+
+    #[test]
+    fn a_shuffle_moves_when_each_was_seen_with_the_place() {
+        let spec = ShuffleSpec {
+            seed: vec![5; 32],
+            prequeue_us: 1_000,
+            start_us: 2_000,
+        };
+        let mut shard = Shard::new();
+        for stamp in 0..6 {
+            shard.join(None, 1_000 + stamp, false, 1_000, T);
+        }
+        // Only ticket seq 4 keeps asking.
+        shard.seen(4, 50_000);
+        shard.shuffle(0, 0, &spec);
+        let moved = shard.queue().locate(4);
+        assert_eq!(shard.unseen(60_000, 20_000).len(), 5);
+        assert!(!shard.unseen(60_000, 20_000).contains(&moved));
     }
 }

@@ -48,17 +48,22 @@ pub struct Answer {
 /// takes at the configured rate (at most 30 s more): the front asks first, and a crowd that
 /// pre-queued does not ask all in the same second.
 fn prequeue_poll_ms(opens_at: u64, now: u64, position: u64, config: &RoomConfig) -> u64 {
-    use crate::estimate::{MAX_POLL_MS, MIN_POLL_MS};
+    use crate::estimate::{max_poll_ms, MAX_POLL_MS, MIN_POLL_MS};
     let left = opens_at.saturating_sub(now);
+    let max_poll = max_poll_ms(config);
     if left > 4 * MIN_POLL_MS {
-        return (left / 4).clamp(MIN_POLL_MS, MAX_POLL_MS);
+        return (left / 4).clamp(MIN_POLL_MS, max_poll);
     }
     let turn = position
         .saturating_sub(1)
         .saturating_mul(60_000)
         .checked_div(config.admit_per_minute)
         .unwrap_or(MAX_POLL_MS);
-    left.saturating_add(turn.min(MAX_POLL_MS)).max(MIN_POLL_MS)
+    // Never longer than a place may go unseen.
+    let abandon = config.abandon_after_ms().map_or(u64::MAX, |ms| ms / 4);
+    left.saturating_add(turn.min(MAX_POLL_MS))
+        .min(abandon.max(MIN_POLL_MS))
+        .max(MIN_POLL_MS)
 }
 
 /// Everything about a room that shapes an answer.
@@ -233,8 +238,17 @@ mod tests {
             prequeue_poll_ms(opens_at, opens_at - 3_000, 11, &config),
             4_000
         );
+        // Never longer than a quarter of the time a place may go unseen (120 s by default).
         assert_eq!(
             prequeue_poll_ms(opens_at, opens_at - 3_000, 100_000, &config),
+            30_000
+        );
+        let never_abandoned = RoomConfig {
+            abandon_after_s: 0,
+            ..config.clone()
+        };
+        assert_eq!(
+            prequeue_poll_ms(opens_at, opens_at - 3_000, 100_000, &never_abandoned),
             33_000
         );
         // At the opening, never sooner than a second.

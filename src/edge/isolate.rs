@@ -45,6 +45,9 @@ struct Isolate {
     last_stamp: u64,
     /// By room and epoch: the `start_us` of the last shuffle this isolate saw every shard apply.
     shuffled: BTreeMap<(String, u32), u64>,
+    /// By room, epoch and shard: the ticket seqs of waiting visitors this isolate answered from
+    /// a summary since it last told the shard, and when it last did.
+    seen: BTreeMap<(String, u32, u16), (u64, Vec<u64>)>,
 }
 
 impl Default for Isolate {
@@ -58,6 +61,7 @@ impl Default for Isolate {
             next_shard: 0,
             last_stamp: 0,
             shuffled: BTreeMap::new(),
+            seen: BTreeMap::new(),
         }
     }
 }
@@ -295,4 +299,29 @@ pub fn remember_shuffled(room: &RoomId, epoch: u32, start_us: u64) {
             .or_default();
         *done = (*done).max(start_us);
     });
+}
+
+/// An isolate tells a shard who it saw waiting this often, at most.
+const SEEN_EVERY_MS: u64 = 2_000;
+/// The most seen visitors an isolate keeps for one shard between two sends.
+const MAX_SEEN_BATCH: usize = 100_000;
+
+/// Notes a waiting visitor answered from a summary; returns the ticket seqs to send to the shard
+/// now, when its last send is long enough ago.
+pub fn note_seen(room: &RoomId, epoch: u32, shard: u16, seq: u64, now: u64) -> Option<Vec<u64>> {
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        let (sent_at, seqs) = i
+            .seen
+            .entry((room.as_str().to_owned(), epoch, shard))
+            .or_default();
+        if seqs.len() < MAX_SEEN_BATCH {
+            seqs.push(seq);
+        }
+        if now < *sent_at + SEEN_EVERY_MS {
+            return None;
+        }
+        *sent_at = now;
+        Some(std::mem::take(seqs))
+    })
 }

@@ -242,9 +242,21 @@ impl Platform for Runtime {
         Box::pin(SendFuture::new(delay))
     }
 
+    /// The runtime's cryptographic source (`crypto.getRandomValues`): a shuffled event's seed
+    /// must not be guessable.
     fn random(&self, buf: &mut [u8]) {
-        for byte in buf {
-            *byte = (worker::js_sys::Math::random() * 256.0) as u8;
+        use wasm_bindgen::JsCast;
+        use worker::js_sys::{global, Function, Reflect, Uint8Array};
+        let crypto = Reflect::get(&global(), &"crypto".into()).expect("the runtime has crypto");
+        let fill: Function = Reflect::get(&crypto, &"getRandomValues".into())
+            .ok()
+            .and_then(|f| f.dyn_into().ok())
+            .expect("the runtime has crypto.getRandomValues");
+        for chunk in buf.chunks_mut(65_536) {
+            let array = Uint8Array::new_with_length(chunk.len() as u32);
+            fill.call1(&crypto, &array)
+                .expect("crypto.getRandomValues fills a small array");
+            array.copy_to(chunk);
         }
     }
 }

@@ -127,6 +127,18 @@ pub struct BatchReq {
     pub heads: u64,
     pub now: u64,
     pub timing: Timing,
+    /// The room's `abandon_after_s` in ms (0: never): waiting places not seen for this long end
+    /// first.
+    #[serde(default)]
+    pub abandon_after_ms: u64,
+}
+
+/// Waiting visitors an isolate answered from a summary: the shard notes them as seen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeenReq {
+    /// Ticket seqs.
+    pub seqs: Vec<u64>,
+    pub now: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -60,6 +60,7 @@ impl DurableObject for ShardObject {
             "/join" => operation(&body, |r: JoinReq| self.join(r)),
             "/visit" => operation(&body, |r: VisitReq| self.visit(r)),
             "/shuffle" => operation(&body, |r: ShuffleReq| self.shuffle(r)),
+            "/seen" => operation(&body, |r: SeenReq| self.seen(r)),
             "/end" => operation(&body, |r: EndReq| self.end(r)),
             "/session" => operation(&body, |r: SessionReq| self.session(r)),
             "/batch" => operation(&body, |r: BatchReq| self.batch(r)),
@@ -78,7 +79,9 @@ impl ShardObject {
         if self.loaded.borrow().is_some() {
             return Ok(());
         }
-        let (log, shard) = ShardLog::open(self.state.storage())?;
+        let (log, mut shard) = ShardLog::open(self.state.storage())?;
+        // Who was seen when is not stored: everyone counts as seen now.
+        shard.seen_all(worker::Date::now().as_millis());
         *self.loaded.borrow_mut() = Some(Loaded {
             shard,
             credit: log.setting("credit"),
@@ -304,6 +307,16 @@ impl ShardObject {
         })
     }
 
+    /// Notes waiting visitors as seen (soft state: nothing is logged).
+    fn seen(&self, req: SeenReq) -> Answer<()> {
+        self.with(|l| {
+            for &seq in &req.seqs {
+                l.shard.seen(seq, req.now);
+            }
+        });
+        Ok(())
+    }
+
     fn batch(&self, req: BatchReq) -> Answer<ShardReport> {
         self.check_fence(req.fence)?;
         if self.with(|l| l.shard.would_expire(req.now, req.timing)) {
@@ -314,6 +327,16 @@ impl ShardObject {
                 },
                 |_, _| true,
             )?;
+        }
+        if req.abandon_after_ms > 0 {
+            let unseen = self.with(|l| l.shard.unseen(req.now, req.abandon_after_ms));
+            if !unseen.is_empty() {
+                let op = Op::Abandon {
+                    seqs: unseen,
+                    now: req.now,
+                };
+                self.apply(op, |_, _| true)?;
+            }
         }
         let Some(order) = req.order else {
             return Ok(self.report(req.heads, 0));

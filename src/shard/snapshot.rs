@@ -12,7 +12,8 @@
 //!   at, unresolved, and its resolved bit words as count and words); the sessions in seq order
 //!   (count; each seq, expires at); the shuffles ([`crate::shuffle`]): the last one's
 //!   `start_us`, the ticket seqs before the first one a shuffle moved (skip), a count, and that
-//!   many moves from seq `skip + 1` on (big-endian `i32`, how far the place moved).
+//!   many moves from seq `skip + 1` on (big-endian `i32`, how far the place moved); the places
+//!   abandoned ([`super::Op::Abandon`]).
 //! - visitors: `"QGV"`, version (1 byte), first seq, count, the count join stamps (8 bytes
 //!   each), then the user ids the shard keeps whose place is in the segment, in seq order (count;
 //!   each seq, and the id's [`UserKey`], 16 bytes).
@@ -187,6 +188,7 @@ impl Shard {
         for d in &moved[skip..] {
             w.0.extend_from_slice(&d.to_be_bytes());
         }
+        w.u64(self.abandoned_total);
         w.0
     }
 
@@ -262,7 +264,7 @@ impl Shard {
             }
             session_expiry.insert((expires_at, seq));
         }
-        let (mut shuffled_us, mut moved) = (0, Vec::new());
+        let (mut shuffled_us, mut moved, mut abandoned_total) = (0, Vec::new(), 0);
         if r.version >= SNAPSHOT_VERSION {
             shuffled_us = r.u64()?;
             let skip = r.u64()?;
@@ -274,6 +276,7 @@ impl Shard {
             for _ in 0..n {
                 moved.push(r.i32()?);
             }
+            abandoned_total = r.u64()?;
         }
         r.end()?;
 
@@ -316,6 +319,8 @@ impl Shard {
             users,
             unclaimed,
             admitted_total,
+            seen: Vec::new(),
+            abandoned_total,
         };
         shard.sweep();
         if !shard.is_consistent() {
@@ -598,8 +603,9 @@ mod tests {
         shard.end(2, 0);
         let mut state = shard.snapshot_state();
         state[3] = PLAIN_USER_IDS;
-        // Versions 1 and 2 end with the sessions, before the shuffles (none: 3 zeros).
-        state.truncate(state.len() - 24);
+        // Versions 1 and 2 end with the sessions, before the shuffles (none: 3 zeros) and the
+        // abandoned count.
+        state.truncate(state.len() - 32);
         // Written before bob left: the restore drops him.
         let all = [(1, "ann"), (2, "bob"), (3, "cy")];
         let segment = version_1_segment(&shard, 1, 3, &all);

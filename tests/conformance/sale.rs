@@ -297,3 +297,61 @@ pub async fn a_passthrough_room_queues_nobody(t: &Target) {
         page.text
     );
 }
+
+/// A waiting visitor who stops asking (closed the tab) loses the place after the room's
+/// `abandon_after_s`, before admission reaches it: it takes neither an admission nor a slot, and
+/// the visitor behind moves up. One who keeps asking keeps the place however long it waits.
+pub async fn a_visitor_who_stops_asking_gives_up_the_place(t: &Target) {
+    let room = paused_room(
+        t,
+        "abandon",
+        json!({"max_active": 10, "admit_per_minute": 60000, "abandon_after_s": 4,
+               "paths": [format!("/{room_path}", room_path = "abandon")]}),
+    )
+    .await;
+    let gone = t.join(&room, None).await;
+    assert_eq!(status_of(&gone), "waiting", "{}", gone.text);
+    // Told to ask at least four times within the room's abandon_after_s.
+    assert!(
+        gone.json["poll_after_ms"].as_u64().unwrap() <= 1_000,
+        "{}",
+        gone.text
+    );
+    let present = t.join(&room, None).await;
+    let present_ticket = ticket_of(&present);
+    assert_eq!(present.json["position"], 2, "{}", present.text);
+    // Only the second visitor asks, once a second, until the first's place is gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        t.advance(Duration::from_secs(1)).await;
+        let reply = t.status(&room, &present_ticket).await;
+        assert_eq!(status_of(&reply), "waiting", "{}", reply.text);
+        if reply.json["position"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place of a visitor who stopped asking is still ahead: {}",
+            reply.text
+        );
+    }
+    let back = t.status(&room, &ticket_of(&gone)).await;
+    assert_eq!(status_of(&back), "left", "{}", back.text);
+    t.resume(&room).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = t.status(&room, &present_ticket).await;
+        if status_of(&reply) == "admitted" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not admitted: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // One admission: the place given up took none.
+    let stats = t.room(&room).await;
+    assert_eq!(stats["stats"]["admitted_total"], 1, "{stats}");
+}

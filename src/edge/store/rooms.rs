@@ -185,6 +185,7 @@ impl DurableStore {
             heads,
             now,
             timing: timing(&entry.record.config),
+            abandon_after_ms: entry.record.config.abandon_after_ms().unwrap_or(0),
         };
         let read = self.batch_all(entry, "admin", request, |_| None).await?;
         let readings: Vec<ShardReading> = read.into_iter().map(|r| r.reading).collect();
@@ -224,6 +225,7 @@ impl DurableStore {
             heads: 0,
             now,
             timing: timing(&entry.record.config),
+            abandon_after_ms: entry.record.config.abandon_after_ms().unwrap_or(0),
         };
         let reports = self.batch_all(entry, "admin", request, |_| None).await?;
         Ok(self
@@ -245,6 +247,7 @@ impl DurableStore {
             heads: request.heads,
             now,
             timing: timing(&entry.record.config),
+            abandon_after_ms: entry.record.config.abandon_after_ms().unwrap_or(0),
         };
         let reports = self
             .batch_all(entry, "scheduler", batch, |i| {

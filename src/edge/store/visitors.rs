@@ -3,7 +3,7 @@
 
 use super::{session_key, shard_name, state_of, timing, DurableStore, Outcome};
 use crate::edge::protocol::{
-    EndReq, EndRes, JoinJob, PublishShardReq, RoomEntry, SessionReq, SessionRes, SpendReq,
+    EndReq, EndRes, JoinJob, PublishShardReq, RoomEntry, SeenReq, SessionReq, SessionRes, SpendReq,
     SpendRes, TakeJoinReq, TakeJoinRes, VisitReq, VisitRes,
 };
 use crate::edge::{batch, isolate};
@@ -130,14 +130,18 @@ impl DurableStore {
             // A place beyond the summary's tail joined since it was read (or was never given
             // out): only the shard knows.
             if place.seq > summary.admitted_seq && place.seq <= summary.tail {
-                return Ok(VisitorState::Waiting {
-                    position: estimate_position(
-                        &entry.summaries,
-                        shard,
-                        place.seq,
-                        ticket.joined_us,
-                    ),
-                });
+                let position =
+                    estimate_position(&entry.summaries, shard, place.seq, ticket.joined_us);
+                // The shard learns who was seen waiting a batch at a time, not a call a poll.
+                let record = &entry.record;
+                if let Some(seqs) =
+                    isolate::note_seen(&record.id, record.epoch, place.shard, place.seq, now)
+                {
+                    let _: () = self
+                        .call_shard(entry, place.shard, "seen", "seen", &SeenReq { seqs, now })
+                        .await?;
+                }
+                return Ok(VisitorState::Waiting { position });
             }
         }
         let request = VisitReq {

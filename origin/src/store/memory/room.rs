@@ -187,10 +187,15 @@ impl Room {
         self.shard_of(place)?.session(place.seq, renew, now, timing)
     }
 
+    /// Ends what expired by `now`, and the places of waiting visitors who stopped asking.
     pub(super) fn expire(&mut self, now: u64) {
         let timing = self.timing();
+        let abandon_after = self.record.config.abandon_after_ms();
         for shard in &mut self.shards {
             shard.expire(now, timing);
+            if let Some(after) = abandon_after {
+                shard.abandon_unseen(now, after);
+            }
         }
     }
 

@@ -24,6 +24,11 @@ use crate::store::{Fence, RoomRecord, StoreError, StoreResult};
 
 /// The most stamp or left-log bytes one sync reads (half a million visitors).
 const MAX_SYNC_BYTES: u64 = 4 << 20;
+/// An instance tells Redis who it saw waiting this often, at most.
+const SEEN_EVERY_MS: u64 = 1_000;
+/// The most seen visitors an instance keeps for one shard between two sends (a poll over it is
+/// forgotten; its visitor asks again long before its place could end).
+const MAX_SEEN_BATCH: usize = 200_000;
 
 /// One shard of a room as this instance sees it.
 pub(super) struct ShardState {
@@ -35,6 +40,10 @@ pub(super) struct ShardState {
     pending: BTreeMap<u64, u64>,
     /// Bytes of the left log already applied.
     left_bytes: u64,
+    /// Ticket seqs of waiting visitors this instance answered from the mirror since it last
+    /// told Redis, and when it last did.
+    seen: std::collections::BTreeSet<u64>,
+    seen_sent_at: u64,
     pub unclaimed: u64,
     pub credit: u64,
     pub admitted_total: u64,
@@ -63,6 +72,8 @@ impl Room {
                     joins: Arc::default(),
                     pending: BTreeMap::new(),
                     left_bytes: 0,
+                    seen: Default::default(),
+                    seen_sent_at: 0,
                     unclaimed: 0,
                     credit: 0,
                     admitted_total: 0,
@@ -142,6 +153,24 @@ impl Room {
             let queue = &mut self.queues[shard];
             queue.admit_through(join.seq.min(queue.tail()));
         }
+    }
+
+    /// Notes a waiting visitor this instance answered from the mirror, for Redis to learn.
+    pub fn note_seen(&mut self, shard: usize, ticket_seq: u64) {
+        let seen = &mut self.shards[shard].seen;
+        if seen.len() < MAX_SEEN_BATCH {
+            seen.insert(ticket_seq);
+        }
+    }
+
+    /// Who was seen, to send now (at most once a second).
+    fn seen_to_send(&mut self, shard: usize, now: u64) -> Vec<u64> {
+        let state = &mut self.shards[shard];
+        if state.seen.is_empty() || now < state.seen_sent_at + SEEN_EVERY_MS {
+            return Vec::new();
+        }
+        state.seen_sent_at = now;
+        std::mem::take(&mut state.seen).into_iter().collect()
     }
 
     /// Takes in a leave (or a visit that found the visitor gone) through this instance.
@@ -278,13 +307,24 @@ pub(super) async fn catch_up<C>(
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
+    let seen = room.lock().seen_to_send(shard, now);
+    if !seen.is_empty() {
+        on.seen(now, &seen).await?;
+    }
     let mut fence = fence;
     loop {
-        let (from, window) = {
+        let (from, window, abandon_after) = {
             let r = room.lock();
-            (r.sync_from(shard), r.record.config.claim_window_ms())
+            let config = &r.record.config;
+            (
+                r.sync_from(shard),
+                config.claim_window_ms(),
+                config.abandon_after_ms(),
+            )
         };
-        let reply = on.sync(now, window, from, max_bytes, fence.take()).await?;
+        let reply = on
+            .sync(now, window, abandon_after, from, max_bytes, fence.take())
+            .await?;
         let shuffled_us = room.lock().queues[shard].shuffled_us();
         if reply.shuffled_us != shuffled_us {
             // A shuffle moved stamps and leavers that reading on from here would miss.

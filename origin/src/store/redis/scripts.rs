@@ -33,6 +33,7 @@ pub static ADMIT: LazyLock<Script> = shard_script!("admit.lua");
 pub static PAUSE: LazyLock<Script> = shard_script!("pause.lua");
 pub static SHUFFLE: LazyLock<Script> = shard_script!("shuffle.lua");
 pub static QUEUE: LazyLock<Script> = shard_script!("queue.lua");
+pub static SEEN: LazyLock<Script> = shard_script!("seen.lua");
 pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
 pub static JOIN_LIMIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/join_limit.lua")));
@@ -58,6 +59,7 @@ pub fn source(name: &str) -> Option<String> {
         "pause" => include_str!("lua/pause.lua"),
         "shuffle" => include_str!("lua/shuffle.lua"),
         "queue" => include_str!("lua/queue.lua"),
+        "seen" => include_str!("lua/seen.lua"),
         _ => return None,
     };
     Some(shard_source(body))
@@ -75,16 +77,19 @@ where
 {
     /// Ends sessions and claim windows over at `now`, then reports the shard from the stamp and
     /// left-log offsets `from`, at most `max_bytes` of each. With a `fence`, raises the shard's
-    /// fence to it first (or fails with `Fenced` if the shard knows a newer one).
+    /// fence to it first (or fails with `Fenced` if the shard knows a newer one), and ends the
+    /// places of waiting visitors not seen for `abandon_after_ms`.
     pub async fn sync(
         &self,
         now: u64,
         claim_window_ms: u64,
+        abandon_after_ms: Option<u64>,
         from: (u64, u64),
         max_bytes: u64,
         fence: Option<Fence>,
     ) -> StoreResult<SyncReply> {
         let fence = fence.map_or(0, |f| f.0);
+        let abandon_after_ms = abandon_after_ms.unwrap_or(0);
         self.redis
             .shard_script(
                 &SYNC,
@@ -96,6 +101,7 @@ where
                     from.1.into(),
                     max_bytes.into(),
                     fence.into(),
+                    abandon_after_ms.into(),
                 ],
             )
             .await
@@ -200,6 +206,14 @@ where
             )
             .await?;
         Ok(u64::try_from(done).ok())
+    }
+
+    /// Notes the waiting visitors with these ticket seqs as seen at `now`.
+    pub async fn seen(&self, now: u64, ticket_seqs: &[u64]) -> StoreResult<u64> {
+        let packed: Vec<u8> = ticket_seqs.iter().flat_map(|s| s.to_be_bytes()).collect();
+        self.redis
+            .shard_script(&SEEN, self.keys, [now.into(), Arg::Bytes(&packed)])
+            .await
     }
 
     /// The shard's whole queue.

@@ -374,7 +374,7 @@ where
         let room = self.mirror(&room.id, now).await?;
         let shard = usize::from(place.shard);
         let (known, keys, timing) = {
-            let r = room.lock();
+            let mut r = room.lock();
             if !r.holds(place) {
                 return Ok(VisitorState::Expired);
             }
@@ -387,9 +387,9 @@ where
                 if seq > queue.admitted_seq() {
                     // Waiting: the mirror knows the position; no round trip.
                     let stamp = queue.stamp(seq).expect("contained");
-                    return Ok(VisitorState::Waiting {
-                        position: position(&r.queues, stamp),
-                    });
+                    let position = position(&r.queues, stamp);
+                    r.note_seen(shard, place.seq);
+                    return Ok(VisitorState::Waiting { position });
                 }
             }
             (
@@ -409,9 +409,10 @@ where
             }
             if queue.is_waiting(seq) {
                 let stamp = queue.stamp(seq).expect("contained");
-                return Ok(VisitorState::Waiting {
-                    position: position(&r.queues, stamp),
-                });
+                let position = position(&r.queues, stamp);
+                drop(r);
+                room.lock().note_seen(shard, place.seq);
+                return Ok(VisitorState::Waiting { position });
             }
         }
         let standing = self.on(&keys).visit(place.seq, now, timing).await?;

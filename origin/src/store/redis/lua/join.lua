@@ -1,6 +1,6 @@
 -- Joins a batch of visitors to the shard, in arrival order: the joins that reach an instance
 -- together share one script call.
--- KEYS[10] and after: the user buckets the batch needs (KEYS[10] is a same-slot dummy).
+-- KEYS[11] and after: the user buckets the batch needs (KEYS[11] is a same-slot dummy).
 -- ARGV: now (ms), session ttl (ms), claim window (ms), then four values per visitor:
 --       stamp (µs, the instance's clock), user id or '', index in KEYS of its user bucket, and
 --       1 when it may not enter at once (the room is in a pre-queue), else 0.
@@ -35,6 +35,7 @@ for i = 4, #ARGV, 4 do
     local stamp = math.max(tonumber(ARGV[i]), last_stamp + 1)
     last_stamp = stamp
     local seq = redis.call('APPEND', KEYS[1], struct.pack('>I8', stamp)) / 8
+    mark_seen(seq, now)
     if user ~= '' then
       redis.call('HSET', bucket, user, seq)
     end

@@ -16,7 +16,9 @@
 -- KEYS[8] ll  left log: 8 bytes per seq that left while waiting, for mirrors to catch up
 -- KEYS[9] mv  after a shuffle of a pre-queue: 4 bytes (big-endian, signed) per ticket seq from
 --             seq 1, how far its place moved (0, or beyond the string: not moved)
--- KEYS[10] u  this user id's bucket: hash user id -> ticket seq (a same-slot dummy without a
+-- KEYS[10] sn when each waiting place was last seen: 4 bytes (big-endian Unix seconds) per seq
+--             from seq 1 (0, or beyond the string: not known)
+-- KEYS[11] u  this user id's bucket: hash user id -> ticket seq (a same-slot dummy without a
 --             user)
 --
 -- A ticket's seq names a place; a shuffle moves places, so every script that takes a seq from
@@ -36,6 +38,10 @@ local function locate(seq)
     return seq
   end
   return seq + struct.unpack('>i4', redis.call('GETRANGE', KEYS[9], at, at + 3))
+end
+
+local function mark_seen(seq, now)
+  redis.call('SETRANGE', KEYS[10], 4 * (seq - 1), struct.pack('>I4', math.floor(now / 1000)))
 end
 
 local function stamp_of(seq)
@@ -82,6 +88,7 @@ local function visit(ticket_seq, now, ttl, window)
     return {LEFT, 0}
   end
   if seq > num(redis.call('HGET', KEYS[3], 'adm')) then
+    mark_seen(seq, now)
     return {WAITING, 0}
   end
   local expires = tonumber(redis.call('ZSCORE', KEYS[6], seq))

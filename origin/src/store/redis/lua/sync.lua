@@ -1,6 +1,8 @@
--- Ends sessions and claim windows that are over, then reports the shard to a mirror.
+-- Ends sessions and claim windows that are over (and, for the scheduler, the places of waiting
+-- visitors not seen for the room's abandon_after), then reports the shard to a mirror.
 -- ARGV: now (ms), claim window (ms), stamps byte offset, left log byte offset, max bytes,
---       fence (0: none; else the caller's lease fence, which it raises here first)
+--       fence (0: none; else the caller's lease fence, which it raises here first), abandon
+--       after (ms; 0: never)
 -- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs,
 -- the start_us of the last shuffle (0: none)} or the error FENCED. A mirror that has not seen
 -- that shuffle reads the whole queue again (queue.lua).
@@ -26,6 +28,29 @@ while true do
   redis.call('HINCRBY', KEYS[3], 'unc', 0 - unresolved)
   redis.call('HDEL', KEYS[5], first)
   redis.call('ZREM', KEYS[4], oldest)
+end
+local after = tonumber(ARGV[7])
+if fence > 0 and after > 0 then
+  -- Places whose visitors stopped asking end before admission reaches them. A place with no
+  -- seen time (0, or none: joined before it was kept) is left alone.
+  local adm, n = num(redis.call('HGET', KEYS[3], 'adm')), tail()
+  local before = math.floor((now - after) / 1000)
+  if n > adm then
+    local seen = redis.call('GETRANGE', KEYS[10], 4 * adm, 4 * n - 1)
+    local gone = 0
+    for seq = adm + 1, adm + math.floor(#seen / 4) do
+      local at = struct.unpack('>I4', seen, 4 * (seq - adm - 1) + 1)
+      if at > 0 and at < before and redis.call('GETBIT', KEYS[2], seq) == 0 then
+        redis.call('SETBIT', KEYS[2], seq, 1)
+        redis.call('APPEND', KEYS[8], struct.pack('>I8', seq))
+        gone = gone + 1
+      end
+    end
+    if gone > 0 then
+      redis.call('HINCRBY', KEYS[3], 'lw', gone)
+      redis.call('HINCRBY', KEYS[3], 'abd', gone)
+    end
+  end
 end
 local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv')
 local stamp_bytes = redis.call('STRLEN', KEYS[1])
