@@ -15,6 +15,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use queuegate::shard::{Op, Outcome, Shard, ShardJoin, Standing};
+use queuegate::shuffle::ShuffleSpec;
 use queuegate::{RoomConfig, RoomId};
 use queuegate_origin::store::redis::testing::{Counters, ScriptShard};
 use queuegate_origin::store::redis::{connect_cluster, connect_single};
@@ -337,6 +338,88 @@ fn the_lua_scripts_answer_as_the_core_shard() {
     if let Err(failure) = result {
         panic!("{failure}");
     }
+}
+
+/// A shuffle of a pre-queue and the end of places whose visitors stopped asking, in the scripts
+/// and in the core's shard: the same places moved to the same seqs with the same stamps, the
+/// same leaver kept, the same places ended, and both mirrors reading it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scripts_shuffle_and_end_the_unseen_as_the_core_does() {
+    let server = RedisServer::start();
+    let redis = ScriptShard::open(&server.url(), 600, 120).await.unwrap();
+    let timing = redis.timing();
+    let mut core = Shard::new();
+    let prequeue = START;
+    let start = START + 5_000;
+    // One visitor from before the pre-queue, eleven in it, one of whom leaves.
+    let early = redis
+        .join(None, (prequeue - 1) * 1000, prequeue - 1)
+        .await
+        .unwrap();
+    core.join(None, (prequeue - 1) * 1000, false, prequeue - 1, timing);
+    assert_eq!(early.seq, 1);
+    for i in 0..11 {
+        let stamp = prequeue * 1000 + i * 100_000;
+        redis.join(None, stamp, prequeue + i).await.unwrap();
+        core.join(None, stamp, false, prequeue + i, timing);
+    }
+    assert_eq!(redis.leave(4, prequeue + 20).await.unwrap(), Some(true));
+    core.end(4, prequeue + 20);
+    let spec = ShuffleSpec {
+        seed: vec![0x5e; 32],
+        prequeue_us: prequeue * 1000,
+        start_us: start * 1000,
+    };
+    assert_eq!(redis.shuffle(&spec, start).await.unwrap(), Some(11));
+    assert_eq!(core.shuffle(1, 0, &spec), 11);
+    // Once: a second call finds it applied.
+    assert_eq!(redis.shuffle(&spec, start).await.unwrap(), Some(0));
+    redis.sync(start, None, 1 << 20).await.unwrap();
+    for mirror in redis.mirrors() {
+        assert_eq!(mirror.shuffled_us(), spec.start_us);
+        for ticket in 1..=12 {
+            let seq = core.queue().locate(ticket);
+            assert_eq!(mirror.locate(ticket), seq, "ticket seq {ticket}");
+            assert_eq!(mirror.stamp(seq), core.queue().stamp(seq), "seq {seq}");
+            assert_eq!(mirror.is_left(seq), core.queue().is_left(seq), "seq {seq}");
+        }
+    }
+    assert_ne!(
+        (2..=12).map(|t| core.queue().locate(t)).collect::<Vec<_>>(),
+        (2..=12).collect::<Vec<_>>(),
+        "the seed left the pre-queue in join order"
+    );
+    // A visit by ticket finds the moved place, and the leaver stays left.
+    assert_eq!(redis.visit(4, start).await.unwrap(), Standing::Left);
+    assert_eq!(core.visit(4, start, timing), Standing::Left);
+
+    // Ticket seqs 2, 5 and 9 keep asking (a visit through the scripts, seen from a mirror); the
+    // others stop. Four seconds unseen ends a place.
+    redis.set_abandon_after(4);
+    let later = start + 10_000;
+    for ticket in [2, 5] {
+        assert_eq!(
+            redis.visit(ticket, later - 1_000).await.unwrap(),
+            Standing::Waiting
+        );
+        assert_eq!(core.visit(ticket, later - 1_000, timing), Standing::Waiting);
+    }
+    assert_eq!(redis.seen(&[9], later - 1_000).await.unwrap(), 1);
+    core.seen(9, later - 1_000);
+    redis.sync(later, Some(FENCE), 1 << 20).await.unwrap();
+    core.apply(&Op::Expire { now: later, timing });
+    let ended = core.abandon_unseen(later, 4_000);
+    assert!(
+        matches!(ended, Some(Op::Abandon { ref seqs, .. }) if seqs.len() == 8),
+        "{ended:?}"
+    );
+    redis.sync(later, None, 1 << 20).await.unwrap();
+    check_mirrors(&redis, &core, 0, "after the unseen ended").unwrap();
+    assert_eq!(redis.counters().await.unwrap(), counters_of(&core, 0));
+    for ticket in [2, 5, 9] {
+        assert_eq!(redis.visit(ticket, later).await.unwrap(), Standing::Waiting);
+    }
+    assert_eq!(redis.visit(12, later).await.unwrap(), Standing::Left);
 }
 
 /// A batch under an older fence is refused by the scripts as `Fenced`, and admits nobody.

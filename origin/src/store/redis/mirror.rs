@@ -217,7 +217,7 @@ impl Room {
     }
 
     /// Replaces the mirror of `shard` with the whole queue read after a shuffle.
-    fn reload(&mut self, shard: usize, reply: &QueueReply) -> StoreResult<()> {
+    pub(super) fn reload(&mut self, shard: usize, reply: &QueueReply) -> StoreResult<()> {
         let queue = reply.queue().ok_or_else(|| {
             StoreError::Unavailable("a shard's queue read back does not fit together".into())
         })?;

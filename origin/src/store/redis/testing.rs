@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use queuegate::plan::ShardReading;
 use queuegate::queue::ShardQueue;
 use queuegate::shard::{Standing, Timing};
+use queuegate::shuffle::ShuffleSpec;
 use queuegate::{RoomConfig, RoomId};
 use redis::aio::MultiplexedConnection;
 
@@ -125,7 +126,9 @@ impl ScriptShard {
     pub async fn visit(&self, seq: u64, now: u64) -> StoreResult<Standing> {
         let standing = self.on().visit(seq, now, self.timing()).await?;
         if standing == Standing::Left {
-            self.own.lock().learn_left(0, seq);
+            let mut own = self.own.lock();
+            let seq = own.queues[0].locate(seq);
+            own.learn_left(0, seq);
         }
         Ok(standing)
     }
@@ -133,7 +136,9 @@ impl ScriptShard {
     pub async fn leave(&self, seq: u64, now: u64) -> StoreResult<Option<bool>> {
         let ended = self.on().leave(seq, now).await?;
         if ended.is_some() {
-            self.own.lock().learn_left(0, seq);
+            let mut own = self.own.lock();
+            let seq = own.queues[0].locate(seq);
+            own.learn_left(0, seq);
         }
         Ok(ended)
     }
@@ -154,6 +159,35 @@ impl ScriptShard {
         let reply = self.on().admit(fence, upto, now, credit, operator).await?;
         self.own.lock().learn_admitted(0, &reply);
         Ok(reply)
+    }
+
+    /// Applies `spec` as the store does: the block from the own mirror, the order from the core,
+    /// the script, and the whole queue read back into the own mirror. The number reordered, or
+    /// `None` if the script found the block changed.
+    pub async fn shuffle(&self, spec: &ShuffleSpec, now: u64) -> StoreResult<Option<u64>> {
+        catch_up(&self.on(), &self.own, 0, now, None, 1 << 20).await?;
+        let perm = {
+            let own = self.own.lock();
+            let (first, last, floor) =
+                own.queues[0].prequeue_block(spec.prequeue_us, spec.start_us);
+            spec.permute(own.record.epoch, 0, first, last, floor)
+        };
+        let done = self.on().shuffle(spec, &perm).await?;
+        let queue = self.on().queue().await?;
+        self.own.lock().reload(0, &queue)?;
+        Ok(done)
+    }
+
+    /// Notes the waiting visitors with these ticket seqs as seen at `now`, as an instance does
+    /// for the polls it answered from its mirror.
+    pub async fn seen(&self, ticket_seqs: &[u64], now: u64) -> StoreResult<u64> {
+        self.on().seen(now, ticket_seqs).await
+    }
+
+    /// Sets the room's `abandon_after_s` in both mirrors' records (what a fenced sync reads).
+    pub fn set_abandon_after(&self, seconds: u64) {
+        self.own.lock().record.config.abandon_after_s = seconds;
+        self.other.lock().record.config.abandon_after_s = seconds;
     }
 
     pub async fn pause(&self, paused: bool) -> StoreResult<()> {
@@ -224,6 +258,8 @@ fn record(session_ttl_s: u64, claim_window_s: u64) -> RoomRecord {
             shards: 1,
             session_ttl_s,
             claim_window_s,
+            // The differential steps end nothing unseen; the shuffle test sets it.
+            abandon_after_s: 0,
             ..RoomConfig::default()
         },
         paused: false,
