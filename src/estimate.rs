@@ -144,10 +144,20 @@ pub fn estimate(
         None if position > config.max_active => 0.0,
         None => configured,
     };
-    if paused || rate <= 0.0 || !rate.is_finite() {
+    if paused || configured <= 0.0 {
         return WaitEstimate {
             eta_seconds: None,
             poll_after_ms: max_poll,
+        };
+    }
+    if rate <= 0.0 || !rate.is_finite() {
+        // Not known yet, but never sooner than at the configured rate: ask again by a quarter
+        // of that, so that one admitted sooner than anyone can tell learns it in time (asking
+        // every 30 s, a room just opened held its first admissions unclaimed for that long).
+        let soonest_ms = (position as f64 * 60_000.0 / configured).min(u64::MAX as f64) as u64;
+        return WaitEstimate {
+            eta_seconds: None,
+            poll_after_ms: (soonest_ms / 4).clamp(MIN_POLL_MS, max_poll),
         };
     }
     let eta_seconds = (position as f64 * 60.0 / rate).ceil();
@@ -314,6 +324,9 @@ mod tests {
         };
         assert_eq!(estimate(50, None, &cfg, false).eta_seconds, Some(5));
         assert_eq!(estimate(51, None, &cfg, false).eta_seconds, None);
+        // Unknown, but asked for again by a quarter of the soonest it could come (at the
+        // configured rate): 80 places at 600 a minute is 8 s at the soonest.
+        assert_eq!(estimate(80, None, &cfg, false).poll_after_ms, 2_000);
         // A measurement above the configured rate is capped by it.
         let e = estimate(600, Some(6000.0), &config(600), false);
         assert_eq!(e.eta_seconds, Some(60));
@@ -323,6 +336,10 @@ mod tests {
     fn paused_or_stalled_rooms_have_no_eta() {
         assert_eq!(estimate(5, Some(60.0), &config(60), true).eta_seconds, None);
         assert_eq!(estimate(5, Some(0.0), &config(60), false).eta_seconds, None);
+        assert_eq!(
+            estimate(5, Some(60.0), &config(60), true).poll_after_ms,
+            MAX_POLL_MS
+        );
     }
 
     #[test]

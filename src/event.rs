@@ -233,6 +233,11 @@ pub fn apply(config: &mut RoomConfig, events: &Events, now: u64) -> Option<u64> 
     None
 }
 
+/// Whether the opening at `opens_at` (an event's `start_at`) shuffles its pre-queue.
+pub fn opening_shuffles(events: &Events, opens_at: u64) -> bool {
+    events.values().any(|e| e.shuffle && e.start_at == opens_at)
+}
+
 /// Whether a pre-queue opens within [`ENTRY_LEAD_MS`] of `now` (or is open): the scheduler then
 /// admits only those already waiting, opening no slot for direct entry.
 pub fn prequeue_near(events: &Events, now: u64) -> bool {

@@ -174,8 +174,17 @@ pub struct Shard {
     /// soft state, neither logged nor in a snapshot (a shard built again takes everyone as seen
     /// then, [`Shard::seen_all`]). What it decides, [`Op::Abandon`], is logged.
     seen: Vec<u32>,
+    /// Where the next look for unseen places beyond the head goes on from (soft state).
+    sweep_cursor: u64,
     abandoned_total: u64,
 }
+
+/// The waiting places at the head of the line that each look for unseen places checks: those
+/// admission reaches next.
+pub const SWEEP_HEAD: u64 = 4_096;
+/// And this many more beyond them, from where the last look stopped, round the line: a look
+/// costs the same however long the line (the whole of a line of 1,000,000 in about 250 looks).
+pub const SWEEP_MORE: u64 = 4_096;
 
 /// Two shards are equal when no operation can tell them apart. The user entries of ended places
 /// (which no join sees), the sweep's count and who was seen when (soft state) are left out: a
@@ -339,14 +348,26 @@ impl Shard {
         Some(op)
     }
 
-    /// The waiting places (queue seqs) not seen for `after_ms` by `now`.
-    pub fn unseen(&self, now: u64, after_ms: u64) -> Vec<u64> {
+    /// Waiting places (queue seqs) not seen for `after_ms` by `now`: of the first
+    /// [`SWEEP_HEAD`] waiting, and of [`SWEEP_MORE`] beyond them from where the last look
+    /// stopped.
+    pub fn unseen(&mut self, now: u64, after_ms: u64) -> Vec<u64> {
         let before = unix_seconds(now.saturating_sub(after_ms));
-        (self.queue.admitted_seq() + 1..=self.queue.tail())
-            .filter(|&seq| {
-                let seen = self.seen.get((seq - 1) as usize).copied().unwrap_or(0);
-                seen < before && !self.queue.is_left(seq)
-            })
+        let tail = self.queue.tail();
+        let head_end = (self.queue.admitted_seq() + SWEEP_HEAD).min(tail);
+        let mut from = self.sweep_cursor.max(head_end + 1);
+        if from > tail {
+            from = head_end + 1;
+        }
+        let more_end = (from + SWEEP_MORE - 1).min(tail);
+        self.sweep_cursor = more_end + 1;
+        let unseen = |seq: &u64| {
+            let seen = self.seen.get((seq - 1) as usize).copied().unwrap_or(0);
+            seen < before && !self.queue.is_left(*seq)
+        };
+        (self.queue.admitted_seq() + 1..=head_end)
+            .chain(from..=more_end)
+            .filter(unseen)
             .collect()
     }
 
@@ -900,5 +921,28 @@ mod tests {
         let moved = shard.queue().locate(4);
         assert_eq!(shard.unseen(60_000, 20_000).len(), 5);
         assert!(!shard.unseen(60_000, 20_000).contains(&moved));
+    }
+
+    #[test]
+    fn a_look_for_unseen_places_costs_the_same_however_long_the_line() {
+        let mut shard = Shard::new();
+        for stamp in 1..=10_000 {
+            shard.join(None, stamp, false, 0, T);
+        }
+        let look = |shard: &mut Shard| shard.unseen(10_000, 1_000);
+        // The head, and as many again beyond it.
+        let first = look(&mut shard);
+        assert_eq!(first.len() as u64, SWEEP_HEAD + SWEEP_MORE);
+        assert_eq!(first.last(), Some(&(SWEEP_HEAD + SWEEP_MORE)));
+        // The head again, and on from there to the end of the line.
+        let second = look(&mut shard);
+        assert_eq!(
+            second.len() as u64,
+            SWEEP_HEAD + (10_000 - SWEEP_HEAD - SWEEP_MORE)
+        );
+        assert_eq!(second.last(), Some(&10_000));
+        // Then round again, from just past the head.
+        let third = look(&mut shard);
+        assert_eq!(third[SWEEP_HEAD as usize], SWEEP_HEAD + 1);
     }
 }

@@ -46,25 +46,41 @@ pub struct Answer {
 /// How soon a visitor in a pre-queue at `position` asks again. Far from the opening, a quarter
 /// of the time left (1 s to 30 s). Close to it, at the opening plus the time the line ahead
 /// takes at the configured rate (at most 30 s more): the front asks first, and a crowd that
-/// pre-queued does not ask all in the same second.
-fn prequeue_poll_ms(opens_at: u64, now: u64, position: u64, config: &RoomConfig) -> u64 {
+/// pre-queued does not ask all in the same second. Where the opening shuffles the pre-queue
+/// (`shuffled`, with the place's seq), the line ahead is not known yet: everyone asks within
+/// [`SHUFFLED_OPENING_SPREAD_MS`] after the opening, spread by seq, so that whoever the shuffle
+/// puts first learns it at once.
+fn prequeue_poll_ms(
+    opens_at: u64,
+    now: u64,
+    position: u64,
+    config: &RoomConfig,
+    shuffled: Option<u64>,
+) -> u64 {
     use crate::estimate::{max_poll_ms, MAX_POLL_MS, MIN_POLL_MS};
     let left = opens_at.saturating_sub(now);
     let max_poll = max_poll_ms(config);
     if left > 4 * MIN_POLL_MS {
         return (left / 4).clamp(MIN_POLL_MS, max_poll);
     }
-    let turn = position
-        .saturating_sub(1)
-        .saturating_mul(60_000)
-        .checked_div(config.admit_per_minute)
-        .unwrap_or(MAX_POLL_MS);
+    let after_opening = match shuffled {
+        Some(seq) => (seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % SHUFFLED_OPENING_SPREAD_MS,
+        None => position
+            .saturating_sub(1)
+            .saturating_mul(60_000)
+            .checked_div(config.admit_per_minute)
+            .unwrap_or(MAX_POLL_MS)
+            .min(MAX_POLL_MS),
+    };
     // Never longer than a place may go unseen.
     let abandon = config.abandon_after_ms().map_or(u64::MAX, |ms| ms / 4);
-    left.saturating_add(turn.min(MAX_POLL_MS))
+    left.saturating_add(after_opening)
         .min(abandon.max(MIN_POLL_MS))
         .max(MIN_POLL_MS)
 }
+
+/// Pre-queued visitors of a shuffled opening ask again within this long after it.
+pub const SHUFFLED_OPENING_SPREAD_MS: u64 = 3_000;
 
 /// Everything about a room that shapes an answer.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +91,8 @@ pub struct RoomContext<'a> {
     /// When the sale opens, while an event holds the room in its pre-queue: waiting visitors
     /// are told that instead of a position.
     pub opens_at: Option<u64>,
+    /// Whether that opening shuffles the pre-queue.
+    pub opening_shuffled: bool,
     /// Admissions per minute measured while visitors waited, if known.
     pub measured_rate: Option<f64>,
     pub keys: &'a SigningKeys,
@@ -136,8 +154,14 @@ impl RoomContext<'_> {
                     body.position = Some(None);
                     body.opens_at = Some(opens_at);
                     body.eta_seconds = Some(None);
-                    body.poll_after_ms =
-                        Some(prequeue_poll_ms(opens_at, now, position, self.config));
+                    let shuffled = self.opening_shuffled.then_some(ticket.place.seq);
+                    body.poll_after_ms = Some(prequeue_poll_ms(
+                        opens_at,
+                        now,
+                        position,
+                        self.config,
+                        shuffled,
+                    ));
                 } else {
                     let wait = self.wait_estimate(position);
                     body.position = Some(Some(position));
@@ -222,25 +246,25 @@ mod tests {
         let opens_at = 1_800_000_000_000;
         // An hour out: every 30 s; a minute out: every 15 s.
         assert_eq!(
-            prequeue_poll_ms(opens_at, opens_at - 3_600_000, 1, &config),
+            prequeue_poll_ms(opens_at, opens_at - 3_600_000, 1, &config, None),
             30_000
         );
         assert_eq!(
-            prequeue_poll_ms(opens_at, opens_at - 60_000, 1, &config),
+            prequeue_poll_ms(opens_at, opens_at - 60_000, 1, &config, None),
             15_000
         );
         // Three seconds out: at the opening for the front, 10 a second behind it, 30 s at most.
         assert_eq!(
-            prequeue_poll_ms(opens_at, opens_at - 3_000, 1, &config),
+            prequeue_poll_ms(opens_at, opens_at - 3_000, 1, &config, None),
             3_000
         );
         assert_eq!(
-            prequeue_poll_ms(opens_at, opens_at - 3_000, 11, &config),
+            prequeue_poll_ms(opens_at, opens_at - 3_000, 11, &config, None),
             4_000
         );
         // Never longer than a quarter of the time a place may go unseen (120 s by default).
         assert_eq!(
-            prequeue_poll_ms(opens_at, opens_at - 3_000, 100_000, &config),
+            prequeue_poll_ms(opens_at, opens_at - 3_000, 100_000, &config, None),
             30_000
         );
         let never_abandoned = RoomConfig {
@@ -248,11 +272,23 @@ mod tests {
             ..config.clone()
         };
         assert_eq!(
-            prequeue_poll_ms(opens_at, opens_at - 3_000, 100_000, &never_abandoned),
+            prequeue_poll_ms(opens_at, opens_at - 3_000, 100_000, &never_abandoned, None),
             33_000
         );
         // At the opening, never sooner than a second.
-        assert_eq!(prequeue_poll_ms(opens_at, opens_at, 1, &config), 1_000);
+        assert_eq!(
+            prequeue_poll_ms(opens_at, opens_at, 1, &config, None),
+            1_000
+        );
+        // A shuffled opening: everyone within three seconds of it, whatever the place in line.
+        let asks: Vec<u64> = (1..=1000)
+            .map(|seq| prequeue_poll_ms(opens_at, opens_at - 3_000, 100_000, &config, Some(seq)))
+            .collect();
+        assert!(
+            asks.iter().all(|&ms| (3_000..6_000).contains(&ms)),
+            "{asks:?}"
+        );
+        assert!(asks.iter().any(|&ms| ms < 3_500) && asks.iter().any(|&ms| ms > 5_500));
     }
 
     fn fixture() -> (RoomId, RoomConfig, SigningKeys) {
@@ -275,6 +311,7 @@ mod tests {
             config,
             paused: false,
             opens_at: None,
+            opening_shuffled: false,
             measured_rate,
             keys,
             secure_cookies,

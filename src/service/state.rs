@@ -158,6 +158,9 @@ impl Service {
             config: &record.config,
             paused: record.paused,
             opens_at: record.opens_at,
+            opening_shuffled: record
+                .opens_at
+                .is_some_and(|at| crate::event::opening_shuffles(&record.events, at)),
             measured_rate: record.measured_rate,
             keys: &self.keys,
             secure_cookies: self.secure_cookies || client.https,

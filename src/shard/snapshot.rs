@@ -320,6 +320,7 @@ impl Shard {
             unclaimed,
             admitted_total,
             seen: Vec::new(),
+            sweep_cursor: 0,
             abandoned_total,
         };
         shard.sweep();

@@ -31,25 +31,40 @@ while true do
 end
 local after = tonumber(ARGV[7])
 if fence > 0 and after > 0 then
-  -- Places whose visitors stopped asking end before admission reaches them. A place with no
-  -- seen time (0, or none: joined before it was kept) is left alone.
+  -- Places whose visitors stopped asking end before admission reaches them: of the first
+  -- SWEEP_HEAD waiting, and of SWEEP_MORE beyond them from where the last look stopped (meta
+  -- swc), round the line, as the core's Shard::unseen looks. A place with no seen time (0, or
+  -- none: joined before it was kept) is left alone.
+  local SWEEP_HEAD, SWEEP_MORE = 4096, 4096
   local adm, n = num(redis.call('HGET', KEYS[3], 'adm')), tail()
   local before = math.floor((now - after) / 1000)
-  if n > adm then
-    local seen = redis.call('GETRANGE', KEYS[10], 4 * adm, 4 * n - 1)
-    local gone = 0
-    for seq = adm + 1, adm + math.floor(#seen / 4) do
-      local at = struct.unpack('>I4', seen, 4 * (seq - adm - 1) + 1)
+  local head_end = math.min(adm + SWEEP_HEAD, n)
+  local from = math.max(num(redis.call('HGET', KEYS[3], 'swc')), head_end + 1)
+  if from > n then
+    from = head_end + 1
+  end
+  local more_end = math.min(from + SWEEP_MORE - 1, n)
+  redis.call('HSET', KEYS[3], 'swc', more_end + 1)
+  local gone = 0
+  local function look(first, last)
+    if last < first then
+      return
+    end
+    local seen = redis.call('GETRANGE', KEYS[10], 4 * (first - 1), 4 * last - 1)
+    for seq = first, first + math.floor(#seen / 4) - 1 do
+      local at = struct.unpack('>I4', seen, 4 * (seq - first) + 1)
       if at > 0 and at < before and redis.call('GETBIT', KEYS[2], seq) == 0 then
         redis.call('SETBIT', KEYS[2], seq, 1)
         redis.call('APPEND', KEYS[8], struct.pack('>I8', seq))
         gone = gone + 1
       end
     end
-    if gone > 0 then
-      redis.call('HINCRBY', KEYS[3], 'lw', gone)
-      redis.call('HINCRBY', KEYS[3], 'abd', gone)
-    end
+  end
+  look(adm + 1, head_end)
+  look(from, more_end)
+  if gone > 0 then
+    redis.call('HINCRBY', KEYS[3], 'lw', gone)
+    redis.call('HINCRBY', KEYS[3], 'abd', gone)
   end
 end
 local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv')
