@@ -116,7 +116,7 @@ def main():
     marker = f"bench:sale-shuffled:{target}" if shuffled else f"bench:sale:{target}"
     title = "A shuffled sale opening" if shuffled else "A sale opening"
     lines = [f"<!-- {marker} -->", f"### {title}: {TITLES[target]}", "",
-             f"Written by `scripts/bench-sale.sh {target}` on {f['date']}. Machine: {machine()}; load "
+             f"Written by `{'SHUFFLE=1 ' if shuffled else ''}scripts/bench-sale.sh {target}` on {f['date']}. Machine: {machine()}; load "
              f"generator on the same machine.", "",
              f"- {f['visitors']:,} visitors joined a pre-queue over 60 s; the sale opened 5 s after it "
              f"(max_active {f['max_active']}, admit_per_minute {f['configured']:.0f}); each left as soon as it was in."
