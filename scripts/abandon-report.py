@@ -9,21 +9,12 @@ are admitted at admit_per_minute within 2 %, their median wait within 10 % of th
 the abandoners, and max_active is never exceeded.
 """
 import datetime
-import json
-import os
 import sys
 
-from report_common import machine, write_section
+from report_common import load_run, machine, write_section
 
 TITLES = {"origin": "the origin on its embedded store", "redis": "the origin on Redis", "edge": "the edge (wrangler dev)"}
 RUNS = {"present": "no abandoners", "abandoners": "as many again abandon right after joining"}
-
-
-def load(out, run):
-    with open(os.path.join(out, f"{run}.json")) as f:
-        metrics = json.load(f)["metrics"]
-    params = dict(line.strip().split("=", 1) for line in open(os.path.join(out, f"{run}.params")) if "=" in line)
-    return metrics, params
 
 
 def figures(metrics, params):
@@ -54,7 +45,7 @@ def main():
         target, out = sys.argv[2], sys.argv[3]
         problems = []
         for run in RUNS:
-            f = figures(*load(out, run))
+            f = figures(*load_run(out, run))
             if f["got_in"] < 1.0:
                 problems.append(f"{run}: not every present visitor got in")
             if f["occupied_max"] > f["max_active"]:
@@ -64,9 +55,9 @@ def main():
         print(f"abandon runs on {target}: every present visitor got in, max_active held")
         return
     target, out, bench_md = sys.argv[1:4]
-    runs = {run: figures(*load(out, run)) for run in RUNS}
+    runs = {run: figures(*load_run(out, run)) for run in RUNS}
     b, a = runs["present"], runs["abandoners"]
-    params = load(out, "present")[1]
+    params = load_run(out, "present")[1]
     lines = [f"<!-- bench:abandon:{target} -->", f"### Visitors who left: {TITLES[target]}", ""]
     lines.append(f"Written by `scripts/bench-abandon.sh {target}` on {datetime.date.today().isoformat()}. "
                  f"Machine: {machine()}; load generator on the same machine.")

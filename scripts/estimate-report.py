@@ -5,21 +5,12 @@
     estimate-report.py --check <target> <out dir>    (QUICK=1: checks the runs, writes nothing)
 """
 import datetime
-import json
-import os
 import sys
 
-from report_common import machine, write_section
+from report_common import load_run, machine, write_section
 
 TITLES = {"origin": "the origin on its embedded store", "redis": "the origin on Redis", "edge": "the edge (wrangler dev)"}
 RUNS = {"burst": "a crowd joins at once", "steady": "steady arrivals, faster than slots free"}
-
-
-def load(out, run):
-    with open(os.path.join(out, f"{run}.json")) as f:
-        metrics = json.load(f)["metrics"]
-    params = dict(line.strip().split("=", 1) for line in open(os.path.join(out, f"{run}.params")) if "=" in line)
-    return metrics, params
 
 
 def pct(trend, stat):
@@ -48,7 +39,7 @@ def main():
         target, out = sys.argv[2], sys.argv[3]
         problems = []
         for run in RUNS:
-            metrics, _ = load(out, run)
+            metrics, _ = load_run(out, run)
             if metrics.get("got_in", {}).get("value", 0) < 1.0:
                 problems.append(f"{run}: not every visitor got in")
         if problems:
@@ -66,7 +57,7 @@ def main():
     lines.append("| Run | Load | Got in | Wait p50 / p90 | At join | Shown in the first minute | Shown after a minute | Answers without an estimate |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for run in RUNS:
-        metrics, params = load(out, run)
+        metrics, params = load_run(out, run)
         lines.append(row(run, metrics, params))
     lines.append(f"<!-- /bench:estimate:{target} -->")
     section = "\n".join(lines)

@@ -1,5 +1,6 @@
 """What the benchmark reports share: the machine line, and rewriting a marked section of
 BENCHMARKS.md (or appending it under its heading)."""
+import json
 import os
 import platform
 import re
@@ -21,6 +22,16 @@ def machine():
     except OSError:
         k6 = []
     return f"{os.cpu_count()} vCPUs ({cpu}), {platform.system()} {platform.release()}; {k6[0] if k6 else 'k6'}"
+
+
+def load_run(out, run):
+    """A k6 run's summary metrics (`<run>.json`) and its parameters (`<run>.params`, NAME=value
+    lines) from a bench's out dir."""
+    with open(os.path.join(out, f"{run}.json")) as f:
+        metrics = json.load(f)["metrics"]
+    with open(os.path.join(out, f"{run}.params")) as f:
+        params = dict(line.strip().split("=", 1) for line in f if "=" in line)
+    return metrics, params
 
 
 def write_section(bench_md, marker, section, heading, intro):

@@ -695,6 +695,25 @@ mod tests {
         claim_window_ms: 10_000,
     };
 
+    /// A shuffle of the pre-queue from 1 ms to 2 ms (in join-stamp microseconds).
+    fn spec(seed: u8) -> ShuffleSpec {
+        ShuffleSpec {
+            seed: vec![seed; 32],
+            prequeue_us: 1_000,
+            start_us: 2_000,
+        }
+    }
+
+    /// The shard a snapshot of `shard` restores (segments of 4 visitors).
+    fn restored(shard: &Shard) -> Shard {
+        let segments = shard.snapshot_visitors(1, 4);
+        Shard::restore(
+            &shard.snapshot_state(),
+            segments.iter().map(|(_, b)| b.as_slice()),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn replaying_the_log_rebuilds_the_same_shard() {
         let ops = vec![
@@ -802,11 +821,7 @@ mod tests {
 
     #[test]
     fn a_shuffle_reorders_the_prequeue_and_tickets_keep_their_places() {
-        let spec = ShuffleSpec {
-            seed: vec![3; 32],
-            prequeue_us: 1_000,
-            start_us: 2_000,
-        };
+        let spec = spec(3);
         let mut shard = Shard::new();
         // One visitor from before the pre-queue, eight in it (one leaves), one after the start.
         shard.join(Some("early"), 500, false, 0, T);
@@ -846,16 +861,9 @@ mod tests {
         assert_eq!(again.stamp, spec.stamp_of(&key(5)).max(again.stamp));
         assert!(spec.covers(again.stamp));
         // A snapshot keeps the moves.
-        let restored = Shard::restore(
-            &shard.snapshot_state(),
-            shard
-                .snapshot_visitors(1, 4)
-                .iter()
-                .map(|(_, b)| b.as_slice()),
-        )
-        .unwrap();
-        assert_eq!(restored, shard);
-        assert_eq!(restored.queue().locate(5), shard.queue().locate(5));
+        let copy = restored(&shard);
+        assert_eq!(copy, shard);
+        assert_eq!(copy.queue().locate(5), shard.queue().locate(5));
     }
 
     #[test]
@@ -893,24 +901,12 @@ mod tests {
         replayed.apply(&op);
         replayed.admit(5, 12_000);
         assert_eq!(replayed, shard);
-        let restored = Shard::restore(
-            &shard.snapshot_state(),
-            shard
-                .snapshot_visitors(1, 4)
-                .iter()
-                .map(|(_, b)| b.as_slice()),
-        )
-        .unwrap();
-        assert_eq!(restored.abandoned_total(), 2);
+        assert_eq!(restored(&shard).abandoned_total(), 2);
     }
 
     #[test]
     fn a_shuffle_moves_when_each_was_seen_with_the_place() {
-        let spec = ShuffleSpec {
-            seed: vec![5; 32],
-            prequeue_us: 1_000,
-            start_us: 2_000,
-        };
+        let spec = spec(5);
         let mut shard = Shard::new();
         for stamp in 0..6 {
             shard.join(None, 1_000 + stamp, false, 1_000, T);
