@@ -201,6 +201,12 @@ async fn schedule(
     let remote = remote(&s)?;
     let now = s.now();
     let record = record(&s, &room, now).await?;
-    let request = ScheduleRequest::from_body(&body, record.config.shards)?;
+    let mut request = ScheduleRequest::from_body(&body, record.config.shards)?;
+    // The scheduler planned on its own clock. While this store's clock still holds the room in
+    // a pre-queue, its orders admit nobody: on the far side of the opening they would admit in
+    // an order a shuffle at the opening is about to change (and before the opening at all).
+    if record.clone().in_effect(now).opens_at.is_some() {
+        request.orders = None;
+    }
     Ok(Json(remote.run_batch(&record, &request, now).await?))
 }
