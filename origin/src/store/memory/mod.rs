@@ -272,6 +272,7 @@ impl Store for MemoryStore {
     async fn admit_now(&self, room: &RoomRecord, count: u64, now: u64) -> StoreResult<u64> {
         self.with_queue_at(&room.id, now, |room| {
             room.expire(now);
+            room.end_unseen(now);
             room.run(Batch::Operator { count }, now)
         })
     }
@@ -320,6 +321,7 @@ impl Scheduling for MemoryStore {
         }
         self.with_queue_at(&room.id, now, |room| {
             room.expire(now);
+            room.end_unseen(now);
             let decision = decide(room.load());
             room.record.measured_rate = decision.rate;
             let admitted = room.run(

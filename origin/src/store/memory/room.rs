@@ -187,15 +187,22 @@ impl Room {
         self.shard_of(place)?.session(place.seq, renew, now, timing)
     }
 
-    /// Ends what expired by `now`, and the places of waiting visitors who stopped asking.
     pub(super) fn expire(&mut self, now: u64) {
         let timing = self.timing();
-        let abandon_after = self.record.config.abandon_after_ms();
         for shard in &mut self.shards {
             shard.expire(now, timing);
-            if let Some(after) = abandon_after {
-                shard.abandon_unseen(now, after);
-            }
+        }
+    }
+
+    /// Ends the places of waiting visitors who stopped asking: before a batch only (the
+    /// scheduler's tick, an operator's admission), as on every store, not on a read of the
+    /// room's numbers that a join may make.
+    pub(super) fn end_unseen(&mut self, now: u64) {
+        let Some(after) = self.record.config.abandon_after_ms() else {
+            return;
+        };
+        for shard in &mut self.shards {
+            shard.abandon_unseen(now, after);
         }
     }
 
