@@ -159,7 +159,8 @@ pub struct VisitorResponse {
     pub ticket_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
-    /// 1 = next in line. Only while waiting; `null` in a pre-queue, before the sale opens.
+    /// 1 = next in line. Only while waiting; `null` in a pre-queue, before the sale opens, and
+    /// in a random draw.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -169,6 +170,10 @@ pub struct VisitorResponse {
     /// When the sale opens (Unix ms), while waiting in a pre-queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opens_at: Option<u64>,
+    /// `true` while waiting in a room in random mode: each admission draws among everyone
+    /// waiting, so there is no place in line, and `eta_seconds` is the average wait of a draw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random: Option<bool>,
     /// Only while waiting; `null` when the room admits nobody at the moment (paused or full).
     #[serde(
         default,
@@ -193,6 +198,7 @@ impl VisitorResponse {
             ticket: None,
             position: None,
             opens_at: None,
+            random: None,
             eta_seconds: None,
             poll_after_ms: None,
             pass: None,

@@ -290,7 +290,7 @@ mod tests {
                 "invalid_config",
             ),
             (
-                br#"{"prequeue_at":1,"start_at":2,"end_at":1800003600000,"mode":"random"}"#,
+                br#"{"prequeue_at":1,"start_at":2,"end_at":1800003600000,"mode":"lifo"}"#,
                 "invalid_config",
             ),
             (

@@ -24,6 +24,7 @@ pub mod bypass;
 pub mod challenge;
 pub mod controller;
 pub mod decoy;
+pub mod draw;
 pub mod error;
 pub mod estimate;
 pub mod event;

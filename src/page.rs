@@ -9,6 +9,11 @@ use crate::room::RoomId;
 
 const TEMPLATE: &str = include_str!("waiting.html");
 
+/// What a visitor in random mode is told (the page's script says the same).
+const RANDOM_MESSAGE: &str = "People are let in by a random draw among everyone waiting: each \
+     draw gives you the same chance as anyone else, however long you have waited. The estimate is \
+     the average wait.";
+
 /// What the waiting page shows.
 #[derive(Debug, Clone)]
 pub struct WaitingPage<'a> {
@@ -19,6 +24,8 @@ pub struct WaitingPage<'a> {
     pub position: Option<u64>,
     /// When the sale opens (Unix ms), for a visitor in a pre-queue.
     pub opens_at: Option<u64>,
+    /// Waiting in a room in random mode: no place in line, a draw among everyone.
+    pub random: bool,
     pub eta_seconds: Option<u64>,
     pub poll_after_ms: u64,
     /// The status endpoint the page polls, e.g. `/_qg/v1/rooms/demo/status`.
@@ -28,9 +35,10 @@ pub struct WaitingPage<'a> {
 impl WaitingPage<'_> {
     pub fn render(&self) -> String {
         let refresh_s = self.poll_after_ms.div_ceil(1000).max(1);
-        let placed = self.position.is_some() || self.opens_at.is_some();
+        let placed = self.position.is_some() || self.opens_at.is_some() || self.random;
         let message = match self.eta_seconds {
             _ if !placed => "You have no place in line yet.",
+            _ if self.random && self.opens_at.is_none() => RANDOM_MESSAGE,
             _ if self.opens_at.is_some() => {
                 "The sale has not opened yet. You have a place; when it opens, people are let \
                  in from the line, and this page takes you in when it is your turn."
@@ -46,6 +54,7 @@ impl WaitingPage<'_> {
             "This page takes a place in line for you when it loads again, in a moment."
         };
         let position = match (self.position, self.opens_at) {
+            (_, None) if self.random => "drawn at random".to_owned(),
             (Some(p), _) => p.to_string(),
             (None, Some(_)) => "kept until the opening".to_owned(),
             (None, None) => "\u{2013}".to_owned(),
@@ -88,6 +97,7 @@ pub fn waiting_page(room: &RoomId, visitor: &VisitorResponse, api_prefix: &str) 
         ticket_id: visitor.ticket_id.as_deref().unwrap_or(""),
         position: visitor.position.flatten(),
         opens_at: visitor.opens_at,
+        random: visitor.random == Some(true),
         eta_seconds: visitor.eta_seconds.flatten(),
         poll_after_ms: visitor.poll_after_ms.unwrap_or(1000),
         status_url: &format!("{api_prefix}/rooms/{room}/status"),
@@ -306,6 +316,7 @@ mod tests {
             ticket_id: "00000001-0-7",
             position: Some(42),
             opens_at: None,
+            random: false,
             eta_seconds: eta,
             poll_after_ms: 2500,
             status_url: "/_qg/v1/rooms/demo/status",
@@ -327,6 +338,26 @@ mod tests {
     }
 
     #[test]
+    fn a_random_draw_shows_no_place_but_the_average_wait() {
+        let room = RoomId::parse("demo").unwrap();
+        let html = WaitingPage {
+            room: &room,
+            ticket_id: "00000001-0-7",
+            position: None,
+            opens_at: None,
+            random: true,
+            eta_seconds: Some(600),
+            poll_after_ms: 2500,
+            status_url: "/_qg/v1/rooms/demo/status",
+        }
+        .render();
+        assert!(html.contains(">drawn at random</dd>"));
+        assert!(html.contains("about 10 minutes"));
+        assert!(html.contains("random draw among everyone waiting"));
+        assert!(html.contains("var placed = true;"));
+    }
+
+    #[test]
     fn unknown_wait_says_so() {
         let html = page(None);
         assert!(html.contains(">unknown</dd>"));
@@ -341,6 +372,7 @@ mod tests {
             ticket_id: "",
             position: None,
             opens_at: None,
+            random: false,
             eta_seconds: None,
             poll_after_ms: 1000,
             status_url: "/_qg/v1/rooms/demo/status",

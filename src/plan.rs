@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::controller::RoomLoad;
 use crate::order::plan_fifo;
-use crate::room::RoomConfig;
+use crate::room::{Mode, RoomConfig};
 
 /// What one shard holds, as a store read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +104,10 @@ pub struct ShardOrder {
     /// `through_seq` names a place of the old order).
     #[serde(default)]
     pub shuffled_us: u64,
+    /// Random mode ([`crate::draw`]): the shard admits `take` waiting visitors drawn with this
+    /// seed, wherever they are in the line, instead of those through `through_seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<u64>,
 }
 
 /// A planned batch.
@@ -117,13 +121,15 @@ pub struct Plan {
     pub credit: u64,
 }
 
-/// Plans a batch for a room from its shards' readings.
+/// Plans a batch for a room from its shards' readings. `seed` (from the platform's random
+/// source) is what a room in random mode draws with.
 pub fn plan(
     config: &RoomConfig,
     paused: bool,
     shards: &[ShardReading],
     batch: Batch,
     freshness: Freshness,
+    seed: u64,
 ) -> Plan {
     let load = load_of(shards);
     let credit_open: u64 = shards.iter().map(|s| s.credit).sum();
@@ -138,19 +144,25 @@ pub fn plan(
     let reserved = if credit_taken { credit_open } else { 0 };
     let free = load.free(config).saturating_sub(reserved);
     let wanted = count.min(free);
+    let random = config.mode == Mode::Random;
     let barrier = shards.iter().map(|s| s.listed_below).min().unwrap_or(0);
-    let takes = plan_fifo(
-        shards
-            .iter()
-            .map(|s| {
-                s.heads
-                    .iter()
-                    .map(|&(_, stamp)| stamp)
-                    .take_while(move |&stamp| stamp < barrier)
-            })
-            .collect(),
-        wanted,
-    );
+    let takes = if random {
+        let waiting: Vec<u64> = shards.iter().map(|s| s.waiting).collect();
+        crate::draw::split(wanted, &waiting, seed)
+    } else {
+        plan_fifo(
+            shards
+                .iter()
+                .map(|s| {
+                    s.heads
+                        .iter()
+                        .map(|&(_, stamp)| stamp)
+                        .take_while(move |&stamp| stamp < barrier)
+                })
+                .collect(),
+            wanted,
+        )
+    };
     let admitted: u64 = takes.iter().sum();
     let (credits, carry): (Vec<Option<u64>>, bool) = if operator {
         (vec![None; shards.len()], false)
@@ -166,15 +178,18 @@ pub fn plan(
         .iter()
         .zip(shards)
         .zip(&credits)
-        .map(|((&take, shard), &credit)| ShardOrder {
+        .enumerate()
+        .map(|(i, ((&take, shard), &credit))| ShardOrder {
             take,
             through_seq: match take {
                 0 => 0,
+                _ if random => 0,
                 n => shard.heads[(n - 1) as usize].0,
             },
             credit,
             carry,
             shuffled_us: shard.shuffled_us,
+            draw: (random && take > 0).then(|| crate::draw::shard_seed(seed, i)),
         })
         .collect();
     Plan {
@@ -230,6 +245,7 @@ mod tests {
             &shards,
             Batch::Scheduler { grant: 10 },
             Freshness::Current,
+            0,
         );
         // 3 active of 7: four admitted, stamps 1-4; people still wait, so no credit.
         assert_eq!(p.admitted, 4);
@@ -237,6 +253,53 @@ mod tests {
         assert_eq!(p.orders[1].through_seq, 2);
         assert_eq!(p.credit, 0);
         assert!(p.orders.iter().all(|o| o.credit == Some(0)));
+    }
+
+    #[test]
+    fn random_mode_draws_over_all_waiting_within_capacity() {
+        let mut readings = [shard(&[1, 4, 9], 2, 0), shard(&[2, 3, 10], 1, 0)];
+        // Only the first heads are listed; a draw reaches everyone waiting.
+        readings[1].waiting = 300;
+        let random = RoomConfig {
+            mode: Mode::Random,
+            ..config(7)
+        };
+        let p = plan(
+            &random,
+            false,
+            &readings,
+            Batch::Scheduler { grant: 10 },
+            Freshness::Current,
+            42,
+        );
+        assert_eq!(p.admitted, 4);
+        assert_eq!(p.orders.iter().map(|o| o.take).sum::<u64>(), 4);
+        for (i, order) in p.orders.iter().enumerate() {
+            assert_eq!(order.draw.is_some(), order.take > 0);
+            assert_eq!(order.through_seq, 0);
+            if let Some(seed) = order.draw {
+                assert_eq!(seed, crate::draw::shard_seed(42, i));
+            }
+        }
+        // The same seed plans the same; FIFO plans carry no draw.
+        let again = plan(
+            &random,
+            false,
+            &readings,
+            Batch::Scheduler { grant: 10 },
+            Freshness::Current,
+            42,
+        );
+        assert_eq!(again, p);
+        let fifo = plan(
+            &config(7),
+            false,
+            &readings,
+            Batch::Scheduler { grant: 10 },
+            Freshness::Current,
+            42,
+        );
+        assert!(fifo.orders.iter().all(|o| o.draw.is_none()));
     }
 
     #[test]
@@ -248,6 +311,7 @@ mod tests {
             &shards,
             Batch::Scheduler { grant: 8 },
             Freshness::Current,
+            0,
         );
         assert_eq!(p.admitted, 1);
         assert_eq!(p.credit, 7);
@@ -260,6 +324,7 @@ mod tests {
             &shards,
             Batch::Scheduler { grant: 8 },
             Freshness::Previous,
+            0,
         );
         assert_eq!((p.admitted, p.credit), (1, 1));
     }
@@ -275,6 +340,7 @@ mod tests {
             &shards,
             Batch::Scheduler { grant: 100 },
             Freshness::Previous,
+            0,
         );
         assert_eq!(p.credit, 0);
         assert!(p.orders.iter().all(|o| o.carry && o.credit == Some(0)));
@@ -285,6 +351,7 @@ mod tests {
             &shards,
             Batch::Scheduler { grant: 100 },
             Freshness::Current,
+            0,
         );
         assert_eq!(p.credit, 50);
         assert!(p.orders.iter().all(|o| !o.carry));
@@ -296,6 +363,7 @@ mod tests {
             &shards,
             Batch::Scheduler { grant: 0 },
             Freshness::Previous,
+            0,
         );
         assert!(p.orders.iter().all(|o| !o.carry && o.credit == Some(0)));
     }
@@ -309,6 +377,7 @@ mod tests {
             &shards,
             Batch::Operator { count: 10 },
             Freshness::Current,
+            0,
         );
         assert_eq!(p.admitted, 2);
         assert_eq!(p.orders[0].credit, None);
@@ -318,6 +387,7 @@ mod tests {
             &shards,
             Batch::Scheduler { grant: 10 },
             Freshness::Current,
+            0,
         );
         assert_eq!((p.admitted, p.credit), (0, 0));
     }
@@ -336,6 +406,7 @@ mod tests {
             &shards,
             Batch::Scheduler { grant: 5 },
             Freshness::Current,
+            0,
         );
         assert_eq!(p.admitted, 3);
         assert_eq!(p.credit, 0, "people still wait");
@@ -366,7 +437,7 @@ mod tests {
                 .collect();
             let batch = if operator { Batch::Operator { count: grant } } else { Batch::Scheduler { grant } };
             let freshness = if previous { Freshness::Previous } else { Freshness::Current };
-            let p = plan(&config(max_active), false, &readings, batch, freshness);
+            let p = plan(&config(max_active), false, &readings, batch, freshness, 0);
             let load = load_of(&readings);
             let credit_now: u64 = readings.iter().map(|r| r.credit).sum();
             // Capacity: what was in use (with the old credit where it is kept or may have been

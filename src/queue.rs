@@ -7,7 +7,7 @@
 
 use crate::order::plan_fifo;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ShardQueue {
     /// Seq `n` is at index `n - 1`. Strictly increasing.
     stamps: Vec<u64>,
@@ -19,9 +19,31 @@ pub struct ShardQueue {
     /// After a shuffle ([`crate::shuffle`]): by ticket seq (index `seq - 1`), how far its place
     /// moved in the queue (0 for places no shuffle moved).
     moved: Vec<i32>,
+    /// The inverse of `moved`: by place seq (index `seq - 1`), how far from it is the ticket
+    /// seq whose place it holds (0 for its own).
+    holder: Vec<i32>,
     /// The `start_us` of the last shuffle applied (0: none).
     shuffled_us: u64,
 }
+
+/// Equal when no question can tell them apart: moves of 0 are no moves, however far the
+/// vectors that keep them reach.
+impl PartialEq for ShardQueue {
+    fn eq(&self, other: &Self) -> bool {
+        fn trimmed(v: &[i32]) -> &[i32] {
+            &v[..v.len() - v.iter().rev().take_while(|&&d| d == 0).count()]
+        }
+        self.stamps == other.stamps
+            && self.left == other.left
+            && self.admitted_seq == other.admitted_seq
+            && self.left_waiting == other.left_waiting
+            && trimmed(&self.moved) == trimmed(&other.moved)
+            && trimmed(&self.holder) == trimmed(&other.holder)
+            && self.shuffled_us == other.shuffled_us
+    }
+}
+
+impl Eq for ShardQueue {}
 
 impl ShardQueue {
     pub fn new() -> Self {
@@ -131,6 +153,7 @@ impl ShardQueue {
             admitted_seq,
             left_waiting,
             moved: Vec::new(),
+            holder: Vec::new(),
             shuffled_us: 0,
         })
     }
@@ -159,9 +182,95 @@ impl ShardQueue {
 
     /// This queue with the moves and the last shuffle a snapshot or a mirror read.
     pub fn with_moves(mut self, moved: Vec<i32>, shuffled_us: u64) -> Self {
+        self.holder = Vec::new();
+        for (i, &delta) in moved.iter().enumerate() {
+            if delta != 0 {
+                let ticket = i as u64 + 1;
+                self.set_holder(ticket.saturating_add_signed(i64::from(delta)), ticket);
+            }
+        }
         self.moved = moved;
         self.shuffled_us = shuffled_us;
         self
+    }
+
+    /// The ticket seq whose place `seq` holds: itself unless a shuffle or a draw moved it.
+    pub fn ticket_at(&self, seq: u64) -> u64 {
+        let delta = seq
+            .checked_sub(1)
+            .and_then(|i| self.holder.get(usize::try_from(i).ok()?))
+            .copied()
+            .unwrap_or(0);
+        seq.saturating_add_signed(i64::from(delta))
+    }
+
+    /// Puts the ticket `ticket` at place `seq` (one half of a swap, as a draw or a mirror
+    /// reading a draw's log does it).
+    pub fn place_ticket(&mut self, ticket: u64, seq: u64) {
+        if ticket == 0 || seq == 0 {
+            return;
+        }
+        let i = (ticket - 1) as usize;
+        if self.moved.len() <= i {
+            self.moved.resize(i + 1, 0);
+        }
+        self.moved[i] = delta(ticket, seq);
+        self.set_holder(seq, ticket);
+    }
+
+    fn set_holder(&mut self, seq: u64, ticket: u64) {
+        let i = (seq - 1) as usize;
+        if self.holder.len() <= i {
+            self.holder.resize(i + 1, 0);
+        }
+        self.holder[i] = delta(seq, ticket);
+    }
+
+    /// Swaps the tickets of two places.
+    pub fn swap(&mut self, a: u64, b: u64) {
+        let (ta, tb) = (self.ticket_at(a), self.ticket_at(b));
+        self.place_ticket(ta, b);
+        self.place_ticket(tb, a);
+    }
+
+    /// A draw of `count` among the waiting ([`crate::draw`]): the swaps `(head, drawn)` that put
+    /// `count` waiting places drawn uniformly with `seed` at the head of the line, where
+    /// admission takes them. Drawn places already at the head stay; no swaps when `count`
+    /// takes everyone waiting.
+    pub fn draw_swaps(&self, count: u64, seed: u64) -> Vec<(u64, u64)> {
+        use std::collections::BTreeSet;
+        let waiting = self.waiting();
+        let count = count.min(waiting);
+        if count == 0 || count == waiting {
+            return Vec::new();
+        }
+        let mut rng = crate::draw::DrawRng::new(seed, 0);
+        let first = self.admitted_seq + 1;
+        let span = self.tail() - self.admitted_seq;
+        let mut drawn = BTreeSet::new();
+        if waiting.saturating_mul(16) < span {
+            // Mostly leavers: draw among a list of the waiting rather than by rejection.
+            let mut places: Vec<u64> = (first..=self.tail())
+                .filter(|&s| !self.is_left(s))
+                .collect();
+            for i in 0..count as usize {
+                let j = i + rng.below((places.len() - i) as u64) as usize;
+                places.swap(i, j);
+                drawn.insert(places[i]);
+            }
+        } else {
+            while (drawn.len() as u64) < count {
+                let seq = first + rng.below(span);
+                if !self.is_left(seq) {
+                    drawn.insert(seq);
+                }
+            }
+        }
+        let heads: Vec<u64> = self.heads(count).into_iter().map(|(s, _)| s).collect();
+        let head_set: BTreeSet<u64> = heads.iter().copied().collect();
+        let freed = heads.iter().copied().filter(|s| !drawn.contains(s));
+        let beyond = drawn.iter().copied().filter(|s| !head_set.contains(s));
+        freed.zip(beyond).collect()
     }
 
     /// The block a shuffle of the pre-queue `[prequeue_us, start_us)` reorders: the waiting or
@@ -201,8 +310,8 @@ impl ShardQueue {
             } else {
                 words[word] &= !bit;
             }
-            self.moved[(ticket - 1) as usize] = i32::try_from(seq as i64 - ticket as i64)
-                .expect("a block of fewer than 2^31 places");
+            self.moved[(ticket - 1) as usize] = delta(ticket, seq);
+            self.set_holder(seq, ticket);
         }
         self.left = LeftSet::from_words(words);
     }
@@ -303,6 +412,11 @@ impl ShardQueue {
     }
 }
 
+/// How far `to` is from `from`, as the moves keep it.
+fn delta(from: u64, to: u64) -> i32 {
+    i32::try_from(to as i64 - from as i64).expect("a queue of fewer than 2^31 places")
+}
+
 /// A shard's queue in brief, for servers that do not hold the queue itself (edge isolates):
 /// how far admission has come and a sample of the waiting visitors, from which positions are
 /// estimated. With no more waiting visitors than samples, the sample is the whole queue and the
@@ -330,6 +444,11 @@ pub struct QueueSummary {
     /// published last.
     #[serde(default)]
     pub version: u64,
+    /// Whether a ticket seq above `admitted_seq` holds a place at or below it (a random mode's
+    /// draw took it in): a ticket above admission may then be admitted, and only the shard can
+    /// tell.
+    #[serde(default)]
+    pub moved_ahead: bool,
 }
 
 impl ShardQueue {
@@ -341,7 +460,9 @@ impl ShardQueue {
         let mut samples = Vec::new();
         let mut left = Vec::new();
         let mut rank = 0;
+        let mut moved_ahead = false;
         for seq in self.admitted_seq + 1..=self.tail() {
+            moved_ahead = moved_ahead || self.locate(seq) <= self.admitted_seq;
             if self.is_left(seq) {
                 left.push(seq);
                 continue;
@@ -362,6 +483,7 @@ impl ShardQueue {
             taken_at: 0,
             arrivals_per_min: 0,
             version: 0,
+            moved_ahead,
         }
     }
 }

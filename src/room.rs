@@ -104,8 +104,7 @@ impl<'de> Deserialize<'de> for RoomId {
     }
 }
 
-/// How a room orders the visitors it admits. Only FIFO exists today; the enum is open so that
-/// random order at opening, passthrough and closed rooms can arrive without a format change.
+/// How a room orders the visitors it admits.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,6 +112,9 @@ pub enum Mode {
     /// First come, first served across all shards.
     #[default]
     Fifo,
+    /// Each admission draws uniformly among everyone waiting ([`crate::draw`]): positions are
+    /// not shown, and the estimate is the average wait of a draw.
+    Random,
     /// Nobody queues: the gate lets every request through without a pass, counted (as
     /// `passthrough` in the gate's metrics), and a join is answered `admitted` at once, without
     /// a place. The room's numbers go on showing whoever still holds a place or a session.
@@ -126,6 +128,7 @@ impl Mode {
     pub const fn as_str(self) -> &'static str {
         match self {
             Mode::Fifo => "fifo",
+            Mode::Random => "random",
             Mode::Closed => "closed",
             Mode::Passthrough => "passthrough",
         }
@@ -139,12 +142,10 @@ impl<'de> Deserialize<'de> for Mode {
             "fifo" => Ok(Mode::Fifo),
             "closed" => Ok(Mode::Closed),
             "passthrough" => Ok(Mode::Passthrough),
-            "random" => Err(serde::de::Error::custom(format!(
-                "mode \"{raw}\" is not supported yet (supported: \"fifo\", \"passthrough\", \
-                 \"closed\")"
-            ))),
+            "random" => Ok(Mode::Random),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown mode \"{raw}\" (supported: \"fifo\", \"passthrough\", \"closed\")"
+                "unknown mode \"{raw}\" (supported: \"fifo\", \"random\", \"passthrough\", \
+                 \"closed\")"
             ))),
         }
     }
@@ -532,7 +533,6 @@ mod tests {
             (r#"{"paths":["/_qg"]}"#, "paths"),
             (r#"{"paths":["/_qg/v1/x"]}"#, "paths"),
             (r#"{"paths":"/shop"}"#, "paths"),
-            (r#"{"mode":"random"}"#, "random"),
             (r#"{"mode":"lifo"}"#, "lifo"),
             (r#"{"max_actve":3}"#, "max_actve"),
             (r#"[1]"#, "object"),

@@ -108,6 +108,12 @@ pub enum Op {
         seqs: Vec<u64>,
         now: u64,
     },
+    /// Random mode's batch ([`crate::draw`]): admits `count` waiting visitors drawn with `seed`.
+    Draw {
+        count: u64,
+        seed: u64,
+        now: u64,
+    },
 }
 
 /// What applying an [`Op`] answered.
@@ -305,6 +311,7 @@ impl Shard {
                 Outcome::Shuffled(self.shuffle(*epoch, *shard, &spec))
             }
             Op::Abandon { seqs, .. } => Outcome::Abandoned(self.abandon(seqs)),
+            Op::Draw { count, seed, now } => Outcome::Admitted(self.draw(*count, *seed, *now)),
         }
     }
 
@@ -412,6 +419,32 @@ impl Shard {
             self.seen[i] = seen;
         }
         perm.order.len() as u64
+    }
+
+    /// Random mode's batch ([`crate::draw`]): admits `count` waiting visitors (fewer if fewer
+    /// wait) drawn uniformly with `seed`. Returns how many.
+    pub fn draw(&mut self, count: u64, seed: u64, now: u64) -> u64 {
+        let swaps = self.queue.draw_swaps(count, seed);
+        self.swap_places(&swaps);
+        self.admit(count, now)
+    }
+
+    /// Swaps the visitors of each pair of waiting places (a draw's swaps, as
+    /// [`crate::queue::ShardQueue::draw_swaps`] gives them); a pair of which either place no
+    /// longer waits is passed over.
+    pub fn swap_places(&mut self, swaps: &[(u64, u64)]) {
+        for &(a, b) in swaps {
+            if !self.queue.is_waiting(a) || !self.queue.is_waiting(b) {
+                continue;
+            }
+            self.queue.swap(a, b);
+            // When each was last seen moves with the visitor.
+            let top = a.max(b) as usize;
+            if self.seen.len() < top {
+                self.seen.resize(top, 0);
+            }
+            self.seen.swap((a - 1) as usize, (b - 1) as usize);
+        }
     }
 
     /// The op that applies `spec` to shard `shard` of epoch `epoch`.
@@ -864,6 +897,100 @@ mod tests {
         let copy = restored(&shard);
         assert_eq!(copy, shard);
         assert_eq!(copy.queue().locate(5), shard.queue().locate(5));
+    }
+
+    /// The ticket seqs `1..=n` that a visit finds admitted (on a copy: a visit claims).
+    fn admitted_tickets(shard: &Shard, n: u64) -> Vec<u64> {
+        (1..=n)
+            .filter(|&s| matches!(shard.clone().visit(s, 5, T), Standing::Admitted { .. }))
+            .collect()
+    }
+
+    #[test]
+    fn a_draw_admits_among_all_waiting_and_tickets_keep_their_places() {
+        let mut shard = Shard::new();
+        for stamp in 1..=12 {
+            shard.join(Some(&format!("u{stamp}")), stamp, false, 1, T);
+        }
+        shard.end(5, 1);
+        shard.end(9, 1);
+        let op = Op::Draw {
+            count: 4,
+            seed: 77,
+            now: 2,
+        };
+        let mut replayed = shard.clone();
+        assert_eq!(shard.apply(&op), Outcome::Admitted(4));
+        assert!(shard.is_consistent());
+        let first = admitted_tickets(&shard, 12);
+        assert_eq!(first.len(), 4);
+        assert!(!first.contains(&5) && !first.contains(&9), "{first:?}");
+        assert_ne!(
+            first,
+            vec![1, 2, 3, 4],
+            "a draw of 4 among 10 took the head"
+        );
+        for seq in (1..=12).filter(|s| !first.contains(s) && ![5, 9].contains(s)) {
+            assert_eq!(shard.clone().visit(seq, 5, T), Standing::Waiting, "{seq}");
+        }
+        assert_eq!(shard.visit(5, 5, T), Standing::Left);
+        // A user id's second join finds its place where the draw put it.
+        let again = shard.join(Some(&format!("u{}", first[0])), 99, false, 5, T);
+        assert!(again.existing && again.seq == first[0]);
+        assert!(matches!(again.standing, Standing::Admitted { .. }));
+        // The log replays the same draw; a snapshot keeps the moves.
+        replayed.apply(&op);
+        assert_eq!(admitted_tickets(&replayed, 12), first);
+        let copy = restored(&shard);
+        assert_eq!(copy, shard);
+        assert_eq!(admitted_tickets(&copy, 12), admitted_tickets(&shard, 12));
+        // Draws go on until everyone still waiting is in, each once.
+        shard.draw(3, 78, 6);
+        shard.draw(50, 79, 7);
+        assert_eq!(shard.queue().waiting(), 0);
+        assert_eq!(shard.admitted_total(), 10);
+        assert!(shard.is_consistent());
+    }
+
+    #[test]
+    fn every_waiting_visitor_is_as_likely_to_be_drawn() {
+        // 8 wait (seqs 1 and 2 left, seq 3 already admitted); 2000 draws of 2.
+        let mut base = Shard::new();
+        for stamp in 1..=11 {
+            base.join(None, stamp, false, 1, T);
+        }
+        base.admit(1, 1);
+        base.end(2, 1);
+        base.end(11, 1);
+        let mut picked = [0u32; 12];
+        for seed in 0..2_000 {
+            let mut shard = base.clone();
+            assert_eq!(shard.draw(2, seed, 2), 2);
+            for seq in admitted_tickets(&shard, 11) {
+                picked[seq as usize] += 1;
+            }
+        }
+        // Seq 1 was admitted before the draws, so it shows as admitted each time.
+        assert_eq!((picked[2], picked[11]), (0, 0));
+        // Each of the 8 waiting: 2000 * 2 / 8 = 500 expected (sd about 19).
+        for seq in 3..=10 {
+            assert!((430..570).contains(&picked[seq]), "{picked:?}");
+        }
+    }
+
+    #[test]
+    fn a_draw_among_mostly_leavers_is_still_exact() {
+        let mut shard = Shard::new();
+        for stamp in 1..=200 {
+            shard.join(None, stamp, false, 1, T);
+        }
+        for seq in (1..=200).filter(|s| s % 50 != 0) {
+            shard.end(seq, 1);
+        }
+        assert_eq!(shard.draw(2, 5, 2), 2);
+        let admitted = admitted_tickets(&shard, 200);
+        assert_eq!(admitted.len(), 2);
+        assert!(admitted.iter().all(|s| s % 50 == 0), "{admitted:?}");
     }
 
     #[test]

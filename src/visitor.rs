@@ -6,13 +6,15 @@ use crate::api::{
 };
 use crate::estimate::{estimate, WaitEstimate};
 use crate::keys::SigningKeys;
-use crate::room::{RoomConfig, RoomId};
+use crate::room::{Mode, RoomConfig, RoomId};
 use crate::token::{Pass, Place, Ticket};
 
 /// Where a visitor stands, as a store reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VisitorState {
-    /// In the queue; `position` 1 is next.
+    /// In the queue; `position` 1 is next. In random mode, where a place has no rank, how many
+    /// wait in the room: a draw picks each of them as likely, so that many draws pass on
+    /// average before the visitor's.
     Waiting { position: u64 },
     /// Admitted and arrived: the session lasts until `session_expires_at` unless renewed.
     Admitted { session_expires_at: u64 },
@@ -162,6 +164,14 @@ impl RoomContext<'_> {
                         self.config,
                         shuffled,
                     ));
+                } else if self.config.mode == Mode::Random {
+                    // No place in line: `position` is how many wait in the room (see
+                    // [`VisitorState::Waiting`]), each of whom a draw picks as likely.
+                    let wait = self.wait_estimate(position);
+                    body.position = Some(None);
+                    body.random = Some(true);
+                    body.eta_seconds = Some(wait.eta_seconds);
+                    body.poll_after_ms = Some(wait.poll_after_ms);
                 } else {
                     let wait = self.wait_estimate(position);
                     body.position = Some(Some(position));

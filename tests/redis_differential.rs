@@ -492,3 +492,54 @@ async fn a_stale_lease_holder_is_fenced_on_a_cluster() {
         .unwrap();
     a_stale_lease_holder_is_fenced(&old, &new).await;
 }
+
+/// Random mode's draws: the script swaps the places the core's draw picks (sent by the caller
+/// from its mirror), admits the head, and logs the moves, from which another instance's mirror
+/// learns where each ticket's place went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scripts_draw_as_the_core_does() {
+    let server = RedisServer::start();
+    let redis = ScriptShard::open(&server.url(), 600, 120).await.unwrap();
+    let timing = redis.timing();
+    let mut core = Shard::new();
+    for i in 0..20 {
+        let stamp = START * 1000 + i;
+        redis.join(None, stamp, START).await.unwrap();
+        core.join(None, stamp, false, START, timing);
+    }
+    for seq in [3, 11] {
+        assert_eq!(redis.leave(seq, START + 1).await.unwrap(), Some(true));
+        core.end(seq, START + 1);
+    }
+    redis.sync(START + 2, Some(FENCE), 1 << 20).await.unwrap();
+    for (round, (count, seed)) in [(5, 0xfeed), (4, 0xbeef), (30, 7)].into_iter().enumerate() {
+        let now = START + 10 + round as u64;
+        let reply = redis.draw(FENCE, count, seed, now).await.unwrap();
+        assert_eq!(reply.admitted, core.draw(count, seed, now), "round {round}");
+        for mirror in redis.mirrors() {
+            for ticket in 1..=20 {
+                assert_eq!(
+                    mirror.locate(ticket),
+                    core.queue().locate(ticket),
+                    "round {round}: ticket seq {ticket}"
+                );
+            }
+        }
+        check_mirrors(&redis, &core, 0, "after a draw").unwrap();
+        assert_eq!(redis.counters().await.unwrap(), counters_of(&core, 0));
+    }
+    // Who was admitted and who still waits, ticket by ticket, as the core says.
+    for ticket in 1..=20 {
+        let now = START + 100;
+        assert_eq!(
+            redis.visit(ticket, now).await.unwrap(),
+            core.visit(ticket, now, timing),
+            "ticket seq {ticket}"
+        );
+    }
+    assert_ne!(
+        (1..=20).map(|t| core.queue().locate(t)).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>(),
+        "the draws took the head of the line"
+    );
+}

@@ -351,15 +351,21 @@ impl ShardObject {
             return Ok(self.report(req.heads, 0));
         }
         // A pause that reached the shard after the batch was planned still stops it.
-        let upto = if paused && !req.operator {
-            0
-        } else {
-            order.through_seq
+        let held = paused && !req.operator;
+        let op = match order.draw {
+            // Random mode: the draw is logged by its seed, so a replay draws the same.
+            Some(seed) => Op::Draw {
+                count: if held { 0 } else { order.take },
+                seed,
+                now: req.now,
+            },
+            None => Op::AdmitThrough {
+                upto: if held { 0 } else { order.through_seq },
+                now: req.now,
+            },
         };
-        let Outcome::Admitted(admitted) = self
-            .apply(Op::AdmitThrough { upto, now: req.now }, |shard, _| {
-                shard.queue().admitted_seq() != before
-            })?
+        let Outcome::Admitted(admitted) =
+            self.apply(op, |shard, _| shard.queue().admitted_seq() != before)?
         else {
             unreachable!("an admission answers an admission");
         };

@@ -173,7 +173,28 @@ pub async fn visit(
         let position = crate::decoy::position(ticket.joined_us, now);
         return Ok(VisitorState::Waiting { position });
     }
-    Ok(s.store.visit(record, ticket, now).await?)
+    let state = s.store.visit(record, ticket, now).await?;
+    drawn(s, record, state, now).await
+}
+
+/// A waiting visitor's state in random mode, where a place has no rank: the position becomes how
+/// many wait in the room (as this instance last knew), from which the answer tells the average
+/// wait of a draw.
+async fn drawn(
+    s: &Service,
+    record: &RoomRecord,
+    state: VisitorState,
+    now: u64,
+) -> Result<VisitorState, AppError> {
+    match state {
+        VisitorState::Waiting { position } if record.config.mode == Mode::Random => {
+            let waiting = s.store.stats(record, now, false).await?.waiting;
+            Ok(VisitorState::Waiting {
+                position: waiting.max(position).max(1),
+            })
+        }
+        other => Ok(other),
+    }
 }
 
 /// Ends the place; `None` when the room never gave it out.
@@ -237,12 +258,13 @@ pub async fn join_room(
         return Err(already_queued(joined.state).into());
     }
     let ticket = ctx.new_ticket(joined.place, joined.joined_us, now);
-    let outcome = match (joined.existing, joined.state) {
+    let state = drawn(s, record, joined.state, now).await?;
+    let outcome = match (joined.existing, state) {
         (true, _) => JoinOutcome::Kept,
         (false, VisitorState::Admitted { .. }) => JoinOutcome::Entered,
         (false, _) => JoinOutcome::Queued,
     };
-    Ok((ctx.answer(&ticket, joined.state, true, now), outcome))
+    Ok((ctx.answer(&ticket, state, true, now), outcome))
 }
 
 /// A place in the infinite queue, starting behind everyone waiting now (as the store last

@@ -115,6 +115,7 @@ macro_rules! for_each_case {
             a_room_for_a_host_gates_that_host_only,
             a_full_line_takes_no_more_places,
             a_passthrough_room_queues_nobody,
+            a_random_room_draws_among_everyone_waiting,
             a_visitor_who_stops_asking_gives_up_the_place,
             events_are_checked_and_never_overlap,
             an_event_opens_its_prequeue_in_join_order,

@@ -369,3 +369,71 @@ pub async fn a_visitor_who_stops_asking_gives_up_the_place(t: &Target) {
     let stats = t.room(&room).await;
     assert_eq!(stats["stats"]["admitted_total"], 1, "{stats}");
 }
+
+/// In random mode each admission draws among everyone waiting, wherever they joined: nobody is
+/// shown a place in line, each is admitted once, and the page says how the line works.
+pub async fn a_random_room_draws_among_everyone_waiting(t: &Target) {
+    let room = unique("random");
+    let view = t
+        .put_room(
+            &room,
+            json!({"max_active": 100, "mode": "random", "shards": 2,
+                   "paths": [format!("/{room}")]}),
+        )
+        .await;
+    assert_eq!(view["mode"], "random", "{view}");
+    t.pause(&room).await;
+    let mut tickets = Vec::new();
+    for n in 0..30 {
+        let joined = t.join(&room, None).await;
+        assert_eq!(status_of(&joined), "waiting", "{n}: {}", joined.text);
+        assert!(joined.json["position"].is_null(), "{n}: {}", joined.text);
+        assert_eq!(joined.json["random"], true, "{n}: {}", joined.text);
+        tickets.push(ticket_of(&joined));
+    }
+    // Polls find the admitted (at the edge within a publication or two).
+    let admitted_within = |want: usize| {
+        let tickets = tickets.clone();
+        let room = room.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                let mut admitted = Vec::new();
+                for (i, ticket) in tickets.iter().enumerate() {
+                    let reply = t.status(&room, ticket).await;
+                    match status_of(&reply) {
+                        "admitted" => admitted.push(i),
+                        "waiting" => assert!(reply.json["position"].is_null(), "{}", reply.text),
+                        other => panic!("{i}: {other}: {}", reply.text),
+                    }
+                }
+                if admitted.len() >= want || tokio::time::Instant::now() > deadline {
+                    return admitted;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(t.admit(&room, 6).await, 6);
+    let first = admitted_within(6).await;
+    assert_eq!(first.len(), 6, "{first:?}");
+    // The first six in join order would come up once in 593,775 draws.
+    assert_ne!(
+        first,
+        (0..6).collect::<Vec<_>>(),
+        "the draw took the head of the line"
+    );
+    assert_eq!(t.admit(&room, 100).await, 24);
+    let all = admitted_within(30).await;
+    assert_eq!(all.len(), 30, "{all:?}");
+    assert_eq!(waiting(t, &room).await, 0);
+    // A browser arriving now is told it waits for a draw, not a place.
+    let page = t.page(&format!("/{room}/x"), &[], false).await;
+    assert_eq!(
+        page.header("x-queuegate-status"),
+        Some("waiting"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("drawn at random"), "{}", page.text);
+}

@@ -197,6 +197,7 @@ impl Scheduling for EdgeStore {
                 grant: decision.grant,
             },
             Freshness::Previous,
+            u64::from_be_bytes(crate::clock::random_bytes()),
         );
         let done = self
             .batch(room, fence, Some(planned.orders), decision.rate)

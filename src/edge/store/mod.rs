@@ -55,6 +55,13 @@ impl DurableStore {
         &self.env
     }
 
+    /// A seed for a batch's draws (random mode), from the runtime's cryptographic source.
+    pub(super) fn random_seed(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.platform.random(&mut bytes);
+        u64::from_be_bytes(bytes)
+    }
+
     pub(super) async fn entry(&self, room: &RoomId, now: u64) -> Outcome<Option<RoomEntry>> {
         if let Some(entry) = isolate::rooms(self.env(), now, false)
             .await?

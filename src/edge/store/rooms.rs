@@ -195,6 +195,7 @@ impl DurableStore {
             &readings,
             Batch::Operator { count },
             Freshness::Current,
+            self.random_seed(),
         );
         let request = BatchReq {
             heads: 0,

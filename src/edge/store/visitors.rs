@@ -121,9 +121,10 @@ impl DurableStore {
     ) -> Outcome<VisitorState> {
         let place = ticket.place;
         let shard = usize::from(place.shard);
-        // A place a shuffle moved is not where its ticket says: only the shard knows.
+        // A place a shuffle or a draw moved is not where its ticket says: only the shard knows.
         let moved = ShuffleSpec::moved(&entry.record.events, ticket.joined_us, now);
-        if let Some(summary) = entry.summaries.get(shard).filter(|_| !moved) {
+        let summary = entry.summaries.get(shard);
+        if let Some(summary) = summary.filter(|s| !moved && !s.moved_ahead) {
             if summary.left.contains(&place.seq) {
                 return Ok(VisitorState::Left);
             }

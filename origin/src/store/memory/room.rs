@@ -226,14 +226,16 @@ impl Room {
             &readings,
             batch,
             Freshness::Current,
+            u64::from_be_bytes(crate::clock::random_bytes()),
         );
         let admitted = self
             .shards
             .iter_mut()
             .zip(&plan.orders)
-            .map(|(shard, order)| match order.take {
-                0 => 0,
-                _ => shard.admit_through(order.through_seq, now),
+            .map(|(shard, order)| match (order.take, order.draw) {
+                (0, _) => 0,
+                (take, Some(seed)) => shard.draw(take, seed, now),
+                (_, None) => shard.admit_through(order.through_seq, now),
             })
             .sum();
         if let Batch::Scheduler { .. } = batch {

@@ -53,15 +53,22 @@ where
                 &readings,
                 batch,
                 Freshness::Current,
+                u64::from_be_bytes(crate::clock::random_bytes()),
             );
             let keys: Vec<Arc<[String]>> = r.shards.iter().map(|s| s.keys.clone()).collect();
-            let uptos: Vec<u64> = planned
+            // A draw (random mode) brings the drawn to the head of the line, which is then
+            // admitted as in FIFO: through the `take`-th waiting place.
+            let uptos: Vec<(u64, Vec<(u64, u64)>)> = planned
                 .orders
                 .iter()
                 .zip(&r.queues)
-                .map(|(order, queue)| match order.take {
-                    0 => queue.admitted_seq(),
-                    _ => order.through_seq,
+                .map(|(order, queue)| match (order.take, order.draw) {
+                    (0, _) => (queue.admitted_seq(), Vec::new()),
+                    (take, Some(seed)) => (
+                        queue.nth_waiting(take).unwrap_or(queue.admitted_seq()),
+                        queue.draw_swaps(take, seed),
+                    ),
+                    (_, None) => (order.through_seq, Vec::new()),
                 })
                 .collect();
             (planned.orders, uptos, keys)
@@ -70,12 +77,12 @@ where
             .iter()
             .zip(&uptos)
             .zip(&keys)
-            .map(|((order, &upto), keys)| {
+            .map(|((order, (upto, swaps)), keys)| {
                 // An operator's batch leaves the credit as it is (the script sees the flag).
                 let credit = order.credit.unwrap_or(0);
                 async move {
                     self.on_admission(keys)
-                        .admit(fence, upto, now, credit, operator)
+                        .admit(fence, *upto, now, credit, operator, swaps)
                         .await
                 }
             });

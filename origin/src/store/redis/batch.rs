@@ -157,7 +157,7 @@ where
     for key in shard_keys {
         invocation.key(key);
     }
-    // KEYS[11] is the dummy bucket; the batch's user buckets follow.
+    // The dummy bucket follows the shard's keys; the batch's user buckets follow it.
     invocation.key(keys::user_bucket(shard_keys, 0));
     let mut bucket_index: HashMap<u64, usize> = HashMap::new();
     for job in batch.iter().filter(|j| j.user.is_some()) {

@@ -44,10 +44,12 @@ pub const USER_BUCKETS: u64 = 4096;
 /// user bucket.
 pub fn shard(room: &RoomId, epoch: u32, shard: u16) -> Vec<String> {
     let tag = format!("{{qg:{room}:{epoch:08x}:{shard}}}");
-    ["st", "lf", "m", "g", "gu", "se", "rs", "ll", "mv", "sn"]
-        .iter()
-        .map(|name| format!("{tag}:{name}"))
-        .collect()
+    [
+        "st", "lf", "m", "g", "gu", "se", "rs", "ll", "mv", "sn", "hd", "ml",
+    ]
+    .iter()
+    .map(|name| format!("{tag}:{name}"))
+    .collect()
 }
 
 /// The user bucket key of a shard whose keys are `shard_keys`.

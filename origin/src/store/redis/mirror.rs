@@ -17,7 +17,7 @@ use queuegate::Place;
 use redis::aio::ConnectionLike;
 
 use super::replies::{AdmitReply, JoinReply, QueueReply, SyncReply};
-use super::scripts::OnShard;
+use super::scripts::{OnShard, SyncFrom};
 use super::store::RedisStore;
 use super::{batch, keys};
 use crate::store::{Fence, RoomRecord, StoreError, StoreResult};
@@ -40,6 +40,8 @@ pub(super) struct ShardState {
     pending: BTreeMap<u64, u64>,
     /// Bytes of the left log already applied.
     left_bytes: u64,
+    /// Bytes of the draws' move log already applied.
+    move_bytes: u64,
     /// Ticket seqs of waiting visitors this instance answered from the mirror since it last
     /// told Redis, and when it last did.
     seen: std::collections::BTreeSet<u64>,
@@ -72,6 +74,7 @@ impl Room {
                     joins: Arc::default(),
                     pending: BTreeMap::new(),
                     left_bytes: 0,
+                    move_bytes: 0,
                     seen: Default::default(),
                     seen_sent_at: 0,
                     unclaimed: 0,
@@ -211,9 +214,14 @@ impl Room {
         }
     }
 
-    /// Where a sync of `shard` should read from: the stamp bytes and left-log bytes applied.
-    fn sync_from(&self, shard: usize) -> (u64, u64) {
-        (self.queues[shard].tail() * 8, self.shards[shard].left_bytes)
+    /// Where a sync of `shard` should read from: the stamp, left-log and move-log bytes
+    /// applied.
+    fn sync_from(&self, shard: usize) -> SyncFrom {
+        SyncFrom {
+            stamps: self.queues[shard].tail() * 8,
+            lefts: self.shards[shard].left_bytes,
+            moves: self.shards[shard].move_bytes,
+        }
     }
 
     /// Replaces the mirror of `shard` with the whole queue read after a shuffle.
@@ -223,20 +231,31 @@ impl Room {
         })?;
         self.queues[shard] = queue;
         self.shards[shard].left_bytes = reply.left_log_bytes;
+        self.shards[shard].move_bytes = reply.move_log_bytes;
         self.fold_pending(shard);
         Ok(())
     }
 
     /// Applies a sync reply; returns whether more bytes wait to be read.
-    fn apply(&mut self, shard: usize, from: (u64, u64), reply: &SyncReply) -> bool {
+    fn apply(&mut self, shard: usize, from: SyncFrom, reply: &SyncReply) -> bool {
         // A concurrent sync may have applied these bytes already: apply only from where we are.
-        if self.queues[shard].tail() * 8 == from.0 {
+        if self.queues[shard].tail() * 8 == from.stamps {
             self.queues[shard].extend_from_be_bytes(&reply.stamps);
             self.fold_pending(shard);
         }
         let queue = &mut self.queues[shard];
         let state = &mut self.shards[shard];
-        if state.left_bytes == from.1 {
+        if state.move_bytes == from.moves {
+            // Each move puts a ticket at a place, whatever it held before: the log read in order
+            // ends where Redis is.
+            for chunk in reply.moves.chunks_exact(16) {
+                let ticket = u64::from_be_bytes(chunk[..8].try_into().expect("8 bytes"));
+                let seq = u64::from_be_bytes(chunk[8..].try_into().expect("8 bytes"));
+                queue.place_ticket(ticket, seq);
+                state.move_bytes += 16;
+            }
+        }
+        if state.left_bytes == from.lefts {
             for chunk in reply.lefts.chunks_exact(8) {
                 let seq = u64::from_be_bytes(chunk.try_into().expect("chunks of 8"));
                 if !queue.contains(seq) {
@@ -252,7 +271,9 @@ impl Room {
         state.credit = reply.credit;
         state.admitted_total = reply.admitted_total;
         state.active = reply.active;
-        queue.tail() * 8 < reply.stamp_bytes || state.left_bytes < reply.left_bytes
+        queue.tail() * 8 < reply.stamp_bytes
+            || state.left_bytes < reply.left_bytes
+            || state.move_bytes < reply.move_bytes
     }
 }
 

@@ -125,11 +125,15 @@ pub struct SyncReply {
     pub lefts: Vec<u8>,
     /// The `start_us` of the shard's last shuffle (0: none).
     pub shuffled_us: u64,
+    /// The length of the draws' move log, and its bytes from where the mirror asked (16 a move:
+    /// a ticket seq and the place seq it holds now, big-endian).
+    pub move_bytes: u64,
+    pub moves: Vec<u8>,
 }
 
 impl FromRedisValue for SyncReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let mut f = Fields::of(v, "sync", 11)?;
+        let mut f = Fields::of(v, "sync", 13)?;
         Ok(SyncReply {
             admitted_seq: f.next()?,
             left_waiting: f.next()?,
@@ -142,6 +146,8 @@ impl FromRedisValue for SyncReply {
             stamps: f.next()?,
             lefts: f.next()?,
             shuffled_us: f.next()?,
+            move_bytes: f.next()?,
+            moves: f.next()?,
         })
     }
 }
@@ -158,11 +164,12 @@ pub struct QueueReply {
     /// 4 bytes (big-endian `i32`) a ticket seq from seq 1.
     pub moves: Vec<u8>,
     pub left_log_bytes: u64,
+    pub move_log_bytes: u64,
 }
 
 impl FromRedisValue for QueueReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let mut f = Fields::of(v, "queue", 6)?;
+        let mut f = Fields::of(v, "queue", 7)?;
         Ok(QueueReply {
             admitted_seq: f.next()?,
             shuffled_us: f.next()?,
@@ -170,6 +177,7 @@ impl FromRedisValue for QueueReply {
             left_bitmap: f.next()?,
             moves: f.next()?,
             left_log_bytes: f.next()?,
+            move_log_bytes: f.next()?,
         })
     }
 }
@@ -369,12 +377,17 @@ mod tests {
         sync.push(Value::BulkString(vec![0; 8]));
         sync.push(Value::BulkString(Vec::new()));
         sync.push(Value::Int(7));
+        sync.push(Value::Int(16));
+        sync.push(Value::BulkString(
+            [3u64, 1].iter().flat_map(|s| s.to_be_bytes()).collect(),
+        ));
         let sync = SyncReply::from_redis_value(Value::Array(sync)).unwrap();
         assert_eq!(
             (sync.admitted_seq, sync.left_waiting, sync.active),
             (5, 1, 4)
         );
         assert_eq!(sync.shuffled_us, 7);
+        assert_eq!((sync.move_bytes, sync.moves.len()), (16, 16));
         assert_eq!((sync.stamp_bytes, sync.stamps.len()), (16, 8));
         assert_eq!(
             LeaseReply::from_redis_value(Value::Int(0)).unwrap().fence,
@@ -389,6 +402,7 @@ mod tests {
             left_bitmap: vec![0b0010_0000],
             moves: [1i32, -1].iter().flat_map(|d| d.to_be_bytes()).collect(),
             left_log_bytes: 8,
+            move_log_bytes: 0,
         }
         .queue()
         .unwrap();

@@ -65,6 +65,15 @@ pub fn source(name: &str) -> Option<String> {
     Some(shard_source(body))
 }
 
+/// Where a mirror reads a shard on from: byte offsets into its stamps, its left log and its
+/// move log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct SyncFrom {
+    pub stamps: u64,
+    pub lefts: u64,
+    pub moves: u64,
+}
+
 /// One shard's scripts (joins excepted: `batch.rs` sends those), on the shard's `keys`.
 pub(super) struct OnShard<'a, C> {
     pub redis: &'a Redis<C>,
@@ -84,7 +93,7 @@ where
         now: u64,
         claim_window_ms: u64,
         abandon_after_ms: Option<u64>,
-        from: (u64, u64),
+        from: SyncFrom,
         max_bytes: u64,
         fence: Option<Fence>,
     ) -> StoreResult<SyncReply> {
@@ -97,11 +106,12 @@ where
                 [
                     now.into(),
                     claim_window_ms.into(),
-                    from.0.into(),
-                    from.1.into(),
+                    from.stamps.into(),
+                    from.lefts.into(),
                     max_bytes.into(),
                     fence.into(),
                     abandon_after_ms.into(),
+                    from.moves.into(),
                 ],
             )
             .await
@@ -154,8 +164,9 @@ where
         Ok(reply.expires_at)
     }
 
-    /// Admits every waiting visitor through `upto` under `fence`. The scheduler's batch
-    /// (`operator` false) also sets the shard's entry credit; an operator's leaves it.
+    /// Admits every waiting visitor through `upto` under `fence`, after a random mode's
+    /// `swaps` (pairs of places, [`queuegate::queue::ShardQueue::draw_swaps`]). The scheduler's
+    /// batch (`operator` false) also sets the shard's entry credit; an operator's leaves it.
     pub async fn admit(
         &self,
         fence: Fence,
@@ -163,7 +174,12 @@ where
         now: u64,
         credit: u64,
         operator: bool,
+        swaps: &[(u64, u64)],
     ) -> StoreResult<AdmitReply> {
+        let swaps: Vec<u8> = swaps
+            .iter()
+            .flat_map(|&(a, b)| a.to_be_bytes().into_iter().chain(b.to_be_bytes()))
+            .collect();
         self.redis
             .shard_script(
                 &ADMIT,
@@ -174,6 +190,7 @@ where
                     now.into(),
                     credit.into(),
                     operator.into(),
+                    Arg::Bytes(&swaps),
                 ],
             )
             .await

@@ -156,8 +156,33 @@ impl ScriptShard {
         credit: u64,
         operator: bool,
     ) -> StoreResult<AdmitReply> {
-        let reply = self.on().admit(fence, upto, now, credit, operator).await?;
+        let reply = self
+            .on()
+            .admit(fence, upto, now, credit, operator, &[])
+            .await?;
         self.own.lock().learn_admitted(0, &reply);
+        Ok(reply)
+    }
+
+    /// Random mode's batch as the store runs it: the draw's swaps from the own mirror, the
+    /// script, and both mirrors brought up to date (the other one from the move log).
+    pub async fn draw(
+        &self,
+        fence: Fence,
+        count: u64,
+        seed: u64,
+        now: u64,
+    ) -> StoreResult<AdmitReply> {
+        let (upto, swaps) = {
+            let own = self.own.lock();
+            let queue = &own.queues[0];
+            let upto = queue
+                .nth_waiting(count.min(queue.waiting()))
+                .unwrap_or(queue.admitted_seq());
+            (upto, queue.draw_swaps(count, seed))
+        };
+        let reply = self.on().admit(fence, upto, now, 0, true, &swaps).await?;
+        self.sync(now, None, 1 << 20).await?;
         Ok(reply)
     }
 

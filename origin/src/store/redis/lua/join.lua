@@ -1,6 +1,6 @@
 -- Joins a batch of visitors to the shard, in arrival order: the joins that reach an instance
 -- together share one script call.
--- KEYS[11] and after: the user buckets the batch needs (KEYS[11] is a same-slot dummy).
+-- KEYS[13] and after: the user buckets the batch needs (KEYS[13] is a same-slot dummy).
 -- ARGV: now (ms), session ttl (ms), claim window (ms), then four values per visitor:
 --       stamp (µs, the instance's clock), user id or '', index in KEYS of its user bucket, and
 --       1 when it may not enter at once (the room is in a pre-queue), else 0.

@@ -14,15 +14,20 @@
 -- KEYS[6] se  sessions: zset seq scored by expiry (ms)
 -- KEYS[7] rs  bit n set: admitted seq n arrived (or left) and cannot claim again
 -- KEYS[8] ll  left log: 8 bytes per seq that left while waiting, for mirrors to catch up
--- KEYS[9] mv  after a shuffle of a pre-queue: 4 bytes (big-endian, signed) per ticket seq from
---             seq 1, how far its place moved (0, or beyond the string: not moved)
+-- KEYS[9] mv  after a shuffle of a pre-queue or a random mode's draw: 4 bytes (big-endian,
+--             signed) per ticket seq from seq 1, how far its place moved (0, or beyond the
+--             string: not moved)
 -- KEYS[10] sn when each waiting place was last seen: 4 bytes (big-endian Unix seconds) per seq
 --             from seq 1 (0, or beyond the string: not known)
--- KEYS[11] u  this user id's bucket: hash user id -> ticket seq (a same-slot dummy without a
+-- KEYS[11] hd the inverse of mv: 4 bytes per place seq from seq 1, how far from it is the
+--             ticket seq whose place it holds
+-- KEYS[12] ml the draws' move log, for mirrors: 16 bytes per move (ticket seq, the place seq it
+--             holds now; 8 bytes each, big-endian)
+-- KEYS[13] u  this user id's bucket: hash user id -> ticket seq (a same-slot dummy without a
 --             user)
 --
--- A ticket's seq names a place; a shuffle moves places, so every script that takes a seq from
--- a ticket first asks locate() which seq holds that place now.
+-- A ticket's seq names a place; a shuffle and a draw move places, so every script that takes a
+-- seq from a ticket first asks locate() which seq holds that place now.
 
 local function num(v)
   return tonumber(v) or 0
@@ -38,6 +43,22 @@ local function locate(seq)
     return seq
   end
   return seq + struct.unpack('>i4', redis.call('GETRANGE', KEYS[9], at, at + 3))
+end
+
+-- The ticket seq whose place seq holds.
+local function ticket_at(seq)
+  local at = 4 * (seq - 1)
+  if at >= redis.call('STRLEN', KEYS[11]) then
+    return seq
+  end
+  return seq + struct.unpack('>i4', redis.call('GETRANGE', KEYS[11], at, at + 3))
+end
+
+-- Puts ticket at place seq, and logs it for mirrors.
+local function place_ticket(ticket, seq)
+  redis.call('SETRANGE', KEYS[9], 4 * (ticket - 1), struct.pack('>i4', seq - ticket))
+  redis.call('SETRANGE', KEYS[11], 4 * (seq - 1), struct.pack('>i4', ticket - seq))
+  redis.call('APPEND', KEYS[12], struct.pack('>I8I8', ticket, seq))
 end
 
 local function mark_seen(seq, now)

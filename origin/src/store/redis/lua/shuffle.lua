@@ -20,12 +20,13 @@ if not fits then
   return -1
 end
 if last >= first then
-  local was, moved, seen = {}, {}, {}
+  local was, moved, seen, held = {}, {}, {}, {}
   local old_seen = redis.call('GETRANGE', KEYS[10], 4 * (first - 1), 4 * last - 1)
   for i = 1, last - first + 1 do
     local ticket = struct.unpack('>I8', ARGV[6], 8 * (i - 1) + 1)
     was[i] = redis.call('GETBIT', KEYS[2], ticket)
     moved[ticket - first + 1] = struct.pack('>i4', first + i - 1 - ticket)
+    held[i] = struct.pack('>i4', ticket - (first + i - 1))
     local at = 4 * (ticket - first) + 1
     seen[i] = string.sub(old_seen, at, at + 3)
     if #seen[i] < 4 then
@@ -37,6 +38,7 @@ if last >= first then
     redis.call('SETBIT', KEYS[2], first + i - 1, was[i])
   end
   redis.call('SETRANGE', KEYS[9], 4 * (first - 1), table.concat(moved))
+  redis.call('SETRANGE', KEYS[11], 4 * (first - 1), table.concat(held))
   -- When each was last seen moves with the place.
   redis.call('SETRANGE', KEYS[10], 4 * (first - 1), table.concat(seen))
 end

@@ -2,9 +2,9 @@
 -- visitors not seen for the room's abandon_after), then reports the shard to a mirror.
 -- ARGV: now (ms), claim window (ms), stamps byte offset, left log byte offset, max bytes,
 --       fence (0: none; else the caller's lease fence, which it raises here first), abandon
---       after (ms; 0: never)
+--       after (ms; 0: never), move log byte offset
 -- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs,
--- the start_us of the last shuffle (0: none)} or the error FENCED. A mirror that has not seen
+-- the start_us of the last shuffle (0: none), move log bytes, moves} or the error FENCED. A mirror that has not seen
 -- that shuffle reads the whole queue again (queue.lua).
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fence = tonumber(ARGV[6])
@@ -80,5 +80,12 @@ local lefts = ''
 if left_from < left_bytes then
   lefts = redis.call('GETRANGE', KEYS[8], left_from, math.min(left_bytes, left_from + max) - 1)
 end
+local move_bytes = redis.call('STRLEN', KEYS[12])
+local move_from = tonumber(ARGV[8])
+local moves = ''
+if move_from < move_bytes then
+  moves = redis.call('GETRANGE', KEYS[12], move_from, math.min(move_bytes, move_from + max) - 1)
+end
 return {num(meta[1]), num(meta[2]), num(meta[3]), num(meta[4]), num(meta[5]),
-        redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts, num(meta[6])}
+        redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts, num(meta[6]),
+        move_bytes, moves}
