@@ -14,6 +14,7 @@
 //   MAX_ACTIVE, ADMIT_PER_MINUTE, SHARDS   the room                      [1000, 6000, 4]
 //   MAX_WAIT_S        a visitor gives up (and fails) this long after the opening  [900]
 //   SHUFFLE           set: the event shuffles its pre-queue at the opening                [unset]
+//   MODE              the event's queue mode (`random`: each admission a draw)          [fifo]
 //
 // Custom metrics: wait_after_opening_ms (the opening to the visitor's admission, as the visitor
 // saw it: min is the time to the first admission), admitted_before_opening (must stay 0),
@@ -31,6 +32,7 @@ const BASE_URL = env('BASE_URL', 'http://127.0.0.1:8080').replace(/\/$/, '');
 const ADMIN_KEY = env('ADMIN_KEY', '');
 const ROOM = env('ROOM', 'sale');
 const SHUFFLE = env('SHUFFLE', '') !== '';
+const MODE = env('MODE', 'fifo');
 const VISITORS = num('VISITORS', 20000);
 const PER_VU = num('PER_VU', 100);
 const PREQUEUE_S = num('PREQUEUE_S', 60);
@@ -78,7 +80,7 @@ export function setup() {
   }
   const startedAt = Date.now();
   const opensAt = startedAt + OPEN_AFTER_MS;
-  const event = { prequeue_at: startedAt, start_at: opensAt, end_at: opensAt + RUN_S * 1000, shuffle: SHUFFLE };
+  const event = { prequeue_at: startedAt, start_at: opensAt, end_at: opensAt + RUN_S * 1000, shuffle: SHUFFLE, mode: MODE };
   const res = http.put(`${BASE_URL}/_qg/v1/admin/rooms/${ROOM}/events/opening`, JSON.stringify(event), admin());
   if (res.status !== 201) {
     throw new Error(`could not schedule the opening: ${res.status} ${res.body}`);

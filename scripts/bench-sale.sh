@@ -5,10 +5,12 @@
 # which keeps each target's last run): the time from the opening to the first admission, the
 # admissions per minute against the configured rate, and the wait after the opening.
 #
-#   [QUICK=1] [SHUFFLE=1] scripts/bench-sale.sh origin|redis|edge
+#   [QUICK=1] [SHUFFLE=1 | MODE=random] scripts/bench-sale.sh origin|redis|edge
 #
 # SHUFFLE=1: the event shuffles its pre-queue at the opening (its own section, "A shuffled sale
-# opening"; the chart stays the unshuffled runs').
+# opening"; the chart stays the unshuffled runs'). MODE=random: the event admits in random mode,
+# each admission a draw among everyone waiting (its own section, "A sale opening in random
+# mode").
 #   origin, redis  20,000 visitors, max_active 1000, admit_per_minute 6000
 #   edge           2,000 visitors (local wrangler dev takes a few hundred requests a second),
 #                  admit_per_minute 600
@@ -26,8 +28,10 @@ if [ "$quick" = 1 ]; then
 fi
 source scripts/targets.sh
 shuffle=${SHUFFLE:-0}
+mode=${MODE:-fifo}
 out=bench-out/sale-$target
 [ "$shuffle" != 1 ] || out=$out-shuffled
+[ "$mode" = fifo ] || out=$out-$mode
 [ "$quick" != 1 ] || out=$out-quick
 rm -rf "$out"
 mkdir -p "$out" docs/bench target
@@ -45,6 +49,7 @@ if [ "$quick" = 1 ]; then
 fi
 args+=(-e PREQUEUE_S=60)
 [ "$shuffle" != 1 ] || args+=(-e SHUFFLE=1)
+args+=(-e "MODE=$mode")
 [ "$quick" != 1 ] || args+=(-e PREQUEUE_S=10)
 
 start_target "$target" "$out/run"
@@ -60,7 +65,7 @@ stop_target
 if [ "$quick" = 1 ]; then
   python3 scripts/sale-report.py --check "$target" "$out"
 else
-  SHUFFLED=$shuffle python3 scripts/sale-report.py "$target" "$out" BENCHMARKS.md \
+  SHUFFLED=$shuffle MODE=$mode python3 scripts/sale-report.py "$target" "$out" BENCHMARKS.md \
     docs/bench/sale-opening.svg docs/bench/sale.json
   log "BENCHMARKS.md updated (and docs/bench/sale-opening.svg for an unshuffled run)"
 fi
