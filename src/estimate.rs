@@ -173,6 +173,20 @@ pub fn estimate(
     }
 }
 
+/// How soon a visitor waiting for a draw (random mode) asks again. Anyone may be drawn at the
+/// next batch, and a drawn visitor holds a slot, unclaimed, until its next poll: at the room's
+/// full rate, visitors who poll every `p` hold `rate * p / 2` slots on average. Polling every
+/// `max_active / (2 * admit_per_minute)` keeps that to a quarter of `max_active`, at the cost of
+/// everyone waiting polling that often (FIFO asks only the front to).
+pub fn draw_poll_ms(config: &RoomConfig, paused: bool) -> u64 {
+    let max_poll = max_poll_ms(config);
+    if paused || config.admit_per_minute == 0 {
+        return max_poll;
+    }
+    let ms = config.max_active.saturating_mul(60_000) / (2 * config.admit_per_minute);
+    ms.clamp(MIN_POLL_MS, max_poll)
+}
+
 /// Visitors admitted between polls must still arrive within the claim window, and a waiting
 /// visitor who polls must never look gone ([`RoomConfig::abandon_after_s`]), so the poll
 /// interval stays well inside both.
@@ -203,6 +217,22 @@ mod tests {
     }
 
     const ROOMY: u64 = 1_000_000;
+
+    #[test]
+    fn a_draw_asks_often_enough_to_claim_before_a_quarter_of_the_slots_is_held() {
+        let room = |max_active, per_minute| RoomConfig {
+            max_active,
+            admit_per_minute: per_minute,
+            ..RoomConfig::default()
+        };
+        // 1000 slots at 6000 a minute: every 5 s.
+        assert_eq!(draw_poll_ms(&room(1_000, 6_000), false), 5_000);
+        // Never below a second, never beyond the claim window's quarter, the longest when paused.
+        assert_eq!(draw_poll_ms(&room(10, 6_000), false), MIN_POLL_MS);
+        let slow = room(1_000, 60);
+        assert_eq!(draw_poll_ms(&slow, false), max_poll_ms(&slow));
+        assert_eq!(draw_poll_ms(&room(1_000, 6_000), true), max_poll_ms(&slow));
+    }
 
     #[test]
     fn measures_only_backlogged_time() {

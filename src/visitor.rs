@@ -4,7 +4,7 @@
 use crate::api::{
     pass_cookie_name, set_cookie, ticket_cookie_name, VisitorResponse, VisitorStatus,
 };
-use crate::estimate::{estimate, WaitEstimate};
+use crate::estimate::{draw_poll_ms, estimate, WaitEstimate};
 use crate::keys::SigningKeys;
 use crate::room::{Mode, RoomConfig, RoomId};
 use crate::token::{Pass, Place, Ticket};
@@ -171,7 +171,7 @@ impl RoomContext<'_> {
                     body.position = Some(None);
                     body.random = Some(true);
                     body.eta_seconds = Some(wait.eta_seconds);
-                    body.poll_after_ms = Some(wait.poll_after_ms);
+                    body.poll_after_ms = Some(draw_poll_ms(self.config, self.paused));
                 } else {
                     let wait = self.wait_estimate(position);
                     body.position = Some(Some(position));
