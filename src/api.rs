@@ -272,6 +272,9 @@ pub struct RoomStats {
     pub admit_rate_per_min: Option<f64>,
     /// Slots the scheduler has opened for direct entry until its next tick.
     pub entry_credit: u64,
+    /// Places ended, ever, because their visitors stopped asking (`abandon_after_s`).
+    #[serde(default)]
+    pub abandoned_total: u64,
 }
 
 impl RoomStats {
@@ -284,7 +287,14 @@ impl RoomStats {
             admitted_total: load.admitted_total,
             admit_rate_per_min,
             entry_credit,
+            abandoned_total: 0,
         }
+    }
+
+    /// With the count of places ended because their visitors stopped asking.
+    pub fn with_abandoned(mut self, abandoned_total: u64) -> RoomStats {
+        self.abandoned_total = abandoned_total;
+        self
     }
 }
 

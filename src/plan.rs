@@ -41,6 +41,9 @@ pub struct ShardReading {
     /// `heads` are of that order.
     #[serde(default)]
     pub shuffled_us: u64,
+    /// Places the shard ended because their visitors stopped asking, ever.
+    #[serde(default)]
+    pub abandoned_total: u64,
 }
 
 impl ShardReading {
@@ -62,6 +65,11 @@ pub fn load_of(shards: &[ShardReading]) -> RoomLoad {
         admitted: shards.iter().map(|s| s.unclaimed).sum(),
         admitted_total: shards.iter().map(|s| s.admitted_total).sum(),
     }
+}
+
+/// Places the room's shards ended because their visitors stopped asking.
+pub fn abandoned_of(shards: &[ShardReading]) -> u64 {
+    shards.iter().map(|s| s.abandoned_total).sum()
 }
 
 /// Who asks for the batch.

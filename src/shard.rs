@@ -259,6 +259,7 @@ impl Shard {
             listed_below: ShardReading::bound(&heads, waiting),
             heads,
             shuffled_us: self.queue.shuffled_us(),
+            abandoned_total: self.abandoned_total,
         }
     }
 

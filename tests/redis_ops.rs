@@ -432,6 +432,19 @@ async fn redis_down_fails_closed_or_open_and_recovers() {
     let waiting = ticket_of(&tc.join("down", None).await);
     // Both instances know the room before Redis goes.
     to.page("/app/x", &[], true).await;
+    // With appendfsync everysec Redis holds writes back (up to 2 s) while the disk finishes the
+    // previous fsync, and a SIGKILL loses what it held (the durability table says so): the
+    // outage starts once the append-only file has everything acknowledged.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !support::redis::command(redis.port, "INFO persistence")
+        .is_some_and(|info| info.contains("aof_buffer_length:0\r\n"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the AOF never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     redis.kill();
     let started = tokio::time::Instant::now();

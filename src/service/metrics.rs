@@ -107,6 +107,7 @@ pub struct Metrics {
     admitted: Family<RoomLabel, Gauge>,
     active: Family<RoomLabel, Gauge>,
     rate: Family<RoomLabel, Gauge<f64, AtomicU64>>,
+    abandoned: Family<RoomLabel, Gauge>,
     scheduler_errors: Counter,
     lease_fence: Gauge,
 }
@@ -180,6 +181,12 @@ impl Metrics {
             admitted.clone(),
         );
         registry.register("room_active", "Active sessions", active.clone());
+        let abandoned = Family::<RoomLabel, Gauge>::default();
+        registry.register(
+            "room_abandoned",
+            "Places ended so far because their visitors stopped asking (abandon_after_s)",
+            abandoned.clone(),
+        );
         registry.register(
             "room_admit_rate_per_minute",
             "Admissions per minute measured while visitors waited",
@@ -208,6 +215,7 @@ impl Metrics {
             admitted,
             active,
             rate,
+            abandoned,
             scheduler_errors,
             lease_fence,
         }
@@ -275,6 +283,9 @@ impl Metrics {
         self.rate
             .get_or_create(&label)
             .set(stats.admit_rate_per_min.unwrap_or(0.0));
+        self.abandoned
+            .get_or_create(&label)
+            .set(clamp(stats.abandoned_total));
     }
 
     pub fn scheduler_error(&self) {

@@ -365,9 +365,13 @@ pub async fn a_visitor_who_stops_asking_gives_up_the_place(t: &Target) {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // One admission: the place given up took none.
+    // One admission: the place given up took none, and the room counts it as abandoned.
     let stats = t.room(&room).await;
     assert_eq!(stats["stats"]["admitted_total"], 1, "{stats}");
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["abandoned_total"] == 1
+    })
+    .await;
 }
 
 /// In random mode each admission draws among everyone waiting, wherever they joined: nobody is

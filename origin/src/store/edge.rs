@@ -203,6 +203,7 @@ impl Scheduling for EdgeStore {
             .batch(room, fence, Some(planned.orders), decision.rate)
             .await?;
         let load = load_of(&done.shards);
+        let abandoned = queuegate::plan::abandoned_of(&done.shards);
         let entry_credit = done.shards.iter().map(|s| s.credit).sum();
         self.readings
             .lock()
@@ -210,7 +211,7 @@ impl Scheduling for EdgeStore {
         Ok(Round {
             admitted: done.admitted,
             entry_credit,
-            stats: RoomStats::new(load, decision.rate, entry_credit),
+            stats: RoomStats::new(load, decision.rate, entry_credit).with_abandoned(abandoned),
         })
     }
 }

@@ -52,7 +52,8 @@ impl DurableStore {
             load_of(&readings),
             entry.record.measured_rate,
             readings.iter().map(|r| r.credit).sum(),
-        );
+        )
+        .with_abandoned(crate::plan::abandoned_of(&readings));
         let summaries: Vec<_> = reports
             .iter()
             .enumerate()

@@ -89,6 +89,7 @@ impl Room {
 
     pub(super) fn stats(&self) -> RoomStats {
         RoomStats::new(self.load(), self.record.measured_rate, self.entry_credit)
+            .with_abandoned(self.shards.iter().map(Shard::abandoned_total).sum())
     }
 
     /// The shard of `place`, if the place is of this room's queue.

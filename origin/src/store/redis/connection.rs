@@ -226,7 +226,7 @@ where
         T: redis::FromRedisValue,
     {
         let mut all = keys.to_vec();
-        // KEYS[11] must exist for the shared helpers: a same-slot dummy user bucket.
+        // KEYS[13] must exist for the shared helpers: a same-slot dummy user bucket.
         all.push(keys::user_bucket(keys, 0));
         self.script(script, &all, &args).await
     }

@@ -50,6 +50,7 @@ pub(super) struct ShardState {
     pub credit: u64,
     pub admitted_total: u64,
     pub active: u64,
+    pub abandoned_total: u64,
 }
 
 /// A room: its record and the mirror of its shards.
@@ -81,6 +82,7 @@ impl Room {
                     credit: 0,
                     admitted_total: 0,
                     active: 0,
+                    abandoned_total: 0,
                 })
                 .collect(),
             record,
@@ -114,6 +116,7 @@ impl Room {
 
     pub fn stats(&self) -> RoomStats {
         RoomStats::new(self.load(), self.record.measured_rate, self.credit())
+            .with_abandoned(self.shards.iter().map(|s| s.abandoned_total).sum())
     }
 
     /// Each shard as the mirror holds it, with its next `heads` waiting visitors stamped before
@@ -139,6 +142,7 @@ impl Room {
                     listed_below: ShardReading::bound(&listed, waiting).min(cutoff),
                     heads: listed,
                     shuffled_us: queue.shuffled_us(),
+                    abandoned_total: state.abandoned_total,
                 }
             })
             .collect()
@@ -270,6 +274,7 @@ impl Room {
         state.unclaimed = reply.unclaimed;
         state.credit = reply.credit;
         state.admitted_total = reply.admitted_total;
+        state.abandoned_total = reply.abandoned_total;
         state.active = reply.active;
         queue.tail() * 8 < reply.stamp_bytes
             || state.left_bytes < reply.left_bytes

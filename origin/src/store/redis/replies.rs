@@ -129,11 +129,13 @@ pub struct SyncReply {
     /// a ticket seq and the place seq it holds now, big-endian).
     pub move_bytes: u64,
     pub moves: Vec<u8>,
+    /// Places ended because their visitors stopped asking, ever.
+    pub abandoned_total: u64,
 }
 
 impl FromRedisValue for SyncReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let mut f = Fields::of(v, "sync", 13)?;
+        let mut f = Fields::of(v, "sync", 14)?;
         Ok(SyncReply {
             admitted_seq: f.next()?,
             left_waiting: f.next()?,
@@ -148,6 +150,7 @@ impl FromRedisValue for SyncReply {
             shuffled_us: f.next()?,
             move_bytes: f.next()?,
             moves: f.next()?,
+            abandoned_total: f.next()?,
         })
     }
 }
@@ -381,6 +384,7 @@ mod tests {
         sync.push(Value::BulkString(
             [3u64, 1].iter().flat_map(|s| s.to_be_bytes()).collect(),
         ));
+        sync.push(Value::Int(2));
         let sync = SyncReply::from_redis_value(Value::Array(sync)).unwrap();
         assert_eq!(
             (sync.admitted_seq, sync.left_waiting, sync.active),
@@ -388,6 +392,7 @@ mod tests {
         );
         assert_eq!(sync.shuffled_us, 7);
         assert_eq!((sync.move_bytes, sync.moves.len()), (16, 16));
+        assert_eq!(sync.abandoned_total, 2);
         assert_eq!((sync.stamp_bytes, sync.stamps.len()), (16, 8));
         assert_eq!(
             LeaseReply::from_redis_value(Value::Int(0)).unwrap().fence,

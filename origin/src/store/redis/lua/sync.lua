@@ -4,7 +4,8 @@
 --       fence (0: none; else the caller's lease fence, which it raises here first), abandon
 --       after (ms; 0: never), move log byte offset
 -- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs,
--- the start_us of the last shuffle (0: none), move log bytes, moves} or the error FENCED. A mirror that has not seen
+-- the start_us of the last shuffle (0: none), move log bytes, moves, places abandoned ever} or
+-- the error FENCED. A mirror that has not seen
 -- that shuffle reads the whole queue again (queue.lua).
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fence = tonumber(ARGV[6])
@@ -67,7 +68,7 @@ if fence > 0 and after > 0 then
     redis.call('HINCRBY', KEYS[3], 'abd', gone)
   end
 end
-local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv')
+local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv', 'abd')
 local stamp_bytes = redis.call('STRLEN', KEYS[1])
 local left_bytes = redis.call('STRLEN', KEYS[8])
 local from, max = tonumber(ARGV[3]), tonumber(ARGV[5])
@@ -88,4 +89,4 @@ if move_from < move_bytes then
 end
 return {num(meta[1]), num(meta[2]), num(meta[3]), num(meta[4]), num(meta[5]),
         redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts, num(meta[6]),
-        move_bytes, moves}
+        move_bytes, moves, num(meta[7])}
