@@ -158,3 +158,58 @@ async fn a_join_limit_is_shared_by_all_instances() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A room created or changed through one instance governs every instance from the moment the
+/// change is answered: no stranger reaches the application through an instance that has not
+/// heard of the room yet, and its id is known everywhere at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_changes_reach_every_instance_at_once() {
+    let redis = RedisServer::start();
+    let store = StoreConfig::Redis {
+        url: redis.url(),
+        timeout_ms: None,
+        replicas: None,
+    };
+    let a = support::origin_on(&store).await;
+    let b = support::origin_on(&store).await;
+    for round in 0..5 {
+        let room = format!("fresh-{round}");
+        let path = format!("/{room}/x");
+        // b has built its table of rooms without this one.
+        let before = b.target.page(&path, &[], false).await;
+        assert_eq!(before.header("x-upstream"), Some("yes"), "{}", before.text);
+        a.target
+            .put_room(
+                &room,
+                serde_json::json!({"max_active": 5, "paths": [format!("/{room}")]}),
+            )
+            .await;
+        a.target.pause(&room).await;
+        let gated = b.target.page(&path, &[], false).await;
+        assert_eq!(
+            gated.header("x-queuegate-status"),
+            Some("waiting"),
+            "round {round}: a stranger passed b: {}",
+            gated.text
+        );
+        assert!(gated.header("x-upstream").is_none(), "{}", gated.text);
+        let joined = b.target.join(&room, None).await;
+        assert_eq!(joined.status, 200, "round {round}: {}", joined.text);
+        assert_eq!(joined.json["status"], "waiting", "{}", joined.text);
+        // A changed path moves the gate at once too.
+        let moved = format!("/{room}-moved");
+        a.target
+            .put_room(
+                &room,
+                serde_json::json!({"max_active": 5, "paths": [moved.clone()]}),
+            )
+            .await;
+        let gated = b.target.page(&format!("{moved}/y"), &[], false).await;
+        assert_eq!(
+            gated.header("x-queuegate-status"),
+            Some("waiting"),
+            "round {round}: {}",
+            gated.text
+        );
+    }
+}

@@ -543,3 +543,28 @@ async fn the_scripts_draw_as_the_core_does() {
         "the draws took the head of the line"
     );
 }
+
+/// A join that reaches Redis after its deadline (it waited at a paused instance, or in a
+/// connection that was reconnecting, after its caller was told it failed) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_past_its_deadline_changes_nothing() {
+    let server = RedisServer::start();
+    let redis = ScriptShard::open(&server.url(), 600, 120).await.unwrap();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let late = redis
+        .join_by(Some("u"), START * 1000, START, wall - 1)
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::Unavailable(ref why)) if why.contains("LATE")),
+        "{late:?}"
+    );
+    assert_eq!(redis.counters().await.unwrap().tail, 0);
+    let timely = redis
+        .join_by(Some("u"), START * 1000, START, wall + 60_000)
+        .await
+        .unwrap();
+    assert_eq!((timely.existing, timely.seq), (false, 1));
+}

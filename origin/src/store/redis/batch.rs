@@ -26,6 +26,9 @@ pub struct JoinJob {
     /// No entry at once, whatever credit the shard holds: the room is in a pre-queue.
     pub hold: bool,
     pub now: u64,
+    /// After this (Unix ms, Redis's clock) the join changes nothing: its caller has been told
+    /// it failed, and the visitor may have joined again elsewhere.
+    pub deadline: u64,
     pub ttl_ms: u64,
     pub window_ms: u64,
 }
@@ -171,7 +174,10 @@ where
     invocation
         .arg(Arg::Num(first.now))
         .arg(Arg::Num(first.ttl_ms))
-        .arg(Arg::Num(first.window_ms));
+        .arg(Arg::Num(first.window_ms))
+        .arg(Arg::Num(
+            batch.iter().map(|j| j.deadline).min().unwrap_or(0),
+        ));
     let dummy = shard_keys.len() + 1;
     for job in batch {
         let index = match &job.user {

@@ -115,6 +115,11 @@ where
         }
     }
 
+    /// How long a call may take before it counts as failed.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The `WAIT`s sent on this connection and those that came up short, by kind.
     pub fn acks_calls(&self) -> Vec<(&'static str, u64)> {
         self.acks

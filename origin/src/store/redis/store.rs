@@ -33,6 +33,9 @@ use crate::store::{
 /// How long a live session found in Redis is trusted without asking again: a revocation or a
 /// leave through another instance reaches this one's gate within this time.
 const SESSION_CACHE_MS: u64 = 1_000;
+/// A join reaching Redis this long after the store's timeout (beyond which its caller was told
+/// it failed) changes nothing; the margin covers the clocks of the instance and Redis disagreeing.
+const LATE_JOIN_MARGIN_MS: u64 = 2_000;
 /// Sessions that cache holds at the most.
 const SESSION_CACHE_ENTRIES: NonZeroUsize = NonZeroUsize::new(100_000).unwrap();
 
@@ -48,6 +51,7 @@ pub struct RedisStore<C> {
     kind: &'static str,
     pub(super) rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
     pub(super) routes: Routes,
+    pub(super) rooms_version: super::rooms::RoomsVersion,
     /// Until when a room id this instance does not know is answered unknown without asking
     /// Redis: strangers' room ids cost no memory and at most one read a second.
     pub(super) unknown_until: Mutex<u64>,
@@ -79,6 +83,7 @@ where
             kind,
             rooms: RwLock::default(),
             routes: Routes::default(),
+            rooms_version: Default::default(),
             unknown_until: Mutex::new(0),
             sessions: Mutex::new(LruCache::new(SESSION_CACHE_ENTRIES)),
             next_shard: AtomicUsize::new(0),
@@ -185,7 +190,12 @@ where
         Ok((record, created))
     }
 
-    async fn route_table(&self, _now: u64) -> StoreResult<Arc<RouteTable>> {
+    async fn route_table(&self, now: u64) -> StoreResult<Arc<RouteTable>> {
+        // Redis out of reach: the table as last read (what is decided next needs Redis anyway,
+        // and fails as the outage policy says).
+        if let Err(error) = self.fresh_rooms(now).await {
+            tracing::debug!(%error, "the rooms' version could not be read");
+        }
         Ok(self.routes.current())
     }
 
@@ -337,6 +347,10 @@ where
                 stamp: self.stamp(now),
                 hold,
                 now,
+                // Redis's clock is real whatever clock the caller runs on.
+                deadline: crate::clock::system_now()
+                    + self.redis.timeout().as_millis() as u64
+                    + LATE_JOIN_MARGIN_MS,
                 ttl_ms: r.record.config.session_ttl_ms(),
                 window_ms: r.record.config.claim_window_ms(),
             };

@@ -92,8 +92,20 @@ impl ScriptShard {
         }
     }
 
-    /// Joins one visitor, as the store's join does (through the shard's join batcher).
+    /// Joins one visitor, as the store's join does (through the shard's join batcher). The
+    /// steps run on a virtual clock, so the join has no deadline.
     pub async fn join(&self, user: Option<&str>, stamp: u64, now: u64) -> StoreResult<JoinReply> {
+        self.join_by(user, stamp, now, u64::MAX).await
+    }
+
+    /// Joins one visitor that must reach Redis by `deadline` (Unix ms, Redis's clock).
+    pub async fn join_by(
+        &self,
+        user: Option<&str>,
+        stamp: u64,
+        now: u64,
+        deadline: u64,
+    ) -> StoreResult<JoinReply> {
         let timing = self.timing();
         let job = batch::JoinJob {
             user: user.map(str::to_owned),
@@ -101,6 +113,7 @@ impl ScriptShard {
             stamp,
             hold: false,
             now,
+            deadline,
             ttl_ms: timing.session_ttl_ms,
             window_ms: timing.claim_window_ms,
         };

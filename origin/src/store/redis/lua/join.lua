@@ -1,12 +1,19 @@
 -- Joins a batch of visitors to the shard, in arrival order: the joins that reach an instance
 -- together share one script call.
 -- KEYS[13] and after: the user buckets the batch needs (KEYS[13] is a same-slot dummy).
--- ARGV: now (ms), session ttl (ms), claim window (ms), then four values per visitor:
+-- A batch that reaches Redis after its deadline (it waited at a paused instance, or in a
+-- reconnecting connection, after its callers were told it failed) changes nothing.
+-- ARGV: now (ms), session ttl (ms), claim window (ms), deadline (Unix ms, by Redis's clock),
+--       then four values per visitor:
 --       stamp (µs, the instance's clock), user id or '', index in KEYS of its user bucket, and
 --       1 when it may not enter at once (the room is in a pre-queue), else 0.
 -- Returns, per visitor in order: {existing (1: the user id's live place), seq, stamp, status
 -- (WAITING or ADMITTED), session expiry (0 unless ADMITTED)}.
 local now, ttl, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[4]) then
+  return redis.error_reply('LATE the joins reached Redis after their deadline')
+end
 local out = {}
 local function emit(existing, seq, stamp, status, expires)
   out[#out + 1] = {existing, seq, stamp, status, expires}
@@ -18,7 +25,7 @@ if last ~= '' then
 end
 local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'cr', 'paused')
 local adm, lw, credit, paused = num(meta[1]), num(meta[2]), num(meta[3]), meta[4] == '1'
-for i = 4, #ARGV, 4 do
+for i = 5, #ARGV, 4 do
   local user, bucket, hold = ARGV[i + 1], KEYS[tonumber(ARGV[i + 2])], ARGV[i + 3] == '1'
   local joined = false
   if user ~= '' then
