@@ -178,6 +178,10 @@ async fn room_changes_reach_every_instance_at_once() {
         // b has built its table of rooms without this one.
         let before = b.target.page(&path, &[], false).await;
         assert_eq!(before.header("x-upstream"), Some("yes"), "{}", before.text);
+        // ... and was just asked for the id (an instance reads an unknown id at most once a
+        // second).
+        let unknown = b.target.join(&room, None).await;
+        assert_eq!(unknown.status, 404, "{}", unknown.text);
         a.target
             .put_room(
                 &room,
@@ -185,6 +189,9 @@ async fn room_changes_reach_every_instance_at_once() {
             )
             .await;
         a.target.pause(&room).await;
+        let joined = b.target.join(&room, None).await;
+        assert_eq!(joined.status, 200, "round {round}: {}", joined.text);
+        assert_eq!(joined.json["status"], "waiting", "{}", joined.text);
         let gated = b.target.page(&path, &[], false).await;
         assert_eq!(
             gated.header("x-queuegate-status"),
@@ -193,9 +200,6 @@ async fn room_changes_reach_every_instance_at_once() {
             gated.text
         );
         assert!(gated.header("x-upstream").is_none(), "{}", gated.text);
-        let joined = b.target.join(&room, None).await;
-        assert_eq!(joined.status, 200, "round {round}: {}", joined.text);
-        assert_eq!(joined.json["status"], "waiting", "{}", joined.text);
         // A changed path moves the gate at once too.
         let moved = format!("/{room}-moved");
         a.target

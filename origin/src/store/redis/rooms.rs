@@ -147,9 +147,14 @@ where
         if let Some(room) = cached {
             return Ok(room);
         }
+        // A room created through another instance is known here as soon as it exists.
+        if self.fresh_rooms(now).await.is_ok() {
+            if let Some(room) = self.rooms.read().get(id).cloned() {
+                return Ok(room);
+            }
+        }
         {
-            // One read a second for all the ids this instance does not know, whoever sends them;
-            // a room created elsewhere meanwhile arrives with the next tick's list of rooms.
+            // One read a second for all the ids this instance does not know, whoever sends them.
             let mut until = self.unknown_until.lock();
             if *until > now {
                 return Err(StoreError::UnknownRoom(id.clone()));
