@@ -94,16 +94,23 @@ async fn made_up_rooms_cost_at_most_a_read_a_second() {
 /// through two instances are decided one after the other (the compare-and-set script): with a
 /// burst of 3 (and one a minute after), 3 of 12 concurrent joins get places, whichever instance
 /// took them. The state is one key per room and client, expiring once it means nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_limit_is_shared_by_all_instances() {
-    let redis = RedisServer::start();
+/// Two origin instances on one Redis.
+async fn two_instances(redis: &RedisServer) -> (support::Embedded, support::Embedded) {
     let store = StoreConfig::Redis {
         url: redis.url(),
         timeout_ms: None,
         replicas: None,
     };
-    let a = support::origin_on(&store).await;
-    let b = support::origin_on(&store).await;
+    (
+        support::origin_on(&store).await,
+        support::origin_on(&store).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_limit_is_shared_by_all_instances() {
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
     let room = "shared-limit";
     a.target
         .put_room(
@@ -165,13 +172,7 @@ async fn a_join_limit_is_shared_by_all_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_changes_reach_every_instance_at_once() {
     let redis = RedisServer::start();
-    let store = StoreConfig::Redis {
-        url: redis.url(),
-        timeout_ms: None,
-        replicas: None,
-    };
-    let a = support::origin_on(&store).await;
-    let b = support::origin_on(&store).await;
+    let (a, b) = two_instances(&redis).await;
     for round in 0..5 {
         let room = format!("fresh-{round}");
         let path = format!("/{room}/x");
