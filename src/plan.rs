@@ -272,14 +272,17 @@ mod tests {
             mode: Mode::Random,
             ..config(7)
         };
-        let p = plan(
-            &random,
-            false,
-            &readings,
-            Batch::Scheduler { grant: 10 },
-            Freshness::Current,
-            42,
-        );
+        let planned = |config: &RoomConfig| {
+            plan(
+                config,
+                false,
+                &readings,
+                Batch::Scheduler { grant: 10 },
+                Freshness::Current,
+                42,
+            )
+        };
+        let p = planned(&random);
         assert_eq!(p.admitted, 4);
         assert_eq!(p.orders.iter().map(|o| o.take).sum::<u64>(), 4);
         for (i, order) in p.orders.iter().enumerate() {
@@ -290,24 +293,8 @@ mod tests {
             }
         }
         // The same seed plans the same; FIFO plans carry no draw.
-        let again = plan(
-            &random,
-            false,
-            &readings,
-            Batch::Scheduler { grant: 10 },
-            Freshness::Current,
-            42,
-        );
-        assert_eq!(again, p);
-        let fifo = plan(
-            &config(7),
-            false,
-            &readings,
-            Batch::Scheduler { grant: 10 },
-            Freshness::Current,
-            42,
-        );
-        assert!(fifo.orders.iter().all(|o| o.draw.is_none()));
+        assert_eq!(planned(&random), p);
+        assert!(planned(&config(7)).orders.iter().all(|o| o.draw.is_none()));
     }
 
     #[test]

@@ -955,7 +955,7 @@ mod tests {
 
     #[test]
     fn every_waiting_visitor_is_as_likely_to_be_drawn() {
-        // 8 wait (seqs 1 and 2 left, seq 3 already admitted); 2000 draws of 2.
+        // 8 wait (seq 1 already admitted, seqs 2 and 11 left); 2000 draws of 2.
         let mut base = Shard::new();
         for stamp in 1..=11 {
             base.join(None, stamp, false, 1, T);

@@ -233,19 +233,7 @@ pub async fn an_event_opens_its_prequeue_in_join_order(t: &Target) {
 
     // The end: the room's own 50 slots again, and the third goes in.
     t.advance_to(end).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = t.status(&room, &tickets[2]).await;
-        if status_of(&reply) == "admitted" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not admitted after the event: {}",
-            reply.text
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    status_becomes(t, &room, &tickets[2], "admitted", Duration::from_secs(20)).await;
     assert_eq!(get_event(t, &room, "launch").await.json["state"], "ended");
 }
 

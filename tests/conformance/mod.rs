@@ -241,6 +241,23 @@ async fn position_settles(t: &Target, room: &str, ticket: &str, want: u64) {
     }
 }
 
+/// Polls a ticket's status until it is `want`, for at most `within`.
+async fn status_becomes(t: &Target, room: &str, ticket: &str, want: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let reply = t.status(room, ticket).await;
+        if status_of(&reply) == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {want}: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
     assert_eq!(reply.status, status, "{what}: {}", reply.text);
     assert_eq!(reply.error_code(), Some(code), "{what}: {}", reply.text);

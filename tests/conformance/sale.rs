@@ -321,19 +321,7 @@ pub async fn a_visitor_who_stops_asking_gives_up_the_place(t: &Target) {
     let present_ticket = ticket_of(&present);
     // Second in line (at the edge a position at join is an estimate that settles within a
     // tick or two).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = t.status(&room, &present_ticket).await;
-        if reply.json["position"] == 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second visitor never stood second: {}",
-            reply.text
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    position_settles(t, &room, &present_ticket, 2).await;
     // Only the second visitor asks, once a second, until the first's place is gone.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -352,19 +340,14 @@ pub async fn a_visitor_who_stops_asking_gives_up_the_place(t: &Target) {
     let back = t.status(&room, &ticket_of(&gone)).await;
     assert_eq!(status_of(&back), "left", "{}", back.text);
     t.resume(&room).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = t.status(&room, &present_ticket).await;
-        if status_of(&reply) == "admitted" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not admitted: {}",
-            reply.text
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    status_becomes(
+        t,
+        &room,
+        &present_ticket,
+        "admitted",
+        Duration::from_secs(20),
+    )
+    .await;
     // One admission: the place given up took none, and the room counts it as abandoned.
     let stats = t.room(&room).await;
     assert_eq!(stats["stats"]["admitted_total"], 1, "{stats}");
