@@ -166,6 +166,68 @@ async fn a_join_limit_is_shared_by_all_instances() {
     b.stop().await;
 }
 
+/// An event written through one instance is checked against on every other at once: an
+/// instance whose copy of the room has not seen it yet refuses an overlapping event (409), and
+/// keeps both events of a non-overlapping pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_through_two_instances_never_overlap() {
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
+    let room = "events-two";
+    a.target
+        .put_room(room, serde_json::json!({"paths": ["/events-two"]}))
+        .await;
+    let now = a.target.now();
+    let event = |from: u64| {
+        serde_json::json!({"prequeue_at": now + from, "start_at": now + from + 1_000,
+                           "end_at": now + from + 2_000})
+    };
+    async fn put(
+        t: &support::Target,
+        room: &str,
+        id: &str,
+        body: serde_json::Value,
+    ) -> support::Reply {
+        t.send(
+            t.admin(reqwest::Method::PUT, &format!("/rooms/{room}/events/{id}"))
+                .json(&body),
+        )
+        .await
+    }
+    // b knows the room, without events.
+    let listed = b
+        .target
+        .send(
+            b.target
+                .admin(reqwest::Method::GET, &format!("/rooms/{room}/events")),
+        )
+        .await;
+    assert_eq!(
+        listed.json["events"],
+        serde_json::json!([]),
+        "{}",
+        listed.text
+    );
+    let sale = put(&a.target, room, "sale", event(3_600_000)).await;
+    assert_eq!(sale.status, 201, "{}", sale.text);
+    let overlapping = put(&b.target, room, "other", event(3_600_500)).await;
+    assert_eq!(overlapping.status, 409, "{}", overlapping.text);
+    assert_eq!(overlapping.json["error"]["code"], "conflict");
+    let encore = put(&b.target, room, "encore", event(3_700_000)).await;
+    assert_eq!(encore.status, 201, "{}", encore.text);
+    let record = a.target.room(room).await;
+    let mut ids: Vec<_> = record["events"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["encore", "sale"], "{record}");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A room created or changed through one instance governs every instance from the moment the
 /// change is answered: no stranger reaches the application through an instance that has not
 /// heard of the room yet, and its id is known everywhere at once.

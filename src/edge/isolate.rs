@@ -38,6 +38,9 @@ struct Isolate {
     routes: Option<(Rooms, Arc<RouteTable>)>,
     /// When a request of this isolate began reading the registry, while it reads.
     rooms_read_since: Option<u64>,
+    /// Counts [`forget_rooms`]: a read of the registry that began before a change this isolate
+    /// made may answer the rooms before it, and is not kept.
+    rooms_forgotten: u64,
     /// The most recently checked sessions: expiry and when checked.
     sessions: LruCache<(String, u32, u16, u64), (u64, u64)>,
     object_calls: BTreeMap<&'static str, u64>,
@@ -56,6 +59,7 @@ impl Default for Isolate {
             rooms: None,
             routes: None,
             rooms_read_since: None,
+            rooms_forgotten: 0,
             sessions: LruCache::new(SESSIONS),
             object_calls: BTreeMap::new(),
             next_shard: 0,
@@ -180,6 +184,7 @@ pub async fn rooms(env: &Env, now: u64, fresh: bool) -> Result<Rooms, ApiError> 
             return Ok(rooms);
         }
     }
+    let forgotten = ISOLATE.with(|i| i.borrow().rooms_forgotten);
     let read: Result<RoomsRes, ApiError> =
         call(env, REGISTRY, REGISTRY_NAME, "registry_read", "rooms", &()).await;
     ISOLATE.with(|i| i.borrow_mut().rooms_read_since = None);
@@ -189,7 +194,12 @@ pub async fn rooms(env: &Env, now: u64, fresh: bool) -> Result<Rooms, ApiError> 
         .map(|e| (e.record.id.as_str().to_owned(), e))
         .collect();
     let rooms = Rc::new(rooms);
-    ISOLATE.with(|i| i.borrow_mut().rooms = Some((now, rooms.clone())));
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        if i.rooms_forgotten == forgotten {
+            i.rooms = Some((now, rooms.clone()));
+        }
+    });
     Ok(rooms)
 }
 
@@ -214,7 +224,11 @@ pub async fn route_table(env: &Env, now: u64) -> Result<Arc<RouteTable>, ApiErro
 
 /// Forgets the cached rooms (after this isolate changed one): the next request reads them.
 pub fn forget_rooms() {
-    ISOLATE.with(|i| i.borrow_mut().rooms = None);
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        i.rooms = None;
+        i.rooms_forgotten += 1;
+    });
 }
 
 /// Puts what this isolate just published of a room (its shards' summaries, its stats and the

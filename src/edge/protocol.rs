@@ -193,6 +193,16 @@ pub struct PatchReq {
     pub paused: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Events>,
+    /// The events `events` was decided on: the patch applies only while the room holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_from: Option<Events>,
+}
+
+/// A patched room's record, or, when the room no longer held `events_from`, its record as is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchRes {
+    pub record: RoomRecord,
+    pub applied: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -167,20 +167,33 @@ impl Registry {
         }
     }
 
-    fn patch(&self, req: PatchReq) -> Answer<RoomRecord> {
+    fn patch(&self, req: PatchReq) -> Answer<PatchRes> {
         let Some(mut entry) = self.get(req.id.as_str()) else {
             return Err((
                 ErrorCode::UnknownRoom,
                 format!("no room {:?}", req.id.as_str()),
             ));
         };
+        if req
+            .events_from
+            .as_ref()
+            .is_some_and(|from| *from != entry.record.events)
+        {
+            return Ok(PatchRes {
+                record: entry.record,
+                applied: false,
+            });
+        }
         if let Some(paused) = req.paused {
             entry.record.paused = paused;
         }
         if let Some(events) = req.events {
             entry.record.events = events;
         }
-        Ok(self.store(entry)?.record)
+        Ok(PatchRes {
+            record: self.store(entry)?.record,
+            applied: true,
+        })
     }
 
     fn publish(&self, req: PublishReq) -> Answer<()> {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 
 use super::error::AppError;
 use super::extract::{bearer, LimitedBody, RoomParam};
-use super::public::{end, in_effect, is_of_room, record};
+use super::public::{end, is_of_room, record, record_now};
 use super::state::Service;
 use super::store::RemoteScheduling;
 use crate::api::{
@@ -82,7 +82,7 @@ async fn get_room(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
 ) -> Result<Json<RoomView>, AppError> {
-    let record = record(&s, &room, s.now()).await?;
+    let record = record_now(&s, &room, s.now()).await?;
     Ok(Json(view(&s, record, true).await?))
 }
 
@@ -114,7 +114,7 @@ async fn admit(
     let now = s.now();
     // Within the capacity in effect: a running event's max_active may be below the room's own,
     // which is all the stores know of.
-    let record = in_effect(&s, &room, now).await?;
+    let record = record_now(&s, &room, now).await?.in_effect(now);
     let stats = s.store.stats(&record, now, true).await?;
     let free = record
         .config
@@ -152,7 +152,7 @@ async fn revoke(
 ) -> Result<Json<RevokeResponse>, AppError> {
     let request: RevokeRequest = parse_json(&body)?;
     let now = s.now();
-    let record = record(&s, &room, now).await?;
+    let record = record_now(&s, &room, now).await?;
     let unknown = || {
         AppError::new(
             ErrorCode::UnknownTicket,

@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AppError;
 use super::extract::{LimitedBody, RoomEventParams, RoomParam};
-use super::public::record;
+use super::public::record_now;
 use super::state::Service;
+use super::store::StoreError;
 use crate::error::ErrorCode;
-use crate::event::{self, Event, EventState};
+use crate::event::{self, Event, EventState, Events};
+use crate::room::RoomId;
 
 /// An event as the admin API shows it: its settings and where it stands now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,7 +59,7 @@ async fn list_events(
     RoomParam(room): RoomParam,
 ) -> Result<Json<EventList>, AppError> {
     let now = s.now();
-    let record = record(&s, &room, now).await?;
+    let record = record_now(&s, &room, now).await?;
     let events = record
         .events
         .iter()
@@ -71,7 +73,7 @@ async fn get_event(
     RoomEventParams(room, id): RoomEventParams,
 ) -> Result<Json<EventView>, AppError> {
     let now = s.now();
-    let record = record(&s, &room, now).await?;
+    let record = record_now(&s, &room, now).await?;
     let event = record.events.get(&id).ok_or_else(|| unknown_event(&id))?;
     Ok(Json(view(&id, event, now)))
 }
@@ -83,11 +85,14 @@ async fn put_event(
 ) -> Result<Response, AppError> {
     let now = s.now();
     let event = Event::from_json(&body, now)?;
-    let record = record(&s, &room, now).await?;
-    let event = event.with_seed(record.events.get(&id), || s.random_bytes());
-    let (events, created) = event::put(&record.events, &id, event.clone(), now)?;
-    s.store.set_events(&room, events, now).await?;
-    s.rooms_changed();
+    let (event, created) = change_events(&s, &room, now, |events| {
+        let event = event
+            .clone()
+            .with_seed(events.get(&id), || s.random_bytes());
+        let (events, created) = event::put(events, &id, event.clone(), now)?;
+        Ok((events, (event, created)))
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -101,10 +106,40 @@ async fn delete_event(
     RoomEventParams(room, id): RoomEventParams,
 ) -> Result<Json<EventView>, AppError> {
     let now = s.now();
-    let record = record(&s, &room, now).await?;
-    let mut events = record.events.clone();
-    let event = events.remove(&id).ok_or_else(|| unknown_event(&id))?;
-    s.store.set_events(&room, events, now).await?;
-    s.rooms_changed();
+    let event = change_events(&s, &room, now, |events| {
+        let mut events = events.clone();
+        let event = events.remove(&id).ok_or_else(|| unknown_event(&id))?;
+        Ok((events, event))
+    })
+    .await?;
     Ok(Json(view(&id, &event, now)))
+}
+
+/// How many times a change is decided again on the events another write left, before the
+/// operator is told to retry.
+const CHANGE_ATTEMPTS: usize = 5;
+
+/// Decides a change of the room's events on the events as read and writes it only if they are
+/// still those: on a stale copy (another instance's or isolate's write not yet seen) or beside
+/// another operator's write, the change is decided again on what the store holds, so no event
+/// is checked for overlap against a list that is no longer the room's.
+async fn change_events<T>(
+    s: &Service,
+    room: &RoomId,
+    now: u64,
+    decide: impl Fn(&Events) -> Result<(Events, T), AppError>,
+) -> Result<T, AppError> {
+    for _ in 0..CHANGE_ATTEMPTS {
+        let from = record_now(s, room, now).await?.events;
+        let (to, decided) = decide(&from)?;
+        match s.store.set_events(room, &from, to, now).await {
+            Ok(_) => {
+                s.rooms_changed();
+                return Ok(decided);
+            }
+            Err(StoreError::EventsChanged) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(StoreError::EventsChanged.into())
 }

@@ -140,12 +140,25 @@ pub async fn leave(
 
 /// The room, or `unknown_room`.
 pub async fn record(s: &Service, room: &RoomId, now: u64) -> Result<RoomRecord, AppError> {
-    s.store.room(room, now).await?.ok_or_else(|| {
-        AppError::new(
-            ErrorCode::UnknownRoom,
-            format!("no room {:?}", room.as_str()),
-        )
-    })
+    s.store
+        .room(room, now)
+        .await?
+        .ok_or_else(|| unknown_room(room))
+}
+
+fn unknown_room(room: &RoomId) -> AppError {
+    AppError::new(
+        ErrorCode::UnknownRoom,
+        format!("no room {:?}", room.as_str()),
+    )
+}
+
+/// [`record`] as the store holds it now, past this instance's copy ([`Store::room_now`]).
+pub async fn record_now(s: &Service, room: &RoomId, now: u64) -> Result<RoomRecord, AppError> {
+    s.store
+        .room_now(room, now)
+        .await?
+        .ok_or_else(|| unknown_room(room))
 }
 
 /// The room as its events make it now ([`RoomRecord::in_effect`]): what every decision about

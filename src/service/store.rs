@@ -43,6 +43,8 @@ pub enum StoreError {
     Fenced,
     /// The request does not fit the room (such as a batch for another number of shards).
     Invalid(String),
+    /// The room's events are no longer those the change was decided on.
+    EventsChanged,
 }
 
 impl std::fmt::Display for StoreError {
@@ -54,6 +56,9 @@ impl std::fmt::Display for StoreError {
             StoreError::Fenced => {
                 f.write_str("fenced off: the batch was planned under an older admission lease")
             }
+            StoreError::EventsChanged => {
+                f.write_str("the room's events changed while this change was decided")
+            }
         }
     }
 }
@@ -64,7 +69,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         let code = match &err {
             StoreError::UnknownRoom(_) => ErrorCode::UnknownRoom,
-            StoreError::Conflict(_) => ErrorCode::Conflict,
+            StoreError::Conflict(_) | StoreError::EventsChanged => ErrorCode::Conflict,
             StoreError::Unavailable(_) => ErrorCode::StoreUnavailable,
             StoreError::Fenced => ErrorCode::Fenced,
             StoreError::Invalid(_) => ErrorCode::InvalidRequest,
@@ -107,6 +112,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn room(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>>;
 
+    /// [`Store::room`] past any copy this instance keeps (the admin API reads this, so an
+    /// operator reads back at once what went through any instance). Stores that keep no copy
+    /// answer `room`.
+    async fn room_now(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {
+        self.room(id, now).await
+    }
+
     /// Creates a room with a new queue of the given epoch, or updates an existing room's
     /// configuration (its epoch and queue stay). Returns the record and whether it was created.
     async fn put_room(
@@ -119,8 +131,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn set_paused(&self, id: &RoomId, paused: bool, now: u64) -> StoreResult<RoomRecord>;
 
-    /// Replaces a room's scheduled events ([`crate::event`]).
-    async fn set_events(&self, id: &RoomId, events: Events, now: u64) -> StoreResult<RoomRecord>;
+    /// Replaces a room's scheduled events ([`crate::event`]) with `to`, only while they are
+    /// still `from` (compare and set: two operators writing events at once, or one on a stale
+    /// copy, never lose a write). Otherwise [`StoreError::EventsChanged`], after which
+    /// [`Store::room`] answers at least the events the store found.
+    async fn set_events(
+        &self,
+        id: &RoomId,
+        from: &Events,
+        to: Events,
+        now: u64,
+    ) -> StoreResult<RoomRecord>;
 
     /// The room's live numbers: read now (ending what expired first) when `fresh`, else as this
     /// instance last knew them (at most a tick or so old).

@@ -138,6 +138,42 @@ pub async fn events_are_checked_and_never_overlap(t: &Target) {
     assert_error(&stranger, 401, "unauthorized", "no admin key");
 }
 
+/// Operators writing overlapping events at once (or one of them through a copy of the room that
+/// has not seen the other's write yet) keep exactly one: the others are told 409 `conflict`.
+pub async fn overlapping_events_written_at_once_keep_one(t: &Target) {
+    let room = unique("events-race");
+    t.put_room(&room, json!({"paths": [format!("/{room}")]}))
+        .await;
+    let now = t.now();
+    let ids: Vec<String> = (0..6).map(|n| format!("sale-{n}")).collect();
+    let writers = ids.iter().zip(0..).map(|(id, n)| {
+        let body = json!({"prequeue_at": now + 3_600_000 + n, "start_at": now + 7_200_000,
+                          "end_at": now + 10_800_000});
+        put_event(t, &room, id, body)
+    });
+    let replies = futures::future::join_all(writers).await;
+    let kept: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "{:?}",
+        replies.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    for refused in replies.iter().filter(|r| r.status != 201) {
+        assert_error(refused, 409, "conflict", "an overlapping event");
+    }
+    let list = t
+        .send(t.admin(reqwest::Method::GET, &format!("/rooms/{room}/events")))
+        .await;
+    let ids: Vec<_> = list.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(ids, [kept[0].json["id"].clone()], "{}", list.text);
+}
+
 /// The life of an event on the target's clock: visitors join the pre-queue and are told when
 /// the sale opens, nobody is admitted before it however much room there is, the opening admits
 /// in join order within the event's `max_active`, and at the end the room's own settings return.

@@ -118,6 +118,7 @@ macro_rules! for_each_case {
             a_random_room_draws_among_everyone_waiting,
             a_visitor_who_stops_asking_gives_up_the_place,
             events_are_checked_and_never_overlap,
+            overlapping_events_written_at_once_keep_one,
             an_event_opens_its_prequeue_in_join_order,
             a_shuffled_prequeue_opens_in_the_order_its_seed_gives,
         );

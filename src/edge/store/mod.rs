@@ -255,6 +255,16 @@ impl Store for DurableStore {
         .await
     }
 
+    async fn room_now(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {
+        SendFuture::new(async move {
+            let rooms = isolate::rooms(self.env(), now, true)
+                .await
+                .map_err(|e| remote(e, id))?;
+            Ok(rooms.get(id.as_str()).map(|e| e.record.clone()))
+        })
+        .await
+    }
+
     async fn put_room(
         &self,
         id: &RoomId,
@@ -280,12 +290,19 @@ impl Store for DurableStore {
         .await
     }
 
-    async fn set_events(&self, id: &RoomId, events: Events, now: u64) -> StoreResult<RoomRecord> {
+    async fn set_events(
+        &self,
+        id: &RoomId,
+        from: &Events,
+        to: Events,
+        now: u64,
+    ) -> StoreResult<RoomRecord> {
         SendFuture::new(async move {
             let entry = self.known_entry(id, now).await?;
-            self.do_set_events(&entry, events)
+            self.do_set_events(&entry, from, to)
                 .await
-                .map_err(|e| remote(e, id))
+                .map_err(|e| remote(e, id))?
+                .ok_or(StoreError::EventsChanged)
         })
         .await
     }

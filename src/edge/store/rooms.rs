@@ -8,8 +8,9 @@ use super::{timing, DurableStore, Outcome};
 use crate::api::{LeaseResponse, RoomStats, ScheduleRequest, ScheduleResponse, MAX_HEADS};
 use crate::edge::isolate;
 use crate::edge::protocol::{
-    BatchReq, PatchReq, PauseReq, PublishReq, PutReq, PutRes, RoomEntry, ShardReport,
+    BatchReq, PatchReq, PatchRes, PauseReq, PublishReq, PutReq, PutRes, RoomEntry, ShardReport,
 };
+use crate::error::{ApiError, ErrorCode};
 use crate::event::Events;
 use crate::plan::{load_of, plan, Batch, Freshness, ShardOrder, ShardReading};
 use crate::room::{RoomConfig, RoomId, RoomRecord};
@@ -131,42 +132,57 @@ impl DurableStore {
         entry: &RoomEntry,
         paused: bool,
     ) -> Outcome<RoomRecord> {
-        self.patch(entry, Some(paused), None, paused).await
+        let patch = PatchReq {
+            id: entry.record.id.clone(),
+            paused: Some(paused),
+            events: None,
+            events_from: None,
+        };
+        self.patch(entry, &patch, paused).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "the registry did not apply an unconditional patch",
+            )
+        })
     }
 
     /// A slot opened for direct entry before the change lasts until the next tick, which may
-    /// fall inside a pre-queue the change just opened: the credit goes.
+    /// fall inside a pre-queue the change just opened: the credit goes. `None` when the room
+    /// no longer holds `from`.
     pub(super) async fn do_set_events(
         &self,
         entry: &RoomEntry,
-        events: Events,
-    ) -> Outcome<RoomRecord> {
-        self.patch(entry, None, Some(events), true).await
+        from: &Events,
+        to: Events,
+    ) -> Outcome<Option<RoomRecord>> {
+        let patch = PatchReq {
+            id: entry.record.id.clone(),
+            paused: None,
+            events: Some(to),
+            events_from: Some(from.clone()),
+        };
+        self.patch(entry, &patch, true).await
     }
 
     /// Changes the room's record in the registry, then tells its shards whether it is paused,
-    /// dropping their credit when `drop_credit`.
+    /// dropping their credit when `drop_credit`. `None` when the room no longer held the
+    /// patch's `events_from`.
     async fn patch(
         &self,
         entry: &RoomEntry,
-        paused: Option<bool>,
-        events: Option<Events>,
+        patch: &PatchReq,
         drop_credit: bool,
-    ) -> Outcome<RoomRecord> {
-        let record: RoomRecord = self
-            .call_registry(
-                "admin",
-                "patch",
-                &PatchReq {
-                    id: entry.record.id.clone(),
-                    paused,
-                    events,
-                },
-            )
-            .await?;
+    ) -> Outcome<Option<RoomRecord>> {
+        let patched: PatchRes = self.call_registry("admin", "patch", patch).await?;
+        // What this isolate holds of the room is older than either answer.
+        isolate::forget_rooms();
+        if !patched.applied {
+            return Ok(None);
+        }
+        let record = patched.record;
         self.pause_shards(entry, record.paused, drop_credit).await?;
         isolate::forget_rooms();
-        Ok(record)
+        Ok(Some(record))
     }
 
     /// An operator's batch: a new fence (so a batch the scheduler planned before cannot land

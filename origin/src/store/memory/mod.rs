@@ -179,14 +179,23 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn set_events(&self, id: &RoomId, events: Events, _now: u64) -> StoreResult<RoomRecord> {
+    async fn set_events(
+        &self,
+        id: &RoomId,
+        from: &Events,
+        to: Events,
+        _now: u64,
+    ) -> StoreResult<RoomRecord> {
         self.with_room(id, |room| {
-            room.record.events = events;
+            if room.record.events != *from {
+                return Err(StoreError::EventsChanged);
+            }
+            room.record.events = to;
             // A slot opened for direct entry before the change lasts until the next tick,
             // which may fall inside a pre-queue the change just opened.
             room.entry_credit = 0;
-            room.record.clone()
-        })
+            Ok(room.record.clone())
+        })?
     }
 
     async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {

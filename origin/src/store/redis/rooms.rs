@@ -83,15 +83,32 @@ where
             .await
     }
 
-    pub(super) async fn write_events(&self, id: &RoomId, events: &Events) -> StoreResult<()> {
+    /// Writes a room's events if it still holds `from` (compare and set); else answers the
+    /// events it holds.
+    pub(super) async fn write_events(
+        &self,
+        id: &RoomId,
+        from: &Events,
+        to: &Events,
+    ) -> StoreResult<Result<(), Events>> {
         let key = keys::room(id);
-        let json = serde_json::to_string(events).expect("events serialize");
+        let from = serde_json::to_string(from).expect("events serialize");
+        let to = serde_json::to_string(to).expect("events serialize");
+        let (stored, held): (u64, String) = self
+            .redis
+            .script(
+                &super::scripts::SET_EVENTS,
+                &[key],
+                &[from.as_str().into(), to.as_str().into()],
+            )
+            .await?;
+        if stored != 1 {
+            return Ok(Err(parse_events(&held)));
+        }
         self.redis
-            .call(|mut conn| async move {
-                conn.hset::<_, _, _, ()>(key, "events", json).await?;
-                conn.incr(keys::ROOMS_VERSION, 1).await
-            })
-            .await
+            .call(|mut conn| async move { conn.incr::<_, _, ()>(keys::ROOMS_VERSION, 1).await })
+            .await?;
+        Ok(Ok(()))
     }
 
     /// Brings this instance's rooms (their records, the route table) up to what Redis held when
@@ -245,8 +262,13 @@ fn parse_record(id: &RoomId, fields: &HashMap<String, String>) -> Option<RoomRec
         measured_rate: fields.get("rate").and_then(|r| r.parse().ok()),
         events: fields
             .get("events")
-            .and_then(|e| serde_json::from_str(e).ok())
+            .map(|e| parse_events(e))
             .unwrap_or_default(),
         opens_at: None,
     })
+}
+
+/// A room's events as stored: JSON, `{}` when the room never had any.
+fn parse_events(json: &str) -> Events {
+    serde_json::from_str(json).unwrap_or_default()
 }

@@ -37,6 +37,8 @@ pub static SEEN: LazyLock<Script> = shard_script!("seen.lua");
 pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
 pub static JOIN_LIMIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/join_limit.lua")));
+pub static SET_EVENTS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/set_events.lua")));
 
 fn shard_source(body: &str) -> String {
     format!(

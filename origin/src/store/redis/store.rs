@@ -287,6 +287,11 @@ where
         }
     }
 
+    async fn room_now(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {
+        self.fresh_rooms(now).await?;
+        self.room(id, now).await
+    }
+
     async fn set_paused(&self, id: &RoomId, paused: bool, now: u64) -> StoreResult<RoomRecord> {
         let room = self.mirror(id, now).await?;
         self.write_paused(id, paused).await?;
@@ -300,9 +305,20 @@ where
         Ok(r.record.clone())
     }
 
-    async fn set_events(&self, id: &RoomId, events: Events, now: u64) -> StoreResult<RoomRecord> {
+    async fn set_events(
+        &self,
+        id: &RoomId,
+        from: &Events,
+        events: Events,
+        now: u64,
+    ) -> StoreResult<RoomRecord> {
         let room = self.mirror(id, now).await?;
-        self.write_events(id, &events).await?;
+        if let Err(held) = self.write_events(id, from, &events).await? {
+            // Another instance's write this one has not read yet: the next decision is made on
+            // what Redis holds.
+            room.lock().record.events = held;
+            return Err(StoreError::EventsChanged);
+        }
         // A slot opened for direct entry before the change lasts until the next tick, which
         // may fall inside a pre-queue the change just opened.
         let paused = room.lock().record.paused;
