@@ -65,6 +65,20 @@ ensure_redis() {
   $sudo service redis-server stop >/dev/null 2>&1 || true
 }
 
+# nginx from Debian's package, for the load-balanced tests (each test writes its own config
+# and starts its own nginx on free loopback ports; the package's own service is not used).
+ensure_nginx() {
+  if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+    return
+  fi
+  log "installing nginx (Debian package)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >/dev/null
+  $sudo service nginx stop >/dev/null 2>&1 || true
+}
+
 # The edge toolchain, pinned: worker-build takes worker ^0.8, and needs a wasm-bindgen CLI of
 # exactly the wasm-bindgen version in Cargo.lock, which it would otherwise download from GitHub.
 WORKER_BUILD_VERSION=0.8.7

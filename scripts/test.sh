@@ -15,6 +15,7 @@ ensure_wasm_target
 ensure_edge_tools
 ensure_k6
 ensure_redis
+ensure_nginx
 
 log "cargo fmt"
 cargo fmt --all -- --check

@@ -22,9 +22,40 @@ pub struct Client {
     /// Whether the visitor's request came over HTTPS (to queuegate, or to the trusted proxy in
     /// front of it).
     pub https: bool,
-    /// `X-Forwarded-For` as the application gets it: the trusted proxies' chain with the peer
-    /// appended, or the peer alone.
+    /// `X-Forwarded-For` as the application gets it: the client first, then the trusted proxies
+    /// it went through (what stood left of the client in the header was its own say and is
+    /// dropped), then the peer; from a client that is not a trusted proxy, the peer alone. The
+    /// application may take the first entry as the client.
     pub forwarded_for: Option<String>,
+    /// When the trusted proxy in front received the request (Unix ms, its `X-Request-Start`):
+    /// a request that waited at a frozen instance is as old as that, not as the moment the
+    /// instance got round to it.
+    pub arrived_at: Option<u64>,
+}
+
+impl Client {
+    /// When the request arrived: as the trusted proxy says, if it says earlier than `now`.
+    pub fn arrived(&self, now: u64) -> u64 {
+        self.arrived_at.map_or(now, |at| at.min(now))
+    }
+}
+
+/// `X-Request-Start` as proxies write it: `t=` and seconds with a fraction (nginx's `$msec`),
+/// or a whole number of seconds, milliseconds or microseconds (told apart by size).
+fn request_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get("x-request-start")?.to_str().ok()?.trim();
+    let value = value.strip_prefix("t=").unwrap_or(value);
+    if let Some((secs, fraction)) = value.split_once('.') {
+        let secs: u64 = secs.parse().ok()?;
+        let millis: String = fraction.chars().chain("000".chars()).take(3).collect();
+        return secs.checked_mul(1000)?.checked_add(millis.parse().ok()?);
+    }
+    let n: u64 = value.parse().ok()?;
+    Some(match n {
+        n if n >= 100_000_000_000_000 => n / 1000,
+        n if n >= 100_000_000_000 => n,
+        n => n.checked_mul(1000)?,
+    })
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
@@ -44,6 +75,7 @@ pub fn client_of(
             ip: peer,
             https: scheme_https,
             forwarded_for: peer.map(|p| p.to_string()),
+            arrived_at: None,
         };
     };
     let chain: Vec<&str> = headers
@@ -58,10 +90,13 @@ pub fn client_of(
     // first that is not a trusted proxy is the client. An entry that is not an address ends the
     // trust: the peer stands for the client then.
     let mut ip = peer;
-    for entry in chain.iter().rev() {
+    // The chain from the client on: what stands left of it is the client's say about itself.
+    let mut from = chain.len();
+    for (at, entry) in chain.iter().enumerate().rev() {
         match entry.parse::<IpAddr>() {
             Ok(addr) => {
                 ip = addr;
+                from = at;
                 if !is_trusted(addr, trusted) {
                     break;
                 }
@@ -69,6 +104,7 @@ pub fn client_of(
             Err(_) => break,
         }
     }
+    let chain = &chain[from..];
     let proto = headers
         .get_all("x-forwarded-proto")
         .iter()
@@ -84,6 +120,7 @@ pub fn client_of(
         ip: Some(ip),
         https: scheme_https || proto.as_deref() == Some("https"),
         forwarded_for: Some(forwarded_for),
+        arrived_at: request_start(headers),
     }
 }
 
@@ -145,12 +182,12 @@ mod tests {
         ]);
         let peer = Some("10.0.0.2".parse().unwrap());
         let c = client_of(&h, &Uri::from_static("/x"), peer, &nets(&["10.0.0.0/8"]));
-        // 1.2.3.4 is what the client said of itself: not believed.
+        // 1.2.3.4 is what the client said of itself: not believed, not passed on.
         assert_eq!(c.ip, Some("198.51.100.7".parse().unwrap()));
         assert!(c.https);
         assert_eq!(
             c.forwarded_for.as_deref(),
-            Some("1.2.3.4, 198.51.100.7, 10.0.0.5, 10.0.0.2")
+            Some("198.51.100.7, 10.0.0.5, 10.0.0.2")
         );
         // No header: the proxy itself.
         let c = client_of(
@@ -161,6 +198,31 @@ mod tests {
         );
         assert_eq!(c.ip, peer);
         assert_eq!(c.forwarded_for.as_deref(), Some("10.0.0.2"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_says_when_the_request_arrived() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let peer = Some("10.0.0.2".parse().unwrap());
+        let at = |value: &str| {
+            let h = headers(&[("x-request-start", value)]);
+            client_of(&h, &Uri::from_static("/x"), peer, &trusted).arrived_at
+        };
+        assert_eq!(at("t=1796000000.123"), Some(1_796_000_000_123));
+        assert_eq!(at("t=1796000000.5"), Some(1_796_000_000_500));
+        assert_eq!(at("1796000000"), Some(1_796_000_000_000));
+        assert_eq!(at("t=1796000000123"), Some(1_796_000_000_123));
+        assert_eq!(at("t=1796000000123456"), Some(1_796_000_000_123));
+        assert_eq!(at("soon"), None);
+        assert_eq!(at("t=99999999999999999999"), None);
+        // Never later than the instance's own clock; from a stranger, not at all.
+        let h = headers(&[("x-request-start", "t=1796000000.123")]);
+        let c = client_of(&h, &Uri::from_static("/x"), peer, &trusted);
+        assert_eq!(c.arrived(1_796_000_000_000), 1_796_000_000_000);
+        assert_eq!(c.arrived(1_796_000_009_000), 1_796_000_000_123);
+        let stranger = Some("203.0.113.9".parse().unwrap());
+        let c = client_of(&h, &Uri::from_static("/x"), stranger, &trusted);
+        assert_eq!(c.arrived_at, None);
     }
 
     #[test]

@@ -266,6 +266,9 @@ pub async fn join_room(
         return Ok((decoy(s, record, client, now).await?, JoinOutcome::Decoyed));
     }
     let ctx = s.context(record, client);
+    // A join that waited (at a frozen instance, say) is as old as its arrival at the proxy in
+    // front: the store refuses one past its deadline.
+    let now = client.arrived(now);
     let joined = s.store.join(record, user.id(), now).await?;
     if joined.existing && matches!(user, User::Claimed(_)) {
         return Err(already_queued(joined.state).into());

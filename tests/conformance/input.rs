@@ -366,7 +366,9 @@ pub async fn random_input_never_gets_a_5xx(t: &Target, cases: usize) {
             reply.status,
             reply.text
         );
-        if reply.status >= 400 {
+        // nginx in front refuses a malformed target itself, with its own page.
+        let by_nginx = t.behind_nginx && reply.status == 400 && reply.text.contains("nginx");
+        if reply.status >= 400 && !by_nginx {
             assert!(
                 reply.error_code().is_some(),
                 "{method} {path}: {}",

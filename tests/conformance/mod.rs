@@ -132,20 +132,29 @@ pub async fn run_all(t: &Target) {
     // few cases against a target that is slow to start.
     let only = std::env::var("CONFORMANCE_ONLY").unwrap_or_default();
     let chosen = |name: &str| only.is_empty() || only.split(',').any(|part| name.contains(part));
+    // Every chosen case runs, whichever fail: a slow target shows all its failures in one run.
+    let mut failed: Vec<&str> = Vec::new();
     macro_rules! run {
         ($($case:ident),* $(,)?) => {
             $(
                 if chosen(stringify!($case)) {
                     eprintln!("conformance: {}", stringify!($case));
-                    $case(t).await;
+                    let case = std::panic::AssertUnwindSafe($case(t));
+                    if futures::FutureExt::catch_unwind(case).await.is_err() {
+                        failed.push(stringify!($case));
+                    }
                 }
             )*
         };
     }
     for_each_case!(run);
     if chosen("random_input_never_gets_a_5xx") {
-        random_input_never_gets_a_5xx(t, 200).await;
+        let case = std::panic::AssertUnwindSafe(random_input_never_gets_a_5xx(t, 200));
+        if futures::FutureExt::catch_unwind(case).await.is_err() {
+            failed.push("random_input_never_gets_a_5xx");
+        }
     }
+    assert!(failed.is_empty(), "conformance cases failed: {failed:?}");
 }
 
 fn unique(prefix: &str) -> String {

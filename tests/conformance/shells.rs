@@ -63,8 +63,10 @@ pub async fn the_application_gets_the_headers_queuegate_sets(t: &Target) {
     let host = t.base.trim_start_matches("http://");
     assert_eq!(first(echo, "x-forwarded-host"), Some(host), "{echo}");
     assert_eq!(first(echo, "x-forwarded-proto"), Some("http"), "{echo}");
-    // The client said 198.51.100.1 of itself; no trusted proxy passed that on.
-    assert_eq!(first(echo, "x-forwarded-for"), Some("127.0.0.1"), "{echo}");
+    // The client said 198.51.100.1 of itself; no trusted proxy passed that on. Behind a
+    // trusted proxy, the chain goes on with the proxy: the client comes first either way.
+    let client = first(echo, "x-forwarded-for").and_then(|f| f.split(',').next());
+    assert_eq!(client, Some("127.0.0.1"), "{echo}");
     assert_eq!(first(echo, "cookie"), Some("a=1; b=2"), "{echo}");
     for gone in [
         "x-queuegate-visitor",
@@ -117,6 +119,13 @@ pub async fn headers_named_in_connection_are_dropped(t: &Target) {
         // proxy), which alone can act on it; the request layer's own handling of it is tested
         // in its unit tests.
         eprintln!("conformance: no Connection header reaches this target's server");
+        return;
+    }
+    if t.behind_nginx {
+        // nginx consumes `Connection` and passes on the headers it named (it cannot know them
+        // for hop-by-hop headers), so the instance behind it cannot tell them from the rest.
+        // The operator section of the README says so.
+        eprintln!("conformance: nginx passes on the headers a Connection header names");
         return;
     }
     let path = format!("/{}/echo", unique("hop"));

@@ -209,6 +209,7 @@ impl WranglerDev {
             tick: Duration::from_millis(100),
             clock: None,
             behind_runtime_front: true,
+            behind_nginx: false,
         }
     }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod edge;
+pub mod nginx;
 pub mod process;
 pub mod redis;
 pub mod siteverify;
@@ -57,6 +58,9 @@ pub struct Target {
     /// of the worker. It consumes `Connection` (so the worker cannot tell which headers it named)
     /// and resolves dot segments (so the worker never sees a `..`).
     pub behind_runtime_front: bool,
+    /// nginx in front (`tests/balanced.rs`): it refuses a target that climbs above the root or
+    /// is not a path with its own 400, and passes on the headers a `Connection` header names.
+    pub behind_nginx: bool,
 }
 
 /// The answer to a request: status, headers and the body parsed as JSON when it is JSON.
@@ -536,15 +540,37 @@ pub async fn origin_on(store: &StoreConfig) -> Embedded {
     embedded_with(store, Clock::System).await
 }
 
+/// The origin in this process on the store the configuration names, trusting the proxies in
+/// `trusted` (CIDRs) to say who the client is: an instance behind a load balancer.
+pub async fn origin_behind(store: &StoreConfig, trusted: &[&str]) -> Embedded {
+    let store = queuegate_origin::store::open(store)
+        .await
+        .expect("the store opens");
+    let trusted = trusted.iter().map(|s| s.to_string()).collect();
+    embedded_with_args(store, Clock::System, |args| {
+        args.trusted_proxies = Some(trusted)
+    })
+    .await
+}
+
 pub async fn embedded_with(store: Arc<dyn OriginStore>, clock: Clock) -> Embedded {
+    embedded_with_args(store, clock, |_| {}).await
+}
+
+async fn embedded_with_args(
+    store: Arc<dyn OriginStore>,
+    clock: Clock,
+    more: impl FnOnce(&mut ServeArgs),
+) -> Embedded {
     let upstream = Upstream::start().await;
-    let args = ServeArgs {
+    let mut args = ServeArgs {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         upstream: Some(upstream.url()),
         upstream_timeout_ms: Some(UPSTREAM_TIMEOUT_MS),
         tick_ms: Some(TEST_TICK.as_millis() as u64),
         ..ServeArgs::default()
     };
+    more(&mut args);
     let env = |name: &str| match name {
         "QUEUEGATE_ADMIN_KEY" => Some(ADMIN_KEY.to_owned()),
         "QUEUEGATE_SIGNING_KEYS" => Some(SIGNING_KEYS.to_owned()),
@@ -563,6 +589,7 @@ pub async fn embedded_with(store: Arc<dyn OriginStore>, clock: Clock) -> Embedde
             tick: TEST_TICK,
             clock: None,
             behind_runtime_front: false,
+            behind_nginx: false,
         },
         running: Some(running),
         upstream,

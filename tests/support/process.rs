@@ -111,6 +111,7 @@ impl OriginProcess {
             tick: Duration::from_millis(100),
             clock: None,
             behind_runtime_front: false,
+            behind_nginx: false,
         }
     }
 

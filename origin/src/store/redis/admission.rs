@@ -88,13 +88,23 @@ where
             });
         let results = futures::future::join_all(batches).await;
         let mut admitted = 0;
-        let mut r = room.lock();
-        for (shard, result) in results.into_iter().enumerate() {
-            let reply = result?;
-            admitted += reply.admitted;
-            r.learn_admitted(shard, &reply);
-            if let Some(credit) = orders[shard].credit {
-                r.shards[shard].credit = credit;
+        let id = {
+            let mut r = room.lock();
+            for (shard, result) in results.into_iter().enumerate() {
+                let reply = result?;
+                admitted += reply.admitted;
+                r.learn_admitted(shard, &reply);
+                if let Some(credit) = orders[shard].credit {
+                    r.shards[shard].credit = credit;
+                }
+            }
+            r.record.id.clone()
+        };
+        if admitted > 0 {
+            // The other instances' mirrors learn of it before their next answer; should the count
+            // fail, at their next tick.
+            if let Err(error) = self.queue_changed(&id).await {
+                tracing::warn!(%error, room = %id, "an admission could not be counted in qg:versions");
             }
         }
         let credit = orders.iter().filter_map(|o| o.credit).sum();
@@ -118,12 +128,17 @@ where
             let Some(request) = request else {
                 return Ok(());
             };
-            let Some((request_id, count)) = request
-                .split_once(':')
-                .and_then(|(id, n)| Some((id.to_owned(), n.parse::<u64>().ok()?)))
+            let mut parts = request.split(':');
+            let (Some(request_id), Some(Ok(count))) =
+                (parts.next(), parts.next().map(str::parse::<u64>))
             else {
                 continue;
             };
+            let request_id = request_id.to_owned();
+            // The tick began before the operator asked: visitors who joined in between are
+            // admitted too (the batch takes only stamps before its `now`).
+            let asked_at = parts.next().and_then(|n| n.parse::<u64>().ok());
+            let now = asked_at.map_or(now, |asked_at| asked_at.max(now));
             self.sync_room(room, now, Some(fence)).await?;
             let (done, _) = self
                 .admit_batch(room, Batch::Operator { count }, fence, now)
@@ -137,10 +152,15 @@ where
 
     /// An operator admission on an instance that does not hold the lease: handed to the one
     /// that does, through Redis, and answered once it has run it.
-    pub(super) async fn ask_lease_holder(&self, id: &RoomId, count: u64) -> StoreResult<u64> {
+    pub(super) async fn ask_lease_holder(
+        &self,
+        id: &RoomId,
+        count: u64,
+        now: u64,
+    ) -> StoreResult<u64> {
         let request = format!("{:016x}", u64::from_be_bytes(crate::clock::random_bytes()));
         let key = keys::admit_requests(id);
-        let body = format!("{request}:{count}");
+        let body = format!("{request}:{count}:{now}");
         self.redis
             .call(|mut conn| async move { conn.rpush::<_, _, ()>(key, body).await })
             .await?;

@@ -23,9 +23,9 @@ pub fn spent(room: &RoomId, key: &str) -> String {
 /// The ids of every room.
 pub const ROOMS: &str = "qg:rooms";
 
-/// Counts the changes to any room's record: an instance whose cache is older reads the rooms
-/// again before it decides anything.
-pub const ROOMS_VERSION: &str = "qg:rooms:version";
+/// Counters of changes (`versions.rs`): to any room's record, and to each room's queue where a
+/// mirror cannot see it coming.
+pub const VERSIONS: &str = "qg:versions";
 
 /// The admission lease and its fencing counter share one tag, so the lease script stays in one
 /// slot; operator admission requests and their results live there too.

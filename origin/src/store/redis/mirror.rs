@@ -61,6 +61,7 @@ pub(super) struct Room {
     pub changed: Instant,
     pub queues: Vec<ShardQueue>,
     pub shards: Vec<ShardState>,
+    pub queue_version: super::versions::QueueVersion,
 }
 
 impl Room {
@@ -85,6 +86,7 @@ impl Room {
                     abandoned_total: 0,
                 })
                 .collect(),
+            queue_version: Default::default(),
             record,
         }
     }

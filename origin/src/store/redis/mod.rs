@@ -18,6 +18,8 @@
 //! - `acks.rs`: how many replicas must acknowledge the scheduler's writes (`WAIT`), so that a
 //!   failover cannot hand its fence to another scheduler or lose what a batch was planned from;
 //! - `rooms.rs`: room records and this instance's cache of them;
+//! - `versions.rs`: counters of changes in Redis, read before an answer from a cache or a
+//!   mirror, so that no instance answers from a view older than another's answer;
 //! - `store.rs`: the [`Store`](crate::store::Store) and
 //!   [`Scheduling`](crate::store::Scheduling) implementations;
 //! - `testing.rs`: one shard's scripts and mirrors without the store around them, for the
@@ -33,6 +35,7 @@ mod replies;
 mod rooms;
 mod scripts;
 mod store;
+mod versions;
 
 #[doc(hidden)]
 pub mod testing;

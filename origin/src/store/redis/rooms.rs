@@ -2,7 +2,6 @@
 //! them, which also holds each room's mirror.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,25 +17,9 @@ use super::mirror::Room;
 use super::store::RedisStore;
 use crate::store::{RoomRecord, StoreError, StoreResult};
 
-/// Which rooms' version this instance's cache holds, and the reads of it ([`RedisStore::fresh_rooms`]).
-#[derive(Default)]
-pub(super) struct RoomsVersion {
-    /// Reads started, and the newest one finished (each numbered as it starts).
-    started: AtomicU64,
-    done: AtomicU64,
-    /// The version the cache was last read at.
-    known: AtomicU64,
-    /// When a read last failed (Unix ms): for a second after, callers go on without one rather
-    /// than each wait for Redis's timeout.
-    failed_at: AtomicU64,
-    check: tokio::sync::Mutex<()>,
-}
-
 /// After reading a room id Redis does not know, how long other unknown ids are answered unknown
 /// without a read.
 const UNKNOWN_ROOM_MS: u64 = 1_000;
-/// After a failed read of the rooms' version, how long callers go on without trying again.
-const FAILED_READ_MS: u64 = 1_000;
 
 impl<C> RedisStore<C>
 where
@@ -61,15 +44,17 @@ where
         let key = keys::room(id);
         let json = serde_json::to_string(config).expect("a config serializes");
         let id = id.as_str().to_owned();
-        self.redis
+        let created = self
+            .redis
             .call(|mut conn| async move {
                 let created: bool = conn.hset_nx(&key, "epoch", format!("{epoch:08x}")).await?;
                 conn.hset::<_, _, _, ()>(&key, "config", json).await?;
                 conn.sadd::<_, _, ()>(keys::ROOMS, id).await?;
-                conn.incr::<_, _, ()>(keys::ROOMS_VERSION, 1).await?;
                 Ok(created)
             })
-            .await
+            .await?;
+        self.rooms_changed().await?;
+        Ok(created)
     }
 
     pub(super) async fn write_paused(&self, id: &RoomId, paused: bool) -> StoreResult<()> {
@@ -77,10 +62,10 @@ where
         self.redis
             .call(|mut conn| async move {
                 conn.hset::<_, _, _, ()>(key, "paused", if paused { "1" } else { "0" })
-                    .await?;
-                conn.incr(keys::ROOMS_VERSION, 1).await
+                    .await
             })
-            .await
+            .await?;
+        self.rooms_changed().await
     }
 
     /// Writes a room's events if it still holds `from` (compare and set); else answers the
@@ -105,55 +90,18 @@ where
         if stored != 1 {
             return Ok(Err(parse_events(&held)));
         }
-        self.redis
-            .call(|mut conn| async move { conn.incr::<_, _, ()>(keys::ROOMS_VERSION, 1).await })
-            .await?;
+        self.rooms_changed().await?;
         Ok(Ok(()))
-    }
-
-    /// Brings this instance's rooms (their records, the route table) up to what Redis held when
-    /// the caller arrived: a read of the rooms' version that started after that, and the rooms
-    /// read again if it moved. Callers at once share one read (one at a time per instance, so a
-    /// crowd costs a read a round trip, and each caller waits at most two).
-    pub(super) async fn fresh_rooms(&self, now: u64) -> StoreResult<()> {
-        let version = &self.rooms_version;
-        if now < version.failed_at.load(Ordering::SeqCst) + FAILED_READ_MS {
-            return Err(StoreError::Unavailable(
-                "the rooms' version could not be read a moment ago".into(),
-            ));
-        }
-        let arrived = version.started.load(Ordering::SeqCst);
-        if version.done.load(Ordering::SeqCst) > arrived {
-            return Ok(());
-        }
-        let _one_at_a_time = version.check.lock().await;
-        if version.done.load(Ordering::SeqCst) > arrived {
-            return Ok(());
-        }
-        let ticket = version.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let read = async {
-            let current: Option<u64> = self
-                .redis
-                .call(|mut conn| async move { conn.get(keys::ROOMS_VERSION).await })
-                .await?;
-            let current = current.unwrap_or(0);
-            if current != version.known.load(Ordering::SeqCst) {
-                self.all_rooms().await?;
-                version.known.store(current, Ordering::SeqCst);
-            }
-            StoreResult::Ok(())
-        };
-        if let Err(error) = read.await {
-            version.failed_at.store(now, Ordering::SeqCst);
-            return Err(error);
-        }
-        version.done.store(ticket, Ordering::SeqCst);
-        Ok(())
     }
 
     /// The room's mirror, fetching the record when this instance has not seen the room.
     pub(super) async fn mirror(&self, id: &RoomId, now: u64) -> StoreResult<Arc<Mutex<Room>>> {
+        // Nothing is answered from a view older than what Redis held when the caller arrived:
+        // while the versions cannot be read, the view may be behind what another instance
+        // already answered, so nothing is answered from it.
+        self.fresh(now).await?;
         let room = self.cached_mirror(id, now).await?;
+        self.queue_current(&room, now).await?;
         // Nobody sees a pre-queue unshuffled after its opening, whatever it asks.
         self.shuffle_due(&room, now).await?;
         Ok(room)
@@ -163,12 +111,6 @@ where
         let cached = self.rooms.read().get(id).cloned();
         if let Some(room) = cached {
             return Ok(room);
-        }
-        // A room created through another instance is known here as soon as it exists.
-        if self.fresh_rooms(now).await.is_ok() {
-            if let Some(room) = self.rooms.read().get(id).cloned() {
-                return Ok(room);
-            }
         }
         {
             // One read a second for all the ids this instance does not know, whoever sends them.

@@ -36,6 +36,20 @@ const SESSION_CACHE_MS: u64 = 1_000;
 /// A join reaching Redis this long after the store's timeout (beyond which its caller was told
 /// it failed) changes nothing; the margin covers the clocks of the instance and Redis disagreeing.
 const LATE_JOIN_MARGIN_MS: u64 = 2_000;
+
+/// When Redis refuses a join that arrived at `now` (as the proxy in front said, or the
+/// instance's clock): the store's timeout and the margin later. Redis's clock is real whatever
+/// clock the caller runs on: a `now` far from it (a test's shifted clock) counts from the
+/// instance's real clock instead.
+fn join_deadline(now: u64, timeout_ms: u64) -> u64 {
+    let real = crate::clock::system_now();
+    let arrived = if real.abs_diff(now) < 60_000 {
+        now.min(real)
+    } else {
+        real
+    };
+    arrived + timeout_ms + LATE_JOIN_MARGIN_MS
+}
 /// Sessions that cache holds at the most.
 const SESSION_CACHE_ENTRIES: NonZeroUsize = NonZeroUsize::new(100_000).unwrap();
 
@@ -51,7 +65,7 @@ pub struct RedisStore<C> {
     kind: &'static str,
     pub(super) rooms: RwLock<HashMap<RoomId, Arc<Mutex<Room>>>>,
     pub(super) routes: Routes,
-    pub(super) rooms_version: super::rooms::RoomsVersion,
+    pub(super) versions: super::versions::Versions,
     /// Until when a room id this instance does not know is answered unknown without asking
     /// Redis: strangers' room ids cost no memory and at most one read a second.
     pub(super) unknown_until: Mutex<u64>,
@@ -83,7 +97,7 @@ where
             kind,
             rooms: RwLock::default(),
             routes: Routes::default(),
-            rooms_version: Default::default(),
+            versions: Default::default(),
             unknown_until: Mutex::new(0),
             sessions: Mutex::new(LruCache::new(SESSION_CACHE_ENTRIES)),
             next_shard: AtomicUsize::new(0),
@@ -155,7 +169,11 @@ where
             .call(
                 |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
             )
-            .await
+            .await?;
+        // Redis answers again: the next request reads the versions rather than wait out the
+        // second after a failed read.
+        self.versions.reachable();
+        Ok(())
             .map(|_| ())
     }
 
@@ -193,7 +211,7 @@ where
     async fn route_table(&self, now: u64) -> StoreResult<Arc<RouteTable>> {
         // Redis out of reach: the table as last read (what is decided next needs Redis anyway,
         // and fails as the outage policy says).
-        if let Err(error) = self.fresh_rooms(now).await {
+        if let Err(error) = self.fresh(now).await {
             tracing::debug!(%error, "the rooms' version could not be read");
         }
         Ok(self.routes.current())
@@ -288,7 +306,7 @@ where
     }
 
     async fn room_now(&self, id: &RoomId, now: u64) -> StoreResult<Option<RoomRecord>> {
-        self.fresh_rooms(now).await?;
+        self.fresh(now).await?;
         self.room(id, now).await
     }
 
@@ -363,10 +381,7 @@ where
                 stamp: self.stamp(now),
                 hold,
                 now,
-                // Redis's clock is real whatever clock the caller runs on.
-                deadline: crate::clock::system_now()
-                    + self.redis.timeout().as_millis() as u64
-                    + LATE_JOIN_MARGIN_MS,
+                deadline: join_deadline(now, self.redis.timeout().as_millis() as u64),
                 ttl_ms: r.record.config.session_ttl_ms(),
                 window_ms: r.record.config.claim_window_ms(),
             };
@@ -402,6 +417,14 @@ where
     ) -> StoreResult<VisitorState> {
         let place = ticket.place;
         let room = self.mirror(&room.id, now).await?;
+        // Visitors who joined through other instances just before this one, into other shards,
+        // may be ahead and not in the mirror yet: until every join that can still land ahead
+        // has landed or been refused (the join deadline), the mirror catches up first.
+        let settled =
+            ticket.joined_us / 1000 + self.redis.timeout().as_millis() as u64 + LATE_JOIN_MARGIN_MS;
+        if now < settled {
+            self.caught_up_since_arrival(&room, now).await?;
+        }
         let shard = usize::from(place.shard);
         let (known, keys, timing) = {
             let mut r = room.lock();
@@ -469,13 +492,16 @@ where
         let Some(ended) = self.on(&keys).leave(place.seq, now).await? else {
             return Ok(None);
         };
-        let mut r = room.lock();
-        let seq = r.queues[usize::from(place.shard)].locate(place.seq);
-        r.learn_left(usize::from(place.shard), seq);
-        drop(r);
+        {
+            let mut r = room.lock();
+            let seq = r.queues[usize::from(place.shard)].locate(place.seq);
+            r.learn_left(usize::from(place.shard), seq);
+        }
         self.sessions
             .lock()
             .pop(&(id.clone(), place.shard, place.seq));
+        // Everyone behind moved up: no instance answers them from before the leave.
+        self.queue_changed(id).await?;
         Ok(Some(ended))
     }
 
@@ -521,7 +547,7 @@ where
         let room = self.mirror(id, now).await?;
         let Some(fence) = self.held_fence(now) else {
             // Another instance holds the lease: only it may admit.
-            return self.ask_lease_holder(id, count).await;
+            return self.ask_lease_holder(id, count, now).await;
         };
         let _admitting = self.admitting.lock().await;
         self.sync_room(&room, now, Some(fence)).await?;
