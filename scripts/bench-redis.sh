@@ -33,6 +33,7 @@ for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 rcli() { redis-cli -p "$redis_port" "$@"; }
 used_memory() { rcli info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
 evalsha_calls() { rcli info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p'; }
+hgetall_calls() { rcli info commandstats | sed -n 's/^cmdstat_hgetall:calls=\([0-9]*\),.*/\1/p'; }
 
 port=$(free_port)
 key=bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
@@ -106,12 +107,14 @@ done
 # room "deep"; the stamp is an old one (the script keeps stamps increasing on its own).
 epoch=$(rcli hget qg:room:deep epoch)
 tag="{qg:deep:$epoch:0}"
-keys=("$tag:st" "$tag:lf" "$tag:m" "$tag:g" "$tag:gu" "$tag:se" "$tag:rs" "$tag:ll" "$tag:u:0")
+# The shard's keys in the order keys::shard gives them, then the user bucket.
+keys=()
+for name in st lf m g gu se rs ll mv sn hd ml u:0; do keys+=("$tag:$name"); done
 sha=$(rcli script load "$(cargo run -q --release -p queuegate-origin --example script -- join)")
 now=$(date +%s%3N)
 for user in "" "u-__rand_int__"; do
   rate=$(redis-benchmark -p "$redis_port" -c 64 -n 500000 -q \
-    EVALSHA "$sha" 9 "${keys[@]}" "$now" 600000 120000 1 "$user" 9 2>&1 \
+    EVALSHA "$sha" 13 "${keys[@]}" "$now" 600000 120000 $(( now + 86400000 )) 1 "$user" 13 0 2>&1 \
     | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
   say "redis-benchmark join script (user '${user}'): $rate calls/s (64 connections)"
 done
@@ -120,12 +123,14 @@ log "status polls per second, deep in the queue"
 deep_ticket=$(curl -fsS -X POST "$base/rooms/deep/join" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ticket"])')
 position=$(curl -fsS -H "authorization: Bearer $deep_ticket" "$base/rooms/deep/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["position"])')
 calls_before=$(evalsha_calls)
+reads_before=$(hgetall_calls)
 rate=$(wrk -t1 -c64 -d15s -H "Authorization: Bearer $deep_ticket" "$base/rooms/deep/status" | awk '/Requests\/sec/ {print $2}')
 calls=$(( $(evalsha_calls) - calls_before ))
-say "origin polls at position $position: $rate polls/s over wrk (64 connections, 15 s); $calls script calls in Redis meanwhile (the scheduler's and the mirror's, not the polls')"
+reads=$(( $(hgetall_calls) - reads_before ))
+say "origin polls at position $position: $rate polls/s over wrk (64 connections, 15 s); $calls script calls in Redis meanwhile (the scheduler's and the mirror's, not the polls'); $reads reads of qg:versions (HGETALL), shared by the polls waiting at each moment"
 visit_sha=$(rcli script load "$(cargo run -q --release -p queuegate-origin --example script -- visit)")
 rate=$(redis-benchmark -p "$redis_port" -c 64 -n 500000 -q \
-  EVALSHA "$visit_sha" 9 "${keys[@]}" 500000 "$now" 600000 120000 2>&1 \
+  EVALSHA "$visit_sha" 13 "${keys[@]}" 500000 "$now" 600000 120000 2>&1 \
   | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
 say "redis-benchmark visit script (what a poll would cost with a round trip): $rate calls/s"
 say "redis: $(rcli info server | grep -E '^redis_version' | tr -d '\r'), appendonly yes, appendfsync everysec"

@@ -166,10 +166,22 @@ async fn visit(t: Arc<Target>, room: String, ticket: String) -> Vec<Told> {
             .bearer_auth(&ticket)
             .timeout(Duration::from_secs(15));
         let Ok(reply) = t.try_send(req).await else {
+            told.push(Told {
+                sent,
+                answered: Instant::now(),
+                status: "no answer".into(),
+                position: None,
+            });
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
         if matches!(reply.status, 502 | 503) {
+            told.push(Told {
+                sent,
+                answered: Instant::now(),
+                status: reply.status.to_string(),
+                position: None,
+            });
             // The store changing hands (503), or an instance killed under a request nginx had
             // sent it (502): asked again, as the waiting page does.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -312,6 +324,15 @@ async fn a_crowd_behind_the_balancer_keeps_its_order_through_faults() {
     stop.store(true, Ordering::SeqCst);
     watcher.await.unwrap();
 
+    // What the faults cost the visitors: polls answered 502 (nginx, an instance killed under
+    // the request) or 503 (the store changing hands), and the longest a poll waited.
+    let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
+    let mut longest = Duration::ZERO;
+    for a in told.iter().flatten() {
+        *by_status.entry(a.status.as_str()).or_default() += 1;
+        longest = longest.max(a.answered - a.sent);
+    }
+    eprintln!("polls by answer: {by_status:?}; the longest took {longest:?}");
     let view = t.room(&room).await;
     assert_eq!(
         view["stats"]["admitted_total"].as_u64(),

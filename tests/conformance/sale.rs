@@ -246,7 +246,15 @@ pub async fn a_full_line_takes_no_more_places(t: &Target) {
     assert!(full.json["ticket"].is_null(), "{}", full.text);
     assert!(full.set_cookies().is_empty(), "{}", full.text);
     let waiting = t.room(&room).await["stats"]["waiting"].as_u64().unwrap();
-    let slack = if t.behind_runtime_front { 8 } else { 0 };
+    // A soft cap: counted as the instance last knew the room (the README says so), so joins
+    // through other instances within a tick, or isolates at the edge, pass it by a few.
+    let slack = if t.behind_runtime_front {
+        8
+    } else if t.behind_nginx {
+        3
+    } else {
+        0
+    };
     assert!((2..=2 + slack).contains(&waiting), "waiting {waiting}");
 
     let page = t.page(&format!("/{room}"), &[], false).await;

@@ -29,53 +29,30 @@ fn binary() -> &'static str {
     }
 }
 
-/// The README's nginx configuration (between its markers), with the test's addresses.
+/// The README's nginx configuration (between its markers) with the test's addresses, as
+/// `scripts/nginx-conf.py` (which the benchmarks use too) writes it, connecting to the
+/// instances from [`PROXY_ADDR`].
 pub fn config(listen: u16, instances: &[u16], prefix: &std::path::Path) -> String {
-    let readme = include_str!("../../README.md");
-    let start = readme
-        .find("# BEGIN nginx.conf")
-        .expect("the README's nginx configuration");
-    let end = readme[start..]
-        .find("# END nginx.conf")
-        .expect("the end of the README's nginx configuration")
-        + start;
-    let servers: String = instances
-        .iter()
-        .map(|port| format!("        server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;\n"))
-        .collect();
-    let http = readme[start..end]
-        .replace(
-            "        server 10.0.0.11:8080 max_fails=3 fail_timeout=10s;\n\
-             \x20       server 10.0.0.12:8080 max_fails=3 fail_timeout=10s;\n\
-             \x20       server 10.0.0.13:8080 max_fails=3 fail_timeout=10s;\n",
-            &servers,
-        )
-        .replace("listen 80;", &format!("listen 127.0.0.1:{listen};"))
-        .replace(
-            "proxy_pass http://queuegate;",
-            &format!("proxy_pass http://queuegate;\n            proxy_bind {PROXY_ADDR};"),
-        );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/nginx-conf.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(listen.to_string())
+        .arg(prefix)
+        .args(instances.iter().map(u16::to_string))
+        .output()
+        .expect("python3 runs");
     assert!(
-        http.contains(&format!("127.0.0.1:{listen}")) && http.contains(PROXY_ADDR),
-        "the README's configuration changed shape: {http}"
+        output.status.success(),
+        "nginx-conf.py: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
-    let prefix = prefix.display();
-    format!(
-        "worker_processes 1;\n\
-         daemon off;\n\
-         pid {prefix}/nginx.pid;\n\
-         error_log {prefix}/error.log warn;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n\
-         \x20   access_log off;\n\
-         \x20   client_body_temp_path {prefix}/body;\n\
-         \x20   proxy_temp_path {prefix}/proxy;\n\
-         \x20   fastcgi_temp_path {prefix}/fastcgi;\n\
-         \x20   uwsgi_temp_path {prefix}/uwsgi;\n\
-         \x20   scgi_temp_path {prefix}/scgi;\n\
-         {http}\n\
-         }}\n"
-    )
+    let conf = String::from_utf8(output.stdout).expect("a UTF-8 configuration");
+    let bound = conf.replace(
+        "proxy_pass http://queuegate;",
+        &format!("proxy_pass http://queuegate;\n            proxy_bind {PROXY_ADDR};"),
+    );
+    assert_ne!(bound, conf, "the README's configuration has no proxy_pass");
+    bound
 }
 
 impl Nginx {

@@ -173,8 +173,7 @@ where
         // Redis answers again: the next request reads the versions rather than wait out the
         // second after a failed read.
         self.versions.reachable();
-        Ok(())
-            .map(|_| ())
+        Ok(()).map(|_| ())
     }
 
     async fn put_room(
