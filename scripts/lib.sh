@@ -56,13 +56,19 @@ ensure_redis() {
   if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
     return
   fi
-  log "installing redis-server (Debian package)"
+  # The package may start a server on 6379; the tests do not need it.
+  apt_install_quiet redis-server redis-server
+}
+
+# Installs a Debian package and stops the service it may start (the tests start their own;
+# "none" for a package without one).
+apt_install_quiet() {  # apt_install_quiet <package> <service>
+  log "installing $1 (Debian package)"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
-  # The package may start a server on 6379; the tests do not need it.
-  $sudo service redis-server stop >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+  $sudo service "$2" stop >/dev/null 2>&1 || true
 }
 
 # nginx from Debian's package, for the load-balanced tests (each test writes its own config
@@ -71,12 +77,7 @@ ensure_nginx() {
   if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
     return
   fi
-  log "installing nginx (Debian package)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >/dev/null
-  $sudo service nginx stop >/dev/null 2>&1 || true
+  apt_install_quiet nginx-light nginx
 }
 
 # The edge toolchain, pinned: worker-build takes worker ^0.8, and needs a wasm-bindgen CLI of
@@ -120,9 +121,5 @@ ensure_chromium() {
   if [ -x /usr/bin/chromium ]; then
     return
   fi
-  log "installing chromium (Debian package)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  apt_install_quiet chromium none
 }

@@ -14,6 +14,19 @@ async fn put_event(t: &Target, room: &str, event: &str, body: Value) -> Reply {
     .await
 }
 
+/// The ids of the room's events, as its list answers them.
+async fn event_ids(t: &Target, room: &str) -> Vec<String> {
+    let list = t
+        .send(t.admin(reqwest::Method::GET, &format!("/rooms/{room}/events")))
+        .await;
+    list.json["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {}", list.text))
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 async fn get_event(t: &Target, room: &str, event: &str) -> Reply {
     t.send(t.admin(
         reqwest::Method::GET,
@@ -100,16 +113,7 @@ pub async fn events_are_checked_and_never_overlap(t: &Target) {
     assert_eq!(moved.status, 200, "{}", moved.text);
     let next = json!({"prequeue_at": end, "start_at": end + 1, "end_at": end + 2});
     assert_eq!(put_event(t, &room, "encore", next).await.status, 201);
-    let list = t
-        .send(t.admin(reqwest::Method::GET, &format!("/rooms/{room}/events")))
-        .await;
-    let ids: Vec<_> = list.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids, ["encore", "sale"], "{}", list.text);
+    assert_eq!(event_ids(t, &room).await, ["encore", "sale"]);
     assert!(t.room(&room).await["events"]["sale"].is_object());
     // Changing the room keeps its events.
     t.put_room(
@@ -162,16 +166,10 @@ pub async fn overlapping_events_written_at_once_keep_one(t: &Target) {
     for refused in replies.iter().filter(|r| r.status != 201) {
         assert_error(refused, 409, "conflict", "an overlapping event");
     }
-    let list = t
-        .send(t.admin(reqwest::Method::GET, &format!("/rooms/{room}/events")))
-        .await;
-    let ids: Vec<_> = list.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].clone())
-        .collect();
-    assert_eq!(ids, [kept[0].json["id"].clone()], "{}", list.text);
+    assert_eq!(
+        event_ids(t, &room).await,
+        [kept[0].json["id"].as_str().unwrap()]
+    );
 }
 
 /// The life of an event on the target's clock: visitors join the pre-queue and are told when
