@@ -7,8 +7,10 @@
 #   - status polls per second deep in the queue (wrk), with the Redis calls they caused, next to
 #     redis-benchmark's rate for the script a poll would need without the mirror.
 # Redis runs with an append-only file fsynced every second. Results go to bench-out/redis-*.
+# REPLICA=1 gives Redis a replica (on the same machine): joins and leaves are then answered only
+# once it has them (WAIT), which is what the joins measure.
 #
-#   scripts/bench-redis.sh [WAITING]   (default 1000000)
+#   [REPLICA=1] scripts/bench-redis.sh [WAITING]   (default 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -31,6 +33,19 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$redis_dir" --save "" 
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 rcli() { redis-cli -p "$redis_port" "$@"; }
+if [ "${REPLICA:-0}" = 1 ]; then
+  replica_port=$(free_port)
+  replica_dir=$(mktemp -d)
+  redis-server --port "$replica_port" --bind 127.0.0.1 --dir "$replica_dir" --save "" \
+    --appendonly no --replicaof 127.0.0.1 "$redis_port" > bench-out/redis-replica.log 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    redis-cli -p "$replica_port" info replication 2>/dev/null | grep -q 'master_link_status:up' && break
+    sleep 0.1
+  done
+  rcli info replication | grep -q 'connected_slaves:1' || { echo "the replica did not connect" >&2; exit 1; }
+fi
+wait_calls() { rcli info commandstats | sed -n 's/^cmdstat_wait:calls=\([0-9]*\),.*/\1/p'; }
 used_memory() { rcli info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
 evalsha_calls() { rcli info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p'; }
 hgetall_calls() { rcli info commandstats | sed -n 's/^cmdstat_hgetall:calls=\([0-9]*\),.*/\1/p'; }
@@ -98,9 +113,11 @@ for variant in plain user; do
   script="$lua/join.lua"
   [ "$variant" = user ] && script=$(user_script)
   calls_before=$(evalsha_calls)
+  waits_before=$(wait_calls)
   rate=$(wrk -t1 -c64 -d15s -s "$script" "$base/rooms/deep/join" | awk '/Requests\/sec/ {print $2}')
   calls=$(( $(evalsha_calls) - calls_before ))
-  say "origin joins ($variant): $rate joins/s over wrk (64 connections, 15 s); $calls script calls"
+  waits=$(( $(wait_calls) - ${waits_before:-0} ))
+  say "origin joins ($variant): $rate joins/s over wrk (64 connections, 15 s); $calls script calls; $waits WAITs for the replica"
 done
 
 # The same join script, one visitor per call, straight to Redis. The keys are shard 0 of the
@@ -133,4 +150,4 @@ rate=$(redis-benchmark -p "$redis_port" -c 64 -n 500000 -q \
   EVALSHA "$visit_sha" 13 "${keys[@]}" 500000 "$now" 600000 120000 2>&1 \
   | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
 say "redis-benchmark visit script (what a poll would cost with a round trip): $rate calls/s"
-say "redis: $(rcli info server | grep -E '^redis_version' | tr -d '\r'), appendonly yes, appendfsync everysec"
+say "redis: $(rcli info server | grep -E '^redis_version' | tr -d '\r'), appendonly yes, appendfsync everysec, replicas: ${REPLICA:-0}"

@@ -250,6 +250,17 @@ async fn a_crowd_behind_the_balancer_keeps_its_order_through_faults() {
         for reply in futures::future::join_all(joins).await {
             assert_eq!(reply.status, 200, "{}", reply.text);
             tickets.push((wave, reply.json["ticket"].as_str().unwrap().to_owned()));
+            // Whichever instance answered, the join counts everyone of the waves before (all
+            // answered before it was sent, through any instance); of its own wave, those whose
+            // joins had landed (in flight at the same moment, a join can land after this
+            // answer: the polls, below, never show a position rise from then on).
+            let position = reply.json["position"].as_u64().expect("a position");
+            let before = (wave * PER_WAVE) as u64;
+            assert!(
+                (before + 1..=before + PER_WAVE as u64).contains(&position),
+                "wave {wave} joined at position {position}: {}",
+                reply.text
+            );
         }
     }
     let crowd = tickets.len() as u64;
@@ -470,4 +481,182 @@ async fn a_join_left_at_a_frozen_instance_changes_nothing() {
         let waiting = awake.room(room).await["stats"]["waiting"].as_u64();
         assert_eq!(waiting, Some(places), "header {header}");
     }
+}
+
+/// What the crowd of the failover test was told: the joins and leaves acknowledged, and when
+/// a request failed.
+#[derive(Default)]
+struct Acknowledged {
+    joined: Vec<String>,
+    left: Vec<String>,
+    /// Leaves answered with an error: done or not (a write can stand that its replica never
+    /// acknowledged, on a master that lives on).
+    unsure: Vec<String>,
+    failed_joins: u64,
+    failures: Vec<Instant>,
+}
+
+/// Visitors join through nginx, one after another, and every third leaves at once, until
+/// `stop`; what was acknowledged goes into `acked`.
+async fn join_and_leave(
+    t: Arc<Target>,
+    room: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<std::sync::Mutex<Acknowledged>>,
+) {
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let req = t
+            .client
+            .post(t.api(&format!("/rooms/{room}/join")))
+            .timeout(Duration::from_secs(5));
+        let ticket = match t.try_send(req).await {
+            Ok(reply) if reply.status == 200 => reply.json["ticket"].as_str().unwrap().to_owned(),
+            Ok(reply) if matches!(reply.status, 502..=504) => {
+                let mut acked = acked.lock().unwrap();
+                acked.failed_joins += 1;
+                acked.failures.push(Instant::now());
+                continue;
+            }
+            Ok(reply) => panic!("a join: {} {}", reply.status, reply.text),
+            Err(_) => continue,
+        };
+        acked.lock().unwrap().joined.push(ticket.clone());
+        if n % 3 == 0 {
+            let req = t
+                .client
+                .post(t.api(&format!("/rooms/{room}/leave")))
+                .bearer_auth(&ticket)
+                .timeout(Duration::from_secs(5));
+            match t.try_send(req).await {
+                Ok(reply) if reply.json["status"] == "left" => {
+                    acked.lock().unwrap().left.push(ticket)
+                }
+                Ok(reply) if matches!(reply.status, 502..=504) => {
+                    let mut acked = acked.lock().unwrap();
+                    acked.failures.push(Instant::now());
+                    acked.unsure.push(ticket);
+                }
+                Ok(reply) => panic!("a leave: {} {}", reply.status, reply.text),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// A Redis master dies while a crowd joins and leaves through nginx, at the worst moment: its
+/// replica has stopped taking the replication stream (stopped, its link cut), so what the
+/// master acknowledges from then on exists on the master alone; the replica then takes over.
+/// Joins and leaves wait for the replicas (`WAIT`) before they are acknowledged, so every join
+/// a visitor was answered still holds its place after the failover and every acknowledged
+/// leave stays left; what fails meanwhile fails with a 503 (the window is printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_behind_the_balancer_loses_nothing_acknowledged() {
+    let mut cluster = RedisCluster::start_with_replicas();
+    let balanced = BalancedProcesses::start(&cluster, 3, 200);
+    let t = Arc::new(balanced.target());
+    let room = "failover".to_owned();
+    t.put_room(
+        &room,
+        json!({"max_active": 5, "shards": 6, "claim_window_s": 600, "session_ttl_s": 600,
+               "paths": ["/failover"]}),
+    )
+    .await;
+    // Paused: everyone acknowledged stays waiting, so each place can be checked afterwards.
+    t.pause(&room).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::Mutex::new(Acknowledged::default()));
+    let crowd: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn(join_and_leave(
+                t.clone(),
+                room.clone(),
+                stop.clone(),
+                acked.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The master with the most keys holds shards of the room.
+    let keys = cluster.keys_per_node();
+    let master = (0..cluster.nodes.len())
+        .filter(|&i| cluster.is_master(i))
+        .max_by_key(|&i| keys[i])
+        .unwrap();
+    let replica = cluster.replica_of(master).expect("a replica");
+    let (master_port, replica_port) = (cluster.nodes[master].port, cluster.nodes[replica].port);
+    let fault = Instant::now();
+    cluster.nodes[replica].signal("STOP");
+    command(master_port, "CLIENT KILL TYPE replica");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.nodes[master].kill();
+    cluster.nodes[replica].signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster.is_master(replica) {
+        command(replica_port, "CLUSTER FAILOVER TAKEOVER");
+        assert!(Instant::now() < deadline, "the replica was not promoted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let live: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != master).collect();
+    cluster.wait_ok(&live, Duration::from_secs(20));
+    let promoted = fault.elapsed();
+    // The crowd goes on until joins succeed again for a while.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    for visitor in crowd {
+        visitor.await.unwrap();
+    }
+
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let failures: Vec<u128> = acked
+        .failures
+        .iter()
+        .filter(|&&at| at >= fault)
+        .map(|&at| (at - fault).as_millis())
+        .collect();
+    eprintln!(
+        "{} joins and {} leaves acknowledged; {} joins and {} leaves failed; the replica was promoted {} ms \
+         after the fault; failures from {:?} to {:?} ms after it",
+        acked.joined.len(),
+        acked.left.len(),
+        acked.failed_joins,
+        acked.unsure.len(),
+        promoted.as_millis(),
+        failures.first(),
+        failures.last()
+    );
+    assert!(acked.joined.len() > 30, "the crowd joined");
+    let left: std::collections::HashSet<&String> = acked.left.iter().collect();
+    let unsure: std::collections::HashSet<&String> = acked.unsure.iter().collect();
+    let mut lost = Vec::new();
+    for ticket in &acked.joined {
+        let expected: &[&str] = if left.contains(ticket) {
+            &["left"]
+        } else if unsure.contains(ticket) {
+            &["left", "waiting"]
+        } else {
+            &["waiting"]
+        };
+        let reply = t.status(&room, ticket).await;
+        if !expected.iter().any(|&e| reply.json["status"] == e) {
+            lost.push((expected, reply.text));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged joins and leaves lost: {lost:?}",
+        lost.len(),
+        acked.joined.len()
+    );
+    // Joins written but not acknowledged (their replicas never had them) may hold places too,
+    // unless their master died with them: never more than the failed joins.
+    let still = (acked.joined.len() - acked.left.len()) as u64;
+    let unsure = acked.unsure.len() as u64;
+    let waiting = t.room(&room).await["stats"]["waiting"].as_u64().unwrap();
+    assert!(
+        (still - unsure..=still + acked.failed_joins).contains(&waiting),
+        "{waiting} waiting, {still} acknowledged"
+    );
 }

@@ -80,9 +80,10 @@ pub struct ServeArgs {
     pub store_timeout_ms: Option<u64>,
 
     /// How many Redis replicas must acknowledge the scheduler's writes (the admission lease,
-    /// the reads a batch is planned from, the batch) before it acts on them; 0 waits for none
-    /// [default: read from Redis: the replicas the cluster lists for the master written to, or
-    /// those connected to a single server].
+    /// the reads a batch is planned from, the batch) before it acts on them, and visitors'
+    /// joins and leaves before they are answered; 0 waits for none [default: read from Redis:
+    /// the replicas the cluster lists for the master written to (for joins and leaves, those
+    /// not flagged failing), or those connected to a single server].
     #[arg(long, env = "QUEUEGATE_REDIS_REPLICAS", value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
     pub redis_replicas: Option<u32>,
 
@@ -204,7 +205,8 @@ pub enum StoreConfig {
         url: String,
         #[serde(default)]
         timeout_ms: Option<u64>,
-        /// Replicas that must acknowledge the scheduler's writes; `None`: read from Redis.
+        /// Replicas that must acknowledge the scheduler's writes and visitors' joins and
+        /// leaves; `None`: read from Redis.
         #[serde(default)]
         replicas: Option<u32>,
     },

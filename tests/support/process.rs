@@ -165,6 +165,9 @@ impl OriginProcess {
 impl Drop for OriginProcess {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_file(&self.log);
+        // QG_KEEP_LOGS=1 keeps the logs (in the temporary directory) to read after a test.
+        if std::env::var_os("QG_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }

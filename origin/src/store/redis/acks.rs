@@ -27,12 +27,22 @@ use crate::store::{StoreError, StoreResult};
 const REREAD: Duration = Duration::from_secs(10);
 /// After a `WAIT` came up short, how soon the replicas are read again.
 const REREAD_SHORT: Duration = Duration::from_secs(1);
+/// How long a visitor's write waits for its replicas at the most (ms).
+const VISITOR_WAIT_MS: u64 = 100;
 
 /// The replicas per slot range of a cluster, or of one server (every slot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Replicas(Vec<(u16, u16, u32)>);
 
 impl Replicas {
+    /// The slot range one master serves that holds `slot`.
+    fn range_of(&self, slot: u16) -> Option<(u16, u16)> {
+        self.0
+            .iter()
+            .find(|&&(start, end, _)| (start..=end).contains(&slot))
+            .map(|&(start, end, _)| (start, end))
+    }
+
     fn of_slot(&self, slot: u16) -> u32 {
         self.0
             .iter()
@@ -42,8 +52,9 @@ impl Replicas {
             .unwrap_or_else(|| self.0.iter().map(|&(_, _, n)| n).max().unwrap_or(0))
     }
 
-    /// From `CLUSTER NODES`: for each master's slot ranges, how many replicas name it.
-    pub fn from_cluster_nodes(text: &str) -> Replicas {
+    /// From `CLUSTER NODES`: for each master's slot ranges, how many replicas name it (with
+    /// `reachable_only`, of those the cluster does not take for failing, `fail` or `fail?`).
+    pub fn from_cluster_nodes(text: &str, reachable_only: bool) -> Replicas {
         let lines: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
@@ -53,6 +64,7 @@ impl Replicas {
             lines
                 .iter()
                 .filter(|f| (f[2].contains("slave") || f[2].contains("replica")) && f[3] == id)
+                .filter(|f| !(reachable_only && f[2].contains("fail")))
                 .count() as u32
         };
         let mut ranges = Vec::new();
@@ -85,6 +97,10 @@ impl Replicas {
 
 /// The replicas to wait for, and the last reading of the deployment when they are read from it.
 pub(super) struct Acks {
+    /// Whose writes wait: the names of their `WAIT`s and short ones among the store's calls.
+    kinds: [&'static str; 2],
+    /// Replicas the cluster takes for failing are not waited for (visitors' writes).
+    reachable_only: bool,
     configured: Option<u32>,
     cluster: bool,
     /// How long a `WAIT` may block the scheduler's connection.
@@ -93,8 +109,8 @@ pub(super) struct Acks {
     /// `WAIT`s sent, and those that came up short (for `/metrics`).
     waits: AtomicU64,
     shorts: AtomicU64,
-    /// The scripts this instance has loaded (by hash), so that the first call of each is not
-    /// answered NOSCRIPT after its `WAIT` already ran.
+    /// The scripts this connection has run (by hash): until then they are sent whole, so that
+    /// the first call of each is not answered NOSCRIPT after its `WAIT` already ran.
     loaded: Mutex<HashSet<String>>,
 }
 
@@ -103,12 +119,19 @@ struct Known {
     replicas: Option<Replicas>,
     read_at: Option<Instant>,
     short: bool,
+    /// Slot ranges whose replicas fell short, and when: writes to them fail at once until the
+    /// replicas are read again (or for `REREAD_SHORT`, should the reading fail), rather than
+    /// each block its connection for `wait_ms` (and every call queued behind it) waiting for a
+    /// replica that is down.
+    short_slots: Vec<(u16, u16, Instant)>,
 }
 
 impl Acks {
     /// `configured`: the operator's count, or `None` to read it from the deployment.
     pub fn new(configured: Option<u32>, cluster: bool, timeout: Duration) -> Acks {
         Acks {
+            kinds: ["redis_wait", "redis_wait_short"],
+            reachable_only: false,
             configured,
             cluster,
             // Half the call's timeout: a short `WAIT` is an answer, not a timed-out call.
@@ -118,6 +141,22 @@ impl Acks {
             shorts: AtomicU64::new(0),
             loaded: Mutex::default(),
         }
+    }
+
+    /// The same for visitors' writes (joins, leaves), counted apart from the scheduler's, and
+    /// waiting only for the replicas the cluster does not take for failing: a replica that is
+    /// down stops joins and leaves on its master's slots for the cluster's node timeout, not
+    /// until it is back. (What the master acknowledges meanwhile is on it alone: should it die
+    /// before that replica is back and synced, and that replica be promoted anyway, it is
+    /// lost. The scheduler, which must never hand one fence out twice, waits for every
+    /// replica listed.)
+    pub fn for_visitors(mut self) -> Acks {
+        self.kinds = ["redis_wait_visitor", "redis_wait_visitor_short"];
+        self.reachable_only = true;
+        // A replica that keeps up acknowledges within a millisecond or two; one that does not
+        // within this is as good as down, and a visitor should not wait longer to be told.
+        self.wait_ms = self.wait_ms.min(VISITOR_WAIT_MS);
+        self
     }
 
     pub fn is_loaded(&self, hash: &str) -> bool {
@@ -138,8 +177,8 @@ impl Acks {
     /// The `WAIT`s sent and those that came up short, as store calls by kind.
     pub fn calls(&self) -> [(&'static str, u64); 2] {
         [
-            ("redis_wait", self.waits.load(Ordering::Relaxed)),
-            ("redis_wait_short", self.shorts.load(Ordering::Relaxed)),
+            (self.kinds[0], self.waits.load(Ordering::Relaxed)),
+            (self.kinds[1], self.shorts.load(Ordering::Relaxed)),
         ]
     }
 
@@ -162,24 +201,65 @@ impl Acks {
         if due {
             match self.read(redis).await {
                 Ok(replicas) => {
+                    if self.known.lock().replicas.as_ref() != Some(&replicas) {
+                        tracing::info!(
+                            ?replicas,
+                            writes = self.kinds[0],
+                            "the replicas to wait for"
+                        );
+                    }
                     let mut known = self.known.lock();
                     known.replicas = Some(replicas);
                     known.read_at = Some(Instant::now());
                     known.short = false;
+                    known.short_slots.clear();
                 }
                 // The last reading stands while there is one.
                 Err(err) if self.known.lock().replicas.is_none() => return Err(err),
-                Err(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "the replicas could not be read; the last reading stands")
+                }
             }
         }
-        let known = self.known.lock();
+        let mut known = self.known.lock();
+        known
+            .short_slots
+            .retain(|&(_, _, at)| at.elapsed() < REREAD_SHORT);
+        if known
+            .short_slots
+            .iter()
+            .any(|&(start, end, _)| (start..=end).contains(&slot))
+        {
+            return Err(StoreError::Unavailable(
+                "the replicas of this key fell short a moment ago".into(),
+            ));
+        }
         Ok(known.replicas.as_ref().map_or(0, |r| r.of_slot(slot)))
     }
 
-    /// A `WAIT` came up short: the replicas may have changed (a promotion); read them soon.
-    pub fn fell_short(&self) {
+    /// A `WAIT` for a write to `key` came up short: the replicas may have changed (a
+    /// promotion, a replica down); read them soon, and until then fail writes there at once.
+    pub fn fell_short(&self, key: &str) {
         self.shorts.fetch_add(1, Ordering::Relaxed);
-        self.known.lock().short = true;
+        self.reread_soon(key);
+    }
+
+    /// A write to `key` found no answer in time: as when its `WAIT` falls short, but not
+    /// counted as one.
+    pub fn reread_soon(&self, key: &str) {
+        if self.configured.is_some() {
+            // The operator's count is not read again: nothing to wait for.
+            return;
+        }
+        let slot = slot_of(key);
+        let mut known = self.known.lock();
+        known.short = true;
+        let range = known
+            .replicas
+            .as_ref()
+            .and_then(|r| r.range_of(slot))
+            .unwrap_or((slot, slot));
+        known.short_slots.push((range.0, range.1, Instant::now()));
     }
 
     async fn read<C>(&self, redis: &Redis<C>) -> StoreResult<Replicas>
@@ -195,7 +275,7 @@ impl Acks {
                         .await
                 })
                 .await?;
-            Ok(Replicas::from_cluster_nodes(&text))
+            Ok(Replicas::from_cluster_nodes(&text, self.reachable_only))
         } else {
             let text: String = redis
                 .call(|mut conn| async move {
@@ -213,7 +293,7 @@ impl Acks {
 /// The error of a write fewer replicas acknowledged than needed.
 pub(super) fn short(acked: u64, needed: u32, wait_ms: u64) -> StoreError {
     StoreError::Unavailable(format!(
-        "{acked} of {needed} replicas acknowledged the scheduler's write within {wait_ms} ms"
+        "{acked} of {needed} replicas acknowledged the write within {wait_ms} ms"
     ))
 }
 
@@ -269,11 +349,20 @@ b2 127.0.0.1:7004@17004 slave,fail b1 0 0 2 disconnected
 b3 127.0.0.1:7005@17005 slave b1 0 0 2 connected
 x9 127.0.0.1:7006@17006 master,fail - 0 0 4 disconnected
 ";
-        let r = Replicas::from_cluster_nodes(nodes);
+        let r = Replicas::from_cluster_nodes(nodes, false);
         assert_eq!(r.of_slot(0), 1);
         // A replica that is down still counts: it may come back and be promoted.
         assert_eq!(r.of_slot(6000), 2);
         assert_eq!(r.of_slot(16383), 0);
+        // Unless only reachable replicas count (visitors' writes).
+        let r = Replicas::from_cluster_nodes(nodes, true);
+        assert_eq!(r.of_slot(0), 1);
+        assert_eq!(r.of_slot(6000), 1);
+        let suspected = nodes.replace("slave b1 0 0 2 connected", "slave,fail? b1 0 0 2 connected");
+        assert_eq!(
+            Replicas::from_cluster_nodes(&suspected, true).of_slot(6000),
+            0
+        );
     }
 
     #[test]

@@ -156,41 +156,38 @@ async fn run<C>(
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    let mut invocation = scripts::JOIN.prepare_invoke();
-    for key in shard_keys {
-        invocation.key(key);
-    }
-    // The dummy bucket follows the shard's keys; the batch's user buckets follow it.
-    invocation.key(keys::user_bucket(shard_keys, 0));
+    // The shard's keys, the dummy bucket, then the batch's user buckets.
+    let mut keys: Vec<String> = shard_keys.to_vec();
+    keys.push(keys::user_bucket(shard_keys, 0));
     let mut bucket_index: HashMap<u64, usize> = HashMap::new();
     for job in batch.iter().filter(|j| j.user.is_some()) {
-        let next = shard_keys.len() + 2 + bucket_index.len();
-        bucket_index.entry(job.bucket).or_insert_with(|| {
-            invocation.key(keys::user_bucket(shard_keys, job.bucket));
-            next
-        });
+        if let std::collections::hash_map::Entry::Vacant(entry) = bucket_index.entry(job.bucket) {
+            keys.push(keys::user_bucket(shard_keys, job.bucket));
+            entry.insert(keys.len());
+        }
     }
     let first = batch[0];
-    invocation
-        .arg(Arg::Num(first.now))
-        .arg(Arg::Num(first.ttl_ms))
-        .arg(Arg::Num(first.window_ms))
-        .arg(Arg::Num(
-            batch.iter().map(|j| j.deadline).min().unwrap_or(0),
-        ));
+    let mut args = vec![
+        Arg::Num(first.now),
+        Arg::Num(first.ttl_ms),
+        Arg::Num(first.window_ms),
+        Arg::Num(batch.iter().map(|j| j.deadline).min().unwrap_or(0)),
+    ];
     let dummy = shard_keys.len() + 1;
     for job in batch {
         let index = match &job.user {
             Some(_) => bucket_index[&job.bucket],
             None => dummy,
         };
-        invocation
-            .arg(Arg::Num(job.stamp))
-            .arg(Arg::Str(job.user.as_deref().unwrap_or("")))
-            .arg(Arg::Num(index as u64))
-            .arg(Arg::Num(u64::from(job.hold)));
+        args.extend([
+            Arg::Num(job.stamp),
+            Arg::Str(job.user.as_deref().unwrap_or("")),
+            Arg::Num(index as u64),
+            Arg::Num(u64::from(job.hold)),
+        ]);
     }
-    let replies: Vec<JoinReply> = redis.invoke(invocation).await?;
+    // Acknowledged only once the replicas have it (on the connection of visitors' writes).
+    let replies: Vec<JoinReply> = redis.script(&scripts::JOIN, &keys, &args).await?;
     if replies.len() != batch.len() {
         return Err(StoreError::Unavailable(format!(
             "the join script answered for {} joins of {}",

@@ -7,16 +7,18 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use redis::aio::ConnectionLike;
-use redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind};
+use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind};
 
 use super::acks::{self, Acks};
 use super::keys;
+use super::scripts::LuaScript;
 use super::store::RedisStore;
 use crate::store::{StoreError, StoreResult};
 
 /// A store on one Redis server. The connection is made lazily and remade after a failure, so
 /// the server starts and keeps running while Redis is away. `replicas`: how many replicas must
-/// acknowledge the scheduler's writes (`None`: those connected to the server).
+/// acknowledge the scheduler's writes and visitors' joins and leaves (`None`: those connected
+/// to the server).
 pub fn connect_single(
     url: &str,
     timeout: Duration,
@@ -33,11 +35,14 @@ pub fn connect_single(
             .get_connection_manager_lazy(config.clone())
             .map_err(|e| format!("redis {url:?}: {e}"))
     };
-    let acks = Acks::new(replicas, false, timeout);
     Ok(RedisStore::new(
-        connect()?,
-        connect()?,
-        acks,
+        Connections {
+            reads: connect()?,
+            visitor_writes: connect()?,
+            admission: connect()?,
+            topology: connect()?,
+        },
+        || Acks::new(replicas, false, timeout),
         "redis",
         timeout,
     ))
@@ -45,23 +50,29 @@ pub fn connect_single(
 
 /// A store on a Redis Cluster. The cluster's slot map is read at start, so the cluster must be
 /// reachable then (tried for ten seconds); after that, nodes may come and go. `replicas`: how
-/// many replicas must acknowledge the scheduler's writes (`None`: those the cluster lists for
-/// the master of the slot written).
+/// many replicas must acknowledge the scheduler's writes and visitors' joins and leaves
+/// (`None`: those the cluster lists for the master of the slot written).
 pub async fn connect_cluster(
     urls: &[String],
     timeout: Duration,
     replicas: Option<u32>,
 ) -> Result<RedisStore<redis::cluster_async::ClusterConnection>, String> {
-    let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
-        .connection_timeout(timeout)
-        .response_timeout(timeout)
-        .retries(2)
-        .build()
-        .map_err(|e| format!("redis cluster {urls:?}: {e}"))?;
+    let client = |retries| {
+        redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(retries)
+            .build()
+            .map_err(|e| format!("redis cluster {urls:?}: {e}"))
+    };
+    // Visitors' writes are never sent twice by the client: a join whose answer timed out may
+    // have made a place, and a second sending would make another that nobody holds. (It
+    // fails instead, with a 503, and the visitor asks again.)
+    let clients = [client(2)?, client(0)?, client(2)?, client(2)?];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut conns = Vec::new();
-    while conns.len() < 2 {
-        match client.get_async_connection().await {
+    while conns.len() < clients.len() {
+        match clients[conns.len()].get_async_connection().await {
             Ok(conn) => conns.push(conn),
             Err(e) if tokio::time::Instant::now() > deadline => {
                 return Err(format!("redis cluster {urls:?}: {e}"))
@@ -69,15 +80,35 @@ pub async fn connect_cluster(
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
-    let (admission, conn) = (conns.pop().unwrap(), conns.pop().unwrap());
-    let acks = Acks::new(replicas, true, timeout);
+    let [reads, visitor_writes, admission, topology]: [_; 4] = conns
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("four connections"));
     Ok(RedisStore::new(
-        conn,
-        admission,
-        acks,
+        Connections {
+            reads,
+            visitor_writes,
+            admission,
+            topology,
+        },
+        || Acks::new(replicas, true, timeout),
         "redis-cluster",
         timeout,
     ))
+}
+
+/// The store's connections to the same deployment. `WAIT` blocks the connection it is sent on,
+/// so the writes that wait for replicas have connections of their own, and visitors' reads do
+/// not queue behind them.
+pub(super) struct Connections<C> {
+    /// Everything that does not wait for replicas: reads, the mirror, sessions, counters.
+    pub reads: C,
+    /// Joins and leaves: acknowledged to the visitor only once on the replicas.
+    pub visitor_writes: C,
+    /// The scheduler's: the lease, fenced reads, batches.
+    pub admission: C,
+    /// Where the replicas are read from (`CLUSTER NODES` goes to any node, one that is stopped
+    /// too, and the calls behind it on the same connection wait for its timeout).
+    pub topology: C,
 }
 
 /// A connection `C` and the timeout every call on it runs under. A `ConnectionManager` (one
@@ -92,6 +123,9 @@ pub(super) struct Redis<C> {
     conn: C,
     timeout: Duration,
     acks: Option<Arc<Acks>>,
+    /// Where the replicas are read from: not `conn`, which a `WAIT` for a replica that is
+    /// down keeps blocked (and that reading is what lets writes go on without it).
+    topology: Option<C>,
 }
 
 impl<C> Redis<C>
@@ -103,15 +137,18 @@ where
             conn,
             timeout,
             acks: None,
+            topology: None,
         }
     }
 
-    /// The scheduler's connection: every script waits for `acks` replicas.
-    pub fn acknowledged(conn: C, timeout: Duration, acks: Acks) -> Self {
+    /// A connection whose every script waits for `acks` replicas; they are read through
+    /// `topology`, a connection that does not wait.
+    pub fn acknowledged(conn: C, topology: C, timeout: Duration, acks: Acks) -> Self {
         Redis {
             conn,
             timeout,
             acks: Some(Arc::new(acks)),
+            topology: Some(topology),
         }
     }
 
@@ -132,16 +169,19 @@ where
     /// that node), else the call fails.
     pub async fn script<T>(
         &self,
-        script: &Script,
+        script: &LuaScript,
         keys: &[String],
         args: &[Arg<'_>],
     ) -> StoreResult<T>
     where
         T: redis::FromRedisValue,
     {
-        let needed = match &self.acks {
-            Some(acks) => acks.needed(self, &keys[0]).await?,
-            None => 0,
+        let needed = match (&self.acks, &self.topology) {
+            (Some(acks), Some(topology)) => {
+                let topology = Redis::new(topology.clone(), self.timeout);
+                acks.needed(&topology, &keys[0]).await?
+            }
+            _ => 0,
         };
         if needed == 0 {
             let mut invocation = script.prepare_invoke();
@@ -159,44 +199,50 @@ where
         // One pipeline: the cluster client sends it to the node of the script's keys (WAIT has
         // none), and WAIT runs on the connection the script ran on, so it waits for exactly
         // the script's place in that node's replication stream. Errors come back in their
-        // places (a fence refusal keeps its code).
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors()
-            .cmd("EVALSHA")
-            .arg(hash)
+        // places (a fence refusal keeps its code). Sent whole (EVAL) where this instance has
+        // not run it yet or the node lost it (a failover, a restart): a NOSCRIPT answer would
+        // cost a WAIT for nothing, and with the replicas behind, all of the call's time.
+        let pipe = |whole: bool| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            match whole {
+                true => pipe.cmd("EVAL").arg(&script.source),
+                false => pipe.cmd("EVALSHA").arg(hash),
+            }
             .arg(keys.len())
             .arg(keys)
             .arg(args)
             .cmd("WAIT")
             .arg(needed)
             .arg(wait_ms);
-        let loaded = acks.is_loaded(hash);
+            pipe
+        };
+        let first = pipe(!acks.is_loaded(hash));
+        let again = pipe(true);
         acks.waiting();
         type Replies<T> = (Result<T, RedisError>, Result<u64, RedisError>);
-        let (reply, acked) = self
+        let replies = self
             .call(|mut conn| async move {
-                // Loaded first where this instance has not yet: a NOSCRIPT answer would cost a
-                // WAIT for nothing, and with the replicas behind, all of the call's time.
-                if !loaded {
-                    script.load_async(&mut conn).await?;
-                }
-                let replies: Replies<T> = pipe.query_async(&mut conn).await?;
+                let replies: Replies<T> = first.query_async(&mut conn).await?;
                 match replies {
                     (Err(err), _) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        // A failover or a restart: the node lost its scripts.
-                        script.load_async(&mut conn).await?;
-                        pipe.query_async::<Replies<T>>(&mut conn).await
+                        again.query_async::<Replies<T>>(&mut conn).await
                     }
                     replies => Ok(replies),
                 }
             })
-            .await?;
+            .await;
+        let (reply, acked) = replies.inspect_err(|_| {
+            // No answer in time (a WAIT for a replica that is down, calls queued behind it, or
+            // the node is gone): the replicas may have changed; read them again soon.
+            acks.reread_soon(&keys[0]);
+        })?;
         acks.mark_loaded(hash);
         let reply = reply.map_err(store_error)?;
         let acked = acked.map_err(store_error)?;
         if acked < u64::from(needed) {
             // The caller fails (the scheduler logs the failed tick and counts it).
-            acks.fell_short();
+            acks.fell_short(&keys[0]);
             return Err(acks::short(acked, needed, wait_ms));
         }
         Ok(reply)
@@ -223,7 +269,7 @@ where
     /// Runs a shard script on one shard's `keys` (in the order `lua/shard.lua` names them).
     pub async fn shard_script<T, const N: usize>(
         &self,
-        script: &Script,
+        script: &LuaScript,
         keys: &[String],
         args: [Arg<'_>; N],
     ) -> StoreResult<T>

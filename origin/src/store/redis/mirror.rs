@@ -38,8 +38,10 @@ pub(super) struct ShardState {
     /// Stamps this instance's joins learned ahead of the mirror's tail (joins on one shard can
     /// answer out of order); they join the mirror once the seqs before them arrive.
     pending: BTreeMap<u64, u64>,
-    /// Bytes of the left log already applied.
+    /// Bytes of the left log already applied, and the last seq among them (unknown after a
+    /// reload).
     left_bytes: u64,
+    last_left: Option<u64>,
     /// Bytes of the draws' move log already applied.
     move_bytes: u64,
     /// Ticket seqs of waiting visitors this instance answered from the mirror since it last
@@ -76,6 +78,7 @@ impl Room {
                     joins: Arc::default(),
                     pending: BTreeMap::new(),
                     left_bytes: 0,
+                    last_left: None,
                     move_bytes: 0,
                     seen: Default::default(),
                     seen_sent_at: 0,
@@ -237,9 +240,30 @@ impl Room {
         })?;
         self.queues[shard] = queue;
         self.shards[shard].left_bytes = reply.left_log_bytes;
+        // Unknown until the next leaver is read.
+        self.shards[shard].last_left = None;
         self.shards[shard].move_bytes = reply.move_log_bytes;
         self.fold_pending(shard);
         Ok(())
+    }
+
+    /// Whether Redis holds less of the shard than the mirror read up to `from` (or other bytes
+    /// where the mirror's last ones were).
+    fn rewound(&self, shard: usize, from: SyncFrom, reply: &SyncReply) -> bool {
+        if reply.stamp_bytes < from.stamps
+            || reply.left_bytes < from.lefts
+            || reply.move_bytes < from.moves
+        {
+            return true;
+        }
+        let queue = &self.queues[shard];
+        let last_stamp = queue.stamp(from.stamps / 8).map(u64::to_be_bytes);
+        if last_stamp.is_some_and(|mine| reply.stamp_before != mine) {
+            return true;
+        }
+        let last_left = self.shards[shard].last_left.map(u64::to_be_bytes);
+        from.lefts == self.shards[shard].left_bytes
+            && last_left.is_some_and(|mine| reply.left_before != mine)
     }
 
     /// Applies a sync reply; returns whether more bytes wait to be read.
@@ -270,6 +294,7 @@ impl Room {
                 }
                 queue.mark_left(seq);
                 state.left_bytes += 8;
+                state.last_left = Some(seq);
             }
         }
         queue.admit_through(reply.admitted_seq.min(queue.tail()));
@@ -360,6 +385,20 @@ where
             room.lock().reload(shard, &queue)?;
             continue;
         }
+        if room.lock().rewound(shard, from, &reply) {
+            // Redis no longer holds what this mirror read: a replica that had not received the
+            // last writes took over. Reading on would take new places for old ones.
+            tracing::warn!(
+                shard,
+                "a shard went back in Redis (a failover?): read again whole"
+            );
+            let queue = on.queue().await?;
+            let mut r = room.lock();
+            // Stamps this instance's joins learned may be of joins Redis no longer has.
+            r.shards[shard].pending.clear();
+            r.reload(shard, &queue)?;
+            continue;
+        }
         if !room.lock().apply(shard, from, &reply) {
             return Ok(reply);
         }
@@ -421,5 +460,80 @@ where
         Err(StoreError::Unavailable(format!(
             "the pre-queue of shard {shard} kept changing while it was shuffled"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use queuegate::{RoomConfig, RoomId};
+
+    fn room() -> Room {
+        Room::new(RoomRecord {
+            id: RoomId::parse("rewound").unwrap(),
+            config: RoomConfig {
+                shards: 1,
+                ..RoomConfig::default()
+            },
+            paused: false,
+            epoch: 1,
+            measured_rate: None,
+            events: Default::default(),
+            opens_at: None,
+        })
+    }
+
+    fn bytes(values: &[u64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_be_bytes()).collect()
+    }
+
+    /// A failover to a replica that missed the last writes takes a shard back: the mirror sees
+    /// it whether Redis now holds less than it read or, new joins having filled the gap, other
+    /// stamps or leavers where its last ones were.
+    #[test]
+    fn a_shard_redis_took_back_is_noticed() {
+        let mut r = room();
+        let start = r.sync_from(0);
+        let read = SyncReply {
+            stamp_bytes: 24,
+            stamps: bytes(&[10, 20, 30]),
+            left_bytes: 8,
+            lefts: bytes(&[2]),
+            ..SyncReply::default()
+        };
+        assert!(!r.rewound(0, start, &read));
+        r.apply(0, start, &read);
+        let from = r.sync_from(0);
+        let same = SyncReply {
+            stamp_bytes: 24,
+            left_bytes: 8,
+            stamp_before: bytes(&[30]),
+            left_before: bytes(&[2]),
+            ..SyncReply::default()
+        };
+        assert!(!r.rewound(0, from, &same));
+        let shorter = SyncReply {
+            stamp_bytes: 16,
+            stamp_before: Vec::new(),
+            ..same.clone()
+        };
+        assert!(r.rewound(0, from, &shorter));
+        let other_stamps = SyncReply {
+            stamp_bytes: 32,
+            stamp_before: bytes(&[31]),
+            ..same.clone()
+        };
+        assert!(r.rewound(0, from, &other_stamps));
+        let other_leaver = SyncReply {
+            left_before: bytes(&[1]),
+            ..same.clone()
+        };
+        assert!(r.rewound(0, from, &other_leaver));
+        let fewer_leavers = SyncReply {
+            left_bytes: 0,
+            left_before: Vec::new(),
+            ..same
+        };
+        assert!(r.rewound(0, from, &fewer_leavers));
     }
 }

@@ -107,7 +107,7 @@ impl Fields {
 
 /// The sync script's report of a shard to a mirror: its counters, and the stamps and left-log
 /// bytes from where the mirror asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReply {
     /// Every seq up to this one has been admitted (or left while waiting).
     pub admitted_seq: u64,
@@ -131,11 +131,15 @@ pub struct SyncReply {
     pub moves: Vec<u8>,
     /// Places ended because their visitors stopped asking, ever.
     pub abandoned_total: u64,
+    /// The 8 bytes of the stamps and of the left log just before where the mirror asked to read
+    /// from (empty at the start, or past the end): what the mirror read last, as Redis has it.
+    pub stamp_before: Vec<u8>,
+    pub left_before: Vec<u8>,
 }
 
 impl FromRedisValue for SyncReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let mut f = Fields::of(v, "sync", 14)?;
+        let mut f = Fields::of(v, "sync", 16)?;
         Ok(SyncReply {
             admitted_seq: f.next()?,
             left_waiting: f.next()?,
@@ -151,6 +155,8 @@ impl FromRedisValue for SyncReply {
             move_bytes: f.next()?,
             moves: f.next()?,
             abandoned_total: f.next()?,
+            stamp_before: f.next()?,
+            left_before: f.next()?,
         })
     }
 }
@@ -385,6 +391,8 @@ mod tests {
             [3u64, 1].iter().flat_map(|s| s.to_be_bytes()).collect(),
         ));
         sync.push(Value::Int(2));
+        sync.push(Value::BulkString(9u64.to_be_bytes().to_vec()));
+        sync.push(Value::BulkString(Vec::new()));
         let sync = SyncReply::from_redis_value(Value::Array(sync)).unwrap();
         assert_eq!(
             (sync.admitted_seq, sync.left_waiting, sync.active),
@@ -394,6 +402,10 @@ mod tests {
         assert_eq!((sync.move_bytes, sync.moves.len()), (16, 16));
         assert_eq!(sync.abandoned_total, 2);
         assert_eq!((sync.stamp_bytes, sync.stamps.len()), (16, 8));
+        assert_eq!(
+            (sync.stamp_before, sync.left_before),
+            (9u64.to_be_bytes().to_vec(), vec![])
+        );
         assert_eq!(
             LeaseReply::from_redis_value(Value::Int(0)).unwrap().fence,
             None

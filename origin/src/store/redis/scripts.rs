@@ -18,27 +18,53 @@ use super::replies::{
 };
 use crate::store::{Fence, StoreResult};
 
+/// A script and its source: sent by its hash, or whole where a node may not have it yet
+/// (`EVAL` runs on the node of its keys; loading it by `SCRIPT LOAD` would go to every node of
+/// a cluster, one that is down too, and wait for it).
+pub struct LuaScript {
+    pub script: Script,
+    pub source: String,
+}
+
+impl LuaScript {
+    fn new(source: String) -> LuaScript {
+        LuaScript {
+            script: Script::new(&source),
+            source,
+        }
+    }
+}
+
+impl std::ops::Deref for LuaScript {
+    type Target = Script;
+
+    fn deref(&self) -> &Script {
+        &self.script
+    }
+}
+
 macro_rules! shard_script {
     ($file:literal) => {
-        LazyLock::new(|| Script::new(&shard_source(include_str!(concat!("lua/", $file)))))
+        LazyLock::new(|| LuaScript::new(shard_source(include_str!(concat!("lua/", $file)))))
     };
 }
 
-pub static JOIN: LazyLock<Script> = shard_script!("join.lua");
-pub static VISIT: LazyLock<Script> = shard_script!("visit.lua");
-pub static LEAVE: LazyLock<Script> = shard_script!("leave.lua");
-pub static SESSION: LazyLock<Script> = shard_script!("session.lua");
-pub static SYNC: LazyLock<Script> = shard_script!("sync.lua");
-pub static ADMIT: LazyLock<Script> = shard_script!("admit.lua");
-pub static PAUSE: LazyLock<Script> = shard_script!("pause.lua");
-pub static SHUFFLE: LazyLock<Script> = shard_script!("shuffle.lua");
-pub static QUEUE: LazyLock<Script> = shard_script!("queue.lua");
-pub static SEEN: LazyLock<Script> = shard_script!("seen.lua");
-pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
-pub static JOIN_LIMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/join_limit.lua")));
-pub static SET_EVENTS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/set_events.lua")));
+pub static JOIN: LazyLock<LuaScript> = shard_script!("join.lua");
+pub static VISIT: LazyLock<LuaScript> = shard_script!("visit.lua");
+pub static LEAVE: LazyLock<LuaScript> = shard_script!("leave.lua");
+pub static SESSION: LazyLock<LuaScript> = shard_script!("session.lua");
+pub static SYNC: LazyLock<LuaScript> = shard_script!("sync.lua");
+pub static ADMIT: LazyLock<LuaScript> = shard_script!("admit.lua");
+pub static PAUSE: LazyLock<LuaScript> = shard_script!("pause.lua");
+pub static SHUFFLE: LazyLock<LuaScript> = shard_script!("shuffle.lua");
+pub static QUEUE: LazyLock<LuaScript> = shard_script!("queue.lua");
+pub static SEEN: LazyLock<LuaScript> = shard_script!("seen.lua");
+pub static LEASE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/lease.lua").to_owned()));
+pub static JOIN_LIMIT: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/join_limit.lua").to_owned()));
+pub static SET_EVENTS: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/set_events.lua").to_owned()));
 
 fn shard_source(body: &str) -> String {
     format!(

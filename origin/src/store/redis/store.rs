@@ -22,7 +22,7 @@ use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
 use redis::aio::ConnectionLike;
 
 use super::acks::Acks;
-use super::connection::Redis;
+use super::connection::{Connections, Redis};
 use super::mirror::Room;
 use super::scripts::OnShard;
 use super::{batch, keys};
@@ -35,7 +35,7 @@ use crate::store::{
 const SESSION_CACHE_MS: u64 = 1_000;
 /// A join reaching Redis this long after the store's timeout (beyond which its caller was told
 /// it failed) changes nothing; the margin covers the clocks of the instance and Redis disagreeing.
-const LATE_JOIN_MARGIN_MS: u64 = 2_000;
+pub(super) const LATE_JOIN_MARGIN_MS: u64 = 2_000;
 
 /// When Redis refuses a join that arrived at `now` (as the proxy in front said, or the
 /// instance's clock): the store's timeout and the margin later. Redis's clock is real whatever
@@ -59,6 +59,9 @@ type SessionKey = (RoomId, u16, u64);
 /// `ClusterConnection` for a cluster.
 pub struct RedisStore<C> {
     pub(super) redis: Redis<C>,
+    /// Joins and leaves: their writes wait for the replicas (`acks.rs`), so a failover loses
+    /// none that a visitor was told of.
+    pub(super) visitor_writes: Redis<C>,
     /// The scheduler's connection (the lease, fenced reads, batches): its writes wait for the
     /// replicas (`acks.rs`).
     pub(super) admission: Redis<C>,
@@ -85,15 +88,20 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     pub(super) fn new(
-        conn: C,
-        admission: C,
-        acks: Acks,
+        conns: Connections<C>,
+        acks: impl Fn() -> Acks,
         kind: &'static str,
         timeout: Duration,
     ) -> Self {
         RedisStore {
-            redis: Redis::new(conn, timeout),
-            admission: Redis::acknowledged(admission, timeout, acks),
+            visitor_writes: Redis::acknowledged(
+                conns.visitor_writes,
+                conns.topology.clone(),
+                timeout,
+                acks().for_visitors(),
+            ),
+            admission: Redis::acknowledged(conns.admission, conns.topology, timeout, acks()),
+            redis: Redis::new(conns.reads, timeout),
             kind,
             rooms: RwLock::default(),
             routes: Routes::default(),
@@ -111,6 +119,14 @@ where
     pub(super) fn on<'a>(&'a self, keys: &'a [String]) -> OnShard<'a, C> {
         OnShard {
             redis: &self.redis,
+            keys,
+        }
+    }
+
+    /// The scripts of the shard whose keys are `keys`, on the connection of visitors' writes.
+    pub(super) fn on_visitor_writes<'a>(&'a self, keys: &'a [String]) -> OnShard<'a, C> {
+        OnShard {
+            redis: &self.visitor_writes,
             keys,
         }
     }
@@ -159,21 +175,28 @@ where
         self.kind
     }
 
-    /// The scheduler's `WAIT`s for the replicas, and those that came up short (a failed tick).
+    /// The `WAIT`s for the replicas, and those that came up short (a failed tick, a join or
+    /// leave answered 503), the scheduler's and visitors' apart.
     fn calls(&self) -> Vec<(&'static str, u64)> {
-        self.admission.acks_calls()
+        let mut calls = self.admission.acks_calls();
+        calls.extend(self.visitor_writes.acks_calls());
+        calls
     }
 
     async fn health(&self, _now: u64) -> StoreResult<()> {
-        self.redis
-            .call(
-                |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
-            )
-            .await?;
+        // Every connection: after an outage each finds itself broken on its next use (and
+        // reconnects), so a healthy answer means the next join will not be the one that fails.
+        for redis in [&self.redis, &self.visitor_writes, &self.admission] {
+            redis
+                .call(|mut conn| async move {
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                })
+                .await?;
+        }
         // Redis answers again: the next request reads the versions rather than wait out the
         // second after a failed read.
         self.versions.reachable();
-        Ok(()).map(|_| ())
+        Ok(())
     }
 
     async fn put_room(
@@ -393,9 +416,14 @@ where
                 state.keys.clone(),
             )
         };
-        let reply = batcher.join(&self.redis, &shard_keys, job).await?;
-        let mut r = room.lock();
-        r.learn_join(usize::from(shard), &reply);
+        let reply = batcher.join(&self.visitor_writes, &shard_keys, job).await?;
+        room.lock().learn_join(usize::from(shard), &reply);
+        if reply.standing == Standing::Waiting && self.versions.others_answering() {
+            // Visitors who joined through other instances just before may be ahead and not in
+            // the mirror yet: everyone whose join was answered before this one arrived counts.
+            self.caught_up_since_arrival(&room, now).await?;
+        }
+        let r = room.lock();
         Ok(Joined {
             place: Place {
                 epoch,
@@ -421,7 +449,7 @@ where
         // has landed or been refused (the join deadline), the mirror catches up first.
         let settled =
             ticket.joined_us / 1000 + self.redis.timeout().as_millis() as u64 + LATE_JOIN_MARGIN_MS;
-        if now < settled {
+        if now < settled && self.versions.others_answering() {
             self.caught_up_since_arrival(&room, now).await?;
         }
         let shard = usize::from(place.shard);
@@ -488,7 +516,7 @@ where
             }
             r.shards[usize::from(place.shard)].keys.clone()
         };
-        let Some(ended) = self.on(&keys).leave(place.seq, now).await? else {
+        let Some(ended) = self.on_visitor_writes(&keys).leave(place.seq, now).await? else {
             return Ok(None);
         };
         {

@@ -7,9 +7,15 @@
 //! date before answering from it if its `q:` counter moved. So an answer never comes from a
 //! view older than what another instance had already answered: behind a load balancer, a
 //! visitor sees what one instance would show.
+//!
+//! The same hash says whether this instance is alone: each instance that answers stamps its
+//! own field `i:<instance>` with the time (at most once a second, in the read it makes
+//! anyway). Joins that land through other instances reach a mirror only when it catches up,
+//! so the answers to a fresh join and to its first polls catch up first; an instance that has
+//! seen no other answer for a while has nothing to catch up with, and skips that cost.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -19,7 +25,7 @@ use redis::AsyncCommands;
 
 use super::keys;
 use super::mirror::Room;
-use super::store::RedisStore;
+use super::store::{RedisStore, LATE_JOIN_MARGIN_MS};
 use crate::store::{StoreError, StoreResult};
 
 /// The hash's field for the rooms' records.
@@ -32,8 +38,19 @@ fn queue_field(room: &RoomId) -> String {
 /// After a failed read of the versions, how long callers go on without trying again.
 const FAILED_READ_MS: u64 = 1_000;
 
+/// The prefix of an instance's field, stamped with when it last answered.
+const INSTANCE_PREFIX: &str = "i:";
+/// How often an instance stamps its field (in a read it makes anyway).
+const STAMP_EVERY_MS: u64 = 1_000;
+/// How long after its last stamp another instance counts as answering, at the least: longer
+/// than a join can take to land and than the polls after a join catch up for (the store's
+/// timeout and `LATE_JOIN_MARGIN_MS` after that; see `answering_ms`), so that none of its
+/// joins can still land unseen.
+const ANSWERING_MS: u64 = 15_000;
+/// A field not stamped for this long belongs to an instance that is gone: removed.
+const GONE_MS: u64 = 600_000;
+
 /// Which versions this instance's cache holds, and the reads of them.
-#[derive(Default)]
 pub(super) struct Versions {
     /// Reads started, and the newest one finished (each numbered as it starts).
     started: AtomicU64,
@@ -44,6 +61,52 @@ pub(super) struct Versions {
     /// than each wait for Redis's timeout.
     failed_at: AtomicU64,
     check: tokio::sync::Mutex<()>,
+    /// This instance's field, and when it last stamped it.
+    instance: String,
+    stamped_at: AtomicU64,
+    /// Another instance answered lately (as the last read found): until a read says so,
+    /// assumed.
+    others: AtomicBool,
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).expect("the system's random source");
+        Versions {
+            started: AtomicU64::default(),
+            done: AtomicU64::default(),
+            rooms: AtomicU64::default(),
+            failed_at: AtomicU64::default(),
+            check: tokio::sync::Mutex::default(),
+            instance: format!("{INSTANCE_PREFIX}{:016x}", u64::from_le_bytes(id)),
+            stamped_at: AtomicU64::default(),
+            others: AtomicBool::new(true),
+        }
+    }
+}
+
+/// Whether a read of the hash at `now` finds another instance than `me` answering lately; and
+/// the fields of instances gone long ago.
+fn others_answering(
+    current: &HashMap<String, u64>,
+    me: &str,
+    now: u64,
+    answering_ms: u64,
+) -> (bool, Vec<String>) {
+    let mut others = false;
+    let mut gone = Vec::new();
+    for (field, &stamped) in current {
+        if field == me || !field.starts_with(INSTANCE_PREFIX) {
+            continue;
+        }
+        // A stamp ahead of this instance's clock counts as answering.
+        others |= stamped + answering_ms > now;
+        if stamped + GONE_MS < now {
+            gone.push(field.clone());
+        }
+    }
+    (others, gone)
 }
 
 /// A room's queue version: the newest this instance read, and the one its mirror was last
@@ -63,6 +126,11 @@ impl Versions {
     /// Redis was reached: a failed read no longer holds the next one back.
     pub(super) fn reachable(&self) {
         self.failed_at.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether another instance answered lately, as the last read found.
+    pub(super) fn others_answering(&self) -> bool {
+        self.others.load(Ordering::SeqCst)
     }
 }
 
@@ -110,11 +178,31 @@ where
             return Ok(());
         }
         let ticket = versions.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let stamp = now >= versions.stamped_at.load(Ordering::SeqCst) + STAMP_EVERY_MS;
         let read = async {
-            let current: HashMap<String, u64> = self
+            let mut pipe = redis::pipe();
+            if stamp {
+                pipe.hset(keys::VERSIONS, &versions.instance, now).ignore();
+            }
+            pipe.hgetall(keys::VERSIONS);
+            let (current,): (HashMap<String, u64>,) = self
                 .redis
-                .call(|mut conn| async move { conn.hgetall(keys::VERSIONS).await })
+                .call(|mut conn| async move { pipe.query_async(&mut conn).await })
                 .await?;
+            if stamp {
+                versions.stamped_at.store(now, Ordering::SeqCst);
+            }
+            let timeout = self.redis.timeout().as_millis() as u64;
+            let answering_ms = ANSWERING_MS.max(2 * (timeout + LATE_JOIN_MARGIN_MS));
+            let (others, gone) = others_answering(&current, &versions.instance, now, answering_ms);
+            versions.others.store(others, Ordering::SeqCst);
+            if !gone.is_empty() {
+                self.redis
+                    .call(
+                        |mut conn| async move { conn.hdel::<_, _, ()>(keys::VERSIONS, gone).await },
+                    )
+                    .await?;
+            }
             let rooms = current.get(ROOMS_FIELD).copied().unwrap_or(0);
             if rooms != versions.rooms.load(Ordering::SeqCst) {
                 self.all_rooms().await?;
@@ -181,5 +269,36 @@ where
         let mut r = room.lock();
         r.queue_version.done = r.queue_version.done.max(ticket);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(fields: &[(&str, u64)]) -> HashMap<String, u64> {
+        fields.iter().map(|&(f, v)| (f.to_owned(), v)).collect()
+    }
+
+    #[test]
+    fn others_answer_until_their_stamps_age() {
+        let now = 1_000_000;
+        let current = hash(&[("rooms", 7), ("q:sale", 3), ("i:me", now)]);
+        assert_eq!(
+            others_answering(&current, "i:me", now, ANSWERING_MS),
+            (false, vec![])
+        );
+        let current = hash(&[("i:me", now), ("i:other", now - ANSWERING_MS + 1)]);
+        assert!(others_answering(&current, "i:me", now, ANSWERING_MS).0);
+        let current = hash(&[("i:other", now - ANSWERING_MS)]);
+        assert!(!others_answering(&current, "i:me", now, ANSWERING_MS).0);
+        // A clock ahead of this one's still answers.
+        let current = hash(&[("i:other", now + 60_000)]);
+        assert!(others_answering(&current, "i:me", now, ANSWERING_MS).0);
+        let current = hash(&[("i:old", now - GONE_MS - 1), ("i:other", now)]);
+        assert_eq!(
+            others_answering(&current, "i:me", now, ANSWERING_MS),
+            (true, vec!["i:old".to_owned()])
+        );
     }
 }

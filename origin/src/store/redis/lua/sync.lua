@@ -4,7 +4,8 @@
 --       fence (0: none; else the caller's lease fence, which it raises here first), abandon
 --       after (ms; 0: never), move log byte offset
 -- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs,
--- the start_us of the last shuffle (0: none), move log bytes, moves, places abandoned ever} or
+-- the start_us of the last shuffle (0: none), move log bytes, moves, places abandoned ever,
+-- the 8 stamp bytes before the stamps offset, the 8 left log bytes before its offset} or
 -- the error FENCED. A mirror that has not seen
 -- that shuffle reads the whole queue again (queue.lua).
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -87,6 +88,15 @@ local moves = ''
 if move_from < move_bytes then
   moves = redis.call('GETRANGE', KEYS[12], move_from, math.min(move_bytes, move_from + max) - 1)
 end
+-- What the mirror read last, as Redis holds it now: a failover to a replica that had not
+-- received some writes can take the shard back to before them, and the mirror must see it.
+local function before(key, offset, length)
+  if offset >= 8 and offset <= length then
+    return redis.call('GETRANGE', key, offset - 8, offset - 1)
+  end
+  return ''
+end
 return {num(meta[1]), num(meta[2]), num(meta[3]), num(meta[4]), num(meta[5]),
         redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts, num(meta[6]),
-        move_bytes, moves, num(meta[7])}
+        move_bytes, moves, num(meta[7]), before(KEYS[1], from, stamp_bytes),
+        before(KEYS[8], left_from, left_bytes)}
