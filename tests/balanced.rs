@@ -75,6 +75,7 @@ fn port_of(t: &Target) -> u16 {
 async fn the_suite_passes_behind_a_load_balancer() {
     let cluster = RedisCluster::start_with_replicas();
     let balanced = Balanced::start(&cluster).await;
+    a_revocation_reaches_every_gate_at_once(&balanced).await;
     conformance::run_all(&balanced.target).await;
     // The rooms' shards spread over the cluster: every master holds keys.
     let keys = cluster.keys_per_node();
@@ -92,6 +93,67 @@ async fn the_suite_passes_behind_a_load_balancer() {
         assert!(!log.contains(broken), "nginx: {broken}: {log}");
     }
     balanced.stop().await;
+}
+
+/// A pass every instance has just let through (so each holds the session in its cache) is
+/// refused by every instance in the very next request once it is revoked through one, and the
+/// same for a leave.
+async fn a_revocation_reaches_every_gate_at_once(balanced: &Balanced) {
+    let first = &balanced.instances[0].target;
+    for how in ["revoke", "leave"] {
+        // A room each: a page refused its pass takes a place in the line.
+        let room = &format!("{how}-everywhere");
+        first
+            .put_room(
+                room,
+                json!({"max_active": 5, "paths": [format!("/{room}")]}),
+            )
+            .await;
+        first.pause(room).await;
+        let joined = first.join(room, None).await;
+        let ticket = joined.json["ticket"].as_str().unwrap().to_owned();
+        let id = joined.json["ticket_id"].as_str().unwrap().to_owned();
+        assert_eq!(first.admit(room, 1).await, 1, "{how}");
+        let status = first.status(room, &ticket).await;
+        let pass = status.json["pass"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{how}: a pass: {}", status.text))
+            .to_owned();
+        let cookies = [(format!("qg_pass_{room}"), pass.clone())];
+        for instance in &balanced.instances {
+            let page = instance
+                .target
+                .page(&format!("/{room}/x"), &cookies, true)
+                .await;
+            assert_eq!(
+                page.header("x-upstream"),
+                Some("yes"),
+                "{how}: {}",
+                page.text
+            );
+        }
+        let ended = match how {
+            "revoke" => {
+                let req = first
+                    .admin(reqwest::Method::POST, &format!("/rooms/{room}/revoke"))
+                    .json(&json!({ "ticket_id": id }));
+                first.send(req).await
+            }
+            _ => first.leave(room, &pass).await,
+        };
+        assert_eq!(ended.status, 200, "{how}: {}", ended.text);
+        for (i, instance) in balanced.instances.iter().enumerate() {
+            let page = instance
+                .target
+                .page(&format!("/{room}/x"), &cookies, true)
+                .await;
+            assert!(
+                page.header("x-upstream").is_none(),
+                "{how}: instance {i} let the pass through: {}",
+                page.text
+            );
+        }
+    }
 }
 
 /// The instances as separate processes (so a test can kill or freeze one) on the cluster, each

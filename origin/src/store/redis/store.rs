@@ -30,8 +30,9 @@ use crate::store::{
     Decision, Fence, Joined, RoomRecord, Round, Scheduling, Store, StoreError, StoreResult,
 };
 
-/// How long a live session found in Redis is trusted without asking again: a revocation or a
-/// leave through another instance reaches this one's gate within this time.
+/// How long a live session found in Redis is trusted without asking again, while the room's
+/// queue version stays as it was (a revocation or a leave through another instance moves it,
+/// and this instance reads the versions before it answers).
 const SESSION_CACHE_MS: u64 = 1_000;
 /// A join reaching Redis this long after the store's timeout (beyond which its caller was told
 /// it failed) changes nothing; the margin covers the clocks of the instance and Redis disagreeing.
@@ -72,9 +73,9 @@ pub struct RedisStore<C> {
     /// Until when a room id this instance does not know is answered unknown without asking
     /// Redis: strangers' room ids cost no memory and at most one read a second.
     pub(super) unknown_until: Mutex<u64>,
-    /// Live sessions found in Redis: expiry and when it was read, by room and place, for the
-    /// most recently checked ones.
-    sessions: Mutex<LruCache<SessionKey, (u64, u64)>>,
+    /// Live sessions found in Redis: expiry, when it was read and the room's queue version
+    /// then, by room and place, for the most recently checked ones.
+    sessions: Mutex<LruCache<SessionKey, (u64, u64, u64)>>,
     next_shard: AtomicUsize,
     last_stamp: AtomicU64,
     /// The lease this instance holds, if any: its fence and when it runs out.
@@ -541,14 +542,17 @@ where
     ) -> StoreResult<Option<u64>> {
         let id = &room.id;
         let cache_key = (id.clone(), place.shard, place.seq);
+        // The versions first: a leave or a revocation through another instance moved the
+        // room's queue version, and a session cached before it is not trusted after.
+        let room = self.mirror(id, now).await?;
+        let version = room.lock().queue_version.read;
         if !renew {
-            if let Some(&(expires_at, checked_at)) = self.sessions.lock().get(&cache_key) {
-                if expires_at > now && checked_at + SESSION_CACHE_MS > now {
+            if let Some(&(expires_at, checked_at, at)) = self.sessions.lock().get(&cache_key) {
+                if expires_at > now && checked_at + SESSION_CACHE_MS > now && at == version {
                     return Ok(Some(expires_at));
                 }
             }
         }
-        let room = self.mirror(id, now).await?;
         let (keys, ttl) = {
             let r = room.lock();
             if !r.holds(place) {
@@ -565,7 +569,7 @@ where
             cache.pop(&cache_key);
             return Ok(None);
         };
-        cache.put(cache_key, (expires, now));
+        cache.put(cache_key, (expires, now, version));
         Ok(Some(expires))
     }
 
