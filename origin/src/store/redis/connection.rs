@@ -218,7 +218,6 @@ where
             pipe
         };
         let first = pipe(!acks.is_loaded(hash));
-        let again = pipe(true);
         acks.waiting();
         type Replies<T> = (Result<T, RedisError>, Result<u64, RedisError>);
         let replies = self
@@ -226,7 +225,8 @@ where
                 let replies: Replies<T> = first.query_async(&mut conn).await?;
                 match replies {
                     (Err(err), _) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        again.query_async::<Replies<T>>(&mut conn).await
+                        // Built only here: the whole source is kilobytes a call.
+                        pipe(true).query_async::<Replies<T>>(&mut conn).await
                     }
                     replies => Ok(replies),
                 }
