@@ -275,6 +275,10 @@ pub struct RoomStats {
     /// Places ended, ever, because their visitors stopped asking (`abandon_after_s`).
     #[serde(default)]
     pub abandoned_total: u64,
+    /// Admissions ended, ever, because their visitors never came for them and stopped asking
+    /// (`abandon_after_s`); each was given back to the admission rate.
+    #[serde(default)]
+    pub no_shows_total: u64,
 }
 
 impl RoomStats {
@@ -288,6 +292,7 @@ impl RoomStats {
             admit_rate_per_min,
             entry_credit,
             abandoned_total: 0,
+            no_shows_total: load.no_shows_total,
         }
     }
 

@@ -6,7 +6,9 @@
 //!
 //! The controller is sans-IO: the scheduler passes the room's load and the time in, and reports
 //! the admissions the store actually made (batch admissions, direct entries at an open room and
-//! operator admissions all draw on the same bucket).
+//! operator admissions all draw on the same bucket). An admission no visitor came for (ended as a
+//! no-show, [`crate::shard::Shard::no_shows_total`]) is given back to the bucket: the rate is what
+//! the application can take, and that admission never reached it.
 
 use crate::room::RoomConfig;
 
@@ -21,6 +23,8 @@ pub struct RoomLoad {
     pub admitted: u64,
     /// Admissions ever made in the room (all kinds), a counter that only grows.
     pub admitted_total: u64,
+    /// Admissions ended because their visitors never came for them, a counter that only grows.
+    pub no_shows_total: u64,
 }
 
 impl RoomLoad {
@@ -50,6 +54,7 @@ pub struct AdmissionController {
     tokens: u128,
     last_refill: Option<u64>,
     last_admitted_total: Option<u64>,
+    last_no_shows_total: Option<u64>,
 }
 
 impl AdmissionController {
@@ -74,8 +79,14 @@ impl AdmissionController {
             self.tokens = self.tokens.saturating_sub(used * UNITS_PER_ADMISSION);
         }
         self.last_admitted_total = Some(load.admitted_total);
+        let refunded = self.last_no_shows_total.map_or(0, |last| {
+            u128::from(load.no_shows_total.saturating_sub(last)) * UNITS_PER_ADMISSION
+        });
+        self.last_no_shows_total = Some(load.no_shows_total);
         self.tokens = match self.last_refill {
-            Some(_) => (self.tokens + per_minute * elapsed).min(burst),
+            // A refund is added past the cap: it replaces an admission already charged, so it
+            // keeps the rate the application sees rather than saving up a stampede.
+            Some(_) => (self.tokens + per_minute * elapsed).min(burst) + refunded,
             // A new bucket starts full, so that a room opens at once even at a slow rate.
             None => burst,
         };
@@ -158,6 +169,7 @@ mod tests {
             active: 7,
             admitted: 2,
             admitted_total: 9,
+            ..RoomLoad::default()
         };
         assert_eq!(ctl.grant(&cfg, load, 1000, 1000), 1);
     }
@@ -221,6 +233,32 @@ mod tests {
     }
 
     #[test]
+    fn admissions_no_visitor_came_for_are_given_back() {
+        let cfg = config(1_000_000, 60); // one a second
+        let mut ctl = AdmissionController::new();
+        let mut load = RoomLoad::default();
+        assert_eq!(ctl.grant(&cfg, load, 1000, 0), 2);
+        load.admitted_total += 2;
+        assert_eq!(ctl.grant(&cfg, load, 1000, 1000), 1);
+        load.admitted_total += 1;
+        // Both of the first two never came: the next tick has their two admissions back on top
+        // of its own, even though the bucket holds at most two ticks' worth.
+        load.no_shows_total += 2;
+        assert_eq!(ctl.grant(&cfg, load, 1000, 2000), 3);
+        load.admitted_total += 3;
+        // Given back once, not again at every tick.
+        assert_eq!(ctl.grant(&cfg, load, 1000, 3000), 1);
+        load.admitted_total += 1;
+        // A no-show ended while nobody waits is not saved up past the next tick's cap.
+        load.no_shows_total += 1;
+        assert_eq!(
+            ctl.grant(&cfg, RoomLoad { waiting: 0, ..load }, 1000, 4000),
+            2
+        );
+        assert_eq!(ctl.grant(&cfg, load, 1000, 60_000), 10);
+    }
+
+    #[test]
     fn no_tick_grants_more_than_max_grant() {
         let cfg = config(1_000_000, 60_000);
         let mut ctl = AdmissionController::new();
@@ -252,7 +290,7 @@ mod tests {
                 admitted -= arriving;
                 active += arriving;
                 active -= departures.min(active);
-                let load = RoomLoad { waiting: 10_000, active, admitted, admitted_total: total };
+                let load = RoomLoad { waiting: 10_000, active, admitted, admitted_total: total, no_shows_total: 0 };
                 let n = ctl.grant(&cfg, load, 1000, now);
                 prop_assert!(active + admitted + n <= max_active);
                 admitted += n;

@@ -213,6 +213,7 @@ mod tests {
             active: in_use,
             admitted: 0,
             admitted_total,
+            no_shows_total: 0,
         }
     }
 

@@ -44,6 +44,9 @@ pub struct ShardReading {
     /// Places the shard ended because their visitors stopped asking, ever.
     #[serde(default)]
     pub abandoned_total: u64,
+    /// Admissions the shard ended because their visitors never came for them, ever.
+    #[serde(default)]
+    pub no_shows_total: u64,
 }
 
 impl ShardReading {
@@ -64,6 +67,7 @@ pub fn load_of(shards: &[ShardReading]) -> RoomLoad {
         active: shards.iter().map(|s| s.active).sum(),
         admitted: shards.iter().map(|s| s.unclaimed).sum(),
         admitted_total: shards.iter().map(|s| s.admitted_total).sum(),
+        no_shows_total: shards.iter().map(|s| s.no_shows_total).sum(),
     }
 }
 

@@ -102,8 +102,8 @@ pub enum Op {
         prequeue_us: u64,
         start_us: u64,
     },
-    /// Ends the places of waiting visitors who stopped asking (queue seqs, from
-    /// [`Shard::unseen`]).
+    /// Ends the places of waiting visitors who stopped asking, and the admissions of admitted
+    /// visitors who never came for them (queue seqs, from [`Shard::unseen`]).
     Abandon {
         seqs: Vec<u64>,
         now: u64,
@@ -183,6 +183,11 @@ pub struct Shard {
     /// Where the next look for unseen places beyond the head goes on from (soft state).
     sweep_cursor: u64,
     abandoned_total: u64,
+    /// The last admitted seq looked at for a visitor who never came (soft state: a shard built
+    /// again looks at its open grants again, harmlessly).
+    no_show_cursor: u64,
+    /// Admissions ended because their visitors never came for them and stopped asking.
+    no_shows_total: u64,
 }
 
 /// The waiting places at the head of the line that each look for unseen places checks: those
@@ -206,6 +211,7 @@ impl PartialEq for Shard {
             && self.unclaimed == other.unclaimed
             && self.admitted_total == other.admitted_total
             && self.abandoned_total == other.abandoned_total
+            && self.no_shows_total == other.no_shows_total
             && live(self) == live(other)
             && self
                 .live_users()
@@ -260,6 +266,7 @@ impl Shard {
             heads,
             shuffled_us: self.queue.shuffled_us(),
             abandoned_total: self.abandoned_total,
+            no_shows_total: self.no_shows_total,
         }
     }
 
@@ -344,8 +351,9 @@ impl Shard {
         }
     }
 
-    /// Ends the places of waiting visitors not seen for `after_ms` by `now` (as an
-    /// [`Op::Abandon`], which it returns for a log, or `None` if there were none).
+    /// Ends the places of waiting visitors not seen for `after_ms` by `now`, and the admissions
+    /// of those admitted who have not come for them in that time (as an [`Op::Abandon`], which it
+    /// returns for a log, or `None` if there were none).
     pub fn abandon_unseen(&mut self, now: u64, after_ms: u64) -> Option<Op> {
         let seqs = self.unseen(now, after_ms);
         if seqs.is_empty() {
@@ -358,8 +366,14 @@ impl Shard {
 
     /// Waiting places (queue seqs) not seen for `after_ms` by `now`: of the first
     /// [`SWEEP_HEAD`] waiting, and of [`SWEEP_MORE`] beyond them from where the last look
-    /// stopped.
+    /// stopped; then the admitted places no visitor came for ([`Shard::no_shows`]).
     pub fn unseen(&mut self, now: u64, after_ms: u64) -> Vec<u64> {
+        let mut seqs = self.unseen_waiting(now, after_ms);
+        seqs.extend(self.no_shows(now, after_ms));
+        seqs
+    }
+
+    fn unseen_waiting(&mut self, now: u64, after_ms: u64) -> Vec<u64> {
         let before = unix_seconds(now.saturating_sub(after_ms));
         let tail = self.queue.tail();
         let head_end = (self.queue.admitted_seq() + SWEEP_HEAD).min(tail);
@@ -379,17 +393,64 @@ impl Shard {
             .collect()
     }
 
-    /// Ends the places of `seqs` (queue seqs) still waiting; returns how many.
+    /// Admitted places whose visitors have not come for them although `after_ms` has passed
+    /// since the admission, and who were not seen in the last half of that time either. A
+    /// visitor who is still there asks at least four times within it ([`crate::visitor`]) and
+    /// comes in at the first ask after the admission, so what is left unclaimed then is someone
+    /// who left just before the turn came. (One who asked a store that had not yet heard of the
+    /// admission, an instance's mirror a tick behind, was seen since, and is left alone; the
+    /// half keeps that clear of the seen times' whole seconds.) Each grant is looked at once,
+    /// when it is `after_ms` old: each admitted seq costs one look in its life.
+    fn no_shows(&mut self, now: u64, after_ms: u64) -> Vec<u64> {
+        let before = unix_seconds(now.saturating_sub(after_ms / 2));
+        let mut found = Vec::new();
+        for grant in &self.grants {
+            if grant.admitted_at.saturating_add(after_ms) > now {
+                break;
+            }
+            if grant.last_seq <= self.no_show_cursor {
+                continue;
+            }
+            let from = grant.first_seq.max(self.no_show_cursor + 1);
+            if grant.unresolved > 0 {
+                found.extend((from..=grant.last_seq).filter(|&seq| {
+                    let seen = self.seen.get((seq - 1) as usize).copied().unwrap_or(0);
+                    !grant.is_resolved(seq) && seen < before
+                }));
+            }
+            self.no_show_cursor = grant.last_seq;
+        }
+        found
+    }
+
+    /// Ends the places of `seqs` (queue seqs) still waiting, and the admissions of those still
+    /// unclaimed; returns how many places (admissions not counted).
     pub fn abandon(&mut self, seqs: &[u64]) -> u64 {
         let mut ended = 0;
+        let mut no_shows = 0;
         for &seq in seqs {
-            if self.queue.is_waiting(seq) && self.queue.mark_left(seq) {
-                ended += 1;
+            if self.queue.is_waiting(seq) {
+                if self.queue.mark_left(seq) {
+                    ended += 1;
+                }
+                continue;
+            }
+            let unclaimed = self.grant_of(seq).is_some_and(|g| g.resolve(seq));
+            if unclaimed {
+                self.queue.mark_left(seq);
+                self.unclaimed -= 1;
+                no_shows += 1;
             }
         }
-        self.users.ended(ended);
+        self.users.ended(ended + no_shows);
         self.abandoned_total += ended;
+        self.no_shows_total += no_shows;
         ended
+    }
+
+    /// Admissions ended because their visitors never came for them ([`Shard::no_shows`]).
+    pub fn no_shows_total(&self) -> u64 {
+        self.no_shows_total
     }
 
     /// Places ended because their visitors stopped asking.
@@ -1030,6 +1091,61 @@ mod tests {
         replayed.admit(5, 12_000);
         assert_eq!(replayed, shard);
         assert_eq!(restored(&shard).abandoned_total(), 2);
+    }
+
+    #[test]
+    fn admissions_nobody_came_for_end_once_unseen_for_long() {
+        let mut shard = Shard::new();
+        for stamp in 1..=6 {
+            shard.join(None, stamp, false, 1_000, T);
+        }
+        assert_eq!(shard.admit(3, 2_000), 3);
+        // Seq 1 comes at once; seqs 2 and 3 never do. The batch is looked at only once it is
+        // 6 s old, and then only once.
+        assert!(matches!(
+            shard.visit(1, 2_500, T),
+            Standing::Admitted { .. }
+        ));
+        assert_eq!(shard.unseen(7_000, 6_000), Vec::<u64>::new());
+        let op = shard.abandon_unseen(8_000, 6_000).unwrap();
+        assert_eq!(
+            op,
+            Op::Abandon {
+                seqs: vec![4, 5, 6, 2, 3],
+                now: 8_000
+            }
+        );
+        // The waiting 4-6 (unseen since joining) count as abandoned, 2 and 3 as no-shows.
+        assert_eq!(shard.abandoned_total(), 3);
+        assert_eq!(shard.no_shows_total(), 2);
+        assert_eq!(shard.unclaimed(), 0);
+        assert_eq!(shard.visit(2, 8_000, T), Standing::Left);
+        assert!(matches!(
+            shard.visit(1, 8_000, T),
+            Standing::Admitted { .. }
+        ));
+        assert_eq!(shard.unseen(20_000, 6_000), Vec::<u64>::new());
+        assert!(shard.is_consistent());
+        // A batch whose visitor was seen just before it was admitted, and came: not a no-show.
+        shard.join(None, 7, false, 20_000, T);
+        assert_eq!(shard.admit(1, 21_000), 1);
+        assert!(matches!(
+            shard.visit(7, 22_000, T),
+            Standing::Admitted { .. }
+        ));
+        assert_eq!(shard.unseen(30_000, 6_000), Vec::<u64>::new());
+        // Replayed from the log, and restored from a snapshot, the count stays.
+        let mut replayed = Shard::new();
+        for stamp in 1..=6 {
+            replayed.join(None, stamp, false, 1_000, T);
+        }
+        replayed.admit(3, 2_000);
+        replayed.visit(1, 2_500, T);
+        replayed.apply(&op);
+        assert_eq!(replayed.no_shows_total(), 2);
+        assert_eq!(replayed.unclaimed(), 0);
+        assert_eq!(restored(&shard).no_shows_total(), 2);
+        assert_eq!(restored(&shard), shard);
     }
 
     #[test]

@@ -422,6 +422,61 @@ async fn the_scripts_shuffle_and_end_the_unseen_as_the_core_does() {
     assert_eq!(redis.visit(12, later).await.unwrap(), Standing::Left);
 }
 
+/// Admissions nobody came for, in the scripts and in the core's shard: each batch is looked at
+/// once it is `abandon_after_s` old, the unclaimed of it end as leavers and are counted, those
+/// who came keep their sessions, and a batch younger than that is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scripts_end_admissions_nobody_came_for_as_the_core_does() {
+    let server = RedisServer::start();
+    let redis = ScriptShard::open(&server.url(), 600, 120).await.unwrap();
+    redis.set_abandon_after(4);
+    let timing = redis.timing();
+    let mut core = Shard::new();
+    for i in 0..10 {
+        let stamp = START * 1000 + i;
+        redis.join(None, stamp, START).await.unwrap();
+        core.join(None, stamp, false, START, timing);
+    }
+    redis.sync(START, Some(FENCE), 1 << 20).await.unwrap();
+    for (upto, at) in [(4, START + 1_000), (8, START + 3_000)] {
+        redis.admit(FENCE, upto, at, 0, true).await.unwrap();
+        core.admit_through(upto, at);
+    }
+    // Seqs 1 and 5 come for their admissions; the others of the two batches never do.
+    for seq in [1, 5] {
+        let now = START + 3_500;
+        assert_eq!(
+            redis.visit(seq, now).await.unwrap(),
+            core.visit(seq, now, timing)
+        );
+    }
+    let mut ended = Vec::new();
+    for now in [START + 5_000, START + 8_000] {
+        redis.sync(now, Some(FENCE), 1 << 20).await.unwrap();
+        core.apply(&Op::Expire { now, timing });
+        if let Some(Op::Abandon { seqs, .. }) = core.abandon_unseen(now, 4_000) {
+            ended.push(seqs);
+        }
+        redis.sync(now, None, 1 << 20).await.unwrap();
+        check_mirrors(&redis, &core, 0, "after the no-shows ended").unwrap();
+        assert_eq!(redis.counters().await.unwrap(), counters_of(&core, 0));
+    }
+    // The first batch at the first look (with the waiting 9 and 10, unseen since they joined),
+    // the second only once it was old enough.
+    assert_eq!(ended, vec![vec![9, 10, 2, 3, 4], vec![6, 7, 8]]);
+    assert_eq!(core.no_shows_total(), 6);
+    assert_eq!(core.unclaimed(), 0);
+    for seq in 1..=10 {
+        let now = START + 9_000;
+        assert_eq!(
+            redis.visit(seq, now).await.unwrap(),
+            core.visit(seq, now, timing),
+            "seq {seq}"
+        );
+    }
+    assert_eq!(core.visit(2, START + 9_000, timing), Standing::Left);
+}
+
 /// A batch under an older fence is refused by the scripts as `Fenced`, and admits nobody.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scripts_refuse_an_older_fence() {

@@ -108,6 +108,7 @@ pub struct Metrics {
     active: Family<RoomLabel, Gauge>,
     rate: Family<RoomLabel, Gauge<f64, AtomicU64>>,
     abandoned: Family<RoomLabel, Gauge>,
+    no_shows: Family<RoomLabel, Gauge>,
     scheduler_errors: Counter,
     lease_fence: Gauge,
 }
@@ -187,6 +188,13 @@ impl Metrics {
             "Places ended so far because their visitors stopped asking (abandon_after_s)",
             abandoned.clone(),
         );
+        let no_shows = Family::<RoomLabel, Gauge>::default();
+        registry.register(
+            "room_no_shows",
+            "Admissions ended so far because nobody came for them (abandon_after_s); each was \
+             given back to the admission rate",
+            no_shows.clone(),
+        );
         registry.register(
             "room_admit_rate_per_minute",
             "Admissions per minute measured while visitors waited",
@@ -216,6 +224,7 @@ impl Metrics {
             active,
             rate,
             abandoned,
+            no_shows,
             scheduler_errors,
             lease_fence,
         }
@@ -286,6 +295,9 @@ impl Metrics {
         self.abandoned
             .get_or_create(&label)
             .set(clamp(stats.abandoned_total));
+        self.no_shows
+            .get_or_create(&label)
+            .set(clamp(stats.no_shows_total));
     }
 
     pub fn scheduler_error(&self) {

@@ -13,12 +13,13 @@
 //!   (count; each seq, expires at); the shuffles ([`crate::shuffle`]): the last one's
 //!   `start_us`, the ticket seqs before the first one a shuffle moved (skip), a count, and that
 //!   many moves from seq `skip + 1` on (big-endian `i32`, how far the place moved); the places
-//!   abandoned ([`super::Op::Abandon`]).
+//!   abandoned and the admissions no visitor came for ([`super::Op::Abandon`]).
 //! - visitors: `"QGV"`, version (1 byte), first seq, count, the count join stamps (8 bytes
 //!   each), then the user ids the shard keeps whose place is in the segment, in seq order (count;
 //!   each seq, and the id's [`UserKey`], 16 bytes).
 //!
-//! Version 2 is version 3 without the shuffles. Version 1, read still (its segments may be
+//! Version 3 is version 4 without the admissions no visitor came for; version 2 is version 3
+//! without the shuffles. Version 1, read still (its segments may be
 //! full, and so never rewritten), differs only in
 //! the user ids: each is a length (big-endian `u32`) and the id's UTF-8 bytes, and is keyed on
 //! reading.
@@ -39,12 +40,14 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use super::{Grant, Shard, UserKey, Users};
 use crate::queue::ShardQueue;
 
-/// The snapshot format this code writes; it reads this one and versions 1 and 2.
-pub const SNAPSHOT_VERSION: u8 = 3;
+/// The snapshot format this code writes; it reads this one and versions 1 to 3.
+pub const SNAPSHOT_VERSION: u8 = 4;
 /// Version 1 kept each user id's bytes, not its key.
 const PLAIN_USER_IDS: u8 = 1;
 /// Version 2's state ends with the sessions: no shuffle had happened.
 const UNSHUFFLED: u8 = 2;
+/// Version 3's state ends with the places abandoned.
+const WITHOUT_NO_SHOWS: u8 = 3;
 
 const STATE_MAGIC: &[u8; 3] = b"QGS";
 const VISITORS_MAGIC: &[u8; 3] = b"QGV";
@@ -96,7 +99,7 @@ impl<'a> Reader<'a> {
             return bad(format!("{what}: not a queuegate shard snapshot"));
         }
         match r.take(1)?[0] {
-            v @ (PLAIN_USER_IDS | UNSHUFFLED | SNAPSHOT_VERSION) => {
+            v @ (PLAIN_USER_IDS | UNSHUFFLED | WITHOUT_NO_SHOWS | SNAPSHOT_VERSION) => {
                 r.version = v;
                 Ok(r)
             }
@@ -189,6 +192,7 @@ impl Shard {
             w.0.extend_from_slice(&d.to_be_bytes());
         }
         w.u64(self.abandoned_total);
+        w.u64(self.no_shows_total);
         w.0
     }
 
@@ -265,7 +269,8 @@ impl Shard {
             session_expiry.insert((expires_at, seq));
         }
         let (mut shuffled_us, mut moved, mut abandoned_total) = (0, Vec::new(), 0);
-        if r.version >= SNAPSHOT_VERSION {
+        let mut no_shows_total = 0;
+        if r.version >= WITHOUT_NO_SHOWS {
             shuffled_us = r.u64()?;
             let skip = r.u64()?;
             let n = r.count(4)?;
@@ -277,6 +282,9 @@ impl Shard {
                 moved.push(r.i32()?);
             }
             abandoned_total = r.u64()?;
+        }
+        if r.version >= SNAPSHOT_VERSION {
+            no_shows_total = r.u64()?;
         }
         r.end()?;
 
@@ -322,6 +330,8 @@ impl Shard {
             seen: Vec::new(),
             sweep_cursor: 0,
             abandoned_total,
+            no_show_cursor: 0,
+            no_shows_total,
         };
         shard.sweep();
         if !shard.is_consistent() {
@@ -596,6 +606,18 @@ mod tests {
     }
 
     #[test]
+    fn a_version_3_snapshot_is_read_without_no_shows() {
+        let shard = sample();
+        assert_eq!(shard.no_shows_total(), 0);
+        let mut state = shard.snapshot_state();
+        state[3] = WITHOUT_NO_SHOWS;
+        state.truncate(state.len() - 8);
+        let segments = shard.snapshot_visitors(1, 40);
+        let copy = Shard::restore(&state, segments.iter().map(|(_, b)| b.as_slice())).unwrap();
+        assert_eq!(copy, shard);
+    }
+
+    #[test]
     fn a_version_1_snapshot_is_read() {
         let mut shard = Shard::new();
         for (stamp, user) in [(1, "ann"), (2, "bob"), (3, "cy")] {
@@ -604,9 +626,9 @@ mod tests {
         shard.end(2, 0);
         let mut state = shard.snapshot_state();
         state[3] = PLAIN_USER_IDS;
-        // Versions 1 and 2 end with the sessions, before the shuffles (none: 3 zeros) and the
-        // abandoned count.
-        state.truncate(state.len() - 32);
+        // Versions 1 and 2 end with the sessions, before the shuffles (none: 3 zeros), the
+        // abandoned count and the no-shows' count.
+        state.truncate(state.len() - 40);
         // Written before bob left: the restore drops him.
         let all = [(1, "ann"), (2, "bob"), (3, "cy")];
         let segment = version_1_segment(&shard, 1, 3, &all);

@@ -117,6 +117,7 @@ macro_rules! for_each_case {
             a_passthrough_room_queues_nobody,
             a_random_room_draws_among_everyone_waiting,
             a_visitor_who_stops_asking_gives_up_the_place,
+            an_admitted_visitor_who_never_comes_gives_the_admission_back,
             events_are_checked_and_never_overlap,
             overlapping_events_written_at_once_keep_one,
             an_event_opens_its_prequeue_in_join_order,

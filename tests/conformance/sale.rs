@@ -365,6 +365,49 @@ pub async fn a_visitor_who_stops_asking_gives_up_the_place(t: &Target) {
     .await;
 }
 
+/// An admitted visitor who never comes for the admission (closed the tab just before the turn
+/// came) gives it back once unseen for the room's `abandon_after_s`, not at the end of the claim
+/// window: the slot frees and the admission is refunded to the rate, so the visitor behind, who
+/// keeps asking, comes in at once although the room admits one a minute and holds one.
+pub async fn an_admitted_visitor_who_never_comes_gives_the_admission_back(t: &Target) {
+    let room = paused_room(
+        t,
+        "noshow",
+        json!({"max_active": 1, "admit_per_minute": 1, "abandon_after_s": 4, "shards": 1,
+               "claim_window_s": 120, "paths": [format!("/{room_path}", room_path = "noshow")]}),
+    )
+    .await;
+    let gone = ticket_of(&t.join(&room, None).await);
+    let present = ticket_of(&t.join(&room, None).await);
+    // The first in line, seen just now, is admitted (the bucket's one admission) and never
+    // asks again.
+    assert_eq!(status_of(&t.status(&room, &gone).await), "waiting");
+    assert_eq!(t.admit(&room, 1).await, 1);
+    t.resume(&room).await;
+    let mut admitted = false;
+    for _ in 0..30 {
+        t.advance(Duration::from_secs(1)).await;
+        let reply = t.status(&room, &present).await;
+        if status_of(&reply) == "admitted" {
+            admitted = true;
+            break;
+        }
+        assert_eq!(status_of(&reply), "waiting", "{}", reply.text);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        admitted,
+        "the visitor behind a no-show was not admitted within 30 s: {}",
+        t.room(&room).await
+    );
+    let back = t.status(&room, &gone).await;
+    assert_eq!(status_of(&back), "left", "{}", back.text);
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["no_shows_total"] == 1 && v["stats"]["admitted_total"] == 2
+    })
+    .await;
+}
+
 /// In random mode each admission draws among everyone waiting, wherever they joined: nobody is
 /// shown a place in line, each is admitted once, and the page says how the line works.
 pub async fn a_random_room_draws_among_everyone_waiting(t: &Target) {

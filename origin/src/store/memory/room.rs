@@ -84,6 +84,7 @@ impl Room {
             active: self.active(),
             admitted: self.unclaimed(),
             admitted_total: self.shards.iter().map(Shard::admitted_total).sum(),
+            no_shows_total: self.shards.iter().map(Shard::no_shows_total).sum(),
         }
     }
 

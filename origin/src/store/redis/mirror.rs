@@ -53,6 +53,7 @@ pub(super) struct ShardState {
     pub admitted_total: u64,
     pub active: u64,
     pub abandoned_total: u64,
+    pub no_shows_total: u64,
 }
 
 /// A room: its record and the mirror of its shards.
@@ -87,6 +88,7 @@ impl Room {
                     admitted_total: 0,
                     active: 0,
                     abandoned_total: 0,
+                    no_shows_total: 0,
                 })
                 .collect(),
             queue_version: Default::default(),
@@ -112,6 +114,7 @@ impl Room {
             active: self.shards.iter().map(|s| s.active).sum(),
             admitted: self.shards.iter().map(|s| s.unclaimed).sum(),
             admitted_total: self.shards.iter().map(|s| s.admitted_total).sum(),
+            no_shows_total: self.shards.iter().map(|s| s.no_shows_total).sum(),
         }
     }
 
@@ -148,6 +151,7 @@ impl Room {
                     heads: listed,
                     shuffled_us: queue.shuffled_us(),
                     abandoned_total: state.abandoned_total,
+                    no_shows_total: state.no_shows_total,
                 }
             })
             .collect()
@@ -302,6 +306,7 @@ impl Room {
         state.credit = reply.credit;
         state.admitted_total = reply.admitted_total;
         state.abandoned_total = reply.abandoned_total;
+        state.no_shows_total = reply.no_shows_total;
         state.active = reply.active;
         queue.tail() * 8 < reply.stamp_bytes
             || state.left_bytes < reply.left_bytes

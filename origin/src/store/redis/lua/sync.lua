@@ -1,11 +1,13 @@
 -- Ends sessions and claim windows that are over (and, for the scheduler, the places of waiting
--- visitors not seen for the room's abandon_after), then reports the shard to a mirror.
+-- visitors not seen for the room's abandon_after, and the admissions nobody came for in that
+-- time), then reports the shard to a mirror.
 -- ARGV: now (ms), claim window (ms), stamps byte offset, left log byte offset, max bytes,
 --       fence (0: none; else the caller's lease fence, which it raises here first), abandon
 --       after (ms; 0: never), move log byte offset
 -- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs,
 -- the start_us of the last shuffle (0: none), move log bytes, moves, places abandoned ever,
--- the 8 stamp bytes before the stamps offset, the 8 left log bytes before its offset} or
+-- the 8 stamp bytes before the stamps offset, the 8 left log bytes before its offset,
+-- admissions ended because nobody came for them ever} or
 -- the error FENCED. A mirror that has not seen
 -- that shuffle reads the whole queue again (queue.lua).
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -68,8 +70,42 @@ if fence > 0 and after > 0 then
     redis.call('HINCRBY', KEYS[3], 'lw', gone)
     redis.call('HINCRBY', KEYS[3], 'abd', gone)
   end
+  -- Admissions nobody came for, as the core's Shard::no_shows finds them: each grant is looked
+  -- at once, when it is `after` old (meta nsc: the last seq looked at); an admitted seq not
+  -- resolved and not seen in the last half of that time ends as a leaver, and its admission is
+  -- given back.
+  local cursor = num(redis.call('HGET', KEYS[3], 'nsc'))
+  local not_since = math.floor((now - math.floor(after / 2)) / 1000)
+  local no_shows = 0
+  for _, grant in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. cursor, '+inf')) do
+    local first, last, at = string.match(grant, '^(%d+):(%d+):(%d+)$')
+    first, last, at = tonumber(first), tonumber(last), tonumber(at)
+    if at + after > now then
+      break
+    end
+    if num(redis.call('HGET', KEYS[5], first)) > 0 then
+      local from = math.max(first, cursor + 1)
+      local seen = redis.call('GETRANGE', KEYS[10], 4 * (from - 1), 4 * last - 1)
+      for seq = from, last do
+        local at_seen = 0
+        if 4 * (seq - from + 1) <= #seen then
+          at_seen = struct.unpack('>I4', seen, 4 * (seq - from) + 1)
+        end
+        if at_seen < not_since and redis.call('GETBIT', KEYS[7], seq) == 0 then
+          redis.call('SETBIT', KEYS[2], seq, 1)
+          resolve(seq)
+          no_shows = no_shows + 1
+        end
+      end
+    end
+    cursor = last
+  end
+  redis.call('HSET', KEYS[3], 'nsc', cursor)
+  if no_shows > 0 then
+    redis.call('HINCRBY', KEYS[3], 'nsh', no_shows)
+  end
 end
-local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv', 'abd')
+local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv', 'abd', 'nsh')
 local stamp_bytes = redis.call('STRLEN', KEYS[1])
 local left_bytes = redis.call('STRLEN', KEYS[8])
 local from, max = tonumber(ARGV[3]), tonumber(ARGV[5])
@@ -99,4 +135,4 @@ end
 return {num(meta[1]), num(meta[2]), num(meta[3]), num(meta[4]), num(meta[5]),
         redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts, num(meta[6]),
         move_bytes, moves, num(meta[7]), before(KEYS[1], from, stamp_bytes),
-        before(KEYS[8], left_from, left_bytes)}
+        before(KEYS[8], left_from, left_bytes), num(meta[8])}
