@@ -106,6 +106,8 @@ const roomActive = new Trend('room_active');
 const roomAdmitted = new Trend('room_admitted');
 const roomWaiting = new Trend('room_waiting');
 const roomAdmittedTotal = new Trend('room_admitted_total');
+// Admissions nobody came for, ended and given back to the rate (the room's no_shows_total).
+const roomNoShows = new Trend('room_no_shows');
 const roomOccupied = new Trend('room_occupied');
 const abandoners = new Counter('abandoners');
 const presentAdmitted = new Counter('present_admitted');
@@ -302,6 +304,7 @@ export function observe() {
       roomAdmitted.add(stats.admitted || 0);
       roomWaiting.add(stats.waiting || 0);
       roomAdmittedTotal.add(stats.admitted_total || 0);
+      roomNoShows.add(stats.no_shows_total || 0);
       roomOccupied.add((stats.active || 0) + (stats.admitted || 0));
       const elapsed = (Date.now() - started) / 1000;
       const empty = !stats.active && !stats.admitted && !stats.waiting;

@@ -35,6 +35,7 @@ def figures(metrics, params):
         "wait_p90": metrics.get("visitor_wait_ms", {}).get("p(90)", 0) / 1000,
         "admitted_total": total,
         "admitted_gone": max(0, total - admitted),
+        "no_shows": metrics.get("room_no_shows", {}).get("max", 0),
         "occupied_max": metrics.get("room_occupied", {}).get("max", 0),
         "max_active": float(params["MAX_ACTIVE"]),
     }
@@ -68,13 +69,14 @@ def main():
                  f"last seen admitted (to within a poll).")
     lines.append("")
     lines.append("| Run | Present visitors | Abandoners | Got in | Present admitted a minute (configured) | "
-                 "Wait p50 / p90 | Admissions to visitors who had left | Most slots taken (max_active) |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+                 "Wait p50 / p90 | Admissions to visitors who had left | Of them ended as no-shows, given back | "
+                 "Most slots taken (max_active) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for run, f in runs.items():
         lines.append(
             f"| {RUNS[run]} | {f['present']} | {f['abandoners']} | {100 * f['got_in']:.1f} % | "
             f"{f['rate']:.0f} ({f['configured']:.0f}, {100 * (f['rate'] / f['configured'] - 1):+.1f} %) | "
-            f"{f['wait_med']:.1f} s / {f['wait_p90']:.1f} s | {f['admitted_gone']:.0f} | "
+            f"{f['wait_med']:.1f} s / {f['wait_p90']:.1f} s | {f['admitted_gone']:.0f} | {f['no_shows']:.0f} | "
             f"{f['occupied_max']:.0f} ({f['max_active']:.0f}) |")
     lines.append("")
     rate_gap = 100 * (a["rate"] / a["configured"] - 1)
