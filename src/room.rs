@@ -570,7 +570,9 @@ mod tests {
             config.join_limit,
             Some(JoinLimit {
                 per_client_per_min: 6,
-                burst: 3
+                burst: 3,
+                penalize_after: None,
+                penalty_s: None,
             })
         );
         let json = serde_json::to_value(&config).unwrap();
@@ -578,6 +580,14 @@ mod tests {
             json["join_limit"],
             serde_json::json!({"per_client_per_min": 6, "burst": 3})
         );
+        let config = RoomConfig::from_json(
+            br#"{"join_limit":{"per_client_per_min":6,"burst":3,"penalize_after":10}}"#,
+            PREFIX,
+        )
+        .unwrap();
+        let limit = config.join_limit.unwrap();
+        assert_eq!(limit.penalize_after, Some(10));
+        assert_eq!(limit.penalty_ms(), 600_000, "the default penalty");
         // A room without one stores no field (records written before the field existed read
         // back the same).
         let json = serde_json::to_value(RoomConfig::default()).unwrap();

@@ -26,7 +26,9 @@ pub const MAX_TOKEN_LEN: usize = 400;
 
 /// A visitor's place in a room: the room's queue incarnation, the shard and the sequence number
 /// in that shard. It identifies the visitor within the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Place {
     /// Changes when a room's queue is created anew, so that tickets of an earlier queue cannot
     /// claim a place in the new one.

@@ -155,6 +155,61 @@ async fn a_join_limit_is_shared_by_all_instances() {
         .unwrap_or_default();
     let pttl: i64 = pttl.trim().trim_start_matches(':').parse().unwrap_or(-100);
     assert!((1..=180_000).contains(&pttl), "PTTL {pttl}");
+
+    // With a penalty, refusals through either instance count together, and the penalty ends
+    // the places the client took through both.
+    let room = "shared-penalty";
+    a.target
+        .put_room(
+            room,
+            serde_json::json!({"max_active": 5,
+                "join_limit": {"per_client_per_min": 1, "burst": 2, "penalize_after": 4}}),
+        )
+        .await;
+    a.target.pause(room).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while b
+        .target
+        .send(
+            b.target
+                .admin(reqwest::Method::GET, &format!("/rooms/{room}")),
+        )
+        .await
+        .status
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "b never saw the room");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let places = [
+        a.target.join(room, None).await,
+        b.target.join(room, None).await,
+    ];
+    let tickets: Vec<String> = places
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.json["ticket"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut retry_after = Vec::new();
+    for i in 0..5 {
+        let t = if i % 2 == 0 { &a.target } else { &b.target };
+        let reply = t.join(room, None).await;
+        assert_eq!(reply.error_code(), Some("too_many_joins"), "{}", reply.text);
+        retry_after.push(reply.header("retry-after").unwrap().parse::<u64>().unwrap());
+    }
+    assert!(retry_after[..4].iter().all(|&s| s <= 60), "{retry_after:?}");
+    assert!(retry_after[4] > 500, "the default penalty: {retry_after:?}");
+    for (ticket, t) in tickets.iter().zip([&b.target, &a.target]) {
+        let reply = t.status(room, ticket).await;
+        assert_ne!(reply.json["status"], "waiting", "{}", reply.text);
+    }
+    a.target
+        .wait_for_room(room, std::time::Duration::from_secs(10), |v| {
+            v["stats"]["waiting"] == 0
+        })
+        .await;
     a.stop().await;
     b.stop().await;
 }

@@ -66,16 +66,17 @@ pub struct VisitRes {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TakeJoinReq {
+pub struct LimitClientReq {
     /// The client, as [`crate::limit::ClientKey`] displays it.
     pub client: String,
     pub limit: crate::limit::JoinLimit,
+    pub op: crate::limit::record::LimitOp,
     pub now: u64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct TakeJoinRes {
-    pub decision: crate::limit::Decision,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LimitClientRes {
+    pub outcome: crate::limit::record::Outcome,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

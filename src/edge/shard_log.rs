@@ -61,8 +61,8 @@ struct LogRow {
 }
 
 #[derive(Deserialize)]
-struct LimitRow {
-    state: i64,
+struct ClientRow {
+    record: String,
     until: i64,
 }
 
@@ -108,12 +108,14 @@ impl ShardLog {
             "ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL)",
             "meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
             "spent(k TEXT PRIMARY KEY, until INTEGER NOT NULL)",
-            "join_limits(k TEXT PRIMARY KEY, state INTEGER NOT NULL, until INTEGER NOT NULL)",
+            "client_records(k TEXT PRIMARY KEY, record TEXT NOT NULL, until INTEGER NOT NULL)",
             "snapshot(blob INTEGER NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, \
              PRIMARY KEY (blob, part))",
         ] {
             sql.exec(&format!("CREATE TABLE IF NOT EXISTS {table}"), None)?;
         }
+        // Where join-limit states were kept before client records: short-lived, so dropped.
+        sql.exec("DROP TABLE IF EXISTS join_limits", None)?;
         let mut settings = HashMap::new();
         for row in sql
             .exec("SELECT k, v FROM meta", None)?
@@ -243,37 +245,41 @@ impl ShardLog {
         Ok(true)
     }
 
-    /// Takes one join from a client's allowance (see [`crate::limit::decide_kept`]), keeping
-    /// its state beside the shard; drops a few states that ran out each time.
-    pub fn take_join(
+    /// Applies `op` to a client's record (see [`crate::limit::record::apply_kept`]), keeping
+    /// it beside the shard; drops a few records that ran out each time.
+    pub fn limit_client(
         &self,
         key: &str,
         limit: &crate::limit::JoinLimit,
+        op: crate::limit::record::LimitOp,
         now: u64,
-    ) -> Result<crate::limit::Decision> {
+    ) -> Result<crate::limit::record::Outcome> {
         self.sql.exec(
-            "DELETE FROM join_limits WHERE rowid IN \
-             (SELECT rowid FROM join_limits WHERE until <= ? LIMIT 8)",
+            "DELETE FROM client_records WHERE rowid IN \
+             (SELECT rowid FROM client_records WHERE until <= ? LIMIT 8)",
             vec![(now as i64).into()],
         )?;
         let kept = self
             .sql
             .exec(
-                "SELECT state, until FROM join_limits WHERE k = ?",
+                "SELECT record, until FROM client_records WHERE k = ?",
                 vec![key.into()],
             )?
-            .to_array::<LimitRow>()?
-            .first()
-            .map(|row| (row.state as u64, row.until as u64));
-        let (decision, keep) = crate::limit::decide_kept(kept, now, limit);
-        if let Some((state, until)) = keep {
+            .to_array::<ClientRow>()?
+            .into_iter()
+            .next();
+        let entry = kept
+            .as_ref()
+            .map(|row| (row.record.as_str(), row.until as u64));
+        let (outcome, keep) = crate::limit::record::apply_kept(entry, op, now, limit);
+        if let Some((record, until)) = keep {
             self.sql.exec(
-                "INSERT INTO join_limits(k, state, until) VALUES (?, ?, ?) \
-                 ON CONFLICT(k) DO UPDATE SET state = excluded.state, until = excluded.until",
-                vec![key.into(), (state as i64).into(), (until as i64).into()],
+                "INSERT INTO client_records(k, record, until) VALUES (?, ?, ?) \
+                 ON CONFLICT(k) DO UPDATE SET record = excluded.record, until = excluded.until",
+                vec![key.into(), record.into(), (until as i64).into()],
             )?;
         }
-        Ok(decision)
+        Ok(outcome)
     }
 
     /// Logs an operation that changed the shard.

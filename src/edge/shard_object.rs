@@ -66,7 +66,7 @@ impl DurableObject for ShardObject {
             "/batch" => operation(&body, |r: BatchReq| self.batch(r)),
             "/pause" => operation(&body, |r: PauseReq| self.pause(r)),
             "/spend" => operation(&body, |r: SpendReq| self.spend(r)),
-            "/take_join" => operation(&body, |r: TakeJoinReq| self.take_join(r)),
+            "/limit_client" => operation(&body, |r: LimitClientReq| self.limit_client(r)),
             _ => error(ErrorCode::NotFound, "no such shard operation"),
         };
         self.settle();
@@ -191,10 +191,10 @@ impl ShardObject {
 
     /// Join-limit states live beside the queue like spent keys: one object decides for a
     /// client, so the limit holds across isolates.
-    fn take_join(&self, req: TakeJoinReq) -> Answer<TakeJoinRes> {
-        let decision = self.with(|l| l.log.take_join(&req.client, &req.limit, req.now));
-        Ok(TakeJoinRes {
-            decision: self.storage(decision, "the join limits")?,
+    fn limit_client(&self, req: LimitClientReq) -> Answer<LimitClientRes> {
+        let outcome = self.with(|l| l.log.limit_client(&req.client, &req.limit, req.op, req.now));
+        Ok(LimitClientRes {
+            outcome: self.storage(outcome, "the client records")?,
         })
     }
 

@@ -1,7 +1,9 @@
 //! Who may take a place: the room's invite rule, its challenge and its join limit, decided
 //! before a join reaches the store, in that order, and what a suspicious client (over the limit,
 //! or failing its challenge) gets: the error, or a place in the infinite queue
-//! ([`crate::decoy`]), as the room says. Asking for a challenge costs the server a MAC and keeps
+//! ([`crate::decoy`]), as the room says. A room's join limit can also take a client that keeps
+//! knocking for a bot ([`crate::limit::record`]): the places it took are ended, here. Asking
+//! for a challenge costs the server a MAC and keeps
 //! nothing; only an accepted answer or invite is remembered, until it would have expired anyway.
 
 use super::client::Client;
@@ -10,8 +12,10 @@ use super::metrics::JoinOutcome;
 use super::state::Service;
 use crate::challenge::{check_pow, Challenge, ChallengeAnswer, NoScript, PowChallenge, PowError};
 use crate::error::{ApiError, ErrorCode};
+use crate::limit::record::{LimitOp, Outcome as LimitOutcome};
 use crate::limit::{ClientKey, Decision as LimitDecision};
 use crate::room::{Access, Mode, RoomRecord, Suspicious};
+use crate::token::Place;
 
 /// What a join brings besides who it is for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -222,8 +226,9 @@ fn challenge_required(
 }
 
 /// Takes this join from the client's allowance under the room's join limit; the refusal if it
-/// is over (429 `too_many_joins` and when to try again). A room without a limit, or a client
-/// whose address the shell does not know, is not limited.
+/// is over (429 `too_many_joins` and when to try again), or has been taken for a bot, in which
+/// case the places it took lately are ended first. A room without a limit, or a client whose
+/// address the shell does not know, is not limited.
 async fn over_join_limit(
     s: &Service,
     record: &RoomRecord,
@@ -233,9 +238,13 @@ async fn over_join_limit(
     let (Some(limit), Some(key)) = (&record.config.join_limit, key) else {
         return Ok(None);
     };
-    match s.store.take_join(record, key, limit, now).await? {
-        LimitDecision::Allowed { .. } => Ok(None),
-        LimitDecision::Refused { retry_after_ms } => {
+    match s
+        .store
+        .limit_client(record, key, limit, LimitOp::Take, now)
+        .await?
+    {
+        LimitOutcome::Allowed => Ok(None),
+        LimitOutcome::Refused { retry_after_ms } => {
             let seconds = LimitDecision::retry_after_s(retry_after_ms);
             s.metrics.join(&record.id, JoinOutcome::Limited);
             Ok(Some(
@@ -250,7 +259,73 @@ async fn over_join_limit(
                 .with("retry_after_s", seconds),
             ))
         }
+        LimitOutcome::Penalized { until, end } => {
+            end_places(s, record, &end, now).await?;
+            Ok(Some(penalized(s, record, until, now)))
+        }
     }
+}
+
+/// Records the place a join just took against its client, in a room whose join limit
+/// penalizes, so that a penalty can end it. A client taken for a bot since its allowance was
+/// taken loses the place at once and is suspicious.
+pub async fn record_place(
+    s: &Service,
+    record: &RoomRecord,
+    client: &Client,
+    place: Place,
+    now: u64,
+) -> Result<Verdict, AppError> {
+    let Some(limit) = record
+        .config
+        .join_limit
+        .filter(|l| l.penalize_after.is_some())
+    else {
+        return Ok(Verdict::Join);
+    };
+    let Some(key) = client.ip.map(ClientKey::of) else {
+        return Ok(Verdict::Join);
+    };
+    match s
+        .store
+        .limit_client(record, key, &limit, LimitOp::Record(place), now)
+        .await?
+    {
+        LimitOutcome::Penalized { until, end } => {
+            end_places(s, record, &end, now).await?;
+            suspicious(s, record, penalized(s, record, until, now))
+        }
+        LimitOutcome::Allowed | LimitOutcome::Refused { .. } => Ok(Verdict::Join),
+    }
+}
+
+/// Ends what a client taken for a bot held: a place still waiting, an admission or a session.
+async fn end_places(
+    s: &Service,
+    record: &RoomRecord,
+    places: &[Place],
+    now: u64,
+) -> Result<(), AppError> {
+    for &place in places {
+        if s.store.end(record, place, now).await? == Some(true) {
+            s.metrics.penalized_place(&record.id);
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of a client taken for a bot: 429 `too_many_joins` until the penalty ends.
+fn penalized(s: &Service, record: &RoomRecord, until: u64, now: u64) -> ApiError {
+    s.metrics.join(&record.id, JoinOutcome::Penalized);
+    let seconds = LimitDecision::retry_after_s(until.saturating_sub(now));
+    ApiError::new(
+        ErrorCode::TooManyJoins,
+        format!(
+            "too many joins from this client, again and again: it is taken for a bot, the \
+             places it took were given up, and it may join again in {seconds} s"
+        ),
+    )
+    .with("retry_after_s", seconds)
 }
 
 /// A suspicious client: refused with `err`, or sent to the infinite queue.

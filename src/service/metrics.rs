@@ -39,6 +39,8 @@ pub enum JoinOutcome {
     Failed,
     /// A suspicious client given a place in the infinite queue.
     Decoyed,
+    /// Refused (or decoyed): the client was taken for a bot by the room's join limit.
+    Penalized,
     /// The line was full (`max_waiting`): no place taken.
     Full,
     /// A passthrough room: admitted at once, without a place.
@@ -55,6 +57,7 @@ impl JoinOutcome {
             JoinOutcome::Challenged => "challenged",
             JoinOutcome::Failed => "failed",
             JoinOutcome::Decoyed => "decoyed",
+            JoinOutcome::Penalized => "penalized",
             JoinOutcome::Full => "full",
             JoinOutcome::Passthrough => "passthrough",
         }
@@ -102,6 +105,7 @@ pub struct Metrics {
     gate: Family<RoomOutcome, Counter>,
     held: Family<RoomReason, Counter>,
     revoked_by_application: Family<RoomLabel, Counter>,
+    ended_by_penalty: Family<RoomLabel, Counter>,
     admissions: Family<RoomLabel, Counter>,
     waiting: Family<RoomLabel, Gauge>,
     admitted: Family<RoomLabel, Gauge>,
@@ -130,6 +134,7 @@ impl Metrics {
         let gate = Family::<RoomOutcome, Counter>::default();
         let held = Family::<RoomReason, Counter>::default();
         let revoked_by_application = Family::<RoomLabel, Counter>::default();
+        let ended_by_penalty = Family::<RoomLabel, Counter>::default();
         let admissions = Family::<RoomLabel, Counter>::default();
         let waiting = Family::<RoomLabel, Gauge>::default();
         let admitted = Family::<RoomLabel, Gauge>::default();
@@ -169,6 +174,11 @@ impl Metrics {
             "revoked_by_application",
             "Sessions the application ended with X-Queuegate-Command: revoke",
             revoked_by_application.clone(),
+        );
+        registry.register(
+            "places_ended_by_penalty",
+            "Places (waiting, admitted or in session) of clients the join limit took for bots",
+            ended_by_penalty.clone(),
         );
         registry.register(
             "admissions",
@@ -218,6 +228,7 @@ impl Metrics {
             gate,
             held,
             revoked_by_application,
+            ended_by_penalty,
             admissions,
             waiting,
             admitted,
@@ -276,6 +287,11 @@ impl Metrics {
         self.revoked_by_application
             .get_or_create(&room_label(room))
             .inc();
+    }
+
+    /// A place ended because its client was taken for a bot.
+    pub fn penalized_place(&self, room: &RoomId) {
+        self.ended_by_penalty.get_or_create(&room_label(room)).inc();
     }
 
     pub fn admitted(&self, room: &RoomId, n: u64) {

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::access::{may_join, Credentials, Verdict};
+use super::access::{may_join, record_place, Credentials, Verdict};
 use super::client::Client;
 use super::error::AppError;
 use super::extract::{presented, LimitedBody, RoomParam, Source};
@@ -272,6 +272,11 @@ pub async fn join_room(
     let joined = s.store.join(record, user.id(), now).await?;
     if joined.existing && matches!(user, User::Claimed(_)) {
         return Err(already_queued(joined.state).into());
+    }
+    if !joined.existing
+        && record_place(s, record, client, joined.place, now).await? == Verdict::Decoy
+    {
+        return Ok((decoy(s, record, client, now).await?, JoinOutcome::Decoyed));
     }
     let ticket = ctx.new_ticket(joined.place, joined.joined_us, now);
     let state = drawn(s, record, joined.state, now).await?;

@@ -11,7 +11,8 @@ use super::routes::RouteTable;
 use crate::api::{RoomStats, ScheduleRequest, ScheduleResponse};
 use crate::error::{ApiError, ErrorCode};
 use crate::event::Events;
-use crate::limit::{ClientKey, Decision as LimitDecision, JoinLimit};
+use crate::limit::record::{LimitOp, Outcome as LimitOutcome};
+use crate::limit::{ClientKey, JoinLimit};
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
@@ -152,17 +153,17 @@ pub trait Store: Send + Sync + 'static {
     async fn join(&self, room: &RoomRecord, user_id: Option<&str>, now: u64)
         -> StoreResult<Joined>;
 
-    /// Takes one join from `client`'s allowance in the room under `limit`: reads the client's
-    /// state, asks [`crate::limit::decide`], and on `Allowed` stores the new state for its TTL,
-    /// atomically (two joins at once are decided one after the other). A refusal leaves the
-    /// state as it was.
-    async fn take_join(
+    /// Applies `op` to `client`'s record in the room under `limit`: reads the record, asks
+    /// [`crate::limit::record::apply`], and stores what it says to keep for as long as it says,
+    /// atomically (two joins at once are decided one after the other).
+    async fn limit_client(
         &self,
         room: &RoomRecord,
         client: ClientKey,
         limit: &JoinLimit,
+        op: LimitOp,
         now: u64,
-    ) -> StoreResult<LimitDecision>;
+    ) -> StoreResult<LimitOutcome>;
 
     /// Records that `key` (a solved challenge, an invite's id) was used in the room, to be
     /// remembered until `until` (Unix ms, when what it stands for expires anyway). Whether this

@@ -1,7 +1,8 @@
 //! Per-client join limits (`join_limit` in a room's configuration): a client (an IPv4 address,
 //! or an IPv6 /64) over its room's limit gets 429 `too_many_joins` with `Retry-After` and takes
 //! no place; another client is not held back by it; a visitor who presents the ticket of a place
-//! it holds keeps it without being counted; a room without a limit takes every join.
+//! it holds keeps it without being counted; a room without a limit takes every join; a room
+//! whose limit penalizes takes a client that keeps knocking for a bot and ends its places.
 //!
 //! The suite's requests come from 127.0.0.1; "another client" connects from 127.0.0.2 (Linux
 //! routes all of 127.0.0.0/8 to the loopback interface), so each target tells the two apart by
@@ -136,6 +137,19 @@ pub async fn join_limits_out_of_range_are_refused(t: &Target) {
             "x",
         ),
         (json!({"join_limit": 6}), "join_limit"),
+        (
+            json!({"join_limit": {"per_client_per_min": 6, "burst": 3, "penalize_after": 0}}),
+            "penalize_after",
+        ),
+        (
+            json!({"join_limit": {"per_client_per_min": 6, "burst": 3, "penalty_s": 60}}),
+            "penalty_s",
+        ),
+        (
+            json!({"join_limit": {"per_client_per_min": 6, "burst": 3, "penalize_after": 3,
+                                  "penalty_s": 0}}),
+            "penalty_s",
+        ),
     ] {
         let reply = t
             .send(
@@ -153,4 +167,79 @@ pub async fn join_limits_out_of_range_are_refused(t: &Target) {
             reply.text
         );
     }
+}
+
+/// A client refused `penalize_after` times in a row, each time before the Retry-After of the
+/// refusal before, is taken for a bot: every place it took
+/// lately ends (waiting or admitted), it is refused for `penalty_s`, or sent to the infinite
+/// queue when the room says so, and nobody else is touched.
+pub async fn a_client_that_keeps_knocking_loses_its_places(t: &Target) {
+    let room = unique("penalty");
+    let limit = json!({"per_client_per_min": 6, "burst": 3, "penalize_after": 3,
+                       "penalty_s": 120});
+    let config = json!({"max_active": 5, "paths": [format!("/{room}")], "join_limit": limit});
+    let view = t.put_room(&room, config.clone()).await;
+    assert_eq!(view["join_limit"], limit, "{view}");
+    t.pause(&room).await;
+    let mine = futures_join(t, &room, 3).await;
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["waiting"] == 3
+    })
+    .await;
+    assert_eq!(t.admit(&room, 1).await, 1);
+    status_becomes(t, &room, &mine[0], "admitted", Duration::from_secs(10)).await;
+    let other = another_client();
+    let theirs = t
+        .send(other.post(t.api(&format!("/rooms/{room}/join"))))
+        .await;
+    assert_eq!(theirs.status, 200, "another client: {}", theirs.text);
+    let theirs = ticket_of(&theirs);
+
+    // Refusals are only refusals: the places stay. The first is news; only joins before the
+    // Retry-After it gave count.
+    for n in 1..=3 {
+        let refused = t.join(&room, None).await;
+        assert_error(&refused, 429, "too_many_joins", &format!("refusal {n}"));
+        let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+        assert!(retry <= 10, "refusal {n}: Retry-After {retry}");
+    }
+    assert_eq!(status_of(&t.status(&room, &mine[1]).await), "waiting");
+
+    // The third early one: taken for a bot, for the penalty's two minutes.
+    let penalized = t.join(&room, None).await;
+    assert_error(&penalized, 429, "too_many_joins", "the fourth refusal");
+    let retry: u64 = penalized.header("retry-after").unwrap().parse().unwrap();
+    assert!((110..=120).contains(&retry), "Retry-After {retry}");
+    for (n, ticket) in mine.iter().enumerate() {
+        let reply = t.status(&room, ticket).await;
+        let status = status_of(&reply);
+        assert!(
+            status != "waiting" && status != "admitted",
+            "place {n} of the client taken for a bot: {}",
+            reply.text
+        );
+    }
+    // Nobody else loses anything: the other client is now first.
+    position_settles(t, &room, &theirs, 1).await;
+    t.wait_for_room(&room, Duration::from_secs(10), |v| {
+        v["stats"]["waiting"] == 1 && v["stats"]["admitted"] == 0
+    })
+    .await;
+
+    // Still penalized after the join limit alone would let it in again.
+    let later = t.join(&room, None).await;
+    assert_error(&later, 429, "too_many_joins", "during the penalty");
+    assert!(later.json["ticket"].is_null(), "{}", later.text);
+
+    // In a room that sends suspicious clients to the infinite queue, a penalized client gets a
+    // place there: it looks like any other and is never admitted.
+    let mut decoyed = config.clone();
+    decoyed["suspicious"] = json!("infinite_queue");
+    t.put_room(&room, decoyed).await;
+    let decoy = t.join(&room, None).await;
+    assert_eq!(decoy.status, 200, "{}", decoy.text);
+    assert_eq!(status_of(&decoy), "waiting", "{}", decoy.text);
+    assert!(decoy.json["ticket"].is_string(), "{}", decoy.text);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(waiting(t, &room).await, 1, "the decoy took no real place");
 }

@@ -100,6 +100,7 @@ macro_rules! for_each_case {
             joins_over_the_client_limit_get_429_and_take_no_place,
             a_room_without_a_join_limit_takes_every_join,
             join_limits_out_of_range_are_refused,
+            a_client_that_keeps_knocking_loses_its_places,
             proof_of_work_rooms_take_each_solved_challenge_once,
             a_room_may_let_browsers_without_script_join_unchallenged,
             invite_only_rooms_take_each_invite_once,

@@ -228,16 +228,17 @@ impl Store for DurableStore {
         .await
     }
 
-    async fn take_join(
+    async fn limit_client(
         &self,
         room: &RoomRecord,
         client: crate::limit::ClientKey,
         limit: &crate::limit::JoinLimit,
+        op: crate::limit::record::LimitOp,
         now: u64,
-    ) -> StoreResult<crate::limit::Decision> {
+    ) -> StoreResult<crate::limit::record::Outcome> {
         SendFuture::new(async move {
             let entry = self.known_entry(&room.id, now).await?;
-            self.do_take_join(&entry, client, limit, now)
+            self.do_limit_client(&entry, client, limit, op, now)
                 .await
                 .map_err(|e| remote(e, &room.id))
         })

@@ -3,11 +3,12 @@
 
 use super::{session_key, shard_name, state_of, timing, DurableStore, Outcome};
 use crate::edge::protocol::{
-    EndReq, EndRes, JoinJob, PublishShardReq, RoomEntry, SeenReq, SessionReq, SessionRes, SpendReq,
-    SpendRes, TakeJoinReq, TakeJoinRes, VisitReq, VisitRes,
+    EndReq, EndRes, JoinJob, LimitClientReq, LimitClientRes, PublishShardReq, RoomEntry, SeenReq,
+    SessionReq, SessionRes, SpendReq, SpendRes, VisitReq, VisitRes,
 };
 use crate::edge::{batch, isolate};
-use crate::limit::{ClientKey, Decision, JoinLimit};
+use crate::limit::record::{LimitOp, Outcome as LimitOutcome};
+use crate::limit::{ClientKey, JoinLimit};
 use crate::queue::estimate_position;
 use crate::service::Joined;
 use crate::shard::user_hash;
@@ -24,24 +25,26 @@ fn shard_of(entry: &RoomEntry, key: &str) -> u16 {
 impl DurableStore {
     /// In the shard the client hashes to: one Durable Object keeps a client's allowance, so
     /// every isolate shares it.
-    pub(super) async fn do_take_join(
+    pub(super) async fn do_limit_client(
         &self,
         entry: &RoomEntry,
         client: ClientKey,
         limit: &JoinLimit,
+        op: LimitOp,
         now: u64,
-    ) -> Outcome<Decision> {
+    ) -> Outcome<LimitOutcome> {
         let client = client.to_string();
         let shard = shard_of(entry, &client);
-        let request = TakeJoinReq {
+        let request = LimitClientReq {
             client,
             limit: *limit,
+            op,
             now,
         };
-        let res: TakeJoinRes = self
-            .call_shard(entry, shard, "join_limit", "take_join", &request)
+        let res: LimitClientRes = self
+            .call_shard(entry, shard, "limit_client", "limit_client", &request)
             .await?;
-        Ok(res.decision)
+        Ok(res.outcome)
     }
 
     /// In the shard the key hashes to: one Durable Object decides, so a key is first once.

@@ -16,6 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
 use queuegate::event::Events;
+use queuegate::limit::record::{LimitOp, Outcome as LimitOutcome};
 use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::service::{RouteTable, Routes};
@@ -36,7 +37,7 @@ pub struct MemoryStore {
     /// Join-limit state (see [`limit::decide`]) by room and client, with when it runs out, for
     /// the clients that joined most recently. A client evicted from it (by
     /// [`JOIN_LIMIT_ENTRIES`] more recent ones) is forgotten: its next join finds a full burst.
-    join_limits: Mutex<LruCache<(RoomId, ClientKey), (u64, u64)>>,
+    join_limits: Mutex<LruCache<(RoomId, ClientKey), (String, u64)>>,
     /// What was used once (see [`Store::spend_once`]), by room and key, until when.
     spent: Mutex<HashMap<(RoomId, String), u64>>,
 }
@@ -205,20 +206,22 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn take_join(
+    async fn limit_client(
         &self,
         room: &RoomRecord,
         client: ClientKey,
         limit: &JoinLimit,
+        op: LimitOp,
         now: u64,
-    ) -> StoreResult<limit::Decision> {
+    ) -> StoreResult<LimitOutcome> {
         let key = (room.id.clone(), client);
         let mut kept = self.join_limits.lock();
-        let (decision, keep) = limit::decide_kept(kept.get(&key).copied(), now, limit);
+        let entry = kept.get(&key).map(|(text, until)| (text.as_str(), *until));
+        let (outcome, keep) = limit::record::apply_kept(entry, op, now, limit);
         if let Some(entry) = keep {
             kept.put(key, entry);
         }
-        Ok(decision)
+        Ok(outcome)
     }
 
     async fn spend_once(
@@ -363,26 +366,25 @@ mod tests {
         let limit = JoinLimit {
             per_client_per_min: 1,
             burst: 1,
+            penalize_after: None,
+            penalty_s: None,
         };
         let (record, _) = store
             .put_room(&id, RoomConfig::default(), 1, 1_000)
             .await
             .unwrap();
         let client = |n: u32| ClientKey::of(IpAddr::V4(Ipv4Addr::from(n)));
-        let take = |n: u32| store.take_join(&record, client(n), &limit, 2_000);
-        assert!(matches!(take(0).await, Ok(limit::Decision::Allowed { .. })));
-        assert!(matches!(take(0).await, Ok(limit::Decision::Refused { .. })));
+        let take = |n: u32| store.limit_client(&record, client(n), &limit, LimitOp::Take, 2_000);
+        assert!(matches!(take(0).await, Ok(LimitOutcome::Allowed)));
+        assert!(matches!(take(0).await, Ok(LimitOutcome::Refused { .. })));
         let more = JOIN_LIMIT_ENTRIES.get() as u32;
         for n in 1..=more {
             take(n).await.unwrap();
         }
         assert_eq!(store.join_limits.lock().len(), JOIN_LIMIT_ENTRIES.get());
         // Client 0 was the least recently seen: forgotten, so allowed again.
-        assert!(matches!(take(0).await, Ok(limit::Decision::Allowed { .. })));
+        assert!(matches!(take(0).await, Ok(LimitOutcome::Allowed)));
         // A recent one is still held to its limit.
-        assert!(matches!(
-            take(more).await,
-            Ok(limit::Decision::Refused { .. })
-        ));
+        assert!(matches!(take(more).await, Ok(LimitOutcome::Refused { .. })));
     }
 }

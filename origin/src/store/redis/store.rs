@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
 use queuegate::event::Events;
+use queuegate::limit::record::{LimitOp, Outcome as LimitOutcome};
 use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::queue::{position, ShardQueue};
@@ -268,16 +269,19 @@ where
             .await
     }
 
-    /// The state is read with GET and stored by a compare-and-set script, so the decision stays
-    /// in the core; a few tries, then the join is refused for a second (only one client racing
-    /// itself on many instances at once gets there).
-    async fn take_join(
+    /// The record is read with GET and stored by a compare-and-set script, so the decision
+    /// stays in the core; a few tries, then the join is refused for a second (only one client
+    /// racing itself on many instances at once gets there). A place that cannot be recorded
+    /// in those tries is left unrecorded, as one recorded after a penalty ended the others
+    /// would be.
+    async fn limit_client(
         &self,
         room: &RoomRecord,
         client: ClientKey,
         limit: &JoinLimit,
+        op: LimitOp,
         now: u64,
-    ) -> StoreResult<limit::Decision> {
+    ) -> StoreResult<LimitOutcome> {
         const TRIES: usize = 4;
         let key = [keys::join_limit(&room.id, &client)];
         let read_key = key[0].clone();
@@ -292,12 +296,11 @@ where
             })
             .await?;
         for _ in 0..TRIES {
-            let state = current.parse::<u64>().ok();
-            let decision = limit::decide(state, now, limit);
-            let limit::Decision::Allowed { state, ttl_ms } = decision else {
-                return Ok(decision);
+            let held = (!current.is_empty()).then_some(current.as_str());
+            let (outcome, keep) = limit::record::apply(held, op, now, limit);
+            let Some((new, ttl_ms)) = keep else {
+                return Ok(outcome);
             };
-            let new = state.to_string();
             let (stored, now_held): (u64, String) = self
                 .redis
                 .script(
@@ -311,12 +314,15 @@ where
                 )
                 .await?;
             if stored == 1 {
-                return Ok(decision);
+                return Ok(outcome);
             }
             current = now_held;
         }
-        Ok(limit::Decision::Refused {
-            retry_after_ms: 1000,
+        Ok(match op {
+            LimitOp::Take => LimitOutcome::Refused {
+                retry_after_ms: 1000,
+            },
+            LimitOp::Record(_) => LimitOutcome::Allowed,
         })
     }
 

@@ -1,9 +1,10 @@
--- KEYS[1] one client's join-limit state in one room (qg:jl:<room>:<client>).
--- ARGV: the state the caller read ('' for none), the state to store, its TTL (ms).
--- The decision is made in Rust (queuegate::limit::decide) from the state read; this stores the
--- new state only if the key still holds what was read (compare and set), so two instances
--- deciding at once for one client are applied one after the other. Returns {1, ''} when
--- stored, else {0, the state the key holds now ('' for none)} for the caller to decide again.
+-- KEYS[1] one client's record in one room (qg:jl:<room>:<client>; queuegate::limit::record).
+-- ARGV: the record the caller read ('' for none), the record to store, its TTL (ms).
+-- The decision is made in Rust (queuegate::limit::record::apply) from the record read; this
+-- stores the new record only if the key still holds what was read (compare and set), so two
+-- instances deciding at once for one client are applied one after the other. Returns {1, ''}
+-- when stored, else {0, the record the key holds now ('' for none)} for the caller to decide
+-- again.
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[1] then
   return {0, current}

@@ -1,8 +1,10 @@
 //! Per-client join limits: who a client is ([`ClientKey`]) and whether it may join now
 //! ([`decide`]), a GCRA (generic cell rate algorithm, the virtual-scheduling form of a token
 //! bucket) as a pure function of the stored state, the time and the room's [`JoinLimit`]. Stores
-//! only keep the state (one `u64` per room and client) and apply a decision atomically; the
-//! decision itself is made here, once, for every store and both deployments.
+//! only keep the state (a short text per room and client, [`record`]) and apply a decision
+//! atomically; the decision itself is made here, once, for every store and both deployments.
+
+pub mod record;
 
 use std::net::IpAddr;
 
@@ -12,14 +14,24 @@ use crate::error::{ApiError, ErrorCode};
 
 pub const MAX_PER_CLIENT_PER_MIN: u32 = 60_000;
 pub const MAX_BURST: u32 = 10_000;
+pub const MAX_PENALIZE_AFTER: u32 = 1_000;
+pub const MAX_PENALTY_S: u32 = 86_400;
+/// How long a client taken for a bot stays one when the room does not say.
+pub const DEFAULT_PENALTY_S: u32 = 600;
 
 /// A room's limit on joins per client: `burst` joins at once, then one every
-/// `60 / per_client_per_min` seconds.
+/// `60 / per_client_per_min` seconds; and, with `penalize_after`, what a client that keeps
+/// knocking gets: after that many refusals in a row it is taken for a bot, the places it took
+/// lately are ended and for `penalty_s` every join of its is suspicious ([`record`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinLimit {
     pub per_client_per_min: u32,
     pub burst: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub penalize_after: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub penalty_s: Option<u32>,
 }
 
 impl JoinLimit {
@@ -40,7 +52,29 @@ impl JoinLimit {
         if self.burst == 0 || self.burst > MAX_BURST {
             return invalid("burst", self.burst, MAX_BURST);
         }
+        if let Some(after) = self.penalize_after {
+            if after == 0 || after > MAX_PENALIZE_AFTER {
+                return invalid("penalize_after", after, MAX_PENALIZE_AFTER);
+            }
+        }
+        if let Some(penalty) = self.penalty_s {
+            if self.penalize_after.is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidConfig,
+                    "join_limit.penalty_s: only with penalize_after (how many refusals in a row \
+                     earn the penalty)",
+                ));
+            }
+            if penalty == 0 || penalty > MAX_PENALTY_S {
+                return invalid("penalty_s", penalty, MAX_PENALTY_S);
+            }
+        }
         Ok(())
+    }
+
+    /// How long a client taken for a bot stays one (ms).
+    pub fn penalty_ms(&self) -> u64 {
+        u64::from(self.penalty_s.unwrap_or(DEFAULT_PENALTY_S)) * 1000
     }
 
     /// Microseconds between two joins at the sustained rate.
@@ -132,25 +166,6 @@ pub fn decide(state: Option<u64>, now: u64, limit: &JoinLimit) -> Decision {
     }
 }
 
-/// A client's state as a store that keeps it in memory holds it: the state and the time (Unix
-/// ms) it may be forgotten.
-pub type Kept = (u64, u64);
-
-/// [`decide`] over what an in-memory store keeps: `kept` is the client's entry, if any (one
-/// past its time counts as none). Returns the decision and, when the join is allowed, the entry
-/// to keep in its place.
-pub fn decide_kept(kept: Option<Kept>, now: u64, limit: &JoinLimit) -> (Decision, Option<Kept>) {
-    let state = kept
-        .filter(|&(_, until)| until > now)
-        .map(|(state, _)| state);
-    let decision = decide(state, now, limit);
-    let keep = match decision {
-        Decision::Allowed { state, ttl_ms } => Some((state, now + ttl_ms)),
-        Decision::Refused { .. } => None,
-    };
-    (decision, keep)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,25 +174,9 @@ mod tests {
     const RECOMMENDED: JoinLimit = JoinLimit {
         per_client_per_min: 6,
         burst: 3,
+        penalize_after: None,
+        penalty_s: None,
     };
-
-    #[test]
-    fn a_kept_entry_counts_until_its_time_and_a_refusal_keeps_nothing_new() {
-        let now = 1_000_000;
-        let mut kept = None;
-        for _ in 0..3 {
-            let (decision, keep) = decide_kept(kept, now, &RECOMMENDED);
-            assert!(matches!(decision, Decision::Allowed { .. }));
-            kept = keep;
-        }
-        let (decision, keep) = decide_kept(kept, now, &RECOMMENDED);
-        assert!(matches!(decision, Decision::Refused { .. }), "{decision:?}");
-        assert_eq!(keep, None);
-        // Once the entry's time has passed it is as if there were none: a full burst again.
-        let (_, until) = kept.unwrap();
-        let (decision, _) = decide_kept(kept, until, &RECOMMENDED);
-        assert!(matches!(decision, Decision::Allowed { .. }), "{decision:?}");
-    }
 
     /// A client's store on a manual clock: the state kept until its TTL runs out.
     struct Clock {
@@ -269,6 +268,7 @@ mod tests {
             let err = JoinLimit {
                 per_client_per_min: limit.0,
                 burst: limit.1,
+                ..RECOMMENDED
             }
             .validate()
             .unwrap_err();
@@ -287,7 +287,7 @@ mod tests {
             burst in 1u32..=20,
             gaps in proptest::collection::vec(0u64..20_000, 1..200),
         ) {
-            let limit = JoinLimit { per_client_per_min: per_min, burst };
+            let limit = JoinLimit { per_client_per_min: per_min, burst, ..RECOMMENDED };
             let start = 1_700_000_000_000u64;
             let mut c = Clock { now: start, kept: None };
             let mut allowed = 0u64;
