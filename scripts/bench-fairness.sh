@@ -10,7 +10,9 @@
 # The variants (scripts/fairness.py has the details):
 #   baseline  no bots, no defence
 #   bots      20 bots, no defence
-#   limit     20 bots, the README's recommended join limit (per_client_per_min 6, burst 3)
+#   limit     20 bots, a join limit (per_client_per_min 6, burst 3) without a penalty
+#   penalty   20 bots, the README's recommended join limit: that one with penalize_after 10
+#   penalty_prequeue  the same, the sale opening 10 s after the first arrivals (a pre-queue)
 #   pow12     20 bots, proof of work at 12 bits
 #   pow16     20 bots, proof of work at 16 bits
 #   limit_pow16  20 bots, the recommended join limit and proof of work at 16 bits together
@@ -23,7 +25,8 @@
 #
 # QUICK=1: 50 visitors over 5 s, 3 bots, admit_per_minute 450, 10 s at most, debug builds; writes nothing to BENCHMARKS.md but
 # checks the results (scripts/fairness.py check). VARIANTS="pow12 pow16" runs only those and
-# reports them with the other variants' last results.
+# reports them with the other variants' last results (from bench-out/, or else the rows of the
+# report in BENCHMARKS.md, marked with the date of their run).
 # Raw results in bench-out/fairness-<target>/ (bench-out/fairness-<target>-quick/ for QUICK=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +40,7 @@ fi
 source scripts/targets.sh
 out=bench-out/fairness-$target
 [ "$quick" != 1 ] || out=$out-quick
-variants=${VARIANTS:-baseline bots limit pow12 pow16 limit_pow16}
+variants=${VARIANTS:-baseline bots limit penalty penalty_prequeue pow12 pow16 limit_pow16}
 # VARIANTS reruns some of them and keeps the others' last results for the report.
 if [ -z "${VARIANTS:-}" ]; then
   rm -rf "$out"

@@ -24,9 +24,16 @@ FIRST places with the lowest sequence numbers, bot or not. At the end every bot 
 them is asked for its status (each must say `admitted`) and the room's `admitted_total` must
 have reached FIRST, which checks the claim.
 
-Variants: baseline (no bots, no defence), bots (no defence), limit (the README's recommended
-join limit, per_client_per_min 6, burst 3), pow12 and pow16 (proof of work, 12 and 16 bits),
-limit_pow16 (both).
+Variants: baseline (no bots, no defence), bots (no defence), limit (a join limit,
+per_client_per_min 6, burst 3, without a penalty), penalty (the README's recommended setting: that
+limit with penalize_after 10), penalty_prequeue (the same, in a room whose sale opens 10 s after
+the first arrivals, with a pre-queue from before them: an event), pow12 and pow16 (proof of work, 12 and 16 bits), limit_pow16 (the
+limit without a penalty, and 16 bits).
+
+With a penalty, places end: a bot place ended before admission reached it is no admission, so
+the first FIRST admissions are then the admissions the room made to places that were ended
+(`admitted_total` less the admissions still held: counted as bot admissions, all among the first)
+and the first live places by sequence number after them.
 
 Environment: LEGIT (1000), DURATION_S (60), BOTS (20), BOT_CONNS (3), BOT_RATE (joins/s per
 bot connection, 0 = unbounded), ADMIT_PER_MINUTE (600), FIRST (500), CAP_S (how long the
@@ -46,11 +53,15 @@ import sys
 import time
 import urllib.parse
 
-LIMIT = {"per_client_per_min": 6, "burst": 3}  # README.md's recommended setting
+LIMIT = {"per_client_per_min": 6, "burst": 3}
+RECOMMENDED = {**LIMIT, "penalize_after": 10}  # README.md's recommended setting
 VARIANTS = {
     "baseline": {"bots": False, "room": {}},
     "bots": {"bots": True, "room": {}},
     "limit": {"bots": True, "room": {"join_limit": LIMIT}},
+    "penalty": {"bots": True, "room": {"join_limit": RECOMMENDED}},
+    # A sale as the README sets one up: a pre-queue from before the first arrival, opening 10 s in.
+    "penalty_prequeue": {"bots": True, "room": {"join_limit": RECOMMENDED}, "opens_after_s": 10},
     "pow12": {"bots": True, "room": {"challenge": {"kind": "pow", "difficulty": 12}}},
     "pow16": {"bots": True, "room": {"challenge": {"kind": "pow", "difficulty": 16}}},
     "limit_pow16": {"bots": True, "room": {"join_limit": LIMIT,
@@ -59,10 +70,17 @@ VARIANTS = {
 TITLES = {
     "baseline": "no bots, no defence (baseline)",
     "bots": "20 bots, no defence",
-    "limit": "20 bots, join limit 6/min, burst 3 (recommended)",
+    "limit": "20 bots, join limit 6/min, burst 3, no penalty",
+    "penalty": "20 bots, join limit 6/min, burst 3, penalize_after 10 (recommended)",
+    "penalty_prequeue": "20 bots, the recommended limit, the sale opening 10 s in after a pre-queue",
     "pow12": "20 bots, proof of work, 12 bits",
     "pow16": "20 bots, proof of work, 16 bits",
-    "limit_pow16": "20 bots, join limit (recommended) and proof of work, 16 bits",
+    "limit_pow16": "20 bots, join limit (no penalty) and proof of work, 16 bits",
+}
+# What the variants were called in rows a report keeps from an earlier run.
+OLD_TITLES = {
+    "limit": ["20 bots, join limit 6/min, burst 3 (recommended)"],
+    "limit_pow16": ["20 bots, join limit (recommended) and proof of work, 16 bits"],
 }
 
 
@@ -406,6 +424,25 @@ async def preflight(base, key, mode):
 # ---------------------------------------------------------------------------------------------
 # A run.
 
+async def bot_statuses(url, mode, room, places, which):
+    """The status of the bot places numbered `which`, each asked from its bot's address."""
+    sem = asyncio.Semaphore(16)
+    out = {}
+
+    async def one(n):
+        tid, ticket, b, _ = places[n]
+        async with sem:
+            c = Conn(url, bot_ip(b, mode), mode)
+            try:
+                s, _, payload = await c.request("GET", f"/_qg/v1/rooms/{room}/status",
+                                                {"Authorization": f"Bearer {ticket}"})
+                out[n] = as_json(payload).get("status") if s == 200 else f"http {s}"
+            finally:
+                c.close()
+
+    await asyncio.gather(*(one(n) for n in which))
+    return out
+
 async def run_variant(base, key, mode, variant, out_path):
     spec = VARIANTS[variant]
     legit = env_int("LEGIT", 1000)
@@ -429,6 +466,16 @@ async def run_variant(base, key, mode, variant, out_path):
         return result
 
     start_at = time.time() + 1.0
+    if spec.get("opens_after_s"):
+        now_ms = int(time.time() * 1000)
+        opens = int((start_at + spec["opens_after_s"]) * 1000)
+        event = {"prequeue_at": now_ms, "start_at": opens, "end_at": opens + 3_600_000}
+        conn = Conn(url, "127.0.0.1", "none")
+        st, doc = await admin(conn, key, "PUT", f"/rooms/{room}/events/opening", event)
+        conn.close()
+        if st not in (200, 201):
+            raise SystemExit(f"{variant}: the event was refused: {st} {doc}")
+        result["event"] = event
     queue = multiprocessing.get_context("fork").Queue()
     bots = None
     if n_bots:
@@ -455,38 +502,37 @@ async def run_variant(base, key, mode, variant, out_path):
     shards = {p[0][1] for p in places}
     seqs = [p[0][2] for p in places]
     places.sort(key=lambda p: p[0][2])
-    head = places[:first]
-    bots_in_head = sum(1 for p in head if p[1] == "bot")
-
-    # Checks: one epoch and shard, no seq given twice, the room admitted at least FIRST by the end,
-    # every bot place among the first FIRST says admitted, every legit one among them was seen
-    # admitted.
+    penalizing = bool(spec["room"].get("join_limit", {}).get("penalize_after"))
+    ended_bot = set()
+    admitted_ended = 0
     conn = Conn(url, "127.0.0.1", "none")
     _, view = await admin(conn, key, "GET", f"/rooms/{room}")
     conn.close()
     admitted_total = view.get("stats", {}).get("admitted_total")
+    if penalizing:
+        # Every bot place's status: which ended (taken for a bot), which hold an admission.
+        statuses = await bot_statuses(url, mode, room, bot["places"], range(len(bot["places"])))
+        ended_bot = {n for n, st in statuses.items() if st not in ("waiting", "admitted")}
+        live_bot_admitted = sum(1 for st in statuses.values() if st == "admitted")
+        legit_seen = sum(1 for r in records if "admitted" in r)
+        admitted_ended = max(0, (admitted_total or 0) - legit_seen - live_bot_admitted)
+        places = [p for p in places if not (p[1] == "bot" and p[2] in ended_bot)]
+    head = places[:max(0, first - admitted_ended)]
+    bots_in_head = sum(1 for p in head if p[1] == "bot") + admitted_ended
+
+    # Checks: one epoch and shard, no seq given twice, the room admitted at least FIRST by the end,
+    # every bot place among the first FIRST says admitted, every legit one among them was seen
+    # admitted.
     checks = []
     if len(epochs) > 1 or shards - {0}:
         checks.append(f"places in epochs {epochs} and shards {shards}")
     if len(set(seqs)) != len(seqs):
         checks.append("a sequence number given twice")
     head_bot_status = {}
-    sem = asyncio.Semaphore(16)
-
-    async def bot_status(n):
-        tid, ticket, b, _ = bot["places"][n]
-        async with sem:
-            c = Conn(url, bot_ip(b, mode), mode)
-            try:
-                s, _, payload = await c.request("GET", f"/_qg/v1/rooms/{room}/status",
-                                                {"Authorization": f"Bearer {ticket}"})
-                st = as_json(payload).get("status") if s == 200 else f"http {s}"
-            finally:
-                c.close()
+    statuses = await bot_statuses(url, mode, room, bot["places"], [p[2] for p in head if p[1] == "bot"])
+    for st in statuses.values():
         head_bot_status[st] = head_bot_status.get(st, 0) + 1
-
-    await asyncio.gather(*(bot_status(p[2]) for p in head if p[1] == "bot"))
-    if admitted_total is None or admitted_total < min(first, len(places)):
+    if admitted_total is None or admitted_total < min(first, len(places) + admitted_ended):
         checks.append(f"admitted_total {admitted_total} < {first} by the end")
     elif set(head_bot_status) - {"admitted"}:
         checks.append(f"bot places among the first {first}: {head_bot_status}")
@@ -507,9 +553,11 @@ async def run_variant(base, key, mode, variant, out_path):
         "places": len(places),
         "legit_places": sum(1 for p in places if p[1] == "legit"),
         "bot_places": len(bot["places"]),
+        "bot_places_ended": len(ended_bot),
+        "bot_admissions_ended": admitted_ended,
         "bots_in_first": bots_in_head,
-        "first_counted": len(head),
-        "bot_share_first": bots_in_head / len(head) if head else None,
+        "first_counted": len(head) + admitted_ended,
+        "bot_share_first": bots_in_head / (len(head) + admitted_ended) if head or admitted_ended else None,
         "head_bot_status": head_bot_status,
         "admitted_total_end": admitted_total,
         "legit_admitted": len(waits),
@@ -614,7 +662,9 @@ def check(target, out_dir):
             bad.append(f"{v}: {r['legit'] - r['legit_places']} legitimate visitors got no place: {r['legit_errors']}")
         if v == "baseline" and (r["bot_places"] or r["legit_admitted"] != r["legit"]):
             bad.append(f"{v}: {r['legit_admitted']} of {r['legit']} admitted")
-        if v in ("limit", "limit_pow16"):
+        if v.startswith("penalty") and not r.get("bot_places_ended"):
+            bad.append(f"{v}: no bot place was ended by the penalty")
+        if v in ("limit", "penalty", "penalty_prequeue", "limit_pow16"):
             if not r["bot_stats"].get("limited"):
                 bad.append(f"{v}: no bot was ever refused 429 too_many_joins")
             burst, per_min = LIMIT["burst"], LIMIT["per_client_per_min"]
@@ -654,10 +704,35 @@ def secs(v):
     return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.1f} s"
 
 
-def section(target, results, command):
+def kept_rows(old_section):
+    """The table rows and notes of an earlier report, by variant, with the date it was written."""
+    rows, notes = {}, {}
+    date = re.search(r"on (\d{4}-\d{2}-\d{2})\. Machine: ([^\n]*?)\.\n", old_section or "")
+    for line in (old_section or "").splitlines():
+        for v in VARIANTS:
+            for title in [TITLES[v]] + OLD_TITLES.get(v, []):
+                m = re.match(rf"\| {re.escape(title)}( \(run of [^)]*\))? \|", line)
+                if m and "not run" not in line.split("|")[2]:
+                    when = m.group(1) or f" (run of {date.group(1) if date else 'before'})"
+                    rows[v] = f"| {TITLES[v]}{when} |" + line[m.end():]
+            if line.startswith(f"- {v}:") or line.startswith(f"- {v} ("):
+                notes.setdefault(v, []).append(line)
+    kept_from = re.search(r"Rows marked with an earlier run's date[^\n]*", old_section or "")
+    if kept_from:
+        machine_then = kept_from.group(0)
+    elif date:
+        machine_then = (f"Rows marked with an earlier run's date are kept from the report of "
+                        f"{date.group(1)} (machine then: {date.group(2)}).")
+    else:
+        machine_then = None
+    return rows, notes, machine_then
+
+
+def section(target, results, command, old_section=None, base_summary=None):
     rs = [r for r in results.values()]
     any_r = next((r for r in rs if not r.get("unsupported")), rs[0])
     base = results.get("baseline")
+    old_rows, old_notes, machine_then = kept_rows(old_section)
     lines = [f"<!-- bench:fairness:{target} -->",
              f"### Fairness under attack: {TARGET_TITLES[target]}", "",
              f"Written by `{command}` on {any_r.get('date', datetime.date.today().isoformat())}. "
@@ -673,8 +748,13 @@ def section(target, results, command):
              f"| Variant | Bot share of the first {any_r['first']} admissions | Bot places | Bot joins refused (429) | "
              f"Legit admitted | Legit wait p50 | p90 | Extra p50 / p90 vs baseline | Bot CPU per place (of it solving) | Legit solving, wall p50 / p90 (CPU p50) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    if any(v not in results and v in old_rows for v in VARIANTS) and machine_then:
+        lines[-2:-2] = [machine_then, ""]
     for v in VARIANTS:
         r = results.get(v)
+        if r is None and v in old_rows:
+            lines.append(old_rows[v])
+            continue
         if r is None:
             lines.append(f"| {TITLES[v]} | not run | | | | | | | | |")
             continue
@@ -686,6 +766,13 @@ def section(target, results, command):
             parts = []
             for p in (50, 90):
                 a, b = wait_pct(r, p), wait_pct(base, p)
+                parts.append("-" if b is None else (f"> {r['cap_s'] - r['duration_s'] - b:+.0f} s" if a is None else f"{a - b:+.1f} s"))
+            extra = " / ".join(parts)
+        elif v != "baseline" and (base_summary or {}).get("p50") is not None:
+            # Against the baseline of an earlier run, as the chart's data kept it.
+            parts = []
+            for p in (50, 90):
+                a, b = wait_pct(r, p), base_summary[f"p{p}"]
                 parts.append("-" if b is None else (f"> {r['cap_s'] - r['duration_s'] - b:+.0f} s" if a is None else f"{a - b:+.1f} s"))
             extra = " / ".join(parts)
         total, solve_cpu = bot_cpu_per_place(r)
@@ -700,10 +787,14 @@ def section(target, results, command):
             f"| {r['bot_places']:,} | {r['bot_stats'].get('limited', 0):,} | {r['legit_admitted']} of {r['legit']} "
             f"| {fmt_wait(r, 50)} | {fmt_wait(r, 90)} | {extra} | {cpu} | {lsolve} |")
     lines.append("")
-    notes = []
+    notes = [line for v in VARIANTS if v not in results for line in old_notes.get(v, [])]
     for v, r in results.items():
         if r.get("unsupported"):
             continue
+        if r.get("bot_places_ended") or r.get("bot_admissions_ended"):
+            notes.append(f"- {v}: the penalty ended {r['bot_places_ended']:,} bot places; "
+                         f"{r['bot_admissions_ended']} admissions went to places that were ended "
+                         f"afterwards, counted as bot admissions among the first {r['first']}.")
         if r["checks"]:
             notes.append(f"- {v}: checks failed: {'; '.join(r['checks'])}.")
         if r["legit_errors"]:
@@ -736,10 +827,16 @@ def section(target, results, command):
 
 def report(target, out_dir, bench_md, chart, data_path, command):
     results = load(out_dir)
-    text = section(target, results, command)
     with open(bench_md) as f:
         md = f.read()
     pat = re.compile(rf"<!-- bench:fairness:{target} -->.*?<!-- /bench:fairness:{target} -->", re.S)
+    old = pat.search(md)
+    kept = {}
+    if os.path.exists(data_path):
+        with open(data_path) as f:
+            kept = json.load(f).get(target, {})
+    text = section(target, results, command, old.group(0) if old else None,
+                   None if "baseline" in results else kept.get("baseline"))
     if pat.search(md):
         md = pat.sub(lambda _: text, md)
     else:
@@ -756,12 +853,13 @@ def report(target, out_dir, bench_md, chart, data_path, command):
     if os.path.exists(data_path):
         with open(data_path) as f:
             data = json.load(f)
-    data[target] = {v: {"share": None if r.get("unsupported") else r["bot_share_first"],
+    data[target] = data.get(target, {})
+    data[target].update({v: {"share": None if r.get("unsupported") else r["bot_share_first"],
                         "first": r["first"],
                         "p50": None if r.get("unsupported") else wait_pct(r, 50),
                         "p90": None if r.get("unsupported") else wait_pct(r, 90),
                         "cap": r["cap_s"] - r["duration_s"]}
-                    for v, r in results.items()}
+                    for v, r in results.items()})
     with open(data_path, "w") as f:
         json.dump(data, f, indent=1, sort_keys=True)
     svg_chart(chart, data)
