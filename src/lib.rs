@@ -28,6 +28,7 @@ pub mod draw;
 pub mod error;
 pub mod estimate;
 pub mod event;
+pub mod i18n;
 pub mod invite;
 pub mod keys;
 pub mod limit;

@@ -5,14 +5,10 @@
 use crate::api::VisitorResponse;
 use crate::challenge::SiteverifyConfig;
 use crate::error::ErrorCode;
+use crate::i18n::Lang;
 use crate::room::RoomId;
 
 const TEMPLATE: &str = include_str!("waiting.html");
-
-/// What a visitor in random mode is told (the page's script says the same).
-const RANDOM_MESSAGE: &str = "People are let in by a random draw among everyone waiting: each \
-     draw gives you the same chance as anyone else, however long you have waited. The estimate is \
-     the average wait.";
 
 /// What the waiting page shows.
 #[derive(Debug, Clone)]
@@ -30,44 +26,50 @@ pub struct WaitingPage<'a> {
     pub poll_after_ms: u64,
     /// The status endpoint the page polls, e.g. `/_qg/v1/rooms/demo/status`.
     pub status_url: &'a str,
+    pub lang: Lang,
 }
 
 impl WaitingPage<'_> {
     pub fn render(&self) -> String {
+        let text = self.lang.text();
+        let script = &text.script;
         let refresh_s = self.poll_after_ms.div_ceil(1000).max(1);
         let placed = self.position.is_some() || self.opens_at.is_some() || self.random;
         let message = match self.eta_seconds {
-            _ if !placed => "You have no place in line yet.",
-            _ if self.random && self.opens_at.is_none() => RANDOM_MESSAGE,
-            _ if self.opens_at.is_some() => {
-                "The sale has not opened yet. You have a place; when it opens, people are let \
-                 in from the line, and this page takes you in when it is your turn."
-            }
-            None => "The wait cannot be estimated yet (nobody is being let in, or how fast is not known yet); your place is kept.",
-            Some(_) => "The estimate follows how fast people are being let in.",
+            _ if !placed => text.no_place,
+            _ if self.random && self.opens_at.is_none() => script.random_message,
+            _ if self.opens_at.is_some() => script.prequeue_message,
+            None => script.unknown_message,
+            Some(_) => script.estimate_message,
         };
         let intro = if placed {
-            "This site is busy right now. Your place is kept, and you will be let in \
-             automatically as soon as there is room. Keep this page open; you do not need to \
-             refresh it."
+            text.intro_placed
         } else {
-            "This page takes a place in line for you when it loads again, in a moment."
+            text.intro_unplaced
         };
         let position = match (self.position, self.opens_at) {
-            (_, None) if self.random => "drawn at random".to_owned(),
-            (Some(p), _) => p.to_string(),
-            (None, Some(_)) => "kept until the opening".to_owned(),
+            (_, None) if self.random => script.random_position.to_owned(),
+            (Some(p), _) => self.lang.format_number(p),
+            (None, Some(_)) => script.prequeue_position.to_owned(),
             (None, None) => "\u{2013}".to_owned(),
         };
         let eta = match self.opens_at {
-            Some(_) => "the sale opens soon".to_owned(),
-            None => format_wait(self.eta_seconds),
+            Some(_) => script.opens_soon.to_owned(),
+            None => self.lang.format_wait(self.eta_seconds),
         };
+        let script_text = serde_json::to_string(script).unwrap_or_else(|_| "{}".into());
+        let template = TEMPLATE.replace(LANGUAGE_LINKS_MARKER, &language_links(self.lang));
         fill(
-            TEMPLATE,
+            &template,
+            self.lang,
             &[
                 ("refresh_s", &refresh_s.to_string()),
+                ("title", text.waiting_title),
                 ("position", &position),
+                (
+                    "position_number",
+                    &self.position.map_or_else(String::new, |p| p.to_string()),
+                ),
                 ("eta", &eta),
                 (
                     "opens_at",
@@ -75,23 +77,40 @@ impl WaitingPage<'_> {
                 ),
                 ("intro", intro),
                 ("message", message),
-                ("updated", "just now"),
+                ("position_label", text.position_label),
+                ("eta_label", text.eta_label),
+                ("progress_label", text.progress_label),
+                ("updated_label", text.updated_label),
+                ("updated", text.just_now),
+                ("room_label", text.room_label),
+                ("ticket_label", text.ticket_label),
+                ("languages_label", text.languages_label),
                 ("room", self.room.as_str()),
                 (
                     "ticket_id",
-                    if placed { self.ticket_id } else { "none yet" },
+                    if placed {
+                        self.ticket_id
+                    } else {
+                        text.no_place_ticket
+                    },
                 ),
                 ("status_url", self.status_url),
                 ("poll_ms", &self.poll_after_ms.to_string()),
                 ("placed", if placed { "true" } else { "false" }),
+                ("script_text", &script_text),
             ],
         )
     }
 }
 
 /// The waiting page for a visitor the gate answered with `visitor` (what a status call would
-/// answer), polling the status API under `api_prefix`.
-pub fn waiting_page(room: &RoomId, visitor: &VisitorResponse, api_prefix: &str) -> String {
+/// answer), polling the status API under `api_prefix`, in `lang`.
+pub fn waiting_page(
+    room: &RoomId,
+    visitor: &VisitorResponse,
+    api_prefix: &str,
+    lang: Lang,
+) -> String {
     WaitingPage {
         room,
         ticket_id: visitor.ticket_id.as_deref().unwrap_or(""),
@@ -101,75 +120,82 @@ pub fn waiting_page(room: &RoomId, visitor: &VisitorResponse, api_prefix: &str) 
         eta_seconds: visitor.eta_seconds.flatten(),
         poll_after_ms: visitor.poll_after_ms.unwrap_or(1000),
         status_url: &format!("{api_prefix}/rooms/{room}/status"),
+        lang,
     }
     .render()
 }
 
+/// Where the waiting page takes its links to the other languages.
+const LANGUAGE_LINKS_MARKER: &str = "{{language_links}}";
+
+/// A link to the page in each language (`?lang=`; the page's script keeps the rest of the
+/// address), the current one marked. Only the languages' own tags and names go in: nothing a
+/// visitor sent.
+fn language_links(current: Lang) -> String {
+    Lang::ALL
+        .iter()
+        .map(|&lang| {
+            let tag = lang.tag();
+            let name = lang.name();
+            let mark = if lang == current {
+                r#" aria-current="true""#
+            } else {
+                ""
+            };
+            format!(
+                r#"<a href="?lang={tag}" data-lang="{tag}" hreflang="{tag}" lang="{tag}"{mark}>{name}</a>"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The page shown on a protected path while the queue's store cannot be reached and the room
 /// fails closed: nobody is let in, and the page asks again by itself.
-pub fn unavailable_page(retry_s: u64) -> String {
-    let retry_s = retry_s.max(1);
+pub fn unavailable_page(retry_s: u64, lang: Lang) -> String {
+    let text = lang.text();
     notice_page(
-        "One moment, please",
-        "The waiting room for this site cannot reach its queue right now. Nobody is being let in \
-         until it can. This page tries again by itself; your place, if you had one, is kept.",
-        retry_s,
+        lang,
+        text.unavailable_title,
+        text.unavailable_message,
+        retry_s.max(1),
     )
 }
 
 /// What a browser sees when the line is full (`max_waiting`): the page tries again after
 /// `retry_s`.
-pub fn full_page(retry_s: u64) -> String {
-    notice_page(
-        "The line is full",
-        "So many people are waiting already that this waiting room is taking nobody new for now. \
-         This page tries again by itself in a moment; keep it open.",
-        retry_s.max(1),
-    )
+pub fn full_page(retry_s: u64, lang: Lang) -> String {
+    let text = lang.text();
+    notice_page(lang, text.full_title, text.full_message, retry_s.max(1))
 }
 
 /// What a browser over its room's join limit sees: the page tries again after `retry_s`.
-pub fn too_many_joins_page(retry_s: u64) -> String {
+pub fn too_many_joins_page(retry_s: u64, lang: Lang) -> String {
     let retry_s = retry_s.max(1);
+    let text = lang.text();
     notice_page(
-        "Too many visitors from your network",
-        &format!(
-            "Many people sharing your internet connection joined this waiting room just now, and \
-             each connection may only join so often. This page tries again by itself in \
-             {retry_s} seconds; nothing you already hold is lost."
-        ),
+        lang,
+        text.too_many_joins_title,
+        &text
+            .too_many_joins_message
+            .replace("{s}", &lang.format_number(retry_s)),
         retry_s,
     )
 }
 
 /// What a browser refused a place at the gate sees, for the refusals a person can meet: an
-/// invite-only room, an invite used before, a failed check. `None` for any other error (the
-/// JSON error stands). The page does not reload itself: trying again would not help.
-pub fn refusal_page(code: ErrorCode) -> Option<String> {
+/// invite-only room, an invite used before, a closed room, a failed check. `None` for any other
+/// error (the JSON error stands). The page does not reload itself: trying again would not help.
+pub fn refusal_page(code: ErrorCode, lang: Lang) -> Option<String> {
+    let text = lang.text();
     let (title, message) = match code {
-        ErrorCode::InviteRequired => (
-            "This waiting room is by invitation",
-            "Only visitors with an invitation can join this line. Open the link from your \
-             invitation to join.",
-        ),
-        ErrorCode::InviteUsed => (
-            "This invitation has been used",
-            "Each invitation lets one visitor into the line once, and this one has been used. \
-             If it was yours, go back to the window where you joined.",
-        ),
-        ErrorCode::RoomClosed => (
-            "This waiting room is closed",
-            "It is not taking anyone new at the moment. If you already had a place in line, \
-             open the page where you joined.",
-        ),
-        ErrorCode::ChallengeFailed => (
-            "We could not check your browser",
-            "Your browser's answer to the waiting room's check was not accepted. Load this page \
-             again to try once more.",
-        ),
+        ErrorCode::InviteRequired => (text.invite_required_title, text.invite_required_message),
+        ErrorCode::InviteUsed => (text.invite_used_title, text.invite_used_message),
+        ErrorCode::RoomClosed => (text.closed_title, text.closed_message),
+        ErrorCode::ChallengeFailed => (text.challenge_failed_title, text.challenge_failed_message),
         _ => return None,
     };
-    Some(notice_page(title, message, 0))
+    Some(notice_page(lang, title, message, 0))
 }
 
 /// The page a browser without a place gets in a room with a proof-of-work challenge: it asks
@@ -178,6 +204,7 @@ pub fn refusal_page(code: ErrorCode) -> Option<String> {
 pub fn challenge_page(room: &RoomId, api_prefix: &str) -> String {
     fill(
         include_str!("challenge.html"),
+        Lang::En,
         &[
             ("room", room.as_str()),
             ("join_url", &format!("{api_prefix}/rooms/{room}/join")),
@@ -188,7 +215,7 @@ pub fn challenge_page(room: &RoomId, api_prefix: &str) -> String {
 const NOTICE_REFRESH: &str = "<meta http-equiv=\"refresh\" content=\"{{refresh_s}}\">\n";
 
 /// A page that says one thing and reloads itself after `retry_s` seconds (never, for 0).
-fn notice_page(title: &str, message: &str, retry_s: u64) -> String {
+fn notice_page(lang: Lang, title: &str, message: &str, retry_s: u64) -> String {
     let template = include_str!("notice.html");
     let template = match retry_s {
         0 => template.replace(NOTICE_REFRESH, ""),
@@ -196,6 +223,7 @@ fn notice_page(title: &str, message: &str, retry_s: u64) -> String {
     };
     fill(
         &template,
+        lang,
         &[
             ("title", title),
             ("message", message),
@@ -211,6 +239,7 @@ pub fn demo_page(api_prefix: &str, visitor: Option<(&RoomId, &str)>) -> String {
     match visitor {
         Some((room, ticket_id)) => fill(
             include_str!("demo_admitted.html"),
+            Lang::En,
             &[
                 ("room", room.as_str()),
                 ("visitor", ticket_id),
@@ -221,30 +250,18 @@ pub fn demo_page(api_prefix: &str, visitor: Option<(&RoomId, &str)>) -> String {
     }
 }
 
-/// A wait in words, as the page's script writes it.
-pub fn format_wait(eta_seconds: Option<u64>) -> String {
-    match eta_seconds {
-        None => "unknown".into(),
-        Some(s) if s < 60 => "under a minute".into(),
-        Some(s) => {
-            let minutes = (s + 30) / 60;
-            if minutes < 60 {
-                let unit = if minutes == 1 { "minute" } else { "minutes" };
-                format!("about {minutes} {unit}")
-            } else {
-                format!("about {} h {} min", minutes / 60, minutes % 60)
-            }
-        }
-    }
-}
-
 /// Where a page's `<style>` takes the style every page shares (`src/page.css`).
 const PAGE_CSS_MARKER: &str = "/* queuegate:page.css */\n";
 
-/// Replaces `{{name}}` placeholders with HTML-escaped values. The values also land inside a
-/// script string (`status_url`), where the escaping keeps quotes and `<` harmless too.
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
+/// Replaces `{{name}}` placeholders with HTML-escaped values, and `{{lang}}` and `{{dir}}` with
+/// `lang`'s. The values also land inside a script string (`status_url`), where the escaping
+/// keeps quotes and `<` harmless too.
+fn fill(template: &str, lang: Lang, values: &[(&str, &str)]) -> String {
     let template = template.replace(PAGE_CSS_MARKER, include_str!("page.css"));
+    let values = &[("lang", lang.tag()), ("dir", lang.dir())]
+        .into_iter()
+        .chain(values.iter().copied())
+        .collect::<Vec<_>>();
     let mut out = String::with_capacity(template.len() + 256);
     let mut rest = template.as_str();
     while let Some(start) = rest.find("{{") {
@@ -290,6 +307,7 @@ pub fn siteverify_page(room: &RoomId, config: &SiteverifyConfig, api_prefix: &st
     };
     fill(
         include_str!("siteverify.html"),
+        Lang::En,
         &[
             ("room", room.as_str()),
             ("site_key", &config.site_key),
@@ -320,6 +338,7 @@ mod tests {
             eta_seconds: eta,
             poll_after_ms: 2500,
             status_url: "/_qg/v1/rooms/demo/status",
+            lang: Lang::En,
         }
         .render()
     }
@@ -349,6 +368,7 @@ mod tests {
             eta_seconds: Some(600),
             poll_after_ms: 2500,
             status_url: "/_qg/v1/rooms/demo/status",
+            lang: Lang::En,
         }
         .render();
         assert!(html.contains(">drawn at random</dd>"));
@@ -376,6 +396,7 @@ mod tests {
             eta_seconds: None,
             poll_after_ms: 1000,
             status_url: "/_qg/v1/rooms/demo/status",
+            lang: Lang::En,
         }
         .render();
         assert!(html.contains("aria-labelledby=\"position-label\">\u{2013}</dd>"));
@@ -389,7 +410,11 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let out = fill("<p>{{x}}</p>\"{{x}}\"", &[("x", "</p><script>\"'\\")]);
+        let out = fill(
+            "<p>{{x}}</p>\"{{x}}\"",
+            Lang::En,
+            &[("x", "</p><script>\"'\\")],
+        );
         assert_eq!(
             out,
             "<p>&lt;/p&gt;&lt;script&gt;&quot;&#39;&#92;</p>\"&lt;/p&gt;&lt;script&gt;&quot;&#39;&#92;\""
@@ -398,19 +423,21 @@ mod tests {
 
     #[test]
     fn the_unavailable_page_retries_by_itself() {
-        let html = unavailable_page(2);
+        let html = unavailable_page(2, Lang::En);
         assert!(html.contains(r#"<meta http-equiv="refresh" content="2">"#));
         assert!(!html.contains("{{"));
     }
 
     #[test]
     fn a_refusal_page_says_why_and_does_not_reload() {
-        let html = refusal_page(ErrorCode::InviteRequired).unwrap();
+        let html = refusal_page(ErrorCode::InviteRequired, Lang::En).unwrap();
         assert!(html.contains("by invitation"));
         assert!(!html.contains("http-equiv=\"refresh\""));
         assert!(!html.contains("{{"));
-        assert!(refusal_page(ErrorCode::UnknownRoom).is_none());
-        assert!(too_many_joins_page(7).contains(r#"<meta http-equiv="refresh" content="7">"#));
+        assert!(refusal_page(ErrorCode::UnknownRoom, Lang::En).is_none());
+        assert!(
+            too_many_joins_page(7, Lang::En).contains(r#"<meta http-equiv="refresh" content="7">"#)
+        );
     }
 
     #[test]
@@ -425,9 +452,79 @@ mod tests {
     }
 
     #[test]
-    fn waits_in_words() {
-        assert_eq!(format_wait(Some(0)), "under a minute");
-        assert_eq!(format_wait(Some(89)), "about 1 minute");
-        assert_eq!(format_wait(Some(3600)), "about 1 h 0 min");
+    fn every_page_speaks_the_language_it_is_given() {
+        let room = RoomId::parse("demo").unwrap();
+        for lang in Lang::ALL {
+            let text = lang.text();
+            let page = WaitingPage {
+                room: &room,
+                ticket_id: "00000001-0-7",
+                position: Some(12_345),
+                opens_at: None,
+                random: false,
+                eta_seconds: Some(125),
+                poll_after_ms: 2500,
+                status_url: "/_qg/v1/rooms/demo/status",
+                lang,
+            }
+            .render();
+            let html_tag = format!(r#"<html lang="{}" dir="ltr">"#, lang.tag());
+            assert!(page.contains(&html_tag), "{lang:?}");
+            assert!(page.contains(&format!("<title>{}</title>", text.waiting_title)));
+            assert!(page.contains(&lang.format_number(12_345)), "{lang:?}");
+            assert!(page.contains(&lang.format_wait(Some(125))), "{lang:?}");
+            assert!(page.contains(r#"aria-current="true">"#));
+            assert!(page.contains(&format!(r#"lang="{}" aria-current="true">"#, lang.tag())));
+            assert!(
+                !page.contains("{{"),
+                "{lang:?}: every placeholder is filled"
+            );
+            let notices = [
+                full_page(5, lang),
+                unavailable_page(5, lang),
+                too_many_joins_page(5, lang),
+                refusal_page(ErrorCode::RoomClosed, lang).unwrap(),
+            ];
+            for notice in notices {
+                assert!(notice.contains(&html_tag), "{lang:?}");
+                assert!(
+                    !notice.contains("{{") && !notice.contains("{s}"),
+                    "{lang:?}"
+                );
+            }
+            assert!(full_page(5, lang).contains(text.full_title));
+            assert!(refusal_page(ErrorCode::RoomClosed, lang)
+                .unwrap()
+                .contains(text.closed_message));
+        }
+    }
+
+    #[test]
+    fn the_script_gets_the_sentences_as_json_it_can_read_back() {
+        let room = RoomId::parse("demo").unwrap();
+        let html = WaitingPage {
+            room: &room,
+            ticket_id: "00000001-0-7",
+            position: Some(3),
+            opens_at: None,
+            random: false,
+            eta_seconds: None,
+            poll_after_ms: 1000,
+            status_url: "/_qg/v1/rooms/demo/status",
+            lang: Lang::Fr,
+        }
+        .render();
+        let start = html.find("data-text=\"").unwrap() + "data-text=\"".len();
+        let end = start + html[start..].find('"').unwrap();
+        let decoded = html[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#92;", "\\")
+            .replace("&amp;", "&");
+        let json: serde_json::Value = serde_json::from_str(&decoded).unwrap();
+        assert_eq!(json["wait_under_minute"], "moins d’une minute");
+        assert_eq!(json["opens_in"], "ouverture dans {t}");
     }
 }

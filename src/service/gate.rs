@@ -25,6 +25,7 @@ use crate::api::{
 };
 use crate::challenge::{Challenge, NoScript};
 use crate::error::ErrorCode;
+use crate::i18n::Lang;
 use crate::page::{
     challenge_page, full_page, refusal_page, siteverify_page, too_many_joins_page,
     unavailable_page, waiting_page,
@@ -39,7 +40,10 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
     let table = match s.store.route_table(now).await {
         Ok(table) => table,
         // Which room the path belongs to is unknown: every path is treated as protected.
-        Err(err) => return outage(&s, None, err.into(), req, json).await,
+        Err(err) => {
+            let lang = page_language(req.uri().query(), req.headers());
+            return outage(&s, None, err.into(), req, json, lang).await;
+        }
     };
     let path = crate::path::match_key(req.uri().path());
     let host = req
@@ -58,6 +62,7 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         .cloned()
         .unwrap_or_default();
     let invite = invite_in(req.uri().query());
+    let lang = page_language(req.uri().query(), req.headers());
     let asked = Asked {
         method: req.method().as_str(),
         path: &path,
@@ -72,20 +77,22 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
             let visitor = place.map(|place| Visitor { room: &room, place });
             forward(&s, req, visitor, &cookies).await
         }
-        Ok(Decision::Wait(answer, status)) => waiting_response(&s, &room, *answer, status, json),
+        Ok(Decision::Wait(answer, status)) => {
+            waiting_response(&s, &room, *answer, status, json, lang)
+        }
         Err(err) if err.code() == ErrorCode::StoreUnavailable => {
-            outage(&s, Some(&room), err, req, json).await
+            outage(&s, Some(&room), err, req, json, lang).await
         }
         Ok(Decision::Challenge(page)) => challenge_response(page),
-        Ok(Decision::Full(answer)) => full_response(*answer, json),
-        Err(err) if !json => refusal(err),
+        Ok(Decision::Full(answer)) => full_response(*answer, json, lang),
+        Err(err) if !json => refusal(err, lang),
         Err(err) => err.into_response(),
     }
 }
 
 /// A browser refused a place: the same status (and `Retry-After`) as the JSON answer, as a
 /// page that says why; the JSON error for anything a page would not explain.
-fn refusal(err: AppError) -> Response {
+fn refusal(err: AppError, lang: Lang) -> Response {
     let code = err.code();
     let mut response = err.into_response();
     let page = match code {
@@ -96,9 +103,9 @@ fn refusal(err: AppError) -> Response {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(RETRY_AFTER_S);
-            Some(too_many_joins_page(retry_s))
+            Some(too_many_joins_page(retry_s, lang))
         }
-        other => refusal_page(other),
+        other => refusal_page(other, lang),
     };
     let Some(page) = page else {
         return response;
@@ -112,7 +119,30 @@ fn refusal(err: AppError) -> Response {
     if let Ok(status) = HeaderValue::from_str(code.as_str()) {
         headers.insert("x-queuegate-status", status);
     }
+    in_language(headers, lang);
     response
+}
+
+/// The language of a page for this request: `?lang=`, then `Accept-Language`.
+fn page_language(query: Option<&str>, headers: &HeaderMap) -> Lang {
+    let asked = query.and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "lang")
+            .map(|(_, value)| value.into_owned())
+    });
+    let accept_language = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    Lang::negotiate(asked.as_deref(), accept_language)
+}
+
+/// Marks a page as written in `lang`, and caches as varying with the header that chose it.
+fn in_language(headers: &mut HeaderMap, lang: Lang) {
+    headers.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.tag()),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("Accept-Language"));
 }
 
 /// What the gate does with a request on a protected path.
@@ -292,7 +322,7 @@ fn challenge_page_of(s: &Service, record: &RoomRecord) -> String {
 }
 
 /// A full line: the JSON answer, or a page that tries again by itself.
-fn full_response(answer: Answer, json: bool) -> Response {
+fn full_response(answer: Answer, json: bool, lang: Lang) -> Response {
     let retry_s = answer
         .body
         .poll_after_ms
@@ -310,10 +340,13 @@ fn full_response(answer: Answer, json: bool) -> Response {
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            full_page(retry_s),
+            full_page(retry_s, lang),
         )
             .into_response()
     };
+    if !json {
+        in_language(response.headers_mut(), lang);
+    }
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_s));
@@ -356,6 +389,7 @@ async fn outage(
     err: AppError,
     req: Request,
     json: bool,
+    lang: Lang,
 ) -> Response {
     tracing::warn!(error = %err.0, "the store is unavailable at the gate");
     match s.on_store_unavailable {
@@ -365,22 +399,23 @@ async fn outage(
         }
         UnavailablePolicy::Closed => {
             s.metrics.gate(room, "closed");
-            unavailable_response(err, json)
+            unavailable_response(err, json, lang)
         }
     }
 }
 
-fn unavailable_response(err: AppError, json: bool) -> Response {
+fn unavailable_response(err: AppError, json: bool, lang: Lang) -> Response {
     if json {
         return err.into_response();
     }
     let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        unavailable_page(RETRY_AFTER_S),
+        unavailable_page(RETRY_AFTER_S, lang),
     )
         .into_response();
     let headers = response.headers_mut();
+    in_language(headers, lang);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
     headers.insert(
@@ -397,6 +432,7 @@ fn waiting_response(
     answer: Answer,
     status: u16,
     json: bool,
+    lang: Lang,
 ) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = if json {
@@ -406,11 +442,14 @@ fn waiting_response(
         (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            waiting_page(room, &answer.body, &s.prefix),
+            waiting_page(room, &answer.body, &s.prefix, lang),
         )
             .into_response()
     };
     let headers = response.headers_mut();
+    if !json {
+        in_language(headers, lang);
+    }
     add_no_store_and_cookies(headers, &answer.set_cookies);
     headers.insert("x-queuegate-status", HeaderValue::from_static("waiting"));
     response

@@ -85,3 +85,91 @@ pub async fn health_and_metrics_answer(t: &Target) {
     assert_eq!(metrics.status, 200);
     assert!(metrics.text.contains("queuegate_"), "{}", metrics.text);
 }
+
+pub async fn pages_speak_the_visitor_s_language(t: &Target) {
+    let room = unique("lang");
+    let config = json!({"max_active": 5, "paths": [format!("/{room}")]});
+    t.put_room(&room, config.clone()).await;
+    t.pause(&room).await;
+    let path = format!("/{room}/tickets");
+    let page = |cookies: Vec<(String, String)>, path: String, accept_language: &'static str| {
+        let headers = [
+            ("accept", "text/html"),
+            ("accept-language", accept_language),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ];
+        async move {
+            t.request(reqwest::Method::GET, &path, &cookies, &headers)
+                .await
+        }
+    };
+    // The browser's languages by weight: Korean first.
+    let korean = page(vec![], path.clone(), "ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7").await;
+    assert_eq!(korean.status, 200, "{}", korean.text);
+    assert_eq!(korean.header("content-language"), Some("ko"));
+    assert!(
+        korean
+            .header("vary")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("accept-language")),
+        "{:?}",
+        korean.header("vary")
+    );
+    assert!(korean.text.contains(r#"<html lang="ko" dir="ltr">"#));
+    assert!(
+        korean.text.contains("대기열에 들어와 있습니다"),
+        "{}",
+        korean.text
+    );
+    assert!(korean.text.contains("내 대기 순서"));
+    let ticket = korean
+        .cookie(&format!("qg_ticket_{room}"))
+        .expect("a ticket cookie");
+    let cookies = vec![(format!("qg_ticket_{room}"), ticket)];
+
+    // `?lang=` wins over the header, and the place is the same.
+    let german = page(cookies.clone(), format!("{path}?lang=de"), "ko").await;
+    assert_eq!(german.header("content-language"), Some("de"));
+    assert!(german.text.contains(r#"<html lang="de" dir="ltr">"#));
+    assert!(german.text.contains("Sie sind in der Warteschlange"));
+    assert!(german
+        .text
+        .contains(r#"aria-labelledby="position-label">1</dd>"#));
+    assert!(german
+        .text
+        .contains(r#"lang="de" aria-current="true">Deutsch</a>"#));
+    // A region finds its script; a language the pages do not speak, or a made-up one, gets
+    // English.
+    let taiwan = page(cookies.clone(), path.clone(), "zh-TW,zh;q=0.9").await;
+    assert_eq!(taiwan.header("content-language"), Some("zh-Hant"));
+    assert!(taiwan.text.contains("您正在排隊"));
+    for header in ["nl-NL,nl;q=0.9", "x;;q=,,", "*"] {
+        let english = page(cookies.clone(), format!("{path}?lang=xx-%00"), header).await;
+        assert_eq!(english.status, 200, "{header}: {}", english.text);
+        assert_eq!(english.header("content-language"), Some("en"), "{header}");
+        assert!(english.text.contains("You are in line"));
+    }
+    // JSON answers are the same whatever the language.
+    let json_answer = t
+        .request(
+            reqwest::Method::GET,
+            &path,
+            &cookies,
+            &[("accept", "application/json"), ("accept-language", "ja")],
+        )
+        .await;
+    assert_eq!(json_answer.json["position"], 1, "{}", json_answer.text);
+
+    // The closed room's page, in Japanese.
+    let mut closed = config;
+    closed["mode"] = json!("closed");
+    t.put_room(&room, closed).await;
+    let shut = page(vec![], path.clone(), "ja-JP,ja;q=0.9").await;
+    assert_eq!(shut.status, 403, "{}", shut.text);
+    assert_eq!(shut.header("content-language"), Some("ja"));
+    assert!(
+        shut.text.contains("この待合室は閉じています"),
+        "{}",
+        shut.text
+    );
+}
