@@ -117,9 +117,13 @@ build_edge() {
 
 # Chromium from Debian's package, for the browser test (playwright-core drives it; Playwright's
 # own browser download cannot work offline).
+# With Noto CJK: the pages in Korean, Japanese and Chinese are drawn (and measured for the phone
+# layout) in a font that has their characters, not in boxes.
 ensure_chromium() {
-  if [ -x /usr/bin/chromium ]; then
-    return
+  if [ ! -x /usr/bin/chromium ]; then
+    apt_install_quiet chromium none
   fi
-  apt_install_quiet chromium none
+  if [ ! -d /usr/share/fonts/opentype/noto ] || ! ls /usr/share/fonts/opentype/noto | grep -q CJK; then
+    apt_install_quiet fonts-noto-cjk none
+  fi
 }
