@@ -375,3 +375,153 @@ pub async fn track(State(s): State<Arc<Service>>, req: Request, next: Next) -> R
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    /// The Grafana dashboard kept in the repository (`docs/grafana/queuegate.json`).
+    const DASHBOARD: &str = include_str!("../../docs/grafana/queuegate.json");
+
+    /// Every sample name the server exports, with the labels it carries, from metrics that have
+    /// seen one of everything.
+    fn exported() -> BTreeMap<String, BTreeSet<String>> {
+        let metrics = Metrics::new();
+        let room = RoomId::parse("sale").unwrap();
+        metrics.request("/_qg/v1/rooms/{room}/join", 200, 1500);
+        metrics.join(&room, JoinOutcome::Penalized);
+        metrics.gate(Some(&room), "waiting");
+        metrics.held(&room, "prefetch");
+        metrics.revoked_by_application(&room);
+        metrics.penalized_place(&room);
+        metrics.admitted(&room, 3);
+        metrics.room(&room, &RoomStats::default());
+        metrics.scheduler_error();
+        metrics.lease(Some(7));
+        let text = metrics.render(&[("script", 1)]);
+        let mut samples: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let name_end = line.find(['{', ' ']).unwrap();
+            let mut labels = BTreeSet::new();
+            // `name="value",...}`: values are quoted and may hold `,`, `}` and `\"`.
+            let mut rest = line[name_end..].strip_prefix('{').unwrap_or("}");
+            while !rest.starts_with('}') {
+                let (name, value) = rest.split_once("=\"").unwrap();
+                labels.insert(name.trim_start_matches(',').to_owned());
+                let mut escaped = false;
+                let close = value
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        let end = c == '"' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        end
+                    })
+                    .unwrap()
+                    .0;
+                rest = value[close + 1..].trim_start_matches(',');
+            }
+            samples
+                .entry(line[..name_end].to_owned())
+                .or_default()
+                .extend(labels);
+        }
+        samples
+    }
+
+    /// The metric names in a PromQL expression, and the labels it groups or matches by.
+    fn queried(expr: &str) -> (Vec<String>, Vec<String>) {
+        let words = |s: &str| -> Vec<String> {
+            s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let names = words(expr)
+            .into_iter()
+            .filter(|w| w.starts_with("queuegate_"))
+            .collect();
+        let mut labels = Vec::new();
+        for (open, close) in [("by (", ")"), ("{", "}")] {
+            let mut rest = expr;
+            while let Some(start) = rest.find(open) {
+                let inner = &rest[start + open.len()..];
+                let end = inner.find(close).unwrap();
+                for matcher in inner[..end].split(',') {
+                    let label = matcher.split(['=', '!', '~']).next().unwrap().trim();
+                    if !label.is_empty() {
+                        labels.push(label.to_owned());
+                    }
+                }
+                rest = &inner[end..];
+            }
+        }
+        (names, labels)
+    }
+
+    #[test]
+    fn the_dashboard_queries_only_what_the_server_exports() {
+        let exported = exported();
+        let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
+        let panels = dashboard["panels"].as_array().unwrap();
+        assert!(panels.len() >= 6);
+        let mut ids = BTreeSet::new();
+        let mut queried_names = BTreeSet::new();
+        for panel in panels {
+            assert!(
+                ids.insert(panel["id"].as_u64().unwrap()),
+                "panel ids are unique"
+            );
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{}", panel["title"]);
+            for target in targets {
+                let expr = target["expr"].as_str().unwrap();
+                let (names, labels) = queried(expr);
+                assert!(!names.is_empty(), "{expr}");
+                let mut known: BTreeSet<&str> = ["le"].into();
+                for name in &names {
+                    let Some(carried) = exported.get(name) else {
+                        panic!("{expr}: {name} is not exported; exported: {exported:?}");
+                    };
+                    known.extend(carried.iter().map(String::as_str));
+                    queried_names.insert(name.clone());
+                }
+                for label in labels {
+                    assert!(
+                        known.contains(label.as_str()),
+                        "{expr}: no metric in it has {label}"
+                    );
+                }
+            }
+        }
+        // The room variable's query too.
+        let rooms = dashboard["templating"]["list"][1]["definition"]
+            .as_str()
+            .unwrap();
+        assert!(exported.contains_key(&queried(rooms).0[0]), "{rooms}");
+        // Every room gauge is on the dashboard: an operator watches the line.
+        for gauge in [
+            "queuegate_room_waiting",
+            "queuegate_room_active",
+            "queuegate_room_admitted",
+        ] {
+            assert!(
+                queried_names.contains(gauge),
+                "{gauge} is not on the dashboard"
+            );
+        }
+    }
+
+    #[test]
+    fn a_query_of_a_metric_that_does_not_exist_is_caught() {
+        let exported = exported();
+        let (names, _) = queried("rate(queuegate_joins_count[1m])");
+        assert!(!exported.contains_key(&names[0]));
+        let (_, labels) = queried("sum by (room, shard) (queuegate_room_waiting{outcome=\"x\"})");
+        assert_eq!(labels, ["room", "shard", "outcome"]);
+    }
+}
