@@ -201,15 +201,28 @@ pub fn refusal_page(code: ErrorCode, lang: Lang) -> Option<String> {
 /// The page a browser without a place gets in a room with a proof-of-work challenge: it asks
 /// for the challenge, solves it in a Web Worker with a progress bar, joins with the answer and
 /// loads the page again, now with its place.
-pub fn challenge_page(room: &RoomId, api_prefix: &str) -> String {
+pub fn challenge_page(room: &RoomId, api_prefix: &str, lang: Lang) -> String {
+    let text = lang.check_text();
     fill(
         include_str!("challenge.html"),
-        Lang::En,
+        lang,
         &[
             ("room", room.as_str()),
             ("join_url", &format!("{api_prefix}/rooms/{room}/join")),
+            ("title", text.pow_title),
+            ("intro", text.pow_intro),
+            ("noscript", text.pow_noscript),
+            ("progress_label", text.pow_progress_label),
+            ("starting", text.starting),
+            ("room_label", lang.text().room_label),
+            ("check_text", &check_text_json(lang)),
         ],
     )
+}
+
+/// The check pages' sentences, for their scripts.
+fn check_text_json(lang: Lang) -> String {
+    serde_json::to_string(lang.check_text()).unwrap_or_else(|_| "{}".into())
 }
 
 const NOTICE_REFRESH: &str = "<meta http-equiv=\"refresh\" content=\"{{refresh_s}}\">\n";
@@ -299,7 +312,13 @@ fn escape_into(out: &mut String, value: &str) {
 /// The page of a room whose challenge is a siteverify widget, for a visitor without a place: it
 /// loads the provider's script (explicit rendering, so the page decides when and where), renders
 /// the widget with the room's site key, and joins with the widget's response under `api_prefix`.
-pub fn siteverify_page(room: &RoomId, config: &SiteverifyConfig, api_prefix: &str) -> String {
+pub fn siteverify_page(
+    room: &RoomId,
+    config: &SiteverifyConfig,
+    api_prefix: &str,
+    lang: Lang,
+) -> String {
+    let text = lang.check_text();
     let separator = if config.script_url.contains('?') {
         '&'
     } else {
@@ -307,9 +326,15 @@ pub fn siteverify_page(room: &RoomId, config: &SiteverifyConfig, api_prefix: &st
     };
     fill(
         include_str!("siteverify.html"),
-        Lang::En,
+        lang,
         &[
             ("room", room.as_str()),
+            ("title", text.widget_title),
+            ("intro", text.widget_intro),
+            ("noscript", text.widget_noscript),
+            ("loading", text.widget_loading),
+            ("room_label", lang.text().room_label),
+            ("check_text", &check_text_json(lang)),
             ("site_key", &config.site_key),
             ("join_url", &format!("{api_prefix}/rooms/{room}/join")),
             (
@@ -443,7 +468,7 @@ mod tests {
     #[test]
     fn the_challenge_page_joins_through_the_room_api_and_solves_in_a_worker() {
         let room = RoomId::parse("sale").unwrap();
-        let html = challenge_page(&room, "/_qg/v1");
+        let html = challenge_page(&room, "/_qg/v1", Lang::En);
         assert!(html.contains(r#"var joinUrl = "/_qg/v1/rooms/sale/join";"#));
         assert!(html.contains("new Worker("));
         assert!(html.contains("<noscript>"));
@@ -485,6 +510,22 @@ mod tests {
                 too_many_joins_page(5, lang),
                 refusal_page(ErrorCode::RoomClosed, lang).unwrap(),
             ];
+            let check = lang.check_text();
+            let pow = challenge_page(&room, "/_qg/v1", lang);
+            assert!(
+                pow.contains(&html_tag) && pow.contains(check.pow_title),
+                "{lang:?}"
+            );
+            let widget = SiteverifyConfig {
+                url: "https://verify.example/siteverify".into(),
+                secret: "s".into(),
+                site_key: "k".into(),
+                script_url: "https://verify.example/api.js".into(),
+            };
+            let widget = siteverify_page(&room, &widget, "/_qg/v1", lang);
+            assert!(widget.contains(&html_tag) && widget.contains(check.widget_title));
+            // (Their scripts fill `{s}` themselves.)
+            assert!(!pow.contains("{{") && !widget.contains("{{"), "{lang:?}");
             for notice in notices {
                 assert!(notice.contains(&html_tag), "{lang:?}");
                 assert!(

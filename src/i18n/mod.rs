@@ -3,12 +3,14 @@
 //! them. The waiting page's script writes the same with the browser's `Intl` and the sentences
 //! the page hands it (see [`text::ScriptText`]).
 
+mod check;
 mod text;
 
 use std::sync::OnceLock;
 
 use fluent_langneg::{negotiate_languages, LanguageIdentifier, NegotiationStrategy};
 
+pub use check::CheckText;
 pub use text::{ScriptText, Text};
 
 /// A language the pages are written in.
@@ -92,6 +94,21 @@ impl Lang {
             Lang::Fr => &text::FR,
             Lang::De => &text::DE,
             Lang::PtBr => &text::PT_BR,
+        }
+    }
+
+    /// What the check pages (proof of work, siteverify widget) say in this language.
+    pub fn check_text(self) -> &'static CheckText {
+        match self {
+            Lang::En => &check::EN,
+            Lang::Ko => &check::KO,
+            Lang::Ja => &check::JA,
+            Lang::ZhHans => &check::ZH_HANS,
+            Lang::ZhHant => &check::ZH_HANT,
+            Lang::Es => &check::ES,
+            Lang::Fr => &check::FR,
+            Lang::De => &check::DE,
+            Lang::PtBr => &check::PT_BR,
         }
     }
 

@@ -70,6 +70,7 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         arrival: arrival(req.method(), req.headers()),
         invite: invite.as_deref(),
         json,
+        lang,
     };
     match decide(&s, &room, &client, asked, now).await {
         Ok(Decision::Unprotected) => forward(&s, req, None, &[]).await,
@@ -83,7 +84,7 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         Err(err) if err.code() == ErrorCode::StoreUnavailable => {
             outage(&s, Some(&room), err, req, json, lang).await
         }
-        Ok(Decision::Challenge(page)) => challenge_response(page),
+        Ok(Decision::Challenge(page)) => challenge_response(page, lang),
         Ok(Decision::Full(answer)) => full_response(*answer, json, lang),
         Err(err) if !json => refusal(err, lang),
         Err(err) => err.into_response(),
@@ -173,6 +174,8 @@ struct Asked<'a> {
     invite: Option<&'a str>,
     /// Whether the client wants JSON rather than a page.
     json: bool,
+    /// The language of the pages.
+    lang: Lang,
 }
 
 async fn decide(
@@ -189,6 +192,7 @@ async fn decide(
         arrival,
         invite,
         json,
+        lang,
     } = asked;
     let Some(record) = s.store.room(room, now).await?.map(|r| r.in_effect(now)) else {
         return Ok(Decision::Unprotected);
@@ -247,7 +251,7 @@ async fn decide(
                 }
                 None => {
                     s.metrics.gate(Some(room), "challenged");
-                    return Ok(Decision::Challenge(challenge_page_of(s, &record)));
+                    return Ok(Decision::Challenge(challenge_page_of(s, &record, lang)));
                 }
             }
         }
@@ -314,10 +318,10 @@ fn invite_in(query: Option<&str>) -> Option<String> {
 }
 
 /// The page that passes the room's challenge: the proof of work's, or the widget's.
-fn challenge_page_of(s: &Service, record: &RoomRecord) -> String {
+fn challenge_page_of(s: &Service, record: &RoomRecord, lang: Lang) -> String {
     match &record.config.challenge {
-        Some(Challenge::Siteverify(config)) => siteverify_page(&record.id, config, &s.prefix),
-        _ => challenge_page(&record.id, &s.prefix),
+        Some(Challenge::Siteverify(config)) => siteverify_page(&record.id, config, &s.prefix, lang),
+        _ => challenge_page(&record.id, &s.prefix, lang),
     }
 }
 
@@ -356,7 +360,7 @@ fn full_response(answer: Answer, json: bool, lang: Lang) -> Response {
 
 /// The challenge page for a browser without a place in a room with a challenge: 200, never
 /// cached (a cache in front must not serve it to a visitor who has a place by now).
-fn challenge_response(page: String) -> Response {
+fn challenge_response(page: String, lang: Lang) -> Response {
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -366,6 +370,7 @@ fn challenge_response(page: String) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-queuegate-status", HeaderValue::from_static("challenge"));
+    in_language(headers, lang);
     response
 }
 

@@ -215,7 +215,7 @@ mod tests {
             site_key: "0x4AAAAAAA\"><script>".into(),
             script_url: "https://challenges.cloudflare.com/turnstile/v0/api.js".into(),
         };
-        let page = crate::page::siteverify_page(&room, &config, "/_qg/v1");
+        let page = crate::page::siteverify_page(&room, &config, "/_qg/v1", crate::i18n::Lang::En);
         assert!(page.contains(
             r#"<script src="https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit&amp;onload=qgWidgetLoaded""#
         ));
@@ -229,7 +229,7 @@ mod tests {
             script_url: "https://provider.example/api.js?hl=en".into(),
             ..config
         };
-        let page = crate::page::siteverify_page(&room, &config, "/_qg/v1");
+        let page = crate::page::siteverify_page(&room, &config, "/_qg/v1", crate::i18n::Lang::En);
         assert!(page.contains("api.js?hl=en&amp;render=explicit&amp;onload=qgWidgetLoaded"));
     }
 }

@@ -160,6 +160,23 @@ pub async fn pages_speak_the_visitor_s_language(t: &Target) {
         .await;
     assert_eq!(json_answer.json["position"], 1, "{}", json_answer.text);
 
+    // A proof-of-work room's challenge page, in Spanish.
+    let pow_room = unique("lang-pow");
+    t.put_room(
+        &pow_room,
+        json!({"max_active": 5, "paths": [format!("/{pow_room}")],
+               "challenge": {"kind": "pow", "difficulty": 4}}),
+    )
+    .await;
+    let challenge = page(vec![], format!("/{pow_room}"), "es-MX,es;q=0.9").await;
+    assert_eq!(challenge.header("x-queuegate-status"), Some("challenge"));
+    assert_eq!(challenge.header("content-language"), Some("es"));
+    assert!(
+        challenge.text.contains("Un momento antes de entrar en la fila"),
+        "{}",
+        challenge.text
+    );
+
     // The closed room's page, in Japanese.
     let mut closed = config;
     closed["mode"] = json!("closed");
