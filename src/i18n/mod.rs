@@ -28,6 +28,30 @@ pub enum Lang {
     PtBr,
 }
 
+/// The sentences of each language, in the order of [`Lang`]'s variants.
+const TEXTS: [&Text; 9] = [
+    &text::EN,
+    &text::KO,
+    &text::JA,
+    &text::ZH_HANS,
+    &text::ZH_HANT,
+    &text::ES,
+    &text::FR,
+    &text::DE,
+    &text::PT_BR,
+];
+const CHECK_TEXTS: [&CheckText; 9] = [
+    &check::EN,
+    &check::KO,
+    &check::JA,
+    &check::ZH_HANS,
+    &check::ZH_HANT,
+    &check::ES,
+    &check::FR,
+    &check::DE,
+    &check::PT_BR,
+];
+
 /// How much of an `Accept-Language` header is read: a browser sends a few dozen bytes; a
 /// stranger's megabyte-long list costs no more than this.
 const MAX_ACCEPT_LANGUAGE: usize = 512;
@@ -83,33 +107,14 @@ impl Lang {
         "ltr"
     }
 
+    /// What the pages say in this language.
     pub fn text(self) -> &'static Text {
-        match self {
-            Lang::En => &text::EN,
-            Lang::Ko => &text::KO,
-            Lang::Ja => &text::JA,
-            Lang::ZhHans => &text::ZH_HANS,
-            Lang::ZhHant => &text::ZH_HANT,
-            Lang::Es => &text::ES,
-            Lang::Fr => &text::FR,
-            Lang::De => &text::DE,
-            Lang::PtBr => &text::PT_BR,
-        }
+        TEXTS[self as usize]
     }
 
     /// What the check pages (proof of work, siteverify widget) say in this language.
     pub fn check_text(self) -> &'static CheckText {
-        match self {
-            Lang::En => &check::EN,
-            Lang::Ko => &check::KO,
-            Lang::Ja => &check::JA,
-            Lang::ZhHans => &check::ZH_HANS,
-            Lang::ZhHant => &check::ZH_HANT,
-            Lang::Es => &check::ES,
-            Lang::Fr => &check::FR,
-            Lang::De => &check::DE,
-            Lang::PtBr => &check::PT_BR,
-        }
+        CHECK_TEXTS[self as usize]
     }
 
     /// The language for a request: the one `?lang=` names if the pages speak it (or a close one:
@@ -269,6 +274,18 @@ mod tests {
         assert_eq!(Lang::negotiate(Some("pt-BR"), Some("de")), Lang::PtBr);
         assert_eq!(Lang::negotiate(Some("klingon!"), Some("de")), Lang::De);
         assert_eq!(Lang::negotiate(Some("nl"), None), Lang::En);
+    }
+
+    #[test]
+    fn each_language_has_its_own_sentences() {
+        for (i, lang) in Lang::ALL.into_iter().enumerate() {
+            assert_eq!(lang as usize, i, "Lang::ALL is in the variants' order");
+        }
+        assert_eq!(Lang::Ko.text().eta_label, "예상 대기 시간");
+        assert_eq!(Lang::PtBr.check_text().starting, "Começando…");
+        let titles: std::collections::BTreeSet<_> =
+            Lang::ALL.iter().map(|l| l.text().waiting_title).collect();
+        assert_eq!(titles.len(), Lang::ALL.len());
     }
 
     #[test]
