@@ -36,6 +36,8 @@ pub fn router(service: Arc<Service>) -> Router<Arc<Service>> {
         .route("/lease", post(lease))
         .route("/rooms/{room}/schedule", post(schedule))
         .route_layer(middleware::from_fn_with_state(service, require_admin))
+        // The dashboard page itself needs no key (it asks for one): added after the layer.
+        .route("/ui", get(super::dashboard::page))
 }
 
 async fn require_admin(

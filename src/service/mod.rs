@@ -13,6 +13,7 @@
 mod access;
 mod admin;
 mod client;
+mod dashboard;
 mod error;
 mod events;
 mod extract;

@@ -86,6 +86,27 @@ pub async fn health_and_metrics_answer(t: &Target) {
     assert!(metrics.text.contains("queuegate_"), "{}", metrics.text);
 }
 
+pub async fn the_dashboard_page_needs_no_key_but_every_call_does(t: &Target) {
+    let page = t.send(t.client.get(t.api("/admin/ui"))).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.text.contains(r#"var api = "/_qg/v1/admin";"#));
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("script-src 'sha256-"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    // What the page calls needs the key.
+    let rooms = t.send(t.client.get(t.api("/admin/rooms"))).await;
+    assert_error(&rooms, 401, "unauthorized", "the rooms without a key");
+    // Only GET is the page.
+    let post = t.send(t.client.post(t.api("/admin/ui"))).await;
+    assert_eq!(post.status, 405, "{}", post.text);
+}
+
 pub async fn pages_speak_the_visitor_s_language(t: &Target) {
     let room = unique("lang");
     let config = json!({"max_active": 5, "paths": [format!("/{room}")]});
@@ -172,7 +193,9 @@ pub async fn pages_speak_the_visitor_s_language(t: &Target) {
     assert_eq!(challenge.header("x-queuegate-status"), Some("challenge"));
     assert_eq!(challenge.header("content-language"), Some("es"));
     assert!(
-        challenge.text.contains("Un momento antes de entrar en la fila"),
+        challenge
+            .text
+            .contains("Un momento antes de entrar en la fila"),
         "{}",
         challenge.text
     );

@@ -79,6 +79,7 @@ macro_rules! for_each_case {
             requests_that_are_not_navigations_never_enter_an_open_room,
             unprotected_paths_pass_straight_through,
             pages_speak_the_visitor_s_language,
+            the_dashboard_page_needs_no_key_but_every_call_does,
             health_and_metrics_answer,
             bad_input_gets_a_4xx_with_a_stable_code,
             revoking_a_place_the_room_never_gave_out_is_404,
