@@ -379,6 +379,10 @@ pub async fn a_shuffled_prequeue_opens_in_the_order_its_seed_gives(t: &Target) {
     // visitor is seen admitted, everyone before them in the order must be too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
+        // The late joiner is asked first: once it is in, everyone in the pre-queue, asked after,
+        // must be in too (admissions are never taken back, so this order has no race).
+        let late_reply = t.status(&room, &ticket_of(&late)).await;
+        let late_admitted = status_of(&late_reply) == "admitted";
         let mut admitted_seen = false;
         let mut admitted = 0;
         // Polled later, a place earlier in the order can only stand further ahead.
@@ -405,8 +409,13 @@ pub async fn a_shuffled_prequeue_opens_in_the_order_its_seed_gives(t: &Target) {
                 assert_eq!(status, "waiting", "{}", reply.text);
             }
         }
-        let late_reply = t.status(&room, &ticket_of(&late)).await;
         if admitted < visitors.len() {
+            assert!(
+                !late_admitted,
+                "the late joiner was in while {} of the pre-queue were not: {}",
+                visitors.len() - admitted,
+                late_reply.text
+            );
             assert_eq!(status_of(&late_reply), "waiting", "{}", late_reply.text);
         }
         if admitted == visitors.len() {
