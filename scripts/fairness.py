@@ -468,7 +468,8 @@ async def run_variant(base, key, mode, variant, out_path):
     start_at = time.time() + 1.0
     if spec.get("opens_after_s"):
         now_ms = int(time.time() * 1000)
-        opens = int((start_at + spec["opens_after_s"]) * 1000)
+        # 10 s into a 60 s run; scaled with the run (QUICK=1's 5 s run opens under a second in).
+        opens = int((start_at + spec["opens_after_s"] * duration / 60.0) * 1000)
         event = {"prequeue_at": now_ms, "start_at": opens, "end_at": opens + 3_600_000}
         conn = Conn(url, "127.0.0.1", "none")
         st, doc = await admin(conn, key, "PUT", f"/rooms/{room}/events/opening", event)
