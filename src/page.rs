@@ -57,10 +57,8 @@ impl WaitingPage<'_> {
             Some(_) => script.opens_soon.to_owned(),
             None => self.lang.format_wait(self.eta_seconds),
         };
-        let script_text = serde_json::to_string(script).unwrap_or_else(|_| "{}".into());
-        let template = TEMPLATE.replace(LANGUAGE_LINKS_MARKER, &language_links(self.lang));
         fill(
-            &template,
+            waiting_template(self.lang),
             self.lang,
             &[
                 ("refresh_s", &refresh_s.to_string()),
@@ -97,7 +95,7 @@ impl WaitingPage<'_> {
                 ("status_url", self.status_url),
                 ("poll_ms", &self.poll_after_ms.to_string()),
                 ("placed", if placed { "true" } else { "false" }),
-                ("script_text", &script_text),
+                ("script_text", self.lang.script_json()),
             ],
         )
     }
@@ -127,6 +125,16 @@ pub fn waiting_page(
 
 /// Where the waiting page takes its links to the other languages.
 const LANGUAGE_LINKS_MARKER: &str = "{{language_links}}";
+
+/// The waiting page's template with its language links for `lang`, built once per language.
+fn waiting_template(lang: Lang) -> &'static str {
+    static TEMPLATES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    &TEMPLATES.get_or_init(|| {
+        Lang::ALL
+            .map(|l| TEMPLATE.replace(LANGUAGE_LINKS_MARKER, &language_links(l)))
+            .to_vec()
+    })[lang as usize]
+}
 
 /// A link to the page in each language (`?lang=`; the page's script keeps the rest of the
 /// address), the current one marked. Only the languages' own tags and names go in: nothing a
@@ -215,14 +223,9 @@ pub fn challenge_page(room: &RoomId, api_prefix: &str, lang: Lang) -> String {
             ("progress_label", text.pow_progress_label),
             ("starting", text.starting),
             ("room_label", lang.text().room_label),
-            ("check_text", &check_text_json(lang)),
+            ("check_text", lang.check_json()),
         ],
     )
-}
-
-/// The check pages' sentences, for their scripts.
-fn check_text_json(lang: Lang) -> String {
-    serde_json::to_string(lang.check_text()).unwrap_or_else(|_| "{}".into())
 }
 
 const NOTICE_REFRESH: &str = "<meta http-equiv=\"refresh\" content=\"{{refresh_s}}\">\n";
@@ -334,7 +337,7 @@ pub fn siteverify_page(
             ("noscript", text.widget_noscript),
             ("loading", text.widget_loading),
             ("room_label", lang.text().room_label),
-            ("check_text", &check_text_json(lang)),
+            ("check_text", lang.check_json()),
             ("site_key", &config.site_key),
             ("join_url", &format!("{api_prefix}/rooms/{room}/join")),
             (

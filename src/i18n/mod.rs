@@ -117,6 +117,19 @@ impl Lang {
         CHECK_TEXTS[self as usize]
     }
 
+    /// [`Text::script`] as JSON, for the waiting page's script: serialized once per language,
+    /// not on every page a visitor loads.
+    pub fn script_json(self) -> &'static str {
+        static JSON: OnceLock<Vec<String>> = OnceLock::new();
+        &JSON.get_or_init(|| Lang::ALL.map(|l| to_json(&l.text().script)).to_vec())[self as usize]
+    }
+
+    /// [`Lang::check_text`] as JSON, for the check pages' scripts, serialized once per language.
+    pub fn check_json(self) -> &'static str {
+        static JSON: OnceLock<Vec<String>> = OnceLock::new();
+        &JSON.get_or_init(|| Lang::ALL.map(|l| to_json(l.check_text())).to_vec())[self as usize]
+    }
+
     /// The language for a request: the one `?lang=` names if the pages speak it (or a close one:
     /// `pt` is `pt-BR`, `zh-TW` is `zh-Hant`), else the first of `Accept-Language` by weight
     /// that they speak, else English.
@@ -171,6 +184,11 @@ impl Lang {
             }
         }
     }
+}
+
+/// Sentences as JSON (a struct of strings always serializes).
+fn to_json(sentences: &impl serde::Serialize) -> String {
+    serde_json::to_string(sentences).unwrap_or_else(|_| "{}".into())
 }
 
 /// The languages an `Accept-Language` header asks for, heaviest first (ties in the header's

@@ -37,13 +37,11 @@ use crate::visitor::Answer;
 pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
     let now = s.now();
     let json = wants_json(accept(req.headers()));
+    let lang = page_language(req.uri().query(), req.headers());
     let table = match s.store.route_table(now).await {
         Ok(table) => table,
         // Which room the path belongs to is unknown: every path is treated as protected.
-        Err(err) => {
-            let lang = page_language(req.uri().query(), req.headers());
-            return outage(&s, None, err.into(), req, json, lang).await;
-        }
+        Err(err) => return outage(&s, None, err.into(), req, json, lang).await,
     };
     let path = crate::path::match_key(req.uri().path());
     let host = req
@@ -61,8 +59,7 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
         .get::<Client>()
         .cloned()
         .unwrap_or_default();
-    let invite = invite_in(req.uri().query());
-    let lang = page_language(req.uri().query(), req.headers());
+    let invite = query_value(req.uri().query(), "qg_invite");
     let asked = Asked {
         method: req.method().as_str(),
         path: &path,
@@ -126,11 +123,7 @@ fn refusal(err: AppError, lang: Lang) -> Response {
 
 /// The language of a page for this request: `?lang=`, then `Accept-Language`.
 fn page_language(query: Option<&str>, headers: &HeaderMap) -> Lang {
-    let asked = query.and_then(|query| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(name, _)| name == "lang")
-            .map(|(_, value)| value.into_owned())
-    });
+    let asked = query_value(query, "lang");
     let accept_language = headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
@@ -310,10 +303,10 @@ fn challenge_at_page(config: &RoomConfig) -> bool {
     }
 }
 
-/// The invite a gated URL carries in `qg_invite`, as the query's form encoding decodes it.
-fn invite_in(query: Option<&str>) -> Option<String> {
+/// The value of `name` in a gated URL's query (`qg_invite`, `lang`), as its form encoding decodes it.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
-        .find(|(name, _)| name == "qg_invite")
+        .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
 }
 
