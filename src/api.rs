@@ -313,6 +313,9 @@ pub struct RoomView {
     /// Scheduled events, by id (as the events API shows them, without their state).
     #[serde(default, skip_serializing_if = "crate::event::Events::is_empty")]
     pub events: crate::event::Events,
+    /// The room's own page template, when it has one (`PUT .../template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<crate::template::TemplateRef>,
     pub stats: RoomStats,
 }
 
@@ -411,6 +414,7 @@ mod tests {
                     mode: None,
                 },
             )]),
+            template: Some(crate::template::TemplateRef::of("<p>ours</p>")),
             stats: RoomStats::default(),
         };
         let json = serde_json::to_value(&view).unwrap();

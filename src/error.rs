@@ -17,6 +17,11 @@ pub enum ErrorCode {
     InvalidRoomId,
     /// A room configuration value is missing, of the wrong type or out of range.
     InvalidConfig,
+    /// A room's page template that does not compile, or fails to render one of the pages: the
+    /// body says on which line (`line`) and what is wrong (`detail`).
+    InvalidTemplate,
+    /// A body of a type the endpoint does not take (a page template is `text/html`).
+    UnsupportedMediaType,
     /// A `user_id` that is empty, too long or has control characters.
     InvalidUserId,
     /// A `user_token` that is not an HS256 JWT signed with one of the application's keys, or has
@@ -92,6 +97,8 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::InvalidRoomId,
         ErrorCode::InvalidConfig,
+        ErrorCode::InvalidTemplate,
+        ErrorCode::UnsupportedMediaType,
         ErrorCode::InvalidUserId,
         ErrorCode::InvalidUserToken,
         ErrorCode::UserAlreadyQueued,
@@ -130,6 +137,8 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::InvalidRoomId => "invalid_room_id",
             ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::InvalidTemplate => "invalid_template",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidUserId => "invalid_user_id",
             ErrorCode::InvalidUserToken => "invalid_user_token",
             ErrorCode::UserAlreadyQueued => "user_already_queued",
@@ -169,7 +178,8 @@ impl ErrorCode {
             | ErrorCode::InvalidUserId
             | ErrorCode::InvalidRequest
             | ErrorCode::InvalidPath => 400,
-            ErrorCode::InvalidConfig => 422,
+            ErrorCode::InvalidConfig | ErrorCode::InvalidTemplate => 422,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::TicketRequired

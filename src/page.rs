@@ -2,7 +2,6 @@
 //! at the recommended poll interval, and the gate lets the visitor in on the refresh that finds
 //! them admitted) and is better with it (it polls the status API and updates in place).
 
-use crate::api::VisitorResponse;
 use crate::challenge::SiteverifyConfig;
 use crate::error::ErrorCode;
 use crate::i18n::Lang;
@@ -99,28 +98,6 @@ impl WaitingPage<'_> {
             ],
         )
     }
-}
-
-/// The waiting page for a visitor the gate answered with `visitor` (what a status call would
-/// answer), polling the status API under `api_prefix`, in `lang`.
-pub fn waiting_page(
-    room: &RoomId,
-    visitor: &VisitorResponse,
-    api_prefix: &str,
-    lang: Lang,
-) -> String {
-    WaitingPage {
-        room,
-        ticket_id: visitor.ticket_id.as_deref().unwrap_or(""),
-        position: visitor.position.flatten(),
-        opens_at: visitor.opens_at,
-        random: visitor.random == Some(true),
-        eta_seconds: visitor.eta_seconds.flatten(),
-        poll_after_ms: visitor.poll_after_ms.unwrap_or(1000),
-        status_url: &format!("{api_prefix}/rooms/{room}/status"),
-        lang,
-    }
-    .render()
 }
 
 /// Where the waiting page takes its links to the other languages.

@@ -7,6 +7,7 @@ use crate::bypass::BypassRule;
 use crate::challenge::Challenge;
 use crate::error::{ApiError, ErrorCode};
 use crate::limit::JoinLimit;
+use crate::template::TemplateRef;
 
 /// A room as a store keeps it: its configuration and the state the scheduler and the operator
 /// set.
@@ -22,6 +23,10 @@ pub struct RoomRecord {
     /// Scheduled events ([`crate::event`]), by id.
     #[serde(default, skip_serializing_if = "Events::is_empty")]
     pub events: Events,
+    /// The room's own page template ([`crate::template`]), by the hash of its text; the text is
+    /// kept beside the record and read by [`crate::template::TemplateRef::hash`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
     /// When the sale opens, while an event holds the room in its pre-queue: set by
     /// [`RoomRecord::in_effect`], never stored.
     #[serde(skip)]

@@ -328,3 +328,54 @@ async fn room_changes_reach_every_instance_at_once() {
         );
     }
 }
+
+/// A page template put through one instance is what the other shows on its next page, and so is
+/// its replacement and its removal: the text lives in Redis, the record names it by hash, and
+/// each instance compiles each text once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_put_through_one_instance_shows_on_every_instance() {
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
+    let room = "shared-template";
+    a.target
+        .put_room(
+            room,
+            serde_json::json!({"max_active": 5, "paths": [format!("/{room}")]}),
+        )
+        .await;
+    a.target.pause(room).await;
+    let path = format!("/{room}/x");
+    let before = b.target.page(&path, &[], false).await;
+    assert!(before.text.contains("<title>You are in line</title>"));
+    for text in ["<p>one {{ state }}</p>", "<p>two {{ state }}</p>"] {
+        let put = a
+            .target
+            .send(
+                a.target
+                    .admin(reqwest::Method::PUT, &format!("/rooms/{room}/template"))
+                    .header("content-type", "text/html")
+                    .body(text),
+            )
+            .await;
+        assert_eq!(put.status, 200, "{}", put.text);
+        let page = b.target.page(&path, &[], false).await;
+        assert_eq!(page.text, text.replace("{{ state }}", "waiting"));
+    }
+    let removed = a
+        .target
+        .send(
+            a.target
+                .admin(reqwest::Method::DELETE, &format!("/rooms/{room}/template")),
+        )
+        .await;
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    let after = b.target.page(&path, &[], false).await;
+    assert!(
+        after.text.contains("<title>You are in line</title>"),
+        "the built-in page again"
+    );
+    assert!(
+        !after.text.contains("<p>two"),
+        "the removed template is gone"
+    );
+}

@@ -187,6 +187,25 @@ pub struct PutRes {
     pub created: bool,
 }
 
+/// Sets (`template`) or removes (`None`) a room's page template.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetTemplateReq {
+    pub id: RoomId,
+    pub template: Option<String>,
+}
+
+/// Asks for the text of a room's page template by its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplateReq {
+    pub id: RoomId,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplateRes {
+    pub text: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatchReq {
     pub id: RoomId,

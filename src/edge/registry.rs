@@ -15,6 +15,7 @@ use crate::api::LeaseResponse;
 use crate::error::ErrorCode;
 use crate::queue::merge_summaries;
 use crate::room::RoomRecord;
+use crate::template::TemplateRef;
 
 #[durable_object]
 pub struct Registry {
@@ -58,6 +59,8 @@ impl DurableObject for Registry {
             }),
             "/put" => operation(&body, |r: PutReq| self.put(r)),
             "/patch" => operation(&body, |r: PatchReq| self.patch(r)),
+            "/set_template" => operation(&body, |r: SetTemplateReq| self.set_template(r)),
+            "/template" => operation(&body, |r: TemplateReq| self.template(r)),
             "/publish" => operation(&body, |r: PublishReq| self.publish(r)),
             "/publish_shard" => operation(&body, |r: PublishShardReq| self.publish_shard(r)),
             "/lease" => operation(&body, |r: LeaseReq| self.lease(r)),
@@ -79,6 +82,13 @@ impl Registry {
         self.sql.exec(
             "CREATE TABLE IF NOT EXISTS lease(k INTEGER PRIMARY KEY, holder TEXT NOT NULL, \
              expires INTEGER NOT NULL, fence INTEGER NOT NULL)",
+            None,
+        )?;
+        // A room's page template, apart from its entry: the entries are read by every isolate
+        // each second, a template only when one compiles it.
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS templates(id TEXT PRIMARY KEY, hash TEXT NOT NULL, \
+             text TEXT NOT NULL)",
             None,
         )?;
         let rows: Vec<Row> = self
@@ -154,6 +164,7 @@ impl Registry {
                         epoch: req.epoch,
                         measured_rate: None,
                         events: Default::default(),
+                        template: None,
                         opens_at: None,
                     },
                     summaries: Vec::new(),
@@ -193,6 +204,55 @@ impl Registry {
         Ok(PatchRes {
             record: self.store(entry)?.record,
             applied: true,
+        })
+    }
+
+    fn set_template(&self, req: SetTemplateReq) -> Answer<RoomRecord> {
+        let Some(mut entry) = self.get(req.id.as_str()) else {
+            return Err((
+                ErrorCode::UnknownRoom,
+                format!("no room {:?}", req.id.as_str()),
+            ));
+        };
+        let id = req.id.as_str().to_owned();
+        let table = |e: worker::Error| (ErrorCode::Internal, format!("the templates table: {e}"));
+        entry.record.template = match req.template {
+            Some(text) => {
+                let reference = TemplateRef::of(&text);
+                self.sql
+                    .exec(
+                        "INSERT INTO templates(id, hash, text) VALUES (?, ?, ?) \
+                         ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, text = excluded.text",
+                        vec![id.into(), reference.hash.clone().into(), text.into()],
+                    )
+                    .map_err(table)?;
+                Some(reference)
+            }
+            None => {
+                self.sql
+                    .exec("DELETE FROM templates WHERE id = ?", vec![id.into()])
+                    .map_err(table)?;
+                None
+            }
+        };
+        Ok(self.store(entry)?.record)
+    }
+
+    fn template(&self, req: TemplateReq) -> Answer<TemplateRes> {
+        #[derive(Deserialize)]
+        struct TextRow {
+            text: String,
+        }
+        let rows: Vec<TextRow> = self
+            .sql
+            .exec(
+                "SELECT text FROM templates WHERE id = ? AND hash = ?",
+                vec![req.id.as_str().into(), req.hash.into()],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(|e| (ErrorCode::Internal, format!("the templates table: {e}")))?;
+        Ok(TemplateRes {
+            text: rows.into_iter().next().map(|r| r.text),
         })
     }
 

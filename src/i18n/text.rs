@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// Every sentence of the pages in one language. The fields the page's script needs after it
 /// loads are serialized into the page (see [`ScriptText`]).
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub struct Text {
     pub waiting_title: &'static str,
     pub intro_placed: &'static str,

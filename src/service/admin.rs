@@ -33,6 +33,7 @@ pub fn router(service: Arc<Service>) -> Router<Arc<Service>> {
         .route("/rooms/{room}/resume", post(resume))
         .route("/rooms/{room}/revoke", post(revoke))
         .merge(super::events::router())
+        .merge(super::templates::router())
         .route("/lease", post(lease))
         .route("/rooms/{room}/schedule", post(schedule))
         .route_layer(middleware::from_fn_with_state(service, require_admin))
@@ -68,6 +69,7 @@ async fn view(s: &Service, record: RoomRecord, fresh: bool) -> Result<RoomView, 
             .iter()
             .map(|(id, e)| (id.clone(), e.redacted(now)))
             .collect(),
+        template: record.template,
         stats,
     })
 }

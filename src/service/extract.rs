@@ -52,20 +52,32 @@ impl FromRequest<Arc<Service>> for LimitedBody {
     type Rejection = AppError;
 
     async fn from_request(req: Request, s: &Arc<Service>) -> Result<Self, Self::Rejection> {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let read = read_body(req.into_body(), declared, MAX_BODY_BYTES);
-        match select(Box::pin(read), s.platform.sleep(s.body_timeout_ms)).await {
-            Either::Left((body, _)) => body.map(LimitedBody),
-            Either::Right(_) => Err(AppError::new(
-                ErrorCode::RequestTimeout,
-                format!("the body did not arrive within {} ms", s.body_timeout_ms),
-            )),
-        }
+        read_within(s, req, MAX_BODY_BYTES).await.map(LimitedBody)
     }
+}
+
+/// The request's body, of at most `limit` bytes, within the deployment's body timeout.
+pub async fn read_within(s: &Service, req: Request, limit: usize) -> Result<Bytes, AppError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let read = read_body(req.into_body(), declared, limit);
+    match select(Box::pin(read), s.platform.sleep(s.body_timeout_ms)).await {
+        Either::Left((body, _)) => body,
+        Either::Right(_) => Err(AppError::new(
+            ErrorCode::RequestTimeout,
+            format!("the body did not arrive within {} ms", s.body_timeout_ms),
+        )),
+    }
+}
+
+/// The first value of `name` in a query string, decoded.
+pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// How much of a body over the limit is still read (and thrown away) before the answer, so

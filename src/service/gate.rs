@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use super::access::Credentials;
 use super::client::Client;
 use super::error::{AppError, RETRY_AFTER_S};
-use super::extract::{accept, cookie, Source};
+use super::extract::{accept, cookie, query_value, Source};
 use super::forward::{forward, Visitor};
 use super::metrics::JoinOutcome;
 use super::navigation::{arrival, Arrival};
+use super::pages;
 use super::public::{add_no_store_and_cookies, join_room, kept_place, User};
 use super::state::{Service, UnavailablePolicy};
 use crate::api::{
@@ -26,11 +27,9 @@ use crate::api::{
 use crate::challenge::{Challenge, NoScript};
 use crate::error::ErrorCode;
 use crate::i18n::Lang;
-use crate::page::{
-    challenge_page, full_page, refusal_page, siteverify_page, too_many_joins_page,
-    unavailable_page, waiting_page,
-};
+use crate::page::{challenge_page, siteverify_page, unavailable_page};
 use crate::room::{Mode, RoomConfig, RoomId, RoomRecord};
+use crate::template::{Page, PageState};
 use crate::token::{Pass, Place};
 use crate::visitor::Answer;
 
@@ -76,38 +75,38 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
             forward(&s, req, visitor, &cookies).await
         }
         Ok(Decision::Wait(answer, status)) => {
-            waiting_response(&s, &room, *answer, status, json, lang)
+            waiting_response(&s, &room, *answer, status, json, lang, now).await
         }
         Err(err) if err.code() == ErrorCode::StoreUnavailable => {
             outage(&s, Some(&room), err, req, json, lang).await
         }
         Ok(Decision::Challenge(page)) => challenge_response(page, lang),
-        Ok(Decision::Full(answer)) => full_response(*answer, json, lang),
-        Err(err) if !json => refusal(err, lang),
+        Ok(Decision::Full(answer)) => full_response(&s, &room, *answer, json, lang, now).await,
+        Err(err) if !json => refusal(&s, &room, err, lang, now).await,
         Err(err) => err.into_response(),
     }
 }
 
 /// A browser refused a place: the same status (and `Retry-After`) as the JSON answer, as a
 /// page that says why; the JSON error for anything a page would not explain.
-fn refusal(err: AppError, lang: Lang) -> Response {
+async fn refusal(s: &Service, room: &RoomId, err: AppError, lang: Lang, now: u64) -> Response {
     let code = err.code();
     let mut response = err.into_response();
-    let page = match code {
-        ErrorCode::TooManyJoins => {
-            let retry_s = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(RETRY_AFTER_S);
-            Some(too_many_joins_page(retry_s, lang))
-        }
-        other => refusal_page(other, lang),
-    };
-    let Some(page) = page else {
+    let Some(state) = PageState::of_refusal(code) else {
         return response;
     };
+    // Only the join limit's refusal asks to be tried again, after its Retry-After.
+    let retry_s = match state {
+        PageState::TooManyJoins => response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(RETRY_AFTER_S)
+            .max(1),
+        _ => 0,
+    };
+    let page = pages::render(s, &Page::notice(state, room, retry_s, lang), now).await;
     *response.body_mut() = axum::body::Body::from(page);
     let headers = response.headers_mut();
     headers.insert(
@@ -122,7 +121,7 @@ fn refusal(err: AppError, lang: Lang) -> Response {
 }
 
 /// The language of a page for this request: `?lang=`, then `Accept-Language`.
-fn page_language(query: Option<&str>, headers: &HeaderMap) -> Lang {
+pub(super) fn page_language(query: Option<&str>, headers: &HeaderMap) -> Lang {
     let asked = query_value(query, "lang");
     let accept_language = headers
         .get(header::ACCEPT_LANGUAGE)
@@ -131,7 +130,7 @@ fn page_language(query: Option<&str>, headers: &HeaderMap) -> Lang {
 }
 
 /// Marks a page as written in `lang`, and caches as varying with the header that chose it.
-fn in_language(headers: &mut HeaderMap, lang: Lang) {
+pub(super) fn in_language(headers: &mut HeaderMap, lang: Lang) {
     headers.insert(
         header::CONTENT_LANGUAGE,
         HeaderValue::from_static(lang.tag()),
@@ -303,13 +302,6 @@ fn challenge_at_page(config: &RoomConfig) -> bool {
     }
 }
 
-/// The value of `name` in a gated URL's query (`qg_invite`, `lang`), as its form encoding decodes it.
-fn query_value(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
 /// The page that passes the room's challenge: the proof of work's, or the widget's.
 fn challenge_page_of(s: &Service, record: &RoomRecord, lang: Lang) -> String {
     match &record.config.challenge {
@@ -319,12 +311,20 @@ fn challenge_page_of(s: &Service, record: &RoomRecord, lang: Lang) -> String {
 }
 
 /// A full line: the JSON answer, or a page that tries again by itself.
-fn full_response(answer: Answer, json: bool, lang: Lang) -> Response {
+async fn full_response(
+    s: &Service,
+    room: &RoomId,
+    answer: Answer,
+    json: bool,
+    lang: Lang,
+    now: u64,
+) -> Response {
     let retry_s = answer
         .body
         .poll_after_ms
         .unwrap_or(super::public::FULL_RETRY_MS)
-        .div_ceil(1000);
+        .div_ceil(1000)
+        .max(1);
     let mut response = if json {
         let body = serde_json::to_string(&answer.body).unwrap_or_default();
         (
@@ -337,7 +337,7 @@ fn full_response(answer: Answer, json: bool, lang: Lang) -> Response {
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            full_page(retry_s, lang),
+            pages::render(s, &Page::notice(PageState::Full, room, retry_s, lang), now).await,
         )
             .into_response()
     };
@@ -397,19 +397,32 @@ async fn outage(
         }
         UnavailablePolicy::Closed => {
             s.metrics.gate(room, "closed");
-            unavailable_response(err, json, lang)
+            unavailable_response(s, room, err, json, lang).await
         }
     }
 }
 
-fn unavailable_response(err: AppError, json: bool, lang: Lang) -> Response {
+async fn unavailable_response(
+    s: &Service,
+    room: Option<&RoomId>,
+    err: AppError,
+    json: bool,
+    lang: Lang,
+) -> Response {
     if json {
         return err.into_response();
     }
+    let page = match room {
+        Some(room) => {
+            let page = Page::notice(PageState::Unavailable, room, RETRY_AFTER_S, lang);
+            pages::render(s, &page, s.now()).await
+        }
+        None => unavailable_page(RETRY_AFTER_S, lang),
+    };
     let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        unavailable_page(RETRY_AFTER_S, lang),
+        page,
     )
         .into_response();
     let headers = response.headers_mut();
@@ -424,13 +437,14 @@ fn unavailable_response(err: AppError, json: bool, lang: Lang) -> Response {
     response
 }
 
-fn waiting_response(
+async fn waiting_response(
     s: &Service,
     room: &RoomId,
     answer: Answer,
     status: u16,
     json: bool,
     lang: Lang,
+    now: u64,
 ) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = if json {
@@ -440,7 +454,11 @@ fn waiting_response(
         (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            waiting_page(room, &answer.body, &s.prefix, lang),
+            {
+                let status_url = format!("{}/rooms/{room}/status", s.prefix);
+                let page = Page::waiting(room, &answer.body, &status_url, lang);
+                pages::render(s, &page, now).await
+            },
         )
             .into_response()
     };

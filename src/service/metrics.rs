@@ -106,6 +106,7 @@ pub struct Metrics {
     held: Family<RoomReason, Counter>,
     revoked_by_application: Family<RoomLabel, Counter>,
     ended_by_penalty: Family<RoomLabel, Counter>,
+    template_failures: Family<RoomReason, Counter>,
     admissions: Family<RoomLabel, Counter>,
     waiting: Family<RoomLabel, Gauge>,
     admitted: Family<RoomLabel, Gauge>,
@@ -136,6 +137,7 @@ impl Metrics {
         let revoked_by_application = Family::<RoomLabel, Counter>::default();
         let ended_by_penalty = Family::<RoomLabel, Counter>::default();
         let admissions = Family::<RoomLabel, Counter>::default();
+        let template_failures = Family::<RoomReason, Counter>::default();
         let waiting = Family::<RoomLabel, Gauge>::default();
         let admitted = Family::<RoomLabel, Gauge>::default();
         let active = Family::<RoomLabel, Gauge>::default();
@@ -179,6 +181,12 @@ impl Metrics {
             "places_ended_by_penalty",
             "Places (waiting, admitted or in session) of clients the join limit took for bots",
             ended_by_penalty.clone(),
+        );
+        registry.register(
+            "template_failures",
+            "Pages shown built-in because the room's own template could not be loaded (load) or \
+             failed on a visitor's page (render)",
+            template_failures.clone(),
         );
         registry.register(
             "admissions",
@@ -229,6 +237,7 @@ impl Metrics {
             held,
             revoked_by_application,
             ended_by_penalty,
+            template_failures,
             admissions,
             waiting,
             admitted,
@@ -292,6 +301,16 @@ impl Metrics {
     /// A place ended because its client was taken for a bot.
     pub fn penalized_place(&self, room: &RoomId) {
         self.ended_by_penalty.get_or_create(&room_label(room)).inc();
+    }
+
+    /// A page shown built-in because the room's template failed at `stage` (load, render).
+    pub fn template_failed(&self, room: &RoomId, stage: &'static str) {
+        self.template_failures
+            .get_or_create(&RoomReason {
+                room: room.as_str().to_owned(),
+                reason: stage,
+            })
+            .inc();
     }
 
     pub fn admitted(&self, room: &RoomId, n: u64) {

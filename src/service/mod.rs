@@ -22,6 +22,7 @@ mod gate;
 mod health;
 mod metrics;
 mod navigation;
+mod pages;
 mod public;
 mod routes;
 mod siteverify;
@@ -29,6 +30,7 @@ mod stall;
 mod state;
 mod store;
 mod target;
+mod templates;
 
 use std::sync::Arc;
 

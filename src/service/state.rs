@@ -13,6 +13,7 @@ use super::siteverify::HttpClient;
 use super::store::Store;
 use crate::keys::SigningKeys;
 use crate::room::RoomRecord;
+use crate::template::TemplateCache;
 use crate::visitor::RoomContext;
 
 /// The shortest admin key a deployment takes: it is the key to every room.
@@ -97,6 +98,8 @@ pub struct Service {
     /// Called when a room was created, changed or resumed, so an in-process scheduler can look
     /// at it at once instead of at its next tick.
     pub on_rooms_changed: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The rooms' page templates, compiled.
+    pub(crate) templates: TemplateCache,
 }
 
 /// Everything a [`Service`] is made of.
@@ -136,6 +139,7 @@ impl Service {
             body_timeout_ms: parts.body_timeout_ms,
             metrics: parts.metrics,
             on_rooms_changed: parts.on_rooms_changed,
+            templates: TemplateCache::default(),
         }
     }
 

@@ -14,6 +14,7 @@ use crate::event::Events;
 use crate::limit::record::{LimitOp, Outcome as LimitOutcome};
 use crate::limit::{ClientKey, JoinLimit};
 use crate::room::{RoomConfig, RoomId, RoomRecord};
+use crate::template::TemplateRef;
 use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
 
@@ -143,6 +144,26 @@ pub trait Store: Send + Sync + 'static {
         to: Events,
         now: u64,
     ) -> StoreResult<RoomRecord>;
+
+    /// Sets the room's page template (`Some`, already compiled and checked by the caller) or
+    /// removes it (`None`). The text is kept beside the record, which names it by
+    /// [`TemplateRef`]; what the record names can always be read back (the text is written
+    /// before the record names it).
+    async fn set_template(
+        &self,
+        id: &RoomId,
+        template: Option<&str>,
+        now: u64,
+    ) -> StoreResult<RoomRecord>;
+
+    /// The text of the template `reference` names in the room; `None` when the store no longer
+    /// keeps it (the room names another one, or none, by now).
+    async fn template(
+        &self,
+        id: &RoomId,
+        reference: &TemplateRef,
+        now: u64,
+    ) -> StoreResult<Option<String>>;
 
     /// The room's live numbers: read now (ending what expired first) when `fresh`, else as this
     /// instance last knew them (at most a tick or so old).

@@ -18,6 +18,7 @@ mod paths;
 mod sale;
 mod shells;
 mod siteverify;
+mod templates;
 mod users;
 mod visitors;
 mod websocket;
@@ -35,6 +36,7 @@ pub use paths::*;
 pub use sale::*;
 pub use shells::*;
 pub use siteverify::*;
+pub use templates::*;
 pub use users::*;
 pub use visitors::*;
 pub use websocket::*;
@@ -79,6 +81,7 @@ macro_rules! for_each_case {
             requests_that_are_not_navigations_never_enter_an_open_room,
             unprotected_paths_pass_straight_through,
             pages_speak_the_visitor_s_language,
+            a_room_s_own_template_is_what_its_visitors_see,
             the_dashboard_page_needs_no_key_but_every_call_does,
             health_and_metrics_answer,
             bad_input_gets_a_4xx_with_a_stable_code,

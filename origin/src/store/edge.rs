@@ -146,6 +146,7 @@ impl Scheduling for EdgeStore {
                 epoch: 0,
                 measured_rate: view.stats.admit_rate_per_min,
                 events: view.events,
+                template: view.template,
                 opens_at: None,
             })
             .collect())

@@ -33,6 +33,7 @@ use crate::service::{
 };
 use crate::shard::{Standing, Timing};
 use crate::shuffle::ShuffleSpec;
+use crate::template::TemplateRef;
 use crate::token::{Place, Ticket};
 use crate::visitor::VisitorState;
 
@@ -304,6 +305,34 @@ impl Store for DurableStore {
                 .await
                 .map_err(|e| remote(e, id))?
                 .ok_or(StoreError::EventsChanged)
+        })
+        .await
+    }
+
+    async fn set_template(
+        &self,
+        id: &RoomId,
+        template: Option<&str>,
+        _now: u64,
+    ) -> StoreResult<RoomRecord> {
+        SendFuture::new(async move {
+            self.do_set_template(id, template)
+                .await
+                .map_err(|e| remote(e, id))
+        })
+        .await
+    }
+
+    async fn template(
+        &self,
+        id: &RoomId,
+        reference: &TemplateRef,
+        _now: u64,
+    ) -> StoreResult<Option<String>> {
+        SendFuture::new(async move {
+            self.do_template(id, reference)
+                .await
+                .map_err(|e| remote(e, id))
         })
         .await
     }

@@ -8,12 +8,14 @@ use super::{timing, DurableStore, Outcome};
 use crate::api::{LeaseResponse, RoomStats, ScheduleRequest, ScheduleResponse, MAX_HEADS};
 use crate::edge::isolate;
 use crate::edge::protocol::{
-    BatchReq, PatchReq, PatchRes, PauseReq, PublishReq, PutReq, PutRes, RoomEntry, ShardReport,
+    BatchReq, PatchReq, PatchRes, PauseReq, PublishReq, PutReq, PutRes, RoomEntry, SetTemplateReq,
+    ShardReport, TemplateReq, TemplateRes,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::event::Events;
 use crate::plan::{load_of, plan, Batch, Freshness, ShardOrder, ShardReading};
 use crate::room::{RoomConfig, RoomId, RoomRecord};
+use crate::template::TemplateRef;
 
 impl DurableStore {
     /// `request` to every shard, with `order(i)` as shard `i`'s order.
@@ -162,6 +164,34 @@ impl DurableStore {
             events_from: Some(from.clone()),
         };
         self.patch(entry, &patch, true).await
+    }
+
+    pub(super) async fn do_set_template(
+        &self,
+        id: &RoomId,
+        template: Option<&str>,
+    ) -> Outcome<RoomRecord> {
+        let req = SetTemplateReq {
+            id: id.clone(),
+            template: template.map(str::to_owned),
+        };
+        let record = self.call_registry("admin", "set_template", &req).await;
+        // What this isolate holds of the room is older than either answer.
+        isolate::forget_rooms();
+        record
+    }
+
+    pub(super) async fn do_template(
+        &self,
+        id: &RoomId,
+        reference: &TemplateRef,
+    ) -> Outcome<Option<String>> {
+        let req = TemplateReq {
+            id: id.clone(),
+            hash: reference.hash.clone(),
+        };
+        let answer: TemplateRes = self.call_registry("template", "template", &req).await?;
+        Ok(answer.text)
     }
 
     /// Changes the room's record in the registry, then tells its shards whether it is paused,

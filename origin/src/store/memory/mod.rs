@@ -20,6 +20,7 @@ use queuegate::limit::record::{LimitOp, Outcome as LimitOutcome};
 use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::service::{RouteTable, Routes};
+use queuegate::template::TemplateRef;
 use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
 
 use super::{
@@ -197,6 +198,32 @@ impl Store for MemoryStore {
             room.entry_credit = 0;
             Ok(room.record.clone())
         })?
+    }
+
+    async fn set_template(
+        &self,
+        id: &RoomId,
+        template: Option<&str>,
+        _now: u64,
+    ) -> StoreResult<RoomRecord> {
+        self.with_room(id, |room| {
+            room.record.template = template.map(TemplateRef::of);
+            room.template = template.map(str::to_owned);
+            room.record.clone()
+        })
+    }
+
+    async fn template(
+        &self,
+        id: &RoomId,
+        reference: &TemplateRef,
+        _now: u64,
+    ) -> StoreResult<Option<String>> {
+        self.with_room(id, |room| {
+            room.template
+                .clone()
+                .filter(|_| room.record.template.as_ref() == Some(reference))
+        })
     }
 
     async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {

@@ -19,6 +19,8 @@ pub(super) struct Room {
     pub(super) last_stamp: u64,
     /// Direct entries allowed until the scheduler's next tick.
     pub(super) entry_credit: u64,
+    /// The text of the page template the record names.
+    pub(super) template: Option<String>,
 }
 
 impl Room {
@@ -32,12 +34,14 @@ impl Room {
                 epoch,
                 measured_rate: None,
                 events: Default::default(),
+                template: None,
                 opens_at: None,
             },
             shards: vec![Shard::new(); shards],
             next_shard: 0,
             last_stamp: 0,
             entry_credit: 0,
+            template: None,
         }
     }
 

@@ -8,6 +8,11 @@ pub fn room(room: &RoomId) -> String {
     format!("qg:room:{room}")
 }
 
+/// The text of a room's page template, by its hash (the room's hash names the one in use).
+pub fn template(room: &RoomId, hash: &str) -> String {
+    format!("qg:template:{room}:{hash}")
+}
+
 /// One client's join-limit state in a room (a key of its own, in any slot: the script that sets
 /// it touches this key alone).
 pub fn join_limit(room: &RoomId, client: &queuegate::limit::ClientKey) -> String {

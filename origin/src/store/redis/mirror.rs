@@ -484,6 +484,7 @@ mod tests {
             epoch: 1,
             measured_rate: None,
             events: Default::default(),
+            template: None,
             opens_at: None,
         })
     }

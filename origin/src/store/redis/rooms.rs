@@ -8,6 +8,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use queuegate::event::Events;
 use queuegate::service::RouteTable;
+use queuegate::template::TemplateRef;
 use queuegate::{RoomConfig, RoomId};
 use redis::aio::ConnectionLike;
 use redis::AsyncCommands;
@@ -92,6 +93,58 @@ where
         }
         self.rooms_changed().await?;
         Ok(Ok(()))
+    }
+
+    /// Keeps a page template's text under its hash, then names it in the room's record (or
+    /// removes the name): an instance that reads the name finds the text. The text the room
+    /// named before stays a minute, for instances that have not read the change yet.
+    pub(super) async fn write_template(
+        &self,
+        id: &RoomId,
+        template: Option<&str>,
+        previous: Option<&TemplateRef>,
+    ) -> StoreResult<Option<TemplateRef>> {
+        let room_key = keys::room(id);
+        let reference = template.map(TemplateRef::of);
+        let text = template.map(str::to_owned);
+        let named = reference.clone();
+        let stale = previous
+            .filter(|p| reference.as_ref() != Some(*p))
+            .map(|p| keys::template(id, &p.hash));
+        let id = id.clone();
+        self.redis
+            .call(|mut conn| async move {
+                match (text, named) {
+                    (Some(text), Some(reference)) => {
+                        conn.set::<_, _, ()>(keys::template(&id, &reference.hash), text)
+                            .await?;
+                        let json =
+                            serde_json::to_string(&reference).expect("a reference serializes");
+                        conn.hset::<_, _, _, ()>(&room_key, "template", json)
+                            .await?;
+                    }
+                    _ => conn.hdel::<_, _, ()>(&room_key, "template").await?,
+                }
+                if let Some(stale) = stale {
+                    conn.expire::<_, ()>(stale, 60).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.rooms_changed().await?;
+        Ok(reference)
+    }
+
+    /// A page template's text by its hash, while Redis keeps it.
+    pub(super) async fn read_template(
+        &self,
+        id: &RoomId,
+        reference: &TemplateRef,
+    ) -> StoreResult<Option<String>> {
+        let key = keys::template(id, &reference.hash);
+        self.redis
+            .call(|mut conn| async move { conn.get(key).await })
+            .await
     }
 
     /// The room's mirror, fetching the record when this instance has not seen the room.
@@ -206,6 +259,9 @@ fn parse_record(id: &RoomId, fields: &HashMap<String, String>) -> Option<RoomRec
             .get("events")
             .map(|e| parse_events(e))
             .unwrap_or_default(),
+        template: fields
+            .get("template")
+            .and_then(|t| serde_json::from_str(t).ok()),
         opens_at: None,
     })
 }

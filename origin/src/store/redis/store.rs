@@ -19,6 +19,7 @@ use queuegate::plan::Batch;
 use queuegate::queue::{position, ShardQueue};
 use queuegate::service::{RouteTable, Routes};
 use queuegate::shard::Standing;
+use queuegate::template::TemplateRef;
 use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
 use redis::aio::ConnectionLike;
 
@@ -375,6 +376,30 @@ where
         r.record.events = events;
         r.changed = Instant::now();
         Ok(r.record.clone())
+    }
+
+    async fn set_template(
+        &self,
+        id: &RoomId,
+        template: Option<&str>,
+        now: u64,
+    ) -> StoreResult<RoomRecord> {
+        let room = self.mirror(id, now).await?;
+        let previous = room.lock().record.template.clone();
+        let reference = self.write_template(id, template, previous.as_ref()).await?;
+        let mut r = room.lock();
+        r.record.template = reference;
+        r.changed = Instant::now();
+        Ok(r.record.clone())
+    }
+
+    async fn template(
+        &self,
+        id: &RoomId,
+        reference: &TemplateRef,
+        _now: u64,
+    ) -> StoreResult<Option<String>> {
+        self.read_template(id, reference).await
     }
 
     async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {

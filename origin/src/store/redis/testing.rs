@@ -304,6 +304,7 @@ fn record(session_ttl_s: u64, claim_window_s: u64) -> RoomRecord {
         epoch: 1,
         measured_rate: None,
         events: Default::default(),
+        template: None,
         opens_at: None,
     }
 }

@@ -1,0 +1,90 @@
+//! The pages the gate shows a room's visitors, with the room's own template when it has one
+//! ([`crate::template`]). A template is compiled once per process (or isolate) and text; any
+//! trouble with it (the store cannot give its text, a render fails on a visitor's numbers) shows
+//! the built-in page, never an error.
+
+use std::sync::Arc;
+
+use super::state::Service;
+use super::store::StoreError;
+use crate::room::RoomId;
+use crate::template::{Page, PageState, PageTemplate, TemplateRef};
+
+/// The page, in the room's template if it has one.
+pub(super) async fn render(s: &Service, page: &Page<'_>, now: u64) -> String {
+    // While the store is away, the template this instance last used for the room: asking the
+    // store would only wait for it to fail again.
+    let template = match page.state {
+        PageState::Unavailable => s.templates.last_for(page.room),
+        _ => room_template(s, page.room, now).await,
+    };
+    let Some(template) = template else {
+        return page.render_builtin();
+    };
+    match template.render(page) {
+        Ok(html) => html,
+        Err(err) => {
+            s.metrics.template_failed(page.room, "render");
+            tracing::warn!(room = %page.room, state = page.state.as_str(), error = %err,
+                "the room's page template failed: the built-in page is shown");
+            page.render_builtin()
+        }
+    }
+}
+
+/// The room's template, compiled; `None` when it has none, or it cannot be had now.
+pub(super) async fn room_template(
+    s: &Service,
+    room: &RoomId,
+    now: u64,
+) -> Option<Arc<PageTemplate>> {
+    match load(s, room, now).await {
+        Ok(template) => template,
+        Err(err) => {
+            s.metrics.template_failed(room, "load");
+            tracing::warn!(room = %room, error = %err,
+                "the room's page template could not be loaded: the built-in page is shown");
+            s.templates.last_for(room)
+        }
+    }
+}
+
+async fn load(
+    s: &Service,
+    room: &RoomId,
+    now: u64,
+) -> Result<Option<Arc<PageTemplate>>, StoreError> {
+    let Some(reference) = s.store.room(room, now).await?.and_then(|r| r.template) else {
+        s.templates.forget(room);
+        return Ok(None);
+    };
+    match compiled(s, room, &reference, now).await? {
+        Some(template) => {
+            s.templates.remember(room, &template);
+            Ok(Some(template))
+        }
+        // Changed since this instance read the room: the next page finds the new one.
+        None => Ok(s.templates.last_for(room)),
+    }
+}
+
+/// The template `reference` names, compiled (once per text); `None` when the store no longer
+/// keeps it.
+pub(super) async fn compiled(
+    s: &Service,
+    room: &RoomId,
+    reference: &TemplateRef,
+    now: u64,
+) -> Result<Option<Arc<PageTemplate>>, StoreError> {
+    if let Some(template) = s.templates.get(reference) {
+        return Ok(Some(template));
+    }
+    let Some(text) = s.store.template(room, reference, now).await? else {
+        return Ok(None);
+    };
+    let template = PageTemplate::compile(&text)
+        .map_err(|e| StoreError::Invalid(format!("the stored template: {}", e.message)))?;
+    let template = Arc::new(template);
+    s.templates.insert(template.clone());
+    Ok(Some(template))
+}
