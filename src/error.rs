@@ -13,6 +13,8 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// The body did not arrive in time.
     RequestTimeout,
+    /// The server holds as many update streams as it takes: poll the status instead.
+    TooManyStreams,
     /// A room id that is not 1-64 characters of `a-z`, `0-9`, `-`, `_`.
     InvalidRoomId,
     /// A room configuration value is missing, of the wrong type or out of range.
@@ -95,6 +97,7 @@ impl ErrorCode {
         ErrorCode::InvalidJson,
         ErrorCode::BodyTooLarge,
         ErrorCode::RequestTimeout,
+        ErrorCode::TooManyStreams,
         ErrorCode::InvalidRoomId,
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidTemplate,
@@ -135,6 +138,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::InvalidRoomId => "invalid_room_id",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::InvalidTemplate => "invalid_template",
@@ -192,7 +196,7 @@ impl ErrorCode {
             ErrorCode::TicketWrongRoom | ErrorCode::PassWrongRoom => 403,
             ErrorCode::UnknownRoom | ErrorCode::UnknownTicket | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::TooManyJoins => 429,
+            ErrorCode::TooManyJoins | ErrorCode::TooManyStreams => 429,
             ErrorCode::ChallengeRequired
             | ErrorCode::ChallengeFailed
             | ErrorCode::InviteRequired

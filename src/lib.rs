@@ -40,6 +40,7 @@ pub mod queue;
 pub mod room;
 pub mod shard;
 pub mod shuffle;
+pub mod stream;
 pub mod template;
 pub mod token;
 pub mod visitor;

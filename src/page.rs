@@ -92,11 +92,20 @@ impl WaitingPage<'_> {
                     },
                 ),
                 ("status_url", self.status_url),
+                ("stream_url", &stream_url(self.status_url)),
                 ("poll_ms", &self.poll_after_ms.to_string()),
                 ("placed", if placed { "true" } else { "false" }),
                 ("script_text", self.lang.script_json()),
             ],
         )
+    }
+}
+
+/// The stream of updates beside a status endpoint (`.../status` -> `.../stream`).
+pub fn stream_url(status_url: &str) -> String {
+    match status_url.strip_suffix("/status") {
+        Some(base) => format!("{base}/stream"),
+        None => String::new(),
     }
 }
 

@@ -275,6 +275,7 @@ impl<'a> Page<'a> {
             opens_at => self.opens_at,
             poll_ms => self.poll_ms,
             status_url => (!self.status_url.is_empty()).then_some(self.status_url),
+            stream_url => (!self.status_url.is_empty()).then(|| page::stream_url(self.status_url)),
             refresh_s => self.refresh_s(),
             retry_s => self.retry_s,
             title => title,

@@ -116,6 +116,7 @@ pub struct Metrics {
     no_shows: Family<RoomLabel, Gauge>,
     scheduler_errors: Counter,
     lease_fence: Gauge,
+    streams: Gauge,
 }
 
 impl Default for Metrics {
@@ -144,6 +145,12 @@ impl Metrics {
         let rate = Family::<RoomLabel, Gauge<f64, AtomicU64>>::default();
         let scheduler_errors = Counter::default();
         let lease_fence = Gauge::default();
+        let streams = Gauge::default();
+        registry.register(
+            "streams_open",
+            "Visitors' update streams (GET .../stream) open on this instance",
+            streams.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -247,6 +254,7 @@ impl Metrics {
             no_shows,
             scheduler_errors,
             lease_fence,
+            streams,
         }
     }
 
@@ -311,6 +319,11 @@ impl Metrics {
                 reason: stage,
             })
             .inc();
+    }
+
+    /// How many update streams are open now.
+    pub fn streams(&self, open: u64) {
+        self.streams.set(open as i64);
     }
 
     pub fn admitted(&self, room: &RoomId, n: u64) {

@@ -29,6 +29,7 @@ mod siteverify;
 mod stall;
 mod state;
 mod store;
+mod streams;
 mod target;
 mod templates;
 
@@ -79,6 +80,7 @@ pub fn router_for(service: Arc<Service>, serves: Serves) -> Router {
         api = api
             .route("/rooms/{room}/join", post(public::join))
             .route("/rooms/{room}/status", get(public::status))
+            .route("/rooms/{room}/stream", get(streams::stream))
             .route("/rooms/{room}/leave", post(public::leave));
     }
     if serves != Serves::Visitors {

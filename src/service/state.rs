@@ -100,6 +100,8 @@ pub struct Service {
     pub on_rooms_changed: Option<Arc<dyn Fn() + Send + Sync>>,
     /// The rooms' page templates, compiled.
     pub(crate) templates: TemplateCache,
+    /// The visitors' update streams open now.
+    pub(crate) streams: super::streams::OpenStreams,
 }
 
 /// Everything a [`Service`] is made of.
@@ -140,6 +142,7 @@ impl Service {
             metrics: parts.metrics,
             on_rooms_changed: parts.on_rooms_changed,
             templates: TemplateCache::default(),
+            streams: Default::default(),
         }
     }
 

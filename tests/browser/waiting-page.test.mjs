@@ -793,6 +793,38 @@ async function scenarioJourney(target) {
   }
 }
 
+/** Pushed updates: the page listens to the room's stream and moves up when the one ahead leaves,
+ * without a single status poll (it polls only when the stream cannot be had). */
+async function scenarioStream(target) {
+  const room = 'pushed';
+  await target.createRoom(room, ['/pushed']);
+  await target.pause(room);
+  const a = await target.join(room);
+  const { context, page, documents } = await openPage();
+  const asked = [];
+  page.on('request', (req) => asked.push(new URL(req.url()).pathname));
+  try {
+    const response = await page.goto(`${target.base}/pushed/`);
+    assertWaitingDocument(response, documents);
+    await waitForPosition(page, target, 2, []);
+    await waitFor('the page to open its stream', async () => asked.includes(`${API}/rooms/${room}/stream`),
+      { timeout: target.timeout });
+    const left = Date.now();
+    await target.leave(a);
+    await waitForPosition(page, target, 1, []);
+    log(`${target.name}: the page showed place 1 ${Date.now() - left} ms after the one ahead left`);
+    // Long enough for a few polls, had the page polled.
+    await sleep(4_000);
+    assert.ok(!asked.includes(`${API}/rooms/${room}/status`), `no status poll: ${asked.join(', ')}`);
+    assert.equal(documents.length, 1, 'moved up in place');
+    await target.resume(room);
+    await waitForApplication(page, target.landTimeout);
+    assertLandedOnApplication(documents);
+  } finally {
+    await context.close();
+  }
+}
+
 /** The operators' dashboard: the key asked for and kept in memory only, every room's numbers
  * and charts, and the controls acting through the admin API. */
 async function scenarioDashboard(target) {
@@ -986,6 +1018,7 @@ const SCENARIOS = [
   ['a scheduled event: the page counts down to the opening, then lets the visitor in', scenarioPrequeue],
   ['the page in every language, each phrase on one line on a 420 px phone', scenarioLanguages],
   ['the progress bar shows how far the visitor has come', scenarioJourney],
+  ['pushed updates: the page moves up as soon as the one ahead leaves', scenarioStream],
   ['the operators\' dashboard: live numbers and the controls', scenarioDashboard],
 ];
 

@@ -18,6 +18,7 @@ mod paths;
 mod sale;
 mod shells;
 mod siteverify;
+mod streams;
 mod templates;
 mod users;
 mod visitors;
@@ -36,6 +37,7 @@ pub use paths::*;
 pub use sale::*;
 pub use shells::*;
 pub use siteverify::*;
+pub use streams::*;
 pub use templates::*;
 pub use users::*;
 pub use visitors::*;
@@ -81,6 +83,7 @@ macro_rules! for_each_case {
             requests_that_are_not_navigations_never_enter_an_open_room,
             unprotected_paths_pass_straight_through,
             pages_speak_the_visitor_s_language,
+            a_stream_pushes_each_change_of_the_answer,
             a_room_s_own_template_is_what_its_visitors_see,
             the_dashboard_page_needs_no_key_but_every_call_does,
             health_and_metrics_answer,

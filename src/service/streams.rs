@@ -1,0 +1,143 @@
+//! `GET /rooms/{room}/stream`: the visitor's answer pushed as server-sent events whenever it
+//! changes ([`crate::stream`] decides what to write and when). Each tick reads the answer the way
+//! a status call does: on Redis and at the edge a waiting visitor's place is answered from what
+//! the instance (or isolate) already holds of the room, read once a second for all its visitors,
+//! so a stream costs no store round trip per update.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::client::Client;
+use super::error::AppError;
+use super::extract::RoomParam;
+use super::public::{add_no_store_and_cookies, presented_ticket, status_answer};
+use super::state::Service;
+use crate::error::ErrorCode;
+use crate::room::RoomId;
+use crate::stream::{UpdateStream, TICK_MS};
+
+/// The most streams one process (or isolate) holds open; more are refused with 429
+/// `too_many_streams`, and the waiting page polls instead.
+pub const MAX_STREAMS: u64 = 20_000;
+
+/// How many streams are open.
+#[derive(Debug, Default)]
+pub struct OpenStreams(AtomicU64);
+
+/// One open stream, counted until it is dropped (the client went away, or the stream ended).
+struct Held(Arc<Service>);
+
+impl Held {
+    fn open(s: &Arc<Service>) -> Option<Held> {
+        let open = &s.streams.0;
+        let mut n = open.load(Ordering::Relaxed);
+        loop {
+            if n >= MAX_STREAMS {
+                return None;
+            }
+            match open.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(seen) => n = seen,
+            }
+        }
+        s.metrics.streams(n + 1);
+        Some(Held(s.clone()))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let left = self.0.streams.0.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.0.metrics.streams(left);
+    }
+}
+
+/// What a stream carries from one tick to the next.
+struct Ticking {
+    held: Held,
+    room: RoomId,
+    client: Client,
+    /// The newest ticket: each answer renews it, so the stream never outlives the one it holds.
+    token: String,
+    updates: UpdateStream,
+    /// What to write before the next read.
+    pending: Option<String>,
+}
+
+pub async fn stream(
+    State(s): State<Arc<Service>>,
+    RoomParam(room): RoomParam,
+    client: Client,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let now = s.now();
+    let token = presented_ticket(&headers, &room)?;
+    // A stream that cannot begin (no such room, a bad ticket) is the status call's error.
+    let (record, answer) = status_answer(&s, &room, &client, token, now).await?;
+    let held = Held::open(&s).ok_or_else(|| {
+        AppError::new(
+            ErrorCode::TooManyStreams,
+            format!("this server holds {MAX_STREAMS} streams: poll the status instead"),
+        )
+    })?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let mut updates = UpdateStream::new(last_event_id, record.config.ticket_ttl_ms(), now);
+    let mut pending = updates.opening();
+    if let Some(event) = updates.on_answer(&answer.body, now) {
+        pending.push_str(&event);
+    }
+    let ticking = Ticking {
+        held,
+        room,
+        client,
+        token: answer
+            .body
+            .ticket
+            .clone()
+            .unwrap_or_else(|| token.to_owned()),
+        updates,
+        pending: Some(pending),
+    };
+    let body = futures::stream::unfold(ticking, next_frame);
+    let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    // nginx and other proxies in front must pass each event on as it comes.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    add_no_store_and_cookies(headers, &answer.set_cookies);
+    Ok(response)
+}
+
+/// The next piece of the stream: waits a tick at a time until there is something to write, or
+/// the stream is over.
+async fn next_frame(mut t: Ticking) -> Option<(Result<Bytes, std::convert::Infallible>, Ticking)> {
+    loop {
+        if let Some(frame) = t.pending.take() {
+            return Some((Ok(Bytes::from(frame)), t));
+        }
+        let s = t.held.0.clone();
+        if t.updates.is_over(s.now()) {
+            return None;
+        }
+        s.platform.sleep(TICK_MS).await;
+        let now = s.now();
+        t.pending = match status_answer(&s, &t.room, &t.client, &t.token, now).await {
+            Ok((_, answer)) => {
+                if let Some(renewed) = &answer.body.ticket {
+                    t.token.clone_from(renewed);
+                }
+                t.updates.on_answer(&answer.body, now)
+            }
+            Err(err) if err.code().is_retryable() => t.updates.on_unavailable(now),
+            Err(err) => Some(t.updates.on_error(&err.0.to_json())),
+        };
+    }
+}
