@@ -96,32 +96,33 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let now = s.now();
-    let token = presented_ticket(&headers, &room)?;
+    let token = presented_ticket(&headers, &room);
     let (_, answer) = status_answer(&s, &room, &client, token, now).await?;
     Ok(visitor_response(answer))
 }
 
 /// The ticket a status call or a stream presents, as a bearer token or in the room's cookie.
-pub fn presented_ticket<'a>(headers: &'a HeaderMap, room: &RoomId) -> Result<&'a str, AppError> {
-    let (token, _) = presented(headers, &ticket_cookie_name(room)).ok_or_else(|| {
+pub fn presented_ticket<'a>(headers: &'a HeaderMap, room: &RoomId) -> Option<&'a str> {
+    presented(headers, &ticket_cookie_name(room)).map(|(token, _)| token)
+}
+
+/// Where the holder of ticket `token` stands at `now`, as `status` answers it (renewing the
+/// ticket), with the room as it is in effect. A room that does not exist is told before a
+/// missing ticket.
+pub async fn status_answer(
+    s: &Service,
+    room: &RoomId,
+    client: &Client,
+    token: Option<&str>,
+    now: u64,
+) -> Result<(RoomRecord, Answer), AppError> {
+    let record = in_effect(s, room, now).await?;
+    let token = token.ok_or_else(|| {
         AppError::new(
             ErrorCode::TicketRequired,
             "send the ticket in the room's ticket cookie or as Authorization: Bearer",
         )
     })?;
-    Ok(token)
-}
-
-/// Where the holder of ticket `token` stands at `now`, as `status` answers it (renewing the
-/// ticket), with the room as it is in effect.
-pub async fn status_answer(
-    s: &Service,
-    room: &RoomId,
-    client: &Client,
-    token: &str,
-    now: u64,
-) -> Result<(RoomRecord, Answer), AppError> {
-    let record = in_effect(s, room, now).await?;
     let ticket = Ticket::decode(token, &s.keys, room, now).map_err(|e| e.for_ticket())?;
     let state = visit(s, &record, &ticket, now).await?;
     let answer = s

@@ -76,7 +76,7 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let now = s.now();
-    let token = presented_ticket(&headers, &room)?;
+    let token = presented_ticket(&headers, &room);
     // A stream that cannot begin (no such room, a bad ticket) is the status call's error.
     let (record, answer) = status_answer(&s, &room, &client, token, now).await?;
     let held = Held::open(&s).ok_or_else(|| {
@@ -99,7 +99,8 @@ pub async fn stream(
             .body
             .ticket
             .clone()
-            .unwrap_or_else(|| token.to_owned()),
+            .or(token.map(str::to_owned))
+            .unwrap_or_default(),
         updates,
         pending: Some(pending),
     };
@@ -129,7 +130,7 @@ async fn next_frame(mut t: Ticking) -> Option<(Result<Bytes, std::convert::Infal
         }
         s.platform.sleep(TICK_MS).await;
         let now = s.now();
-        t.pending = match status_answer(&s, &t.room, &t.client, &t.token, now).await {
+        t.pending = match status_answer(&s, &t.room, &t.client, Some(&t.token), now).await {
             Ok((_, answer)) => {
                 if let Some(renewed) = &answer.body.ticket {
                     t.token.clone_from(renewed);
