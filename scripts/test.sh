@@ -5,7 +5,8 @@
 # the embedded store, on Redis and on a Redis Cluster, the failure tests on real processes, the
 # edge worker under real `wrangler dev` (built offline with the pinned worker-build and
 # wasm-bindgen-cli) with the origin's scheduler driving it, the waiting page in headless
-# Chromium, and short k6 runs of the visitor cycle, a poll storm and the seed's scenario.
+# Chromium, short k6 runs of the visitor cycle, a poll storm and the seed's scenario, and the API
+# document through a standard OpenAPI validator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -14,6 +15,7 @@ ensure_rust_components
 ensure_wasm_target
 ensure_edge_tools
 ensure_k6
+ensure_openapi_validator
 ensure_redis
 ensure_nginx
 
@@ -67,6 +69,9 @@ smoke() {  # smoke <what> <serve flags...>
 }
 
 smoke embedded
+log "the API document: $TOOLS_DIR/venv/bin/openapi-spec-validator on /_qg/v1/openapi.json"
+curl -fsS "http://127.0.0.1:$port/_qg/v1/openapi.json" -o target/openapi.json
+"$TOOLS_DIR/venv/bin/openapi-spec-validator" target/openapi.json
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no > target/k6-smoke-redis-server.log 2>&1 &
 pids+=($!)

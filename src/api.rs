@@ -58,6 +58,7 @@ pub fn wants_json(accept: Option<&str>) -> bool {
 
 /// `POST .../join` body. Empty bodies are allowed; unknown fields are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct JoinRequest {
     /// One place per user id; the place is handed back only with its ticket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +130,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 /// Where a visitor stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub enum VisitorStatus {
     Waiting,
     Admitted,
@@ -152,6 +154,7 @@ impl VisitorStatus {
 
 /// The body of join, status and leave, and of the gate's JSON waiting response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct VisitorResponse {
     pub room: String,
     pub status: VisitorStatus,
@@ -220,6 +223,7 @@ where
 /// `POST .../admin/rooms/{room}/admit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct AdmitRequest {
     pub count: u64,
 }
@@ -240,6 +244,7 @@ impl AdmitRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct AdmitResponse {
     pub admitted: u64,
 }
@@ -247,11 +252,13 @@ pub struct AdmitResponse {
 /// `POST .../admin/rooms/{room}/revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct RevokeRequest {
     pub ticket_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct RevokeResponse {
     pub ticket_id: String,
     pub revoked: bool,
@@ -259,6 +266,7 @@ pub struct RevokeResponse {
 
 /// A room's live numbers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct RoomStats {
     /// In the queue, neither admitted nor gone.
     pub waiting: u64,
@@ -305,6 +313,7 @@ impl RoomStats {
 
 /// `GET .../admin/rooms/{room}`: the configuration, flattened, plus state and stats.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct RoomView {
     pub id: RoomId,
     #[serde(flatten)]
@@ -312,6 +321,7 @@ pub struct RoomView {
     pub paused: bool,
     /// Scheduled events, by id (as the events API shows them, without their state).
     #[serde(default, skip_serializing_if = "crate::event::Events::is_empty")]
+    #[cfg_attr(feature = "service", schema(value_type = std::collections::HashMap<String, crate::event::Event>))]
     pub events: crate::event::Events,
     /// The room's own page template, when it has one (`PUT .../template`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -320,6 +330,7 @@ pub struct RoomView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct RoomList {
     pub rooms: Vec<RoomView>,
 }
@@ -446,6 +457,7 @@ mod tests {
 /// drive it: `POST {prefix}/admin/lease`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct LeaseRequest {
     pub holder: String,
     pub ttl_ms: u64,
@@ -479,6 +491,7 @@ impl LeaseRequest {
 
 /// The fencing token of the lease, or 0 while another holder has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct LeaseResponse {
     pub fence: u64,
 }
@@ -487,6 +500,7 @@ pub struct LeaseResponse {
 /// call per shard. Without `orders`, the shards only raise the fence, end what expired and report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct ScheduleRequest {
     pub fence: u64,
     /// One order per shard, from [`crate::plan::plan`].
@@ -528,6 +542,7 @@ impl ScheduleRequest {
 /// What a schedule request did and found: how many the orders admitted, and each shard's
 /// reading after its order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct ScheduleResponse {
     pub admitted: u64,
     pub shards: Vec<ShardReading>,

@@ -21,6 +21,7 @@ pub const MAX_HEADER_VALUE_LEN: usize = 256;
 /// One rule: each field it has must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct BypassRule {
     /// Path prefixes, matched on segment boundaries as a room's `paths` are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,6 +31,7 @@ pub struct BypassRule {
     pub extensions: Option<Vec<String>>,
     /// Client address ranges, such as `192.0.2.0/24` or `2001:db8::/32`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "service", schema(value_type = Option<Vec<String>>))]
     pub cidrs: Option<Vec<IpNet>>,
     /// A header that must be present with exactly this value (compared in constant time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +43,7 @@ pub struct BypassRule {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct HeaderRule {
     pub name: String,
     pub value: String,

@@ -45,6 +45,7 @@ const MAC_LEN: usize = 16;
 /// `{"kind": "siteverify", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub enum Challenge {
     Pow(PowConfig),
     Siteverify(SiteverifyConfig),
@@ -52,6 +53,7 @@ pub enum Challenge {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct PowConfig {
     /// Leading zero bits the solution's hash must have: 2^difficulty hashes on average.
     pub difficulty: u8,
@@ -64,6 +66,7 @@ pub struct PowConfig {
 /// brings the widget's response, which the server checks at `url` with `secret`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct SiteverifyConfig {
     /// Where responses are checked, such as
     /// `https://challenges.cloudflare.com/turnstile/v0/siteverify`.
@@ -83,6 +86,7 @@ fn default_script_url() -> String {
 /// challenge (no script, no proof).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub enum NoScript {
     /// It gets a page saying the waiting room needs JavaScript, and no place.
     #[default]
@@ -134,6 +138,7 @@ impl Challenge {
 /// or a widget's `response`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct ChallengeAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -165,6 +170,7 @@ impl ChallengeAnswer {
 
 /// A proof-of-work challenge as a join's 403 `challenge_required` carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct PowChallenge {
     pub kind: String,
     pub difficulty: u8,

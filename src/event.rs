@@ -32,6 +32,7 @@ const MAX_TIME_MS: u64 = 253_402_300_799_000;
 /// A scheduled event, as `PUT /_qg/v1/admin/rooms/{room}/events/{event}` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct Event {
     /// When the pre-queue opens (Unix ms).
     pub prequeue_at: u64,
@@ -61,6 +62,7 @@ pub struct Event {
 /// Where an event stands at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub enum EventState {
     Scheduled,
     Prequeue,

@@ -20,6 +20,7 @@ use crate::room::{Mode, RoomConfig};
 
 /// What one shard holds, as a store read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct ShardReading {
     /// Sessions in the application.
     pub active: u64,
@@ -99,6 +100,7 @@ pub enum Freshness {
 
 /// What one shard does in a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct ShardOrder {
     /// How many of the listed heads to admit.
     pub take: u64,

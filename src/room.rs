@@ -68,6 +68,7 @@ pub const MAX_TICKET_TTL_S: u64 = 7 * 24 * 3600;
 /// or digit. Safe in a URL path, a cookie name and a Redis key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct RoomId(String);
 
 impl RoomId {
@@ -113,6 +114,7 @@ impl<'de> Deserialize<'de> for RoomId {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub enum Mode {
     /// First come, first served across all shards.
     #[default]
@@ -160,6 +162,7 @@ impl<'de> Deserialize<'de> for Mode {
 /// take their defaults; [`RoomConfig::validate`] then checks every value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct RoomConfig {
     /// Path prefixes the room protects, each starting with `/`. A prefix matches itself and
     /// everything below it (`/shop` matches `/shop` and `/shop/cart`, not `/shopping`).
@@ -211,6 +214,7 @@ pub struct RoomConfig {
 /// Who may join a room.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub enum Access {
     #[default]
     Public,
@@ -221,6 +225,7 @@ pub enum Access {
 /// What a room does with a client over its join limit or failing its challenge.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub enum Suspicious {
     /// An error that says why: 429 `too_many_joins`, 403 `challenge_failed`.
     #[default]

@@ -334,6 +334,7 @@ impl<'a> Page<'a> {
 /// How a store names a room's template: by the hash of its text, so that a compiled copy is
 /// kept for as long as the text is the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct TemplateRef {
     /// SHA-256 of the text, hex, first 32 digits.
     pub hash: String,

@@ -25,6 +25,7 @@ pub const DEFAULT_PENALTY_S: u32 = 600;
 /// lately are ended and for `penalty_s` every join of its is suspicious ([`record`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "service", derive(utoipa::ToSchema))]
 pub struct JoinLimit {
     pub per_client_per_min: u32,
     pub burst: u32,

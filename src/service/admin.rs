@@ -8,8 +8,9 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::AppError;
 use super::extract::{bearer, LimitedBody, RoomParam};
@@ -24,21 +25,21 @@ use crate::error::ErrorCode;
 use crate::room::{RoomConfig, RoomRecord};
 use crate::token::Place;
 
-pub fn router(service: Arc<Service>) -> Router<Arc<Service>> {
-    Router::new()
-        .route("/rooms", get(list_rooms))
-        .route("/rooms/{room}", get(get_room).put(put_room))
-        .route("/rooms/{room}/admit", post(admit))
-        .route("/rooms/{room}/pause", post(pause))
-        .route("/rooms/{room}/resume", post(resume))
-        .route("/rooms/{room}/revoke", post(revoke))
+pub fn router(service: Arc<Service>) -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_rooms))
+        .routes(routes!(get_room, put_room))
+        .routes(routes!(admit))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(revoke))
         .merge(super::events::router())
         .merge(super::templates::router())
-        .route("/lease", post(lease))
-        .route("/rooms/{room}/schedule", post(schedule))
+        .routes(routes!(lease))
+        .routes(routes!(schedule))
         .route_layer(middleware::from_fn_with_state(service, require_admin))
         // The dashboard page itself needs no key (it asks for one): added after the layer.
-        .route("/ui", get(super::dashboard::page))
+        .routes(routes!(super::dashboard::page))
 }
 
 async fn require_admin(
@@ -74,6 +75,14 @@ async fn view(s: &Service, record: RoomRecord, fresh: bool) -> Result<RoomView, 
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/rooms",
+    tag = "rooms",
+    summary = "Every room",
+    responses((status = 200, description = "Every room with its numbers as this instance last knew them", body = crate::api::RoomList), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn list_rooms(State(s): State<Arc<Service>>) -> Result<Json<RoomList>, AppError> {
     let mut rooms = Vec::new();
     for record in s.store.rooms(s.now()).await? {
@@ -82,6 +91,15 @@ async fn list_rooms(State(s): State<Arc<Service>>) -> Result<Json<RoomList>, App
     Ok(Json(RoomList { rooms }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}",
+    tag = "rooms",
+    summary = "A room and its live numbers",
+    params(("room" = String, Path, description = "The room id")),
+    responses((status = 200, description = "The room view", body = crate::api::RoomView), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn get_room(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -90,6 +108,16 @@ async fn get_room(
     Ok(Json(view(&s, record, true).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/rooms/{room}",
+    tag = "rooms",
+    summary = "Create or update a room",
+    params(("room" = String, Path, description = "The room id")),
+    request_body(content = crate::room::RoomConfig, content_type = "application/json"),
+    responses((status = 200, description = "Updated", body = crate::api::RoomView), (status = 201, description = "Created", body = crate::api::RoomView), (status = 400, description = "invalid_json, invalid_room_id", body = crate::service::openapi::ErrorBody), (status = 409, description = "conflict: a room keeps its shard count", body = crate::service::openapi::ErrorBody), (status = 413, description = "body_too_large", body = crate::service::openapi::ErrorBody), (status = 422, description = "invalid_config", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn put_room(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -109,6 +137,16 @@ async fn put_room(
     Ok((status, Json(view(&s, record, true).await?)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/rooms/{room}/admit",
+    tag = "rooms",
+    summary = "Admit up to N of the oldest waiting now",
+    params(("room" = String, Path, description = "The room id")),
+    request_body(content = crate::api::AdmitRequest, content_type = "application/json"),
+    responses((status = 200, description = "How many were admitted", body = crate::api::AdmitResponse), (status = 400, description = "invalid_json, invalid_request", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn admit(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -132,6 +170,15 @@ async fn admit(
     Ok(Json(AdmitResponse { admitted }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/rooms/{room}/pause",
+    tag = "rooms",
+    summary = "Stop admissions",
+    params(("room" = String, Path, description = "The room id")),
+    responses((status = 200, description = "The room view", body = crate::api::RoomView), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn pause(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -140,6 +187,15 @@ async fn pause(
     Ok(Json(view(&s, record, true).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/rooms/{room}/resume",
+    tag = "rooms",
+    summary = "Start admissions again",
+    params(("room" = String, Path, description = "The room id")),
+    responses((status = 200, description = "The room view", body = crate::api::RoomView), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn resume(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -149,6 +205,16 @@ async fn resume(
     Ok(Json(view(&s, record, true).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/rooms/{room}/revoke",
+    tag = "rooms",
+    summary = "End a visitor's place or session",
+    params(("room" = String, Path, description = "The room id")),
+    request_body(content = crate::api::RevokeRequest, content_type = "application/json"),
+    responses((status = 200, description = "Whether something was ended", body = crate::api::RevokeResponse), (status = 400, description = "invalid_json, invalid_request", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room, unknown_ticket", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn revoke(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -185,6 +251,15 @@ fn remote(s: &Service) -> Result<&dyn RemoteScheduling, AppError> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/lease",
+    tag = "scheduler",
+    summary = "Take or renew the admission lease (the edge only)",
+    request_body(content = crate::api::LeaseRequest, content_type = "application/json"),
+    responses((status = 200, description = "The fence, 0 while another holder has the lease", body = crate::api::LeaseResponse), (status = 400, description = "invalid_json", body = crate::service::openapi::ErrorBody), (status = 404, description = "not_found: the store runs its own scheduler", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn lease(
     State(s): State<Arc<Service>>,
     LimitedBody(body): LimitedBody,
@@ -197,6 +272,16 @@ async fn lease(
     Ok(Json(LeaseResponse { fence }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/rooms/{room}/schedule",
+    tag = "scheduler",
+    summary = "A batch the remote scheduler planned (the edge only)",
+    params(("room" = String, Path, description = "The room id")),
+    request_body(content = crate::api::ScheduleRequest, content_type = "application/json"),
+    responses((status = 200, description = "What the orders admitted, and the shards' readings", body = crate::api::ScheduleResponse), (status = 400, description = "invalid_json, invalid_request", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room, not_found", body = crate::service::openapi::ErrorBody), (status = 409, description = "fenced", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn schedule(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,

@@ -15,6 +15,13 @@ use super::state::Service;
 
 const PAGE: &str = include_str!("dashboard.html");
 
+#[utoipa::path(
+    get,
+    path = "/ui",
+    tag = "operators",
+    summary = "The operators' dashboard page (asks for the admin key itself)",
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"))
+)]
 pub async fn page(State(s): State<Arc<Service>>) -> Response {
     let page = render(&s.prefix);
     let csp = content_security_policy(&page);

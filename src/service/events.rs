@@ -6,9 +6,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::AppError;
 use super::extract::{LimitedBody, RoomEventParams, RoomParam};
@@ -20,7 +21,7 @@ use crate::event::{self, Event, EventState, Events};
 use crate::room::RoomId;
 
 /// An event as the admin API shows it: its settings and where it stands now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: String,
     #[serde(flatten)]
@@ -28,18 +29,15 @@ pub struct EventView {
     pub state: EventState,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventList {
     pub events: Vec<EventView>,
 }
 
-pub fn router() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/rooms/{room}/events", get(list_events))
-        .route(
-            "/rooms/{room}/events/{event}",
-            get(get_event).put(put_event).delete(delete_event),
-        )
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(get_event, put_event, delete_event))
 }
 
 fn view(id: &str, event: &Event, now: u64) -> EventView {
@@ -54,6 +52,15 @@ fn unknown_event(id: &str) -> AppError {
     AppError::new(ErrorCode::NotFound, format!("no event {id:?} in this room"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/events",
+    tag = "events",
+    summary = "The room's scheduled events",
+    params(("room" = String, Path, description = "The room id")),
+    responses((status = 200, description = "By id", body = EventList), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn list_events(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -68,6 +75,15 @@ async fn list_events(
     Ok(Json(EventList { events }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/events/{event}",
+    tag = "events",
+    summary = "One scheduled event",
+    params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "The event view", body = EventView), (status = 404, description = "unknown_room, not_found", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn get_event(
     State(s): State<Arc<Service>>,
     RoomEventParams(room, id): RoomEventParams,
@@ -78,6 +94,16 @@ async fn get_event(
     Ok(Json(view(&id, event, now)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/rooms/{room}/events/{event}",
+    tag = "events",
+    summary = "Create or replace a scheduled event",
+    params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
+    request_body(content = crate::event::Event, content_type = "application/json"),
+    responses((status = 200, description = "Replaced", body = EventView), (status = 201, description = "Created", body = EventView), (status = 400, description = "invalid_json, invalid_request", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 409, description = "conflict: it overlaps another event", body = crate::service::openapi::ErrorBody), (status = 422, description = "invalid_config", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn put_event(
     State(s): State<Arc<Service>>,
     RoomEventParams(room, id): RoomEventParams,
@@ -101,6 +127,15 @@ async fn put_event(
     Ok((status, Json(view(&id, &event, now))).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/rooms/{room}/events/{event}",
+    tag = "events",
+    summary = "Remove a scheduled event",
+    params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "The event as it was", body = EventView), (status = 404, description = "unknown_room, not_found", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn delete_event(
     State(s): State<Arc<Service>>,
     RoomEventParams(room, id): RoomEventParams,

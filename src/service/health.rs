@@ -10,6 +10,13 @@ use super::state::Service;
 use crate::error::ApiError;
 
 /// 200 while the store can serve; 503 with what the gate does meanwhile otherwise.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Whether the store can serve",
+    responses((status = 200, description = "{\"status\": \"ok\", \"store\": kind}", body = Object), (status = 503, description = "The store cannot serve", body = Object))
+)]
 pub async fn healthz(State(s): State<Arc<Service>>) -> Response {
     let now = s.now();
     let (status, body) = match s.store.health(now).await {
@@ -38,6 +45,13 @@ pub async fn healthz(State(s): State<Arc<Service>>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
 pub async fn metrics(State(s): State<Arc<Service>>) -> Response {
     (
         [(

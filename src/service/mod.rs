@@ -22,6 +22,7 @@ mod gate;
 mod health;
 mod metrics;
 mod navigation;
+pub mod openapi;
 mod pages;
 mod public;
 mod routes;
@@ -38,8 +39,10 @@ use std::sync::Arc;
 use axum::http::{header, HeaderValue};
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use access::{Credentials, Verdict};
 pub use client::{client_of, Client};
@@ -75,20 +78,27 @@ pub fn router(service: Arc<Service>) -> Router {
 
 /// The router for a listener that serves `serves`.
 pub fn router_for(service: Arc<Service>, serves: Serves) -> Router {
-    let mut api = Router::new().route("/healthz", get(health::healthz));
+    // Each route with its document (utoipa-axum): the document lists exactly what is served.
+    let mut api = OpenApiRouter::new().routes(routes!(health::healthz));
     if serves != Serves::Operators {
         api = api
-            .route("/rooms/{room}/join", post(public::join))
-            .route("/rooms/{room}/status", get(public::status))
-            .route("/rooms/{room}/stream", get(streams::stream))
-            .route("/rooms/{room}/leave", post(public::leave));
+            .routes(routes!(public::join))
+            .routes(routes!(public::status))
+            .routes(routes!(streams::stream))
+            .routes(routes!(public::leave));
     }
     if serves != Serves::Visitors {
         api = api
-            .route("/metrics", get(health::metrics))
+            .routes(routes!(health::metrics))
             .nest("/admin", admin::router(service.clone()));
     }
+    let (api, document) = api.split_for_parts();
+    let document = openapi::document(document, &service.prefix);
     let api = api
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(openapi::serve(&document))),
+        )
         .fallback(error::api_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Every answer of the API is about one visitor or one moment: no cache keeps any.

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::AppError;
 use super::extract::{query_value, read_within, RoomParam};
@@ -20,22 +21,29 @@ use super::state::Service;
 use crate::error::ErrorCode;
 use crate::template::{Page, PageState, PageTemplate, TemplateRef, MAX_TEMPLATE_BYTES};
 
-pub fn router() -> Router<Arc<Service>> {
-    Router::new()
-        .route(
-            "/rooms/{room}/template",
-            get(get_template).put(put_template).delete(delete_template),
-        )
-        .route("/rooms/{room}/preview", get(preview))
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(get_template, put_template, delete_template))
+        .routes(routes!(preview))
 }
 
 /// What a put answers: the template as the room now names it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TemplateView {
     room: String,
     template: TemplateRef,
 }
 
+#[utoipa::path(
+    put,
+    path = "/rooms/{room}/template",
+    tag = "pages",
+    summary = "Set the room's page template",
+    params(("room" = String, Path, description = "The room id")),
+    request_body(content = String, description = "A minijinja template, at most 1 MiB", content_type = "text/html"),
+    responses((status = 200, description = "The template as the room names it", body = TemplateView), (status = 400, description = "invalid_request: not UTF-8", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 413, description = "body_too_large", body = crate::service::openapi::ErrorBody), (status = 415, description = "unsupported_media_type", body = crate::service::openapi::ErrorBody), (status = 422, description = "invalid_template (line, detail)", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn put_template(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -73,6 +81,15 @@ async fn put_template(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/template",
+    tag = "pages",
+    summary = "The room's page template",
+    params(("room" = String, Path, description = "The room id")),
+    responses((status = 200, description = "Its text", body = String, content_type = "text/html"), (status = 404, description = "unknown_room, not_found: the room has none", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn get_template(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -99,6 +116,15 @@ async fn get_template(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/rooms/{room}/template",
+    tag = "pages",
+    summary = "Back to the built-in pages",
+    params(("room" = String, Path, description = "The room id")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn delete_template(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
@@ -113,6 +139,15 @@ async fn delete_template(
 /// The room's page for `state` in the language `lang` (or `Accept-Language`) asks for, as a
 /// visitor would get it now: in the room's template, or the built-in page when it has none
 /// (`X-Queuegate-Template` says which).
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/preview",
+    tag = "pages",
+    summary = "A page of the room as a visitor would get it, with made-up numbers",
+    params(("room" = String, Path, description = "The room id"), ("state" = Option<String>, Query, description = "waiting (default), prequeue, random, full, closed, unavailable, too_many_joins, invite_required, invite_used, challenge_failed"), ("lang" = Option<String>, Query, description = "The language (else Accept-Language)")),
+    responses((status = 200, description = "The page; X-Queuegate-Template says room or built-in", body = String, content_type = "text/html"), (status = 400, description = "invalid_request: no such state", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    security(("admin_key" = []))
+)]
 async fn preview(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,

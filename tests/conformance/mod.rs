@@ -7,6 +7,7 @@
 
 mod access;
 mod authenticity;
+mod document;
 mod events;
 mod gate;
 mod input;
@@ -26,6 +27,7 @@ mod websocket;
 
 pub use access::*;
 pub use authenticity::*;
+pub use document::*;
 pub use events::*;
 pub use gate::*;
 pub use input::*;
@@ -83,6 +85,7 @@ macro_rules! for_each_case {
             requests_that_are_not_navigations_never_enter_an_open_room,
             unprotected_paths_pass_straight_through,
             pages_speak_the_visitor_s_language,
+            the_api_document_lists_every_route,
             a_stream_pushes_each_change_of_the_answer,
             a_room_s_own_template_is_what_its_visitors_see,
             the_dashboard_page_needs_no_key_but_every_call_does,
