@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::AppError;
 use super::extract::{bearer, LimitedBody, RoomParam};
+use super::openapi::ErrorBody;
 use super::public::{end, is_of_room, record, record_now};
 use super::state::Service;
 use super::store::RemoteScheduling;
@@ -80,7 +81,10 @@ async fn view(s: &Service, record: RoomRecord, fresh: bool) -> Result<RoomView, 
     path = "/rooms",
     tag = "rooms",
     summary = "Every room",
-    responses((status = 200, description = "Every room with its numbers as this instance last knew them", body = crate::api::RoomList), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "Every room with its numbers as this instance last knew them", body = crate::api::RoomList),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn list_rooms(State(s): State<Arc<Service>>) -> Result<Json<RoomList>, AppError> {
@@ -97,7 +101,11 @@ async fn list_rooms(State(s): State<Arc<Service>>) -> Result<Json<RoomList>, App
     tag = "rooms",
     summary = "A room and its live numbers",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 200, description = "The room view", body = crate::api::RoomView), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The room view", body = crate::api::RoomView),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn get_room(
@@ -115,7 +123,15 @@ async fn get_room(
     summary = "Create or update a room",
     params(("room" = String, Path, description = "The room id")),
     request_body(content = crate::room::RoomConfig, content_type = "application/json"),
-    responses((status = 200, description = "Updated", body = crate::api::RoomView), (status = 201, description = "Created", body = crate::api::RoomView), (status = 400, description = "invalid_json, invalid_room_id", body = crate::service::openapi::ErrorBody), (status = 409, description = "conflict: a room keeps its shard count", body = crate::service::openapi::ErrorBody), (status = 413, description = "body_too_large", body = crate::service::openapi::ErrorBody), (status = 422, description = "invalid_config", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "Updated", body = crate::api::RoomView),
+        (status = 201, description = "Created", body = crate::api::RoomView),
+        (status = 400, description = "invalid_json, invalid_room_id", body = ErrorBody),
+        (status = 409, description = "conflict: a room keeps its shard count", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 422, description = "invalid_config", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn put_room(
@@ -144,7 +160,12 @@ async fn put_room(
     summary = "Admit up to N of the oldest waiting now",
     params(("room" = String, Path, description = "The room id")),
     request_body(content = crate::api::AdmitRequest, content_type = "application/json"),
-    responses((status = 200, description = "How many were admitted", body = crate::api::AdmitResponse), (status = 400, description = "invalid_json, invalid_request", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "How many were admitted", body = crate::api::AdmitResponse),
+        (status = 400, description = "invalid_json, invalid_request", body = ErrorBody),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn admit(
@@ -176,7 +197,11 @@ async fn admit(
     tag = "rooms",
     summary = "Stop admissions",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 200, description = "The room view", body = crate::api::RoomView), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The room view", body = crate::api::RoomView),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn pause(
@@ -193,7 +218,11 @@ async fn pause(
     tag = "rooms",
     summary = "Start admissions again",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 200, description = "The room view", body = crate::api::RoomView), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The room view", body = crate::api::RoomView),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn resume(
@@ -212,7 +241,12 @@ async fn resume(
     summary = "End a visitor's place or session",
     params(("room" = String, Path, description = "The room id")),
     request_body(content = crate::api::RevokeRequest, content_type = "application/json"),
-    responses((status = 200, description = "Whether something was ended", body = crate::api::RevokeResponse), (status = 400, description = "invalid_json, invalid_request", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room, unknown_ticket", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "Whether something was ended", body = crate::api::RevokeResponse),
+        (status = 400, description = "invalid_json, invalid_request", body = ErrorBody),
+        (status = 404, description = "unknown_room, unknown_ticket", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn revoke(
@@ -257,7 +291,12 @@ fn remote(s: &Service) -> Result<&dyn RemoteScheduling, AppError> {
     tag = "scheduler",
     summary = "Take or renew the admission lease (the edge only)",
     request_body(content = crate::api::LeaseRequest, content_type = "application/json"),
-    responses((status = 200, description = "The fence, 0 while another holder has the lease", body = crate::api::LeaseResponse), (status = 400, description = "invalid_json", body = crate::service::openapi::ErrorBody), (status = 404, description = "not_found: the store runs its own scheduler", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The fence, 0 while another holder has the lease", body = crate::api::LeaseResponse),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 404, description = "not_found: the store runs its own scheduler", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn lease(
@@ -279,7 +318,13 @@ async fn lease(
     summary = "A batch the remote scheduler planned (the edge only)",
     params(("room" = String, Path, description = "The room id")),
     request_body(content = crate::api::ScheduleRequest, content_type = "application/json"),
-    responses((status = 200, description = "What the orders admitted, and the shards' readings", body = crate::api::ScheduleResponse), (status = 400, description = "invalid_json, invalid_request", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room, not_found", body = crate::service::openapi::ErrorBody), (status = 409, description = "fenced", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "What the orders admitted, and the shards' readings", body = crate::api::ScheduleResponse),
+        (status = 400, description = "invalid_json, invalid_request", body = ErrorBody),
+        (status = 404, description = "unknown_room, not_found", body = ErrorBody),
+        (status = 409, description = "fenced", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn schedule(

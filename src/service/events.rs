@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use super::error::AppError;
 use super::extract::{LimitedBody, RoomEventParams, RoomParam};
+use super::openapi::ErrorBody;
 use super::public::record_now;
 use super::state::Service;
 use super::store::StoreError;
@@ -58,7 +59,11 @@ fn unknown_event(id: &str) -> AppError {
     tag = "events",
     summary = "The room's scheduled events",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 200, description = "By id", body = EventList), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "By id", body = EventList),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn list_events(
@@ -81,7 +86,11 @@ async fn list_events(
     tag = "events",
     summary = "One scheduled event",
     params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
-    responses((status = 200, description = "The event view", body = EventView), (status = 404, description = "unknown_room, not_found", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The event view", body = EventView),
+        (status = 404, description = "unknown_room, not_found", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn get_event(
@@ -101,7 +110,15 @@ async fn get_event(
     summary = "Create or replace a scheduled event",
     params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
     request_body(content = crate::event::Event, content_type = "application/json"),
-    responses((status = 200, description = "Replaced", body = EventView), (status = 201, description = "Created", body = EventView), (status = 400, description = "invalid_json, invalid_request", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 409, description = "conflict: it overlaps another event", body = crate::service::openapi::ErrorBody), (status = 422, description = "invalid_config", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "Replaced", body = EventView),
+        (status = 201, description = "Created", body = EventView),
+        (status = 400, description = "invalid_json, invalid_request", body = ErrorBody),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        (status = 409, description = "conflict: it overlaps another event", body = ErrorBody),
+        (status = 422, description = "invalid_config", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn put_event(
@@ -133,7 +150,11 @@ async fn put_event(
     tag = "events",
     summary = "Remove a scheduled event",
     params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
-    responses((status = 200, description = "The event as it was", body = EventView), (status = 404, description = "unknown_room, not_found", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The event as it was", body = EventView),
+        (status = 404, description = "unknown_room, not_found", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn delete_event(

@@ -32,6 +32,36 @@ pub struct ErrorDetail {
     message: String,
 }
 
+/// What every admin route may answer besides its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AdminErrors {
+    /// unauthorized: no admin key, or the wrong one
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// store_unavailable
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// What every route that reads a visitor's ticket may answer besides its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum TicketErrors {
+    /// ticket_required, invalid_ticket, ticket_expired (or invalid_pass, pass_expired)
+    #[response(status = 401)]
+    BadTicket(ErrorBody),
+    /// ticket_wrong_room, pass_wrong_room
+    #[response(status = 403)]
+    OtherRoom(ErrorBody),
+    /// unknown_room
+    #[response(status = 404)]
+    UnknownRoom(ErrorBody),
+    /// store_unavailable (Retry-After)
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// The stable error codes ([`ErrorCode::ALL`]): the set can grow.
 pub struct ErrorCodeName;
 

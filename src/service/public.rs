@@ -12,6 +12,7 @@ use super::client::Client;
 use super::error::AppError;
 use super::extract::{presented, LimitedBody, RoomParam, Source};
 use super::metrics::JoinOutcome;
+use super::openapi::ErrorBody;
 use super::state::Service;
 use crate::api::{
     pass_cookie_name, ticket_cookie_name, JoinRequest, VisitorResponse, VisitorStatus,
@@ -28,7 +29,18 @@ use crate::visitor::{Answer, VisitorState};
     summary = "Join the room",
     params(("room" = String, Path, description = "The room id")),
     request_body(content = crate::api::JoinRequest, description = "Optional: a user id or user token, a challenge answer, an invite", content_type = "application/json"),
-    responses((status = 200, description = "The visitor answer: waiting (with a ticket and place), admitted, or full", body = crate::api::VisitorResponse), (status = 400, description = "invalid_json, invalid_user_id, invalid_request", body = crate::service::openapi::ErrorBody), (status = 401, description = "invalid_user_token", body = crate::service::openapi::ErrorBody), (status = 403, description = "challenge_required (the challenge beside the error), challenge_failed, invite_required, invite_used, room_closed", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 408, description = "request_timeout", body = crate::service::openapi::ErrorBody), (status = 409, description = "user_already_queued", body = crate::service::openapi::ErrorBody), (status = 413, description = "body_too_large", body = crate::service::openapi::ErrorBody), (status = 429, description = "too_many_joins (Retry-After, retry_after_s)", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable, challenge_unavailable (Retry-After)", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The visitor answer: waiting (with a ticket and place), admitted, or full", body = crate::api::VisitorResponse),
+        (status = 400, description = "invalid_json, invalid_user_id, invalid_request", body = ErrorBody),
+        (status = 401, description = "invalid_user_token", body = ErrorBody),
+        (status = 403, description = "challenge_required (the challenge beside the error), challenge_failed, invite_required, invite_used, room_closed", body = ErrorBody),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        (status = 408, description = "request_timeout", body = ErrorBody),
+        (status = 409, description = "user_already_queued", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 429, description = "too_many_joins (Retry-After, retry_after_s)", body = ErrorBody),
+        (status = 503, description = "store_unavailable, challenge_unavailable (Retry-After)", body = ErrorBody),
+    ),
     security(("ticket" = []))
 )]
 pub async fn join(
@@ -105,7 +117,10 @@ fn user_of(s: &Service, request: &JoinRequest, now: u64) -> Result<User, AppErro
     tag = "visitors",
     summary = "Where the ticket holder stands",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 200, description = "The visitor answer; once admitted, with the pass", body = crate::api::VisitorResponse), (status = 401, description = "ticket_required, invalid_ticket, ticket_expired (or invalid_pass, pass_expired)", body = crate::service::openapi::ErrorBody), (status = 403, description = "ticket_wrong_room, pass_wrong_room", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable (Retry-After)", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The visitor answer; once admitted, with the pass", body = crate::api::VisitorResponse),
+        crate::service::openapi::TicketErrors,
+    ),
     security(("ticket" = []))
 )]
 pub async fn status(
@@ -156,7 +171,10 @@ pub async fn status_answer(
     tag = "visitors",
     summary = "Leave the queue or the application (idempotent)",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 200, description = "status left (or expired for a place the room never gave out)", body = crate::api::VisitorResponse), (status = 401, description = "ticket_required, invalid_ticket, ticket_expired (or invalid_pass, pass_expired)", body = crate::service::openapi::ErrorBody), (status = 403, description = "ticket_wrong_room, pass_wrong_room", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable (Retry-After)", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "status left (or expired for a place the room never gave out)", body = crate::api::VisitorResponse),
+        crate::service::openapi::TicketErrors,
+    ),
     security(("ticket" = []))
 )]
 pub async fn leave(

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::client::Client;
 use super::error::AppError;
 use super::extract::RoomParam;
+use super::openapi::ErrorBody;
 use super::public::{add_no_store_and_cookies, presented_ticket, status_answer};
 use super::state::Service;
 use crate::error::ErrorCode;
@@ -75,7 +76,11 @@ struct Ticking {
     tag = "visitors",
     summary = "The status, pushed as server-sent events",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 200, description = "text/event-stream: the visitor answer as an event whenever it changes (id: a digest of it; Last-Event-ID resumes), event: heartbeat after 15 s of silence, event: error with the error JSON when the ticket stops being good", body = String, content_type = "text/event-stream"), (status = 401, description = "ticket_required, invalid_ticket, ticket_expired (or invalid_pass, pass_expired)", body = crate::service::openapi::ErrorBody), (status = 403, description = "ticket_wrong_room, pass_wrong_room", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable (Retry-After)", body = crate::service::openapi::ErrorBody), (status = 429, description = "too_many_streams: poll the status instead", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "text/event-stream: the visitor answer as an event whenever it changes (id: a digest of it; Last-Event-ID resumes), event: heartbeat after 15 s of silence, event: error with the error JSON when the ticket stops being good", body = String, content_type = "text/event-stream"),
+        (status = 429, description = "too_many_streams: poll the status instead", body = ErrorBody),
+        crate::service::openapi::TicketErrors,
+    ),
     security(("ticket" = []))
 )]
 pub async fn stream(

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use super::error::AppError;
 use super::extract::{query_value, read_within, RoomParam};
 use super::gate::{in_language, page_language};
+use super::openapi::ErrorBody;
 use super::pages;
 use super::public::record_now;
 use super::state::Service;
@@ -41,7 +42,15 @@ struct TemplateView {
     summary = "Set the room's page template",
     params(("room" = String, Path, description = "The room id")),
     request_body(content = String, description = "A minijinja template, at most 1 MiB", content_type = "text/html"),
-    responses((status = 200, description = "The template as the room names it", body = TemplateView), (status = 400, description = "invalid_request: not UTF-8", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 413, description = "body_too_large", body = crate::service::openapi::ErrorBody), (status = 415, description = "unsupported_media_type", body = crate::service::openapi::ErrorBody), (status = 422, description = "invalid_template (line, detail)", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The template as the room names it", body = TemplateView),
+        (status = 400, description = "invalid_request: not UTF-8", body = ErrorBody),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 422, description = "invalid_template (line, detail)", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn put_template(
@@ -87,7 +96,11 @@ async fn put_template(
     tag = "pages",
     summary = "The room's page template",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 200, description = "Its text", body = String, content_type = "text/html"), (status = 404, description = "unknown_room, not_found: the room has none", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "Its text", body = String, content_type = "text/html"),
+        (status = 404, description = "unknown_room, not_found: the room has none", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn get_template(
@@ -122,7 +135,11 @@ async fn get_template(
     tag = "pages",
     summary = "Back to the built-in pages",
     params(("room" = String, Path, description = "The room id")),
-    responses((status = 204, description = "Removed"), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn delete_template(
@@ -145,7 +162,12 @@ async fn delete_template(
     tag = "pages",
     summary = "A page of the room as a visitor would get it, with made-up numbers",
     params(("room" = String, Path, description = "The room id"), ("state" = Option<String>, Query, description = "waiting (default), prequeue, random, full, closed, unavailable, too_many_joins, invite_required, invite_used, challenge_failed"), ("lang" = Option<String>, Query, description = "The language (else Accept-Language)")),
-    responses((status = 200, description = "The page; X-Queuegate-Template says room or built-in", body = String, content_type = "text/html"), (status = 400, description = "invalid_request: no such state", body = crate::service::openapi::ErrorBody), (status = 404, description = "unknown_room", body = crate::service::openapi::ErrorBody), (status = 401, description = "unauthorized: no admin key, or the wrong one", body = crate::service::openapi::ErrorBody), (status = 503, description = "store_unavailable", body = crate::service::openapi::ErrorBody)),
+    responses(
+        (status = 200, description = "The page; X-Queuegate-Template says room or built-in", body = String, content_type = "text/html"),
+        (status = 400, description = "invalid_request: no such state", body = ErrorBody),
+        (status = 404, description = "unknown_room", body = ErrorBody),
+        crate::service::openapi::AdminErrors,
+    ),
     security(("admin_key" = []))
 )]
 async fn preview(
