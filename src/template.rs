@@ -448,6 +448,22 @@ impl std::io::Write for LimitedWriter {
 pub struct TemplateCache {
     kept: std::sync::Mutex<Vec<Arc<PageTemplate>>>,
     last: std::sync::Mutex<std::collections::HashMap<RoomId, Arc<PageTemplate>>>,
+    /// The texts being read and compiled now, by hash.
+    loading: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// The right to read and compile one text, given to one caller at a time.
+#[derive(Debug)]
+pub struct Loading<'a> {
+    cache: &'a TemplateCache,
+    hash: String,
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        let mut loading = self.cache.loading.lock().unwrap_or_else(|e| e.into_inner());
+        loading.remove(&self.hash);
+    }
 }
 
 /// How many compiled templates a cache keeps (each room has one at a time).
@@ -466,6 +482,17 @@ impl TemplateCache {
             kept.remove(0);
         }
         kept.push(template);
+    }
+
+    /// The right to load the text `reference` names, unless another caller is loading it: a
+    /// crowd's first pages after a new template compile it once, not once each (the others get
+    /// what the room showed before meanwhile).
+    pub fn start_loading(&self, reference: &TemplateRef) -> Option<Loading<'_>> {
+        let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        loading.insert(reference.hash.clone()).then(|| Loading {
+            cache: self,
+            hash: reference.hash.clone(),
+        })
     }
 
     /// Remembers that `room` uses `template` now.
@@ -603,5 +630,25 @@ mod tests {
             cache.insert(Arc::new(compile(&i.to_string())));
         }
         assert!(cache.get(&reference).is_none(), "the oldest goes first");
+    }
+
+    #[test]
+    fn one_caller_at_a_time_loads_a_text() {
+        let cache = TemplateCache::default();
+        let (a, b) = (TemplateRef::of("a"), TemplateRef::of("b"));
+        let first = cache.start_loading(&a).expect("nobody loads it yet");
+        assert!(
+            cache.start_loading(&a).is_none(),
+            "a second caller waits its turn"
+        );
+        assert!(
+            cache.start_loading(&b).is_some(),
+            "another text is another matter"
+        );
+        drop(first);
+        assert!(
+            cache.start_loading(&a).is_some(),
+            "free again once the first is done"
+        );
     }
 }

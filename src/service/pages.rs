@@ -69,7 +69,7 @@ async fn load(
 }
 
 /// The template `reference` names, compiled (once per text); `None` when the store no longer
-/// keeps it.
+/// keeps it. While another request loads it, the template the room used before (or none).
 pub(super) async fn compiled(
     s: &Service,
     room: &RoomId,
@@ -79,6 +79,10 @@ pub(super) async fn compiled(
     if let Some(template) = s.templates.get(reference) {
         return Ok(Some(template));
     }
+    let Some(_loading) = s.templates.start_loading(reference) else {
+        // Another request is reading and compiling it: this one shows what the room showed.
+        return Ok(s.templates.last_for(room));
+    };
     let Some(text) = s.store.template(room, reference, now).await? else {
         return Ok(None);
     };
