@@ -4,8 +4,8 @@
 //! the instance (or isolate) already holds of the room, read once a second for all its visitors,
 //! so a stream costs no store round trip per update.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -26,35 +26,66 @@ use crate::stream::{UpdateStream, TICK_MS};
 /// `too_many_streams`, and the waiting page polls instead.
 pub const MAX_STREAMS: u64 = 20_000;
 
-/// How many streams are open.
+/// The most streams one visitor (one place: a ticket and its renewals) holds open at once, in
+/// as many tabs: one client's ticket cannot take the streams of many.
+pub const MAX_STREAMS_PER_VISITOR: u32 = 4;
+
+/// How many streams are open, in all and per visitor.
 #[derive(Debug, Default)]
-pub struct OpenStreams(AtomicU64);
+pub struct OpenStreams(Mutex<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: u64,
+    by_visitor: HashMap<String, u32>,
+}
 
 /// One open stream, counted until it is dropped (the client went away, or the stream ended).
-struct Held(Arc<Service>);
+struct Held {
+    s: Arc<Service>,
+    visitor: String,
+}
 
 impl Held {
-    fn open(s: &Arc<Service>) -> Option<Held> {
-        let open = &s.streams.0;
-        let mut n = open.load(Ordering::Relaxed);
-        loop {
-            if n >= MAX_STREAMS {
-                return None;
-            }
-            match open.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(seen) => n = seen,
-            }
+    /// Counts a stream for `visitor` (room and ticket id), or the 429 that refuses it.
+    fn open(s: &Arc<Service>, visitor: String) -> Result<Held, AppError> {
+        let mut counts = s.streams.0.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.total >= MAX_STREAMS {
+            return Err(AppError::new(
+                ErrorCode::TooManyStreams,
+                format!("this server holds {MAX_STREAMS} streams: poll the status instead"),
+            ));
         }
-        s.metrics.streams(n + 1);
-        Some(Held(s.clone()))
+        let open = counts.by_visitor.entry(visitor.clone()).or_default();
+        if *open >= MAX_STREAMS_PER_VISITOR {
+            return Err(AppError::new(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "this visitor has {MAX_STREAMS_PER_VISITOR} streams open: poll the status instead"
+                ),
+            ));
+        }
+        *open += 1;
+        counts.total += 1;
+        s.metrics.streams(counts.total);
+        Ok(Held {
+            s: s.clone(),
+            visitor,
+        })
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let left = self.0.streams.0.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.0.metrics.streams(left);
+        let mut counts = self.s.streams.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts.total -= 1;
+        if let Some(open) = counts.by_visitor.get_mut(&self.visitor) {
+            *open -= 1;
+            if *open == 0 {
+                counts.by_visitor.remove(&self.visitor);
+            }
+        }
+        self.s.metrics.streams(counts.total);
     }
 }
 
@@ -78,7 +109,7 @@ struct Ticking {
     params(("room" = String, Path, description = "The room id")),
     responses(
         (status = 200, description = "text/event-stream: the visitor answer as an event whenever it changes (id: a digest of it; Last-Event-ID resumes), event: heartbeat after 15 s of silence, event: error with the error JSON when the ticket stops being good", body = String, content_type = "text/event-stream"),
-        (status = 429, description = "too_many_streams: poll the status instead", body = ErrorBody),
+        (status = 429, description = "too_many_streams: the server's 20,000, or this visitor's 4; poll the status instead", body = ErrorBody),
         crate::service::openapi::TicketErrors,
     ),
     security(("ticket" = []))
@@ -93,12 +124,8 @@ pub async fn stream(
     let token = presented_ticket(&headers, &room);
     // A stream that cannot begin (no such room, a bad ticket) is the status call's error.
     let (record, answer) = status_answer(&s, &room, &client, token, now).await?;
-    let held = Held::open(&s).ok_or_else(|| {
-        AppError::new(
-            ErrorCode::TooManyStreams,
-            format!("this server holds {MAX_STREAMS} streams: poll the status instead"),
-        )
-    })?;
+    let visitor = format!("{room}/{}", answer.body.ticket_id.as_deref().unwrap_or(""));
+    let held = Held::open(&s, visitor)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let mut updates = UpdateStream::new(last_event_id, record.config.ticket_ttl_ms(), now);
     let mut pending = updates.opening();
@@ -138,7 +165,7 @@ async fn next_frame(mut t: Ticking) -> Option<(Result<Bytes, std::convert::Infal
         if let Some(frame) = t.pending.take() {
             return Some((Ok(Bytes::from(frame)), t));
         }
-        let s = t.held.0.clone();
+        let s = t.held.s.clone();
         if t.updates.is_over(s.now()) {
             return None;
         }

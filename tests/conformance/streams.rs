@@ -134,6 +134,32 @@ pub async fn a_stream_pushes_each_change_of_the_answer(t: &Target) {
         Some(Frame::End)
     ));
 
+    // One visitor holds at most four streams at once (tabs): a fifth is refused, and the page
+    // polls instead; another visitor's stream still opens.
+    let fourth = ticket_of(&t.join(&room, None).await);
+    let mut tabs = Vec::new();
+    for _ in 0..4 {
+        tabs.push(Events::open(t, &room, &fourth, None).await);
+    }
+    let fifth = t
+        .send(
+            t.client
+                .get(t.api(&format!("/rooms/{room}/stream")))
+                .bearer_auth(&fourth),
+        )
+        .await;
+    assert_error(
+        &fifth,
+        429,
+        "too_many_streams",
+        "a fifth stream of one visitor",
+    );
+    let fifth_visitor = ticket_of(&t.join(&room, None).await);
+    let mut other = Events::open(t, &room, &fifth_visitor, None).await;
+    let (_, answer) = other.event(Duration::from_secs(5)).await;
+    assert_eq!(answer["status"], "waiting", "{answer}");
+    drop(tabs);
+
     // A stream that cannot begin is the status call's error.
     let no_ticket = t
         .send(t.client.get(t.api(&format!("/rooms/{room}/stream"))))
