@@ -100,7 +100,7 @@ async fn list_rooms(State(s): State<Arc<Service>>) -> Result<Json<RoomList>, App
     path = "/rooms/{room}",
     tag = "rooms",
     summary = "A room and its live numbers",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 200, description = "The room view", body = crate::api::RoomView),
         (status = 404, description = "unknown_room", body = ErrorBody),
@@ -121,7 +121,7 @@ async fn get_room(
     path = "/rooms/{room}",
     tag = "rooms",
     summary = "Create or update a room",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     request_body(content = crate::room::RoomConfig, content_type = "application/json"),
     responses(
         (status = 200, description = "Updated", body = crate::api::RoomView),
@@ -158,7 +158,7 @@ async fn put_room(
     path = "/rooms/{room}/admit",
     tag = "rooms",
     summary = "Admit up to N of the oldest waiting now",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     request_body(content = crate::api::AdmitRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "How many were admitted", body = crate::api::AdmitResponse),
@@ -196,7 +196,7 @@ async fn admit(
     path = "/rooms/{room}/pause",
     tag = "rooms",
     summary = "Stop admissions",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 200, description = "The room view", body = crate::api::RoomView),
         (status = 404, description = "unknown_room", body = ErrorBody),
@@ -217,7 +217,7 @@ async fn pause(
     path = "/rooms/{room}/resume",
     tag = "rooms",
     summary = "Start admissions again",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 200, description = "The room view", body = crate::api::RoomView),
         (status = 404, description = "unknown_room", body = ErrorBody),
@@ -239,7 +239,7 @@ async fn resume(
     path = "/rooms/{room}/revoke",
     tag = "rooms",
     summary = "End a visitor's place or session",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     request_body(content = crate::api::RevokeRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Whether something was ended", body = crate::api::RevokeResponse),
@@ -316,7 +316,7 @@ async fn lease(
     path = "/rooms/{room}/schedule",
     tag = "scheduler",
     summary = "A batch the remote scheduler planned (the edge only)",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     request_body(content = crate::api::ScheduleRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "What the orders admitted, and the shards' readings", body = crate::api::ScheduleResponse),

@@ -58,7 +58,7 @@ fn unknown_event(id: &str) -> AppError {
     path = "/rooms/{room}/events",
     tag = "events",
     summary = "The room's scheduled events",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 200, description = "By id", body = EventList),
         (status = 404, description = "unknown_room", body = ErrorBody),
@@ -85,7 +85,7 @@ async fn list_events(
     path = "/rooms/{room}/events/{event}",
     tag = "events",
     summary = "One scheduled event",
-    params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
+    params(crate::service::openapi::RoomEventPath),
     responses(
         (status = 200, description = "The event view", body = EventView),
         (status = 404, description = "unknown_room, not_found", body = ErrorBody),
@@ -108,7 +108,7 @@ async fn get_event(
     path = "/rooms/{room}/events/{event}",
     tag = "events",
     summary = "Create or replace a scheduled event",
-    params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
+    params(crate::service::openapi::RoomEventPath),
     request_body(content = crate::event::Event, content_type = "application/json"),
     responses(
         (status = 200, description = "Replaced", body = EventView),
@@ -149,7 +149,7 @@ async fn put_event(
     path = "/rooms/{room}/events/{event}",
     tag = "events",
     summary = "Remove a scheduled event",
-    params(("room" = String, Path, description = "The room id"), ("event" = String, Path, description = "The event id")),
+    params(crate::service::openapi::RoomEventPath),
     responses(
         (status = 200, description = "The event as it was", body = EventView),
         (status = 404, description = "unknown_room, not_found", body = ErrorBody),

@@ -32,6 +32,26 @@ pub struct ErrorDetail {
     message: String,
 }
 
+/// The room a route is about, in its path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct RoomPath {
+    /// The room id
+    room: String,
+}
+
+/// The room and the event a route is about, in its path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct RoomEventPath {
+    /// The room id
+    room: String,
+    /// The event id
+    event: String,
+}
+
 /// What every admin route may answer besides its own.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]

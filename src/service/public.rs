@@ -27,7 +27,7 @@ use crate::visitor::{Answer, VisitorState};
     path = "/rooms/{room}/join",
     tag = "visitors",
     summary = "Join the room",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     request_body(content = crate::api::JoinRequest, description = "Optional: a user id or user token, a challenge answer, an invite", content_type = "application/json"),
     responses(
         (status = 200, description = "The visitor answer: waiting (with a ticket and place), admitted, or full", body = crate::api::VisitorResponse),
@@ -116,7 +116,7 @@ fn user_of(s: &Service, request: &JoinRequest, now: u64) -> Result<User, AppErro
     path = "/rooms/{room}/status",
     tag = "visitors",
     summary = "Where the ticket holder stands",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 200, description = "The visitor answer; once admitted, with the pass", body = crate::api::VisitorResponse),
         crate::service::openapi::TicketErrors,
@@ -170,7 +170,7 @@ pub async fn status_answer(
     path = "/rooms/{room}/leave",
     tag = "visitors",
     summary = "Leave the queue or the application (idempotent)",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 200, description = "status left (or expired for a place the room never gave out)", body = crate::api::VisitorResponse),
         crate::service::openapi::TicketErrors,

@@ -106,7 +106,7 @@ struct Ticking {
     path = "/rooms/{room}/stream",
     tag = "visitors",
     summary = "The status, pushed as server-sent events",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 200, description = "text/event-stream: the visitor answer as an event whenever it changes (id: a digest of it; Last-Event-ID resumes), event: heartbeat after 15 s of silence, event: error with the error JSON when the ticket stops being good", body = String, content_type = "text/event-stream"),
         (status = 429, description = "too_many_streams: the server's 20,000, or this visitor's 4; poll the status instead", body = ErrorBody),

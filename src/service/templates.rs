@@ -40,7 +40,7 @@ struct TemplateView {
     path = "/rooms/{room}/template",
     tag = "pages",
     summary = "Set the room's page template",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     request_body(content = String, description = "A minijinja template, at most 1 MiB", content_type = "text/html"),
     responses(
         (status = 200, description = "The template as the room names it", body = TemplateView),
@@ -95,7 +95,7 @@ async fn put_template(
     path = "/rooms/{room}/template",
     tag = "pages",
     summary = "The room's page template",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 200, description = "Its text", body = String, content_type = "text/html"),
         (status = 404, description = "unknown_room, not_found: the room has none", body = ErrorBody),
@@ -134,7 +134,7 @@ async fn get_template(
     path = "/rooms/{room}/template",
     tag = "pages",
     summary = "Back to the built-in pages",
-    params(("room" = String, Path, description = "The room id")),
+    params(crate::service::openapi::RoomPath),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "unknown_room", body = ErrorBody),
@@ -161,7 +161,7 @@ async fn delete_template(
     path = "/rooms/{room}/preview",
     tag = "pages",
     summary = "A page of the room as a visitor would get it, with made-up numbers",
-    params(("room" = String, Path, description = "The room id"), ("state" = Option<String>, Query, description = "waiting (default), prequeue, random, full, closed, unavailable, too_many_joins, invite_required, invite_used, challenge_failed"), ("lang" = Option<String>, Query, description = "The language (else Accept-Language)")),
+    params(crate::service::openapi::RoomPath, ("state" = Option<String>, Query, description = "waiting (default), prequeue, random, full, closed, unavailable, too_many_joins, invite_required, invite_used, challenge_failed"), ("lang" = Option<String>, Query, description = "The language (else Accept-Language)")),
     responses(
         (status = 200, description = "The page; X-Queuegate-Template says room or built-in", body = String, content_type = "text/html"),
         (status = 400, description = "invalid_request: no such state", body = ErrorBody),
