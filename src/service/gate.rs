@@ -29,7 +29,7 @@ use crate::error::ErrorCode;
 use crate::i18n::Lang;
 use crate::page::{challenge_page, siteverify_page, unavailable_page};
 use crate::room::{Mode, RoomConfig, RoomId, RoomRecord};
-use crate::template::{Page, PageState};
+use crate::template::{Page, PageState, TemplateRef};
 use crate::token::{Pass, Place};
 use crate::visitor::Answer;
 
@@ -74,14 +74,14 @@ pub async fn gate(State(s): State<Arc<Service>>, req: Request) -> Response {
             let visitor = place.map(|place| Visitor { room: &room, place });
             forward(&s, req, visitor, &cookies).await
         }
-        Ok(Decision::Wait(answer, status)) => {
-            waiting_response(&s, &room, *answer, status, json, lang, now).await
-        }
+        Ok(Decision::Wait(waiting)) => waiting_response(&s, &room, *waiting, json, lang, now).await,
         Err(err) if err.code() == ErrorCode::StoreUnavailable => {
             outage(&s, Some(&room), err, req, json, lang).await
         }
         Ok(Decision::Challenge(page)) => challenge_response(page, lang),
-        Ok(Decision::Full(answer)) => full_response(&s, &room, *answer, json, lang, now).await,
+        Ok(Decision::Full(answer, named)) => {
+            full_response(&s, &room, *answer, named.as_ref(), json, lang, now).await
+        }
         Err(err) if !json => refusal(&s, &room, err, lang, now).await,
         Err(err) => err.into_response(),
     }
@@ -147,12 +147,19 @@ enum Decision {
         place: Option<Place>,
         cookies: Vec<String>,
     },
-    /// Show the waiting page, with the room's `queueing_status`.
-    Wait(Box<Answer>, u16),
+    /// Show the waiting page.
+    Wait(Box<Waiting>),
     /// Show this page, which passes the room's challenge, then joins.
     Challenge(String),
-    /// The line is full: no place was taken.
-    Full(Box<Answer>),
+    /// The line is full: no place was taken. With the template the room names.
+    Full(Box<Answer>, Option<TemplateRef>),
+}
+
+/// The waiting answer, with the room's `queueing_status`, in the template the room names.
+struct Waiting {
+    answer: Answer,
+    status: u16,
+    named: Option<TemplateRef>,
 }
 
 /// What a request on a protected path asks, as the gate reads it.
@@ -258,7 +265,7 @@ async fn decide(
             s.metrics.join(room, outcome);
             if answer.body.status == VisitorStatus::Full {
                 s.metrics.gate(Some(room), "full");
-                return Ok(Decision::Full(Box::new(answer)));
+                return Ok(Decision::Full(Box::new(answer), record.template.clone()));
             }
             answer
         }
@@ -271,10 +278,11 @@ async fn decide(
             None => {
                 s.metrics.held(room, reason.as_str());
                 s.metrics.gate(Some(room), "held");
-                return Ok(Decision::Wait(
-                    Box::new(no_place(room)),
-                    record.config.queueing_status,
-                ));
+                return Ok(Decision::Wait(Box::new(Waiting {
+                    answer: no_place(room),
+                    status: record.config.queueing_status,
+                    named: record.template.clone(),
+                })));
             }
         },
     };
@@ -286,10 +294,11 @@ async fn decide(
         });
     }
     s.metrics.gate(Some(room), "waiting");
-    Ok(Decision::Wait(
-        Box::new(answer),
-        record.config.queueing_status,
-    ))
+    Ok(Decision::Wait(Box::new(Waiting {
+        answer,
+        status: record.config.queueing_status,
+        named: record.template,
+    })))
 }
 
 /// Whether a page navigation without a place gets the challenge page rather than a join: the
@@ -315,6 +324,7 @@ async fn full_response(
     s: &Service,
     room: &RoomId,
     answer: Answer,
+    named: Option<&TemplateRef>,
     json: bool,
     lang: Lang,
     now: u64,
@@ -337,7 +347,10 @@ async fn full_response(
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            pages::render(s, &Page::notice(PageState::Full, room, retry_s, lang), now).await,
+            {
+                let page = Page::notice(PageState::Full, room, retry_s, lang);
+                pages::render_named(s, &page, named, now).await
+            },
         )
             .into_response()
     };
@@ -440,12 +453,16 @@ async fn unavailable_response(
 async fn waiting_response(
     s: &Service,
     room: &RoomId,
-    answer: Answer,
-    status: u16,
+    waiting: Waiting,
     json: bool,
     lang: Lang,
     now: u64,
 ) -> Response {
+    let Waiting {
+        answer,
+        status,
+        named,
+    } = waiting;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = if json {
         let body = serde_json::to_string(&answer.body).unwrap_or_default();
@@ -457,7 +474,7 @@ async fn waiting_response(
             {
                 let status_url = format!("{}/rooms/{room}/status", s.prefix);
                 let page = Page::waiting(room, &answer.body, &status_url, lang);
-                pages::render(s, &page, now).await
+                pages::render_named(s, &page, named.as_ref(), now).await
             },
         )
             .into_response()

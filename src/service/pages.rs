@@ -10,14 +10,35 @@ use super::store::StoreError;
 use crate::room::RoomId;
 use crate::template::{Page, PageState, PageTemplate, TemplateRef};
 
-/// The page, in the room's template if it has one.
+/// The page, in the room's template if it has one (reading which one the room names).
 pub(super) async fn render(s: &Service, page: &Page<'_>, now: u64) -> String {
     // While the store is away, the template this instance last used for the room: asking the
     // store would only wait for it to fail again.
     let template = match page.state {
         PageState::Unavailable => s.templates.last_for(page.room),
-        _ => room_template(s, page.room, now).await,
+        _ => match s.store.room(page.room, now).await {
+            Ok(record) => {
+                named_template(s, page.room, record.and_then(|r| r.template).as_ref(), now).await
+            }
+            Err(err) => failed_load(s, page.room, &err),
+        },
     };
+    with_template(s, page, template)
+}
+
+/// The page, in the template `named` (what the room's record, which the caller has just read,
+/// names): no second read of the room on the gate's waiting and full pages.
+pub(super) async fn render_named(
+    s: &Service,
+    page: &Page<'_>,
+    named: Option<&TemplateRef>,
+    now: u64,
+) -> String {
+    let template = named_template(s, page.room, named, now).await;
+    with_template(s, page, template)
+}
+
+fn with_template(s: &Service, page: &Page<'_>, template: Option<Arc<PageTemplate>>) -> String {
     let Some(template) = template else {
         return page.render_builtin();
     };
@@ -32,40 +53,33 @@ pub(super) async fn render(s: &Service, page: &Page<'_>, now: u64) -> String {
     }
 }
 
-/// The room's template, compiled; `None` when it has none, or it cannot be had now.
-pub(super) async fn room_template(
+/// The template `named`, compiled; `None` when the room names none, or it cannot be had now.
+async fn named_template(
     s: &Service,
     room: &RoomId,
+    named: Option<&TemplateRef>,
     now: u64,
 ) -> Option<Arc<PageTemplate>> {
-    match load(s, room, now).await {
-        Ok(template) => template,
-        Err(err) => {
-            s.metrics.template_failed(room, "load");
-            tracing::warn!(room = %room, error = %err,
-                "the room's page template could not be loaded: the built-in page is shown");
-            s.templates.last_for(room)
+    let Some(reference) = named else {
+        s.templates.forget(room);
+        return None;
+    };
+    match compiled(s, room, reference, now).await {
+        Ok(Some(template)) => {
+            s.templates.remember(room, &template);
+            Some(template)
         }
+        // Changed since this instance read the room: the next page finds the new one.
+        Ok(None) => s.templates.last_for(room),
+        Err(err) => failed_load(s, room, &err),
     }
 }
 
-async fn load(
-    s: &Service,
-    room: &RoomId,
-    now: u64,
-) -> Result<Option<Arc<PageTemplate>>, StoreError> {
-    let Some(reference) = s.store.room(room, now).await?.and_then(|r| r.template) else {
-        s.templates.forget(room);
-        return Ok(None);
-    };
-    match compiled(s, room, &reference, now).await? {
-        Some(template) => {
-            s.templates.remember(room, &template);
-            Ok(Some(template))
-        }
-        // Changed since this instance read the room: the next page finds the new one.
-        None => Ok(s.templates.last_for(room)),
-    }
+fn failed_load(s: &Service, room: &RoomId, err: &StoreError) -> Option<Arc<PageTemplate>> {
+    s.metrics.template_failed(room, "load");
+    tracing::warn!(room = %room, error = %err,
+        "the room's page template could not be loaded: the built-in page is shown");
+    s.templates.last_for(room)
 }
 
 /// The template `reference` names, compiled (once per text); `None` when the store no longer
