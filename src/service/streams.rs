@@ -1,8 +1,9 @@
 //! `GET /rooms/{room}/stream`: the visitor's answer pushed as server-sent events whenever it
 //! changes ([`crate::stream`] decides what to write and when). Each tick reads the answer the way
-//! a status call does: on Redis and at the edge a waiting visitor's place is answered from what
-//! the instance (or isolate) already holds of the room, read once a second for all its visitors,
-//! so a stream costs no store round trip per update.
+//! a status call does: on Redis a waiting visitor's place is answered from the instance's mirror
+//! (after the versions read every request in flight shares), at the edge from the shard summaries
+//! the isolate reads once a second for all its visitors: a stream makes no store call of its own
+//! per update.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
