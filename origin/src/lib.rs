@@ -10,4 +10,5 @@ pub mod listener;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod unread_body;
 pub mod upstream;

@@ -74,6 +74,9 @@ pub fn app(service: Arc<Service>) -> Router {
 pub fn app_for(service: Arc<Service>, serves: Serves) -> Router {
     queuegate::service::router_for(service, serves)
         .layer(middleware::map_request(client_addr))
+        .layer(middleware::from_fn(
+            crate::unread_body::close_if_body_unread,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))

@@ -454,3 +454,50 @@ async fn joins_that_meet_a_challenge_are_counted_by_outcome() {
     });
     assert!(admitted_or_queued, "{}", metrics.text);
 }
+
+/// A body refused before it is read leaves the rest of it on the connection: the answer says the
+/// connection closes, or a client that pools connections sends its next request down one the
+/// server is closing (a fresh clone's CI failed that way, with a broken pipe, after a 413).
+#[tokio::test]
+async fn a_body_refused_unread_closes_the_connection() {
+    let app = router();
+    let oversized = 2 * 1024 * 1024;
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri("/_qg/v1/admin/rooms/big/template")
+        .header(header::HOST, "queue.example")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .header(header::CONTENT_TYPE, "text/html")
+        .header(header::CONTENT_LENGTH, oversized)
+        .body(Body::from(vec![b' '; oversized]))
+        .expect("a request");
+    let refused = answer(app.clone().oneshot(request).await.expect("an answer")).await;
+    api(
+        &refused,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "an oversized template",
+    );
+    assert_eq!(
+        refused.json["error"]["code"], "body_too_large",
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        refused
+            .headers
+            .get(header::CONNECTION)
+            .map(|v| v.to_str().unwrap()),
+        Some("close")
+    );
+
+    // An answer to a body read to its end keeps the connection.
+    let fine = send(
+        &app,
+        Method::GET,
+        "/_qg/v1/admin/rooms",
+        Some(ADMIN),
+        Value::Null,
+    )
+    .await;
+    assert!(fine.headers.get(header::CONNECTION).is_none());
+}
