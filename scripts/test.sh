@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
+log "installing the pinned tools (once per checkout)"
 ensure_rust_components
 ensure_wasm_target
 ensure_edge_tools
