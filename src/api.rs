@@ -287,6 +287,13 @@ pub struct RoomStats {
     /// (`abandon_after_s`); each was given back to the admission rate.
     #[serde(default)]
     pub no_shows_total: u64,
+    /// Visitors who joined, ever (a place in the queue, or straight in when nobody waited),
+    /// since the room's queue last started again.
+    #[serde(default)]
+    pub joined_total: u64,
+    /// Visitors who left the queue themselves, ever, since the room's queue last started again.
+    #[serde(default)]
+    pub left_total: u64,
 }
 
 impl RoomStats {
@@ -301,7 +308,16 @@ impl RoomStats {
             entry_credit,
             abandoned_total: 0,
             no_shows_total: load.no_shows_total,
+            joined_total: 0,
+            left_total: 0,
         }
+    }
+
+    /// With the counts of those who came and of those who left the queue themselves.
+    pub fn with_flow(mut self, (joined_total, left_total): (u64, u64)) -> RoomStats {
+        self.joined_total = joined_total;
+        self.left_total = left_total;
+        self
     }
 
     /// With the count of places ended because their visitors stopped asking.
@@ -512,6 +528,10 @@ pub struct ScheduleRequest {
     /// The admission rate the scheduler measured while visitors waited (per minute).
     #[serde(default)]
     pub admit_rate_per_min: Option<f64>,
+    /// The room's report minute as the scheduler's last tick left it, for the store to keep
+    /// ([`crate::report`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_minute: Option<crate::report::ReportMinute>,
 }
 
 /// The most heads a schedule request may ask each shard for.
@@ -534,6 +554,13 @@ impl ScheduleRequest {
             .is_some_and(|r| !r.is_finite() || r < 0.0)
         {
             return invalid("admit_rate_per_min: a rate per minute".into());
+        }
+        if req
+            .report_minute
+            .as_ref()
+            .is_some_and(|m| m.minute_ms % crate::report::MINUTE_MS != 0)
+        {
+            return invalid("report_minute: minute_ms is the start of a minute".into());
         }
         Ok(req)
     }

@@ -37,6 +37,7 @@ pub mod page;
 pub mod path;
 pub mod plan;
 pub mod queue;
+pub mod report;
 pub mod room;
 pub mod shard;
 pub mod shuffle;

@@ -48,6 +48,12 @@ pub struct ShardReading {
     /// Admissions the shard ended because their visitors never came for them, ever.
     #[serde(default)]
     pub no_shows_total: u64,
+    /// Visitors who joined the shard, ever (its last seq).
+    #[serde(default)]
+    pub joined_total: u64,
+    /// Visitors who left the shard's queue themselves, ever.
+    #[serde(default)]
+    pub left_total: u64,
 }
 
 impl ShardReading {
@@ -75,6 +81,30 @@ pub fn load_of(shards: &[ShardReading]) -> RoomLoad {
 /// Places the room's shards ended because their visitors stopped asking.
 pub fn abandoned_of(shards: &[ShardReading]) -> u64 {
     shards.iter().map(|s| s.abandoned_total).sum()
+}
+
+/// Those who joined the room's shards, and those who left their queues themselves, ever.
+pub fn flow_of(shards: &[ShardReading]) -> (u64, u64) {
+    (
+        shards.iter().map(|s| s.joined_total).sum(),
+        shards.iter().map(|s| s.left_total).sum(),
+    )
+}
+
+/// How long (ms) each visitor a plan admits from the head of the queue had waited at `now`:
+/// the join stamps of the listed heads it takes. A random mode's draws are not of the heads,
+/// so they are not measured.
+pub fn admitted_waits(shards: &[ShardReading], plan: &Plan, now: u64) -> Vec<u64> {
+    shards
+        .iter()
+        .zip(&plan.orders)
+        .filter(|(_, order)| order.draw.is_none())
+        .flat_map(|(reading, order)| {
+            let take = usize::try_from(order.take).unwrap_or(usize::MAX);
+            reading.heads.iter().take(take)
+        })
+        .map(|&(_, stamp_us)| now.saturating_sub(stamp_us / 1000))
+        .collect()
 }
 
 /// Who asks for the batch.
@@ -391,6 +421,33 @@ mod tests {
             0,
         );
         assert_eq!((p.admitted, p.credit), (0, 0));
+    }
+
+    #[test]
+    fn the_waits_measured_are_those_of_the_heads_a_batch_takes() {
+        // Stamps in microseconds; the batch at 60 s takes stamps 1 s, 4 s (shard 0) and 2 s,
+        // 3 s (shard 1).
+        let s = 1_000_000;
+        let shards = [
+            shard(&[s, 4 * s, 9 * s], 2, 0),
+            shard(&[2 * s, 3 * s, 10 * s], 1, 0),
+        ];
+        let p = plan(
+            &config(7),
+            false,
+            &shards,
+            Batch::Scheduler { grant: 10 },
+            Freshness::Current,
+            0,
+        );
+        let mut waits = admitted_waits(&shards, &p, 60_000);
+        waits.sort_unstable();
+        assert_eq!(waits, vec![56_000, 57_000, 58_000, 59_000]);
+        assert_eq!(waits.len() as u64, p.admitted);
+        // A draw takes anyone waiting: not measured.
+        let mut drawn = p.clone();
+        drawn.orders[0].draw = Some(7);
+        assert_eq!(admitted_waits(&shards, &drawn, 60_000).len(), 2);
     }
 
     #[test]

@@ -188,6 +188,8 @@ pub struct Shard {
     no_show_cursor: u64,
     /// Admissions ended because their visitors never came for them and stopped asking.
     no_shows_total: u64,
+    /// Places in the queue their visitors left themselves.
+    left_total: u64,
 }
 
 /// The waiting places at the head of the line that each look for unseen places checks: those
@@ -212,6 +214,7 @@ impl PartialEq for Shard {
             && self.admitted_total == other.admitted_total
             && self.abandoned_total == other.abandoned_total
             && self.no_shows_total == other.no_shows_total
+            && self.left_total == other.left_total
             && live(self) == live(other)
             && self
                 .live_users()
@@ -267,6 +270,8 @@ impl Shard {
             shuffled_us: self.queue.shuffled_us(),
             abandoned_total: self.abandoned_total,
             no_shows_total: self.no_shows_total,
+            joined_total: self.queue.tail(),
+            left_total: self.left_total,
         }
     }
 
@@ -453,6 +458,11 @@ impl Shard {
         self.no_shows_total
     }
 
+    /// Places in the queue their visitors left themselves.
+    pub fn left_total(&self) -> u64 {
+        self.left_total
+    }
+
     /// Places ended because their visitors stopped asking.
     pub fn abandoned_total(&self) -> u64 {
         self.abandoned_total
@@ -617,6 +627,7 @@ impl Shard {
         }
         self.users.ended(1);
         if waiting {
+            self.left_total += 1;
             return Some(true);
         }
         if self.grant_of(seq).is_some_and(|g| g.resolve(seq)) {
@@ -1091,6 +1102,23 @@ mod tests {
         replayed.admit(5, 12_000);
         assert_eq!(replayed, shard);
         assert_eq!(restored(&shard).abandoned_total(), 2);
+    }
+
+    #[test]
+    fn those_who_leave_the_queue_are_counted_apart_from_other_endings() {
+        let mut shard = Shard::new();
+        for stamp in 1..=5 {
+            shard.join(None, stamp, false, 1_000, T);
+        }
+        assert_eq!(shard.admit(2, 2_000), 2);
+        // Seq 4 leaves the queue; seq 1 leaves after its admission; seq 4 again is no news.
+        assert_eq!(shard.end(4, 3_000), Some(true));
+        assert_eq!(shard.end(1, 3_000), Some(true));
+        assert_eq!(shard.end(4, 3_000), Some(false));
+        assert_eq!(shard.left_total(), 1);
+        let reading = shard.reading(10, 0);
+        assert_eq!((reading.joined_total, reading.left_total), (5, 1));
+        assert_eq!(restored(&shard).left_total(), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use queuegate::controller::{AdmissionController, RoomLoad};
 use queuegate::estimate::RateMeter;
+use queuegate::report::{MinuteTally, Totals};
 use queuegate::{RoomId, RoomRecord};
 use tokio::sync::{watch, Notify};
 use tokio::time::MissedTickBehavior;
@@ -21,11 +22,13 @@ use crate::store::{Decision, Fence, Scheduling, StoreError};
 /// How many rooms a tick works on at once.
 const ROOMS_AT_ONCE: usize = 16;
 
-/// The scheduler's per-room memory: the rate bucket and the rate meter.
+/// The scheduler's per-room memory: the rate bucket, the rate meter and the report's open
+/// minute.
 #[derive(Default)]
 struct RoomMemory {
     controller: AdmissionController,
     meter: RateMeter,
+    minute: MinuteTally,
 }
 
 pub struct Scheduler {
@@ -158,6 +161,17 @@ impl Scheduler {
         if let Some(metrics) = &self.metrics {
             metrics.admitted(&record.id, round.admitted);
             metrics.room(&record.id, &round.stats);
+        }
+        let row = memory.minute.observe(
+            now,
+            Totals::of(&round.stats),
+            round.stats.waiting,
+            &round.waits_ms,
+        );
+        // The admissions stand whatever happens to the report: a minute not kept now is kept,
+        // whole, by the next tick of the minute.
+        if let Err(error) = self.store.keep_minute(record, row).await {
+            tracing::warn!(%error, room = %record.id, "the report's minute could not be kept");
         }
         Ok(round.admitted)
     }

@@ -7,6 +7,7 @@ use crate::api::RoomStats;
 use crate::event::Events;
 use crate::plan::{ShardOrder, ShardReading};
 use crate::queue::QueueSummary;
+use crate::report::ReportMinute;
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::shard::{ShardJoin, Standing, Timing};
 
@@ -233,6 +234,20 @@ pub struct PublishReq {
     /// The admission rate the scheduler measured, when it sends one.
     #[serde(default)]
     pub rate: Option<Option<f64>>,
+    /// The scheduler's report minute, when it sends one.
+    #[serde(default)]
+    pub minute: Option<ReportMinute>,
+}
+
+/// Asks for a room's report minutes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportReq {
+    pub id: RoomId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportRes {
+    pub minutes: Vec<ReportMinute>,
 }
 
 /// One shard's summary, after a change this isolate made (a leave, a revocation).

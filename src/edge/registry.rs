@@ -14,6 +14,7 @@ use super::respond::{error, json, operation, Answer};
 use crate::api::LeaseResponse;
 use crate::error::ErrorCode;
 use crate::queue::merge_summaries;
+use crate::report::{ReportMinute, KEPT_MINUTES, MINUTE_MS};
 use crate::room::RoomRecord;
 use crate::template::TemplateRef;
 
@@ -62,6 +63,7 @@ impl DurableObject for Registry {
             "/set_template" => operation(&body, |r: SetTemplateReq| self.set_template(r)),
             "/template" => operation(&body, |r: TemplateReq| self.template(r)),
             "/publish" => operation(&body, |r: PublishReq| self.publish(r)),
+            "/report" => operation(&body, |r: ReportReq| self.report(r)),
             "/publish_shard" => operation(&body, |r: PublishShardReq| self.publish_shard(r)),
             "/lease" => operation(&body, |r: LeaseReq| self.lease(r)),
             "/bump_fence" => operation(&body, |_: serde_json::Value| self.bump_fence()),
@@ -89,6 +91,13 @@ impl Registry {
         self.sql.exec(
             "CREATE TABLE IF NOT EXISTS templates(id TEXT PRIMARY KEY, hash TEXT NOT NULL, \
              text TEXT NOT NULL)",
+            None,
+        )?;
+        // A room's report minutes, written each tick by the scheduler's batch and read only
+        // when an operator asks.
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS report(id TEXT NOT NULL, minute INTEGER NOT NULL, \
+             row TEXT NOT NULL, PRIMARY KEY(id, minute))",
             None,
         )?;
         let rows: Vec<Row> = self
@@ -272,7 +281,53 @@ impl Registry {
             entry.record.measured_rate = rate;
         }
         entry.stats.admit_rate_per_min = entry.record.measured_rate;
+        if let Some(minute) = &req.minute {
+            self.keep_minute(req.id.as_str(), minute)?;
+        }
         self.store(entry).map(|_| ())
+    }
+
+    /// Puts `row` in place of the room's minute it is of; drops those beyond [`KEPT_MINUTES`].
+    fn keep_minute(&self, id: &str, row: &ReportMinute) -> Answer<()> {
+        let table = |e: worker::Error| (ErrorCode::Internal, format!("the report table: {e}"));
+        let minute = i64::try_from(row.minute_ms).unwrap_or(i64::MAX);
+        let text = serde_json::to_string(row).expect("a report minute serializes");
+        self.sql
+            .exec(
+                "INSERT INTO report(id, minute, row) VALUES (?, ?, ?) \
+                 ON CONFLICT(id, minute) DO UPDATE SET row = excluded.row",
+                vec![id.into(), minute.into(), text.into()],
+            )
+            .map_err(table)?;
+        let oldest = minute - (KEPT_MINUTES as i64 - 1) * MINUTE_MS as i64;
+        self.sql
+            .exec(
+                "DELETE FROM report WHERE id = ? AND minute < ?",
+                vec![id.into(), oldest.into()],
+            )
+            .map_err(table)?;
+        Ok(())
+    }
+
+    fn report(&self, req: ReportReq) -> Answer<ReportRes> {
+        #[derive(Deserialize)]
+        struct MinuteRow {
+            row: String,
+        }
+        let table = |e: String| (ErrorCode::Internal, format!("the report table: {e}"));
+        let rows: Vec<MinuteRow> = self
+            .sql
+            .exec(
+                "SELECT row FROM report WHERE id = ? ORDER BY minute",
+                vec![req.id.as_str().into()],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(|e| table(e.to_string()))?;
+        let minutes = rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.row).map_err(|e| table(e.to_string())))
+            .collect::<Answer<Vec<ReportMinute>>>()?;
+        Ok(ReportRes { minutes })
     }
 
     fn publish_shard(&self, req: PublishShardReq) -> Answer<()> {

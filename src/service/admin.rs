@@ -36,6 +36,7 @@ pub fn router(service: Arc<Service>) -> OpenApiRouter<Arc<Service>> {
         .routes(routes!(revoke))
         .merge(super::events::router())
         .merge(super::templates::router())
+        .merge(super::report::router())
         .routes(routes!(lease))
         .routes(routes!(schedule))
         .route_layer(middleware::from_fn_with_state(service, require_admin))

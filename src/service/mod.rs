@@ -25,6 +25,7 @@ mod navigation;
 pub mod openapi;
 mod pages;
 mod public;
+mod report;
 mod routes;
 mod siteverify;
 mod stall;

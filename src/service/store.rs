@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::event::Events;
 use crate::limit::record::{LimitOp, Outcome as LimitOutcome};
 use crate::limit::{ClientKey, JoinLimit};
+use crate::report::ReportMinute;
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::template::TemplateRef;
 use crate::token::{Place, Ticket};
@@ -164,6 +165,10 @@ pub trait Store: Send + Sync + 'static {
         reference: &TemplateRef,
         now: u64,
     ) -> StoreResult<Option<String>>;
+
+    /// The room's report, minute by minute, oldest first ([`crate::report`]), as the
+    /// admission scheduler keeps it.
+    async fn report(&self, id: &RoomId, now: u64) -> StoreResult<Vec<ReportMinute>>;
 
     /// The room's live numbers: read now (ending what expired first) when `fresh`, else as this
     /// instance last knew them (at most a tick or so old).

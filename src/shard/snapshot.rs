@@ -13,7 +13,8 @@
 //!   (count; each seq, expires at); the shuffles ([`crate::shuffle`]): the last one's
 //!   `start_us`, the ticket seqs before the first one a shuffle moved (skip), a count, and that
 //!   many moves from seq `skip + 1` on (big-endian `i32`, how far the place moved); the places
-//!   abandoned and the admissions no visitor came for ([`super::Op::Abandon`]).
+//!   abandoned and the admissions no visitor came for ([`super::Op::Abandon`]); the places
+//!   their visitors left.
 //! - visitors: `"QGV"`, version (1 byte), first seq, count, the count join stamps (8 bytes
 //!   each), then the user ids the shard keeps whose place is in the segment, in seq order (count;
 //!   each seq, and the id's [`UserKey`], 16 bytes).
@@ -40,14 +41,16 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use super::{Grant, Shard, UserKey, Users};
 use crate::queue::ShardQueue;
 
-/// The snapshot format this code writes; it reads this one and versions 1 to 3.
-pub const SNAPSHOT_VERSION: u8 = 4;
+/// The snapshot format this code writes; it reads this one and versions 1 to 4.
+pub const SNAPSHOT_VERSION: u8 = 5;
 /// Version 1 kept each user id's bytes, not its key.
 const PLAIN_USER_IDS: u8 = 1;
 /// Version 2's state ends with the sessions: no shuffle had happened.
 const UNSHUFFLED: u8 = 2;
 /// Version 3's state ends with the places abandoned.
 const WITHOUT_NO_SHOWS: u8 = 3;
+/// Version 4's state ends with the admissions no visitor came for.
+const WITHOUT_LEFT: u8 = 4;
 
 const STATE_MAGIC: &[u8; 3] = b"QGS";
 const VISITORS_MAGIC: &[u8; 3] = b"QGV";
@@ -99,7 +102,8 @@ impl<'a> Reader<'a> {
             return bad(format!("{what}: not a queuegate shard snapshot"));
         }
         match r.take(1)?[0] {
-            v @ (PLAIN_USER_IDS | UNSHUFFLED | WITHOUT_NO_SHOWS | SNAPSHOT_VERSION) => {
+            v @ (PLAIN_USER_IDS | UNSHUFFLED | WITHOUT_NO_SHOWS | WITHOUT_LEFT
+            | SNAPSHOT_VERSION) => {
                 r.version = v;
                 Ok(r)
             }
@@ -193,6 +197,7 @@ impl Shard {
         }
         w.u64(self.abandoned_total);
         w.u64(self.no_shows_total);
+        w.u64(self.left_total);
         w.0
     }
 
@@ -269,7 +274,7 @@ impl Shard {
             session_expiry.insert((expires_at, seq));
         }
         let (mut shuffled_us, mut moved, mut abandoned_total) = (0, Vec::new(), 0);
-        let mut no_shows_total = 0;
+        let (mut no_shows_total, mut left_total) = (0, 0);
         if r.version >= WITHOUT_NO_SHOWS {
             shuffled_us = r.u64()?;
             let skip = r.u64()?;
@@ -283,8 +288,11 @@ impl Shard {
             }
             abandoned_total = r.u64()?;
         }
-        if r.version >= SNAPSHOT_VERSION {
+        if r.version >= WITHOUT_LEFT {
             no_shows_total = r.u64()?;
+        }
+        if r.version >= SNAPSHOT_VERSION {
+            left_total = r.u64()?;
         }
         r.end()?;
 
@@ -332,6 +340,7 @@ impl Shard {
             abandoned_total,
             no_show_cursor: 0,
             no_shows_total,
+            left_total,
         };
         shard.sweep();
         if !shard.is_consistent() {
@@ -611,10 +620,32 @@ mod tests {
         assert_eq!(shard.no_shows_total(), 0);
         let mut state = shard.snapshot_state();
         state[3] = WITHOUT_NO_SHOWS;
+        state.truncate(state.len() - 16);
+        let segments = shard.snapshot_visitors(1, 40);
+        let copy = Shard::restore(&state, segments.iter().map(|(_, b)| b.as_slice())).unwrap();
+        assert_eq!(copy, without_leavers_counted(&shard));
+    }
+
+    /// A shard as a snapshot written before the places left were counted restores it.
+    fn without_leavers_counted(shard: &Shard) -> Shard {
+        let mut shard = shard.clone();
+        shard.left_total = 0;
+        shard
+    }
+
+    #[test]
+    fn a_version_4_snapshot_is_read_without_leavers_counted() {
+        let mut shard = sample();
+        let (waiting, before) = (shard.queue().admitted_seq() + 1, shard.left_total());
+        assert_eq!(shard.end(waiting, 0), Some(true));
+        assert_eq!(shard.left_total(), before + 1);
+        let mut state = shard.snapshot_state();
+        state[3] = WITHOUT_LEFT;
         state.truncate(state.len() - 8);
         let segments = shard.snapshot_visitors(1, 40);
         let copy = Shard::restore(&state, segments.iter().map(|(_, b)| b.as_slice())).unwrap();
-        assert_eq!(copy, shard);
+        assert_eq!(copy.left_total(), 0);
+        assert_eq!(copy, without_leavers_counted(&shard));
     }
 
     #[test]
@@ -627,13 +658,13 @@ mod tests {
         let mut state = shard.snapshot_state();
         state[3] = PLAIN_USER_IDS;
         // Versions 1 and 2 end with the sessions, before the shuffles (none: 3 zeros), the
-        // abandoned count and the no-shows' count.
-        state.truncate(state.len() - 40);
+        // abandoned count, the no-shows' count and the leavers' count.
+        state.truncate(state.len() - 48);
         // Written before bob left: the restore drops him.
         let all = [(1, "ann"), (2, "bob"), (3, "cy")];
         let segment = version_1_segment(&shard, 1, 3, &all);
         let mut copy = Shard::restore(&state, [segment.as_slice()]).unwrap();
-        assert_eq!(copy, shard);
+        assert_eq!(copy, without_leavers_counted(&shard));
         assert_eq!(copy.user_entries(), 2);
         let again = copy.join(Some("cy"), 9, false, 1, T);
         assert!(again.existing && again.seq == 3, "{again:?}");

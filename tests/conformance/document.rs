@@ -30,6 +30,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/admin/rooms/{room}/template"),
     ("delete", "/admin/rooms/{room}/template"),
     ("get", "/admin/rooms/{room}/preview"),
+    ("get", "/admin/rooms/{room}/report"),
     ("post", "/admin/lease"),
     ("post", "/admin/rooms/{room}/schedule"),
 ];

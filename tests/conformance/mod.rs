@@ -16,6 +16,7 @@ mod limits;
 mod navigation;
 mod operators;
 mod paths;
+mod report;
 mod sale;
 mod shells;
 mod siteverify;
@@ -36,6 +37,7 @@ pub use limits::*;
 pub use navigation::*;
 pub use operators::*;
 pub use paths::*;
+pub use report::*;
 pub use sale::*;
 pub use shells::*;
 pub use siteverify::*;
@@ -88,6 +90,7 @@ macro_rules! for_each_case {
             the_api_document_lists_every_route,
             a_stream_pushes_each_change_of_the_answer,
             a_room_s_own_template_is_what_its_visitors_see,
+            the_report_counts_each_minute,
             the_dashboard_page_needs_no_key_but_every_call_does,
             health_and_metrics_answer,
             bad_input_gets_a_4xx_with_a_stable_code,

@@ -19,6 +19,7 @@ use queuegate::api::{
 use queuegate::controller::{max_grant, RoomLoad};
 use queuegate::error::ErrorBody;
 use queuegate::plan::{load_of, plan, Batch, Freshness, ShardOrder, ShardReading};
+use queuegate::report::ReportMinute;
 use queuegate::{ApiError, ErrorCode, RoomId, RoomRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -33,6 +34,9 @@ pub struct EdgeStore {
     tick_ms: u64,
     /// Each room's readings from its last batch, under the fence they were taken with.
     readings: Mutex<HashMap<RoomId, (Fence, Vec<ShardReading>)>>,
+    /// Each room's report minute as the last tick left it, sent with the room's next batch
+    /// (the worker keeps it with the room): no call of its own.
+    minutes: Mutex<HashMap<RoomId, ReportMinute>>,
 }
 
 impl EdgeStore {
@@ -56,6 +60,7 @@ impl EdgeStore {
             client,
             tick_ms: tick.as_millis() as u64,
             readings: Mutex::default(),
+            minutes: Mutex::default(),
         })
     }
 
@@ -106,11 +111,18 @@ impl EdgeStore {
         orders: Option<Vec<ShardOrder>>,
         rate: Option<f64>,
     ) -> StoreResult<ScheduleResponse> {
+        // The minute goes with the batch that admits; should that call fail, the next tick's
+        // row counts the whole minute again.
+        let report_minute = match orders {
+            Some(_) => self.minutes.lock().remove(&room.id),
+            None => None,
+        };
         let request = ScheduleRequest {
             fence: fence.0,
             orders,
             heads: max_grant(&room.config, self.tick_ms).min(MAX_HEADS),
             admit_rate_per_min: rate,
+            report_minute,
         };
         let path = format!("/rooms/{}/schedule", room.id);
         let answer: ScheduleResponse = self
@@ -168,11 +180,16 @@ impl Scheduling for EdgeStore {
         Ok((lease.fence > 0).then_some(Fence(lease.fence)))
     }
 
+    async fn keep_minute(&self, room: &RoomRecord, row: ReportMinute) -> StoreResult<()> {
+        self.minutes.lock().insert(room.id.clone(), row);
+        Ok(())
+    }
+
     async fn schedule(
         &self,
         room: &RoomRecord,
         fence: Fence,
-        _now: u64,
+        now: u64,
         decide: &mut (dyn FnMut(RoomLoad) -> Decision + Send),
     ) -> StoreResult<Round> {
         // Taken out: a batch that fails leaves no reading behind, and the next one reads first.
@@ -200,11 +217,13 @@ impl Scheduling for EdgeStore {
             Freshness::Previous,
             u64::from_be_bytes(crate::clock::random_bytes()),
         );
+        let waits_ms = queuegate::plan::admitted_waits(&shards, &planned, now);
         let done = self
             .batch(room, fence, Some(planned.orders), decision.rate)
             .await?;
         let load = load_of(&done.shards);
         let abandoned = queuegate::plan::abandoned_of(&done.shards);
+        let flow = queuegate::plan::flow_of(&done.shards);
         let entry_credit = done.shards.iter().map(|s| s.credit).sum();
         self.readings
             .lock()
@@ -212,7 +231,10 @@ impl Scheduling for EdgeStore {
         Ok(Round {
             admitted: done.admitted,
             entry_credit,
-            stats: RoomStats::new(load, decision.rate, entry_credit).with_abandoned(abandoned),
+            stats: RoomStats::new(load, decision.rate, entry_credit)
+                .with_abandoned(abandoned)
+                .with_flow(flow),
+            waits_ms,
         })
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
+use queuegate::report::ReportMinute;
 pub use queuegate::room::RoomRecord;
 pub use queuegate::service::{Fence, Joined, Store, StoreError, StoreResult};
 
@@ -32,6 +33,9 @@ pub struct Round {
     pub entry_credit: u64,
     /// The room's numbers after the round.
     pub stats: RoomStats,
+    /// How long (ms) each visitor admitted from the head of the queue had waited (the core's
+    /// [`queuegate::plan::admitted_waits`]), for the room's report.
+    pub waits_ms: Vec<u64>,
 }
 
 /// What the admission scheduler needs of a store. The embedded store, Redis and the edge
@@ -58,6 +62,10 @@ pub trait Scheduling: Send + Sync + 'static {
         now: u64,
         decide: &mut (dyn FnMut(RoomLoad) -> Decision + Send),
     ) -> StoreResult<Round>;
+
+    /// Keeps `row` as the room's report minute ([`queuegate::report::upsert`]): the scheduler
+    /// calls it every tick with the open minute as it stands.
+    async fn keep_minute(&self, room: &RoomRecord, row: ReportMinute) -> StoreResult<()>;
 
     /// Brings whatever this instance caches of a shared store up to date; called every tick on
     /// every instance, leader or not.

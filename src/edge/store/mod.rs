@@ -27,6 +27,7 @@ use crate::api::{LeaseResponse, RoomStats, ScheduleRequest, ScheduleResponse};
 use crate::error::ApiError;
 use crate::event::Events;
 use crate::queue::position_with_own;
+use crate::report::ReportMinute;
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::service::{
     Joined, Platform, RemoteScheduling, RouteTable, Store, StoreError, StoreResult,
@@ -335,6 +336,10 @@ impl Store for DurableStore {
                 .map_err(|e| remote(e, id))
         })
         .await
+    }
+
+    async fn report(&self, id: &RoomId, _now: u64) -> StoreResult<Vec<ReportMinute>> {
+        SendFuture::new(async move { self.do_report(id).await.map_err(|e| remote(e, id)) }).await
     }
 
     async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {

@@ -8,12 +8,13 @@ use super::{timing, DurableStore, Outcome};
 use crate::api::{LeaseResponse, RoomStats, ScheduleRequest, ScheduleResponse, MAX_HEADS};
 use crate::edge::isolate;
 use crate::edge::protocol::{
-    BatchReq, PatchReq, PatchRes, PauseReq, PublishReq, PutReq, PutRes, RoomEntry, SetTemplateReq,
-    ShardReport, TemplateReq, TemplateRes,
+    BatchReq, PatchReq, PatchRes, PauseReq, PublishReq, PutReq, PutRes, ReportReq, ReportRes,
+    RoomEntry, SetTemplateReq, ShardReport, TemplateReq, TemplateRes,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::event::Events;
 use crate::plan::{load_of, plan, Batch, Freshness, ShardOrder, ShardReading};
+use crate::report::ReportMinute;
 use crate::room::{RoomConfig, RoomId, RoomRecord};
 use crate::template::TemplateRef;
 
@@ -46,6 +47,20 @@ impl DurableStore {
         kind: &'static str,
         now: u64,
     ) -> Outcome<RoomEntry> {
+        self.publish_with_minute(entry, reports, rate, None, kind, now)
+            .await
+    }
+
+    /// [`Self::publish`], with the scheduler's report minute for the registry to keep.
+    pub(super) async fn publish_with_minute(
+        &self,
+        entry: &RoomEntry,
+        reports: &[ShardReport],
+        rate: Option<Option<f64>>,
+        minute: Option<ReportMinute>,
+        kind: &'static str,
+        now: u64,
+    ) -> Outcome<RoomEntry> {
         let mut entry = entry.clone();
         if let Some(rate) = rate {
             entry.record.measured_rate = rate;
@@ -56,7 +71,8 @@ impl DurableStore {
             entry.record.measured_rate,
             readings.iter().map(|r| r.credit).sum(),
         )
-        .with_abandoned(crate::plan::abandoned_of(&readings));
+        .with_abandoned(crate::plan::abandoned_of(&readings))
+        .with_flow(crate::plan::flow_of(&readings));
         let summaries: Vec<_> = reports
             .iter()
             .enumerate()
@@ -67,6 +83,7 @@ impl DurableStore {
             summaries: summaries.clone(),
             stats: stats.clone(),
             rate,
+            minute,
         };
         let _: () = self.call_registry(kind, "publish", &request).await?;
         entry.summaries = summaries;
@@ -194,6 +211,13 @@ impl DurableStore {
         Ok(answer.text)
     }
 
+    /// The room's report minutes, as the registry keeps them.
+    pub(super) async fn do_report(&self, id: &RoomId) -> Outcome<Vec<ReportMinute>> {
+        let req = ReportReq { id: id.clone() };
+        let answer: ReportRes = self.call_registry("report", "report", &req).await?;
+        Ok(answer.minutes)
+    }
+
     /// Changes the room's record in the registry, then tells its shards whether it is paused,
     /// dropping their credit when `drop_credit`. `None` when the room no longer held the
     /// patch's `events_from`.
@@ -302,10 +326,11 @@ impl DurableStore {
                 request.orders.as_ref().map(|orders| orders[i])
             })
             .await?;
-        self.publish(
+        self.publish_with_minute(
             entry,
             &reports,
             Some(request.admit_rate_per_min),
+            request.report_minute.clone(),
             "scheduler",
             now,
         )

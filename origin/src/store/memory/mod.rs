@@ -19,6 +19,7 @@ use queuegate::event::Events;
 use queuegate::limit::record::{LimitOp, Outcome as LimitOutcome};
 use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
+use queuegate::report::{upsert, ReportMinute};
 use queuegate::service::{RouteTable, Routes};
 use queuegate::template::TemplateRef;
 use queuegate::{Place, RoomConfig, RoomId, Ticket, VisitorState};
@@ -226,6 +227,10 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn report(&self, id: &RoomId, _now: u64) -> StoreResult<Vec<ReportMinute>> {
+        self.with_room(id, |room| room.report.iter().cloned().collect())
+    }
+
     async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {
         self.with_queue_at(&room.id, now, |room| {
             room.expire(now);
@@ -348,6 +353,10 @@ impl Scheduling for MemoryStore {
         }
     }
 
+    async fn keep_minute(&self, room: &RoomRecord, row: ReportMinute) -> StoreResult<()> {
+        self.with_room(&room.id, |room| upsert(&mut room.report, row))
+    }
+
     async fn schedule(
         &self,
         room: &RoomRecord,
@@ -363,7 +372,7 @@ impl Scheduling for MemoryStore {
             room.end_unseen(now);
             let decision = decide(room.load());
             room.record.measured_rate = decision.rate;
-            let admitted = room.run(
+            let (admitted, waits_ms) = room.run_measured(
                 Batch::Scheduler {
                     grant: decision.grant,
                 },
@@ -373,6 +382,7 @@ impl Scheduling for MemoryStore {
                 admitted,
                 entry_credit: room.entry_credit,
                 stats: room.stats(),
+                waits_ms,
             }
         })
     }

@@ -1,10 +1,13 @@
 //! One room of the embedded store: its shards, and what spans them (the entry credit, the stamp
 //! clock), under the store's lock for the room.
 
+use std::collections::VecDeque;
+
 use queuegate::api::RoomStats;
 use queuegate::controller::RoomLoad;
-use queuegate::plan::{plan, Batch, Freshness, ShardReading};
+use queuegate::plan::{admitted_waits, plan, Batch, Freshness, ShardReading};
 use queuegate::queue::{position, ShardQueue};
+use queuegate::report::ReportMinute;
 use queuegate::shard::{user_hash, Shard, Standing, Timing};
 use queuegate::shuffle::ShuffleSpec;
 use queuegate::{Place, RoomConfig, RoomId, VisitorState};
@@ -21,6 +24,8 @@ pub(super) struct Room {
     pub(super) entry_credit: u64,
     /// The text of the page template the record names.
     pub(super) template: Option<String>,
+    /// The report's minutes, oldest first ([`queuegate::report`]).
+    pub(super) report: VecDeque<ReportMinute>,
 }
 
 impl Room {
@@ -42,6 +47,7 @@ impl Room {
             last_stamp: 0,
             entry_credit: 0,
             template: None,
+            report: VecDeque::new(),
         }
     }
 
@@ -95,6 +101,10 @@ impl Room {
     pub(super) fn stats(&self) -> RoomStats {
         RoomStats::new(self.load(), self.record.measured_rate, self.entry_credit)
             .with_abandoned(self.shards.iter().map(Shard::abandoned_total).sum())
+            .with_flow((
+                self.shards.iter().map(|s| s.queue().tail()).sum(),
+                self.shards.iter().map(Shard::left_total).sum(),
+            ))
     }
 
     /// The shard of `place`, if the place is of this room's queue.
@@ -215,6 +225,12 @@ impl Room {
     /// Runs a batch as the core plans it: the oldest waiting across shards within capacity, and
     /// for the scheduler the new entry credit. Returns how many were admitted.
     pub(super) fn run(&mut self, batch: Batch, now: u64) -> u64 {
+        self.run_measured(batch, now).0
+    }
+
+    /// [`Self::run`], with how long (ms) each visitor it admitted from the head of the queue
+    /// had waited.
+    pub(super) fn run_measured(&mut self, batch: Batch, now: u64) -> (u64, Vec<u64>) {
         let count = match batch {
             Batch::Scheduler { grant } => grant,
             Batch::Operator { count } => count,
@@ -247,7 +263,7 @@ impl Room {
         if let Batch::Scheduler { .. } = batch {
             self.entry_credit = plan.credit;
         }
-        admitted
+        (admitted, admitted_waits(&readings, &plan, now))
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use queuegate::plan::{plan, Batch, Freshness};
+use queuegate::plan::{admitted_waits, plan, Batch, Freshness};
 use queuegate::RoomId;
 use redis::aio::ConnectionLike;
 use redis::AsyncCommands;
@@ -28,19 +28,19 @@ where
 {
     /// Runs a batch as the core plans it, from the mirror the caller brought up to date under
     /// `fence` (every shard learns the fence before anything is counted, so an older scheduler
-    /// that wakes up now can no longer admit anywhere). Returns the admissions and the credit
-    /// opened.
+    /// that wakes up now can no longer admit anywhere). Returns the admissions, the credit
+    /// opened and how long (ms) those admitted from the head of the queue had waited.
     pub(super) async fn admit_batch(
         &self,
         room: &Arc<Mutex<Room>>,
         batch: Batch,
         fence: Fence,
         now: u64,
-    ) -> StoreResult<(u64, u64)> {
+    ) -> StoreResult<(u64, u64, Vec<u64>)> {
         // Visitors stamped from `now` on may have joined while the shards were read one by one.
         let cutoff = now.saturating_mul(1000);
         let operator = matches!(batch, Batch::Operator { .. });
-        let (orders, uptos, keys) = {
+        let (orders, uptos, keys, waits_ms) = {
             let r = room.lock();
             let count = match batch {
                 Batch::Scheduler { grant } => grant,
@@ -71,7 +71,8 @@ where
                     (_, None) => (order.through_seq, Vec::new()),
                 })
                 .collect();
-            (planned.orders, uptos, keys)
+            let waits_ms = admitted_waits(&readings, &planned, now);
+            (planned.orders, uptos, keys, waits_ms)
         };
         let batches = orders
             .iter()
@@ -108,7 +109,7 @@ where
             }
         }
         let credit = orders.iter().filter_map(|o| o.credit).sum();
-        Ok((admitted, credit))
+        Ok((admitted, credit, waits_ms))
     }
 
     /// Runs the operator admissions other instances asked this one (the lease holder) for.
@@ -140,7 +141,7 @@ where
             let asked_at = parts.next().and_then(|n| n.parse::<u64>().ok());
             let now = asked_at.map_or(now, |asked_at| asked_at.max(now));
             self.sync_room(room, now, Some(fence)).await?;
-            let (done, _) = self
+            let (done, _, _) = self
                 .admit_batch(room, Batch::Operator { count }, fence, now)
                 .await?;
             let key = keys::admit_result(&request_id);

@@ -13,6 +13,11 @@ pub fn template(room: &RoomId, hash: &str) -> String {
     format!("qg:template:{room}:{hash}")
 }
 
+/// A room's report: a sorted set of its minutes (JSON), scored by when each began.
+pub fn report(room: &RoomId) -> String {
+    format!("qg:report:{room}")
+}
+
 /// One client's join-limit state in a room (a key of its own, in any slot: the script that sets
 /// it touches this key alone).
 pub fn join_limit(room: &RoomId, client: &queuegate::limit::ClientKey) -> String {

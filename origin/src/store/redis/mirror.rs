@@ -54,6 +54,7 @@ pub(super) struct ShardState {
     pub active: u64,
     pub abandoned_total: u64,
     pub no_shows_total: u64,
+    pub left_total: u64,
 }
 
 /// A room: its record and the mirror of its shards.
@@ -89,6 +90,7 @@ impl Room {
                     active: 0,
                     abandoned_total: 0,
                     no_shows_total: 0,
+                    left_total: 0,
                 })
                 .collect(),
             queue_version: Default::default(),
@@ -125,6 +127,10 @@ impl Room {
     pub fn stats(&self) -> RoomStats {
         RoomStats::new(self.load(), self.record.measured_rate, self.credit())
             .with_abandoned(self.shards.iter().map(|s| s.abandoned_total).sum())
+            .with_flow((
+                self.queues.iter().map(ShardQueue::tail).sum(),
+                self.shards.iter().map(|s| s.left_total).sum(),
+            ))
     }
 
     /// Each shard as the mirror holds it, with its next `heads` waiting visitors stamped before
@@ -152,6 +158,8 @@ impl Room {
                     shuffled_us: queue.shuffled_us(),
                     abandoned_total: state.abandoned_total,
                     no_shows_total: state.no_shows_total,
+                    joined_total: queue.tail(),
+                    left_total: state.left_total,
                 }
             })
             .collect()
@@ -307,6 +315,7 @@ impl Room {
         state.admitted_total = reply.admitted_total;
         state.abandoned_total = reply.abandoned_total;
         state.no_shows_total = reply.no_shows_total;
+        state.left_total = reply.left_total;
         state.active = reply.active;
         queue.tail() * 8 < reply.stamp_bytes
             || state.left_bytes < reply.left_bytes

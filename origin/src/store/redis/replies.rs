@@ -137,11 +137,13 @@ pub struct SyncReply {
     pub left_before: Vec<u8>,
     /// Admissions ended because their visitors never came for them, ever.
     pub no_shows_total: u64,
+    /// Places in the queue their visitors left themselves, ever.
+    pub left_total: u64,
 }
 
 impl FromRedisValue for SyncReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let mut f = Fields::of(v, "sync", 17)?;
+        let mut f = Fields::of(v, "sync", 18)?;
         Ok(SyncReply {
             admitted_seq: f.next()?,
             left_waiting: f.next()?,
@@ -160,6 +162,7 @@ impl FromRedisValue for SyncReply {
             stamp_before: f.next()?,
             left_before: f.next()?,
             no_shows_total: f.next()?,
+            left_total: f.next()?,
         })
     }
 }
@@ -397,6 +400,7 @@ mod tests {
         sync.push(Value::BulkString(9u64.to_be_bytes().to_vec()));
         sync.push(Value::BulkString(Vec::new()));
         sync.push(Value::Int(3));
+        sync.push(Value::Int(6));
         let sync = SyncReply::from_redis_value(Value::Array(sync)).unwrap();
         assert_eq!(
             (sync.admitted_seq, sync.left_waiting, sync.active),
@@ -404,7 +408,10 @@ mod tests {
         );
         assert_eq!(sync.shuffled_us, 7);
         assert_eq!((sync.move_bytes, sync.moves.len()), (16, 16));
-        assert_eq!((sync.abandoned_total, sync.no_shows_total), (2, 3));
+        assert_eq!(
+            (sync.abandoned_total, sync.no_shows_total, sync.left_total),
+            (2, 3, 6)
+        );
         assert_eq!((sync.stamp_bytes, sync.stamps.len()), (16, 8));
         assert_eq!(
             (sync.stamp_before, sync.left_before),

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use queuegate::event::Events;
+use queuegate::report::{ReportMinute, KEPT_MINUTES};
 use queuegate::service::RouteTable;
 use queuegate::template::TemplateRef;
 use queuegate::{RoomConfig, RoomId};
@@ -133,6 +134,43 @@ where
             .await?;
         self.rooms_changed().await?;
         Ok(reference)
+    }
+
+    /// Puts `row` in place of the room's report minute it is of, keeping the last
+    /// [`KEPT_MINUTES`].
+    pub(super) async fn write_minute(&self, id: &RoomId, row: &ReportMinute) -> StoreResult<()> {
+        let key = keys::report(id);
+        let minute = row.minute_ms;
+        let json = serde_json::to_string(row).expect("a report minute serializes");
+        self.redis
+            .call(|mut conn| async move {
+                redis::pipe()
+                    .atomic()
+                    .zrembyscore(&key, minute, minute)
+                    .ignore()
+                    .zadd(&key, json, minute)
+                    .ignore()
+                    .zremrangebyrank(&key, 0, -(KEPT_MINUTES as isize) - 1)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await
+    }
+
+    /// The room's report minutes, oldest first.
+    pub(super) async fn read_minutes(&self, id: &RoomId) -> StoreResult<Vec<ReportMinute>> {
+        let key = keys::report(id);
+        let rows: Vec<String> = self
+            .redis
+            .call(|mut conn| async move { conn.zrange(key, 0, -1).await })
+            .await?;
+        rows.iter()
+            .map(|row| {
+                serde_json::from_str(row)
+                    .map_err(|e| StoreError::Unavailable(format!("a report minute in Redis: {e}")))
+            })
+            .collect()
     }
 
     /// A page template's text by its hash, while Redis keeps it.

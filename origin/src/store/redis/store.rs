@@ -17,6 +17,7 @@ use queuegate::limit::record::{LimitOp, Outcome as LimitOutcome};
 use queuegate::limit::{self, ClientKey, JoinLimit};
 use queuegate::plan::Batch;
 use queuegate::queue::{position, ShardQueue};
+use queuegate::report::ReportMinute;
 use queuegate::service::{RouteTable, Routes};
 use queuegate::shard::Standing;
 use queuegate::template::TemplateRef;
@@ -402,6 +403,10 @@ where
         self.read_template(id, reference).await
     }
 
+    async fn report(&self, id: &RoomId, _now: u64) -> StoreResult<Vec<ReportMinute>> {
+        self.read_minutes(id).await
+    }
+
     async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {
         let room = self.mirror(&room.id, now).await?;
         if fresh {
@@ -613,7 +618,7 @@ where
         };
         let _admitting = self.admitting.lock().await;
         self.sync_room(&room, now, Some(fence)).await?;
-        let (done, _) = self
+        let (done, _, _) = self
             .admit_batch(&room, Batch::Operator { count }, fence, now)
             .await?;
         Ok(done)
@@ -638,6 +643,10 @@ where
         self.take_lease(holder, ttl_ms, now).await
     }
 
+    async fn keep_minute(&self, room: &RoomRecord, row: ReportMinute) -> StoreResult<()> {
+        self.write_minute(&room.id, &row).await
+    }
+
     async fn schedule(
         &self,
         record: &RoomRecord,
@@ -656,7 +665,7 @@ where
         if decision.rate != room.lock().record.measured_rate {
             self.set_measured_rate(id, decision.rate).await?;
         }
-        let (admitted, entry_credit) = self
+        let (admitted, entry_credit, waits_ms) = self
             .admit_batch(
                 &room,
                 Batch::Scheduler {
@@ -671,6 +680,7 @@ where
             admitted,
             entry_credit,
             stats,
+            waits_ms,
         })
     }
 

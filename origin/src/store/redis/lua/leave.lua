@@ -10,6 +10,7 @@ end
 local adm = num(redis.call('HGET', KEYS[3], 'adm'))
 if seq > adm then
   redis.call('HINCRBY', KEYS[3], 'lw', 1)
+  redis.call('HINCRBY', KEYS[3], 'lft', 1)
   redis.call('APPEND', KEYS[8], struct.pack('>I8', seq))
   return {1, 1}
 end

@@ -9,7 +9,8 @@
 -- KEYS[2] lf  bit n set: seq n left
 -- KEYS[3] m   meta hash: adm (admitted through seq), lw (leavers above adm), unc (admitted,
 --             not arrived), cr (entry credit), tot (admissions ever), fence, paused,
---             abd (places abandoned ever), nsh (admissions nobody came for, ever), swc and
+--             abd (places abandoned ever), nsh (admissions nobody came for, ever), lft (places
+--             their visitors left, ever), swc and
 --             nsc (where the looks for unseen places and for those admissions go on from)
 -- KEYS[4] g   open grants: zset scored by last seq, member "first:last:admitted_at"
 -- KEYS[5] gu  unresolved (not arrived, not left) count per grant: hash first -> n

@@ -7,7 +7,7 @@
 -- Returns {adm, lw, unc, cr, tot, active, stamp bytes, left log bytes, stamps, left seqs,
 -- the start_us of the last shuffle (0: none), move log bytes, moves, places abandoned ever,
 -- the 8 stamp bytes before the stamps offset, the 8 left log bytes before its offset,
--- admissions ended because nobody came for them ever} or
+-- admissions ended because nobody came for them ever, places their visitors left ever} or
 -- the error FENCED. A mirror that has not seen
 -- that shuffle reads the whole queue again (queue.lua).
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -105,7 +105,8 @@ if fence > 0 and after > 0 then
     redis.call('HINCRBY', KEYS[3], 'nsh', no_shows)
   end
 end
-local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv', 'abd', 'nsh')
+local meta = redis.call('HMGET', KEYS[3], 'adm', 'lw', 'unc', 'cr', 'tot', 'shv', 'abd', 'nsh',
+                                 'lft')
 local stamp_bytes = redis.call('STRLEN', KEYS[1])
 local left_bytes = redis.call('STRLEN', KEYS[8])
 local from, max = tonumber(ARGV[3]), tonumber(ARGV[5])
@@ -135,4 +136,4 @@ end
 return {num(meta[1]), num(meta[2]), num(meta[3]), num(meta[4]), num(meta[5]),
         redis.call('ZCARD', KEYS[6]), stamp_bytes, left_bytes, stamps, lefts, num(meta[6]),
         move_bytes, moves, num(meta[7]), before(KEYS[1], from, stamp_bytes),
-        before(KEYS[8], left_from, left_bytes), num(meta[8])}
+        before(KEYS[8], left_from, left_bytes), num(meta[8]), num(meta[9])}
