@@ -243,6 +243,9 @@ pub struct PublishReq {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportReq {
     pub id: RoomId,
+    /// Only the minutes that began then or later (Unix ms).
+    #[serde(default)]
+    pub since_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -318,8 +318,11 @@ impl Registry {
         let rows: Vec<MinuteRow> = self
             .sql
             .exec(
-                "SELECT row FROM report WHERE id = ? ORDER BY minute",
-                vec![req.id.as_str().into()],
+                "SELECT row FROM report WHERE id = ? AND minute >= ? ORDER BY minute",
+                vec![
+                    req.id.as_str().into(),
+                    i64::try_from(req.since_ms).unwrap_or(i64::MAX).into(),
+                ],
             )
             .and_then(|c| c.to_array())
             .map_err(|e| table(e.to_string()))?;

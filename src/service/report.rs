@@ -5,17 +5,18 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::AppError;
-use super::extract::RoomParam;
+use super::extract::{query_value, RoomParam};
 use super::openapi::ErrorBody;
 use super::public::record_now;
 use super::state::Service;
+use crate::error::ErrorCode;
 use crate::report::Report;
 
 pub fn router() -> OpenApiRouter<Arc<Service>> {
@@ -31,12 +32,16 @@ pub fn router() -> OpenApiRouter<Arc<Service>> {
                    and the time in queue (p50/p90/p99) of each minute the admission scheduler \
                    ran, the last two days of them, oldest first; the current minute as it \
                    stands. `Accept: text/csv` gives the minutes as CSV.",
-    params(crate::service::openapi::RoomPath),
+    params(
+        crate::service::openapi::RoomPath,
+        ("since_ms" = Option<u64>, Query, description = "Only the minutes that began then or later (Unix ms); all of them when absent"),
+    ),
     responses(
         (status = 200, description = "The minutes and their sums", content(
             (Report = "application/json"),
             (String = "text/csv"),
         )),
+        (status = 400, description = "invalid_request: since_ms is not a number", body = ErrorBody),
         (status = 404, description = "unknown_room", body = ErrorBody),
         crate::service::openapi::AdminErrors,
     ),
@@ -45,11 +50,21 @@ pub fn router() -> OpenApiRouter<Arc<Service>> {
 async fn report(
     State(s): State<Arc<Service>>,
     RoomParam(room): RoomParam,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let since_ms = match query_value(uri.query(), "since_ms") {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            AppError::new(
+                ErrorCode::InvalidRequest,
+                "since_ms: Unix milliseconds, a whole number",
+            )
+        })?,
+    };
     let now = s.now();
     record_now(&s, &room, now).await?;
-    let minutes = s.store.report(&room, now).await?;
+    let minutes = s.store.report(&room, since_ms, now).await?;
     let report = Report::new(room.as_str().to_owned(), minutes);
     if !wants_csv(&headers) {
         return Ok(Json(report).into_response());

@@ -167,8 +167,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<String>>;
 
     /// The room's report, minute by minute, oldest first ([`crate::report`]), as the
-    /// admission scheduler keeps it.
-    async fn report(&self, id: &RoomId, now: u64) -> StoreResult<Vec<ReportMinute>>;
+    /// admission scheduler keeps it: the minutes that began at `since_ms` or later.
+    async fn report(&self, id: &RoomId, since_ms: u64, now: u64) -> StoreResult<Vec<ReportMinute>>;
 
     /// The room's live numbers: read now (ending what expired first) when `fresh`, else as this
     /// instance last knew them (at most a tick or so old).

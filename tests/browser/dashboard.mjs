@@ -48,6 +48,23 @@ export async function scenarioDashboard(target) {
     await waitFor('the room resumed', async () => !(await roomView()).paused, step);
     await waitFor('the badge gone', async () => card.locator('.badge.paused').isHidden(), step);
 
+    // The scheduler lets the third in: its time in queue, and the joins, from the room's
+    // report (the server's history, not the page's).
+    const slow = { timeout: Math.max(target.timeout, 30000) };
+    const timeInQueue = await waitFor('the time in queue', async () => {
+      const text = await stat('time_in_queue');
+      return /^[0-9.,]+ s · [0-9.,]+ s$/.test(text) && text;
+    }, slow);
+    const report = await target.admin('GET', `/rooms/${room}/report`);
+    assert.equal(report.totals.joins, 3, inspect(report));
+    assert.equal(report.totals.waits_measured, 1, inspect(report));
+    const measured = report.minutes.find((m) => m.waits_measured > 0);
+    const shown = (s) => (s < 10 ? s.toFixed(1) : String(Math.round(s))) + ' s';
+    assert.equal(timeInQueue, `${shown(measured.wait_p50_s)} · ${shown(measured.wait_p90_s)}`);
+    for (const chart of ['joins_per_s', 'wait_p90_s']) {
+      await waitFor(`the ${chart} chart`, async () => ((await card.locator(`[data-chart="${chart}"] polyline`).first().getAttribute('points')) || '').split(' ').length >= 2, slow);
+    }
+
     // Revoke the third visitor's place.
     await card.locator('[data-input="ticket"]').fill(visitors[2].id);
     await card.locator('[data-action="revoke"]').click();

@@ -135,6 +135,33 @@ pub async fn the_report_counts_each_minute(t: &Target) {
         .sum();
     assert!(joins >= 6, "{}", csv.text);
 
+    // Only the minutes from a time on; a time that is not one is refused.
+    let since = last;
+    let recent = t
+        .send(t.admin(
+            Method::GET,
+            &format!("/rooms/{room}/report?since_ms={since}"),
+        ))
+        .await;
+    assert_eq!(recent.status, 200, "{}", recent.text);
+    let recent = recent.json["minutes"].as_array().expect("minutes").clone();
+    assert!(!recent.is_empty(), "the last minute is kept");
+    assert!(recent
+        .iter()
+        .all(|m| m["minute_ms"].as_u64() >= Some(since)));
+    let bad = t
+        .send(t.admin(
+            Method::GET,
+            &format!("/rooms/{room}/report?since_ms=yesterday"),
+        ))
+        .await;
+    assert_error(
+        &bad,
+        400,
+        "invalid_request",
+        "a since_ms that is not a time",
+    );
+
     let missing = report(t, "no-such-room").await;
     assert_error(
         &missing,

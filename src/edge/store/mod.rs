@@ -338,8 +338,18 @@ impl Store for DurableStore {
         .await
     }
 
-    async fn report(&self, id: &RoomId, _now: u64) -> StoreResult<Vec<ReportMinute>> {
-        SendFuture::new(async move { self.do_report(id).await.map_err(|e| remote(e, id)) }).await
+    async fn report(
+        &self,
+        id: &RoomId,
+        since_ms: u64,
+        _now: u64,
+    ) -> StoreResult<Vec<ReportMinute>> {
+        SendFuture::new(async move {
+            self.do_report(id, since_ms)
+                .await
+                .map_err(|e| remote(e, id))
+        })
+        .await
     }
 
     async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {

@@ -212,8 +212,11 @@ impl DurableStore {
     }
 
     /// The room's report minutes, as the registry keeps them.
-    pub(super) async fn do_report(&self, id: &RoomId) -> Outcome<Vec<ReportMinute>> {
-        let req = ReportReq { id: id.clone() };
+    pub(super) async fn do_report(&self, id: &RoomId, since_ms: u64) -> Outcome<Vec<ReportMinute>> {
+        let req = ReportReq {
+            id: id.clone(),
+            since_ms,
+        };
         let answer: ReportRes = self.call_registry("report", "report", &req).await?;
         Ok(answer.minutes)
     }

@@ -227,8 +227,19 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn report(&self, id: &RoomId, _now: u64) -> StoreResult<Vec<ReportMinute>> {
-        self.with_room(id, |room| room.report.iter().cloned().collect())
+    async fn report(
+        &self,
+        id: &RoomId,
+        since_ms: u64,
+        _now: u64,
+    ) -> StoreResult<Vec<ReportMinute>> {
+        self.with_room(id, |room| {
+            room.report
+                .iter()
+                .filter(|m| m.minute_ms >= since_ms)
+                .cloned()
+                .collect()
+        })
     }
 
     async fn stats(&self, room: &RoomRecord, now: u64, _fresh: bool) -> StoreResult<RoomStats> {

@@ -158,12 +158,16 @@ where
             .await
     }
 
-    /// The room's report minutes, oldest first.
-    pub(super) async fn read_minutes(&self, id: &RoomId) -> StoreResult<Vec<ReportMinute>> {
+    /// The room's report minutes that began at `since_ms` or later, oldest first.
+    pub(super) async fn read_minutes(
+        &self,
+        id: &RoomId,
+        since_ms: u64,
+    ) -> StoreResult<Vec<ReportMinute>> {
         let key = keys::report(id);
         let rows: Vec<String> = self
             .redis
-            .call(|mut conn| async move { conn.zrange(key, 0, -1).await })
+            .call(|mut conn| async move { conn.zrangebyscore(key, since_ms, "+inf").await })
             .await?;
         rows.iter()
             .map(|row| {

@@ -403,8 +403,13 @@ where
         self.read_template(id, reference).await
     }
 
-    async fn report(&self, id: &RoomId, _now: u64) -> StoreResult<Vec<ReportMinute>> {
-        self.read_minutes(id).await
+    async fn report(
+        &self,
+        id: &RoomId,
+        since_ms: u64,
+        _now: u64,
+    ) -> StoreResult<Vec<ReportMinute>> {
+        self.read_minutes(id, since_ms).await
     }
 
     async fn stats(&self, room: &RoomRecord, now: u64, fresh: bool) -> StoreResult<RoomStats> {
