@@ -49,6 +49,15 @@ fn master_and_replica() -> (RedisServer, RedisServer) {
         assert!(Instant::now() < deadline, "the replica did not link");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Linked is not yet streaming: until the replica has loaded the master's first sync, a
+    // write waits for it longer than a visitor's write may (100 ms), and the setup's joins
+    // would fail on a busy machine. A write it acknowledges says it is streaming.
+    while command(master.port, "SET qg:test:warm 1").is_none()
+        || command(master.port, "WAIT 1 1000").as_deref() != Some(":1\r\n")
+    {
+        assert!(Instant::now() < deadline, "the replica acknowledged no write");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     (master, replica)
 }
 
