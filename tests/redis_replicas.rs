@@ -55,7 +55,10 @@ fn master_and_replica() -> (RedisServer, RedisServer) {
     while command(master.port, "SET qg:test:warm 1").is_none()
         || command(master.port, "WAIT 1 1000").as_deref() != Some(":1\r\n")
     {
-        assert!(Instant::now() < deadline, "the replica acknowledged no write");
+        assert!(
+            Instant::now() < deadline,
+            "the replica acknowledged no write"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     (master, replica)
