@@ -42,6 +42,34 @@ pub struct ReportMinute {
     pub wait_p99_s: Option<f64>,
 }
 
+impl ReportMinute {
+    /// `self` and `kept`, two versions of the same minute, as one: each count the higher of the
+    /// two, the time in queue of the one that measured more. The writer of a minute rewrites it
+    /// each tick with counts that only grow, so the higher is the newer; and a scheduler that
+    /// took the lease (or restarted) mid-minute, counting from its first tick, never takes back
+    /// what the one before it had counted.
+    pub fn merged(self, kept: &ReportMinute) -> ReportMinute {
+        let waits = if self.waits_measured >= kept.waits_measured {
+            &self
+        } else {
+            kept
+        };
+        ReportMinute {
+            minute_ms: self.minute_ms,
+            joins: self.joins.max(kept.joins),
+            admissions: self.admissions.max(kept.admissions),
+            leaves: self.leaves.max(kept.leaves),
+            abandonments: self.abandonments.max(kept.abandonments),
+            no_shows: self.no_shows.max(kept.no_shows),
+            peak_waiting: self.peak_waiting.max(kept.peak_waiting),
+            waits_measured: waits.waits_measured,
+            wait_p50_s: waits.wait_p50_s,
+            wait_p90_s: waits.wait_p90_s,
+            wait_p99_s: waits.wait_p99_s,
+        }
+    }
+}
+
 /// A room's running totals, as the scheduler reads them after each tick.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -168,12 +196,13 @@ impl MinuteTally {
     }
 }
 
-/// Puts `row` into `minutes` (oldest first): in place of the row of its minute, or after the
-/// last, dropping the oldest beyond [`KEPT_MINUTES`]. A row older than the last is dropped: a
-/// scheduler that lost its lease does not write back over its successor's minutes.
+/// Puts `row` into `minutes` (oldest first): merged into the row of its minute
+/// ([`ReportMinute::merged`]), or after the last, dropping the oldest beyond [`KEPT_MINUTES`].
+/// A row older than the last is dropped: a scheduler that lost its lease does not write back
+/// over its successor's minutes.
 pub fn upsert(minutes: &mut std::collections::VecDeque<ReportMinute>, row: ReportMinute) {
     match minutes.back_mut() {
-        Some(last) if last.minute_ms == row.minute_ms => *last = row,
+        Some(last) if last.minute_ms == row.minute_ms => *last = row.merged(last),
         Some(last) if last.minute_ms > row.minute_ms => {}
         _ => {
             minutes.push_back(row);
@@ -319,6 +348,44 @@ mod tests {
         let mut one = WaitHistogram::default();
         one.add(0);
         assert_eq!(one.percentile(0.99), Some(1));
+    }
+
+    #[test]
+    fn a_scheduler_counting_from_mid_minute_takes_nothing_back() {
+        let kept = ReportMinute {
+            minute_ms: T0,
+            joins: 6,
+            leaves: 1,
+            peak_waiting: 5,
+            ..ReportMinute::default()
+        };
+        // The next holder of the lease saw the joins before its first tick only as its start.
+        let newer = ReportMinute {
+            minute_ms: T0,
+            admissions: 5,
+            waits_measured: 5,
+            wait_p50_s: Some(0.7),
+            wait_p90_s: Some(0.8),
+            wait_p99_s: Some(0.8),
+            ..ReportMinute::default()
+        };
+        let merged = newer.clone().merged(&kept);
+        assert_eq!(
+            (
+                merged.joins,
+                merged.leaves,
+                merged.peak_waiting,
+                merged.admissions
+            ),
+            (6, 1, 5, 5)
+        );
+        assert_eq!((merged.waits_measured, merged.wait_p50_s), (5, Some(0.7)));
+        // The same writer's later version of the minute is all there is to keep.
+        let later = ReportMinute {
+            joins: 7,
+            ..merged.clone()
+        };
+        assert_eq!(later.clone().merged(&merged), later);
     }
 
     #[test]

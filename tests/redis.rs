@@ -379,3 +379,65 @@ async fn a_template_put_through_one_instance_shows_on_every_instance() {
         "the removed template is gone"
     );
 }
+
+/// The report's minute when the admission lease moves mid-minute (as it did under load in the
+/// balanced suite): the new holder counts from its first tick and must not take back what the
+/// one before it counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_moving_mid_minute_takes_no_count_back() {
+    use queuegate::report::ReportMinute;
+    use queuegate::{RoomConfig, RoomId};
+    use queuegate_origin::clock::{system_now, Clock};
+    use queuegate_origin::scheduler::Scheduler;
+    use queuegate_origin::store::redis::connect_single;
+    use queuegate_origin::store::Store;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let redis = RedisServer::start();
+    let store = Arc::new(connect_single(&redis.url(), Duration::from_millis(1000), None).unwrap());
+    // The lease runs on Redis's clock, so this runs on the real one, within one minute: it
+    // begins at least 10 s before the minute ends.
+    if system_now() % 60_000 > 50_000 {
+        tokio::time::sleep(Duration::from_millis(60_000 - system_now() % 60_000 + 50)).await;
+    }
+    let now = system_now;
+    let minute = now() - now() % 60_000;
+    let room = RoomId::parse("lease-moves").unwrap();
+    let config = RoomConfig {
+        max_active: 100,
+        shards: 2,
+        ..RoomConfig::default()
+    };
+    store.put_room(&room, config, 7, now()).await.unwrap();
+    store.set_paused(&room, true, now()).await.unwrap();
+    let record = store.room(&room, now()).await.unwrap().unwrap();
+    let tick = Duration::from_millis(200);
+    let mut first = Scheduler::new(store.clone(), Clock::System, tick, "first".into());
+    let mut second = Scheduler::new(store.clone(), Clock::System, tick, "second".into());
+    let counted = |report: Vec<ReportMinute>| {
+        report
+            .iter()
+            .find(|m| m.minute_ms == minute)
+            .map(|m| (m.joins, m.peak_waiting))
+    };
+
+    assert!(first.tick(now()).await.unwrap().leader);
+    for _ in 0..6 {
+        store.join(&record, None, now()).await.unwrap();
+    }
+    assert!(first.tick(now()).await.unwrap().leader);
+    let report = store.report(&room, 0, now()).await.unwrap();
+    assert_eq!(counted(report), Some((6, 6)));
+
+    // The first holder stops ticking; its lease (three ticks) runs out and the second takes it.
+    assert!(!second.tick(now()).await.unwrap().leader);
+    tokio::time::sleep(tick * 4).await;
+    assert!(second.tick(now()).await.unwrap().leader);
+    store.join(&record, None, now()).await.unwrap();
+    assert!(second.tick(now()).await.unwrap().leader);
+    // Each count is the higher of the two schedulers': none taken back (the second counted one
+    // join from its first tick, the first six).
+    let report = store.report(&room, 0, now()).await.unwrap();
+    assert_eq!(counted(report), Some((6, 7)));
+}

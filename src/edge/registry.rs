@@ -287,11 +287,17 @@ impl Registry {
         self.store(entry).map(|_| ())
     }
 
-    /// Puts `row` in place of the room's minute it is of; drops those beyond [`KEPT_MINUTES`].
+    /// Merges `row` into the room's minute it is of ([`ReportMinute::merged`]); drops those
+    /// beyond [`KEPT_MINUTES`].
     fn keep_minute(&self, id: &str, row: &ReportMinute) -> Answer<()> {
         let table = |e: worker::Error| (ErrorCode::Internal, format!("the report table: {e}"));
         let minute = i64::try_from(row.minute_ms).unwrap_or(i64::MAX);
-        let text = serde_json::to_string(row).expect("a report minute serializes");
+        let kept = self.minutes(id, row.minute_ms)?;
+        let row = match kept.iter().find(|m| m.minute_ms == row.minute_ms) {
+            Some(kept) => row.clone().merged(kept),
+            None => row.clone(),
+        };
+        let text = serde_json::to_string(&row).expect("a report minute serializes");
         self.sql
             .exec(
                 "INSERT INTO report(id, minute, row) VALUES (?, ?, ?) \
@@ -310,6 +316,13 @@ impl Registry {
     }
 
     fn report(&self, req: ReportReq) -> Answer<ReportRes> {
+        Ok(ReportRes {
+            minutes: self.minutes(req.id.as_str(), req.since_ms)?,
+        })
+    }
+
+    /// The room's minutes that began at `since_ms` or later, oldest first.
+    fn minutes(&self, id: &str, since_ms: u64) -> Answer<Vec<ReportMinute>> {
         #[derive(Deserialize)]
         struct MinuteRow {
             row: String,
@@ -320,17 +333,15 @@ impl Registry {
             .exec(
                 "SELECT row FROM report WHERE id = ? AND minute >= ? ORDER BY minute",
                 vec![
-                    req.id.as_str().into(),
-                    i64::try_from(req.since_ms).unwrap_or(i64::MAX).into(),
+                    id.into(),
+                    i64::try_from(since_ms).unwrap_or(i64::MAX).into(),
                 ],
             )
             .and_then(|c| c.to_array())
             .map_err(|e| table(e.to_string()))?;
-        let minutes = rows
-            .iter()
+        rows.iter()
             .map(|r| serde_json::from_str(&r.row).map_err(|e| table(e.to_string())))
-            .collect::<Answer<Vec<ReportMinute>>>()?;
-        Ok(ReportRes { minutes })
+            .collect()
     }
 
     fn publish_shard(&self, req: PublishShardReq) -> Answer<()> {

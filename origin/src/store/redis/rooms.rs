@@ -136,12 +136,18 @@ where
         Ok(reference)
     }
 
-    /// Puts `row` in place of the room's report minute it is of, keeping the last
-    /// [`KEPT_MINUTES`].
+    /// Merges `row` into the room's report minute it is of ([`ReportMinute::merged`]), keeping
+    /// the last [`KEPT_MINUTES`]. Read, then written: one scheduler writes at a time, and should
+    /// two overlap as the lease moves, the merge only ever keeps the higher counts.
     pub(super) async fn write_minute(&self, id: &RoomId, row: &ReportMinute) -> StoreResult<()> {
         let key = keys::report(id);
         let minute = row.minute_ms;
-        let json = serde_json::to_string(row).expect("a report minute serializes");
+        let kept = self.read_minutes(id, minute).await?;
+        let row = match kept.iter().find(|m| m.minute_ms == minute) {
+            Some(kept) => row.clone().merged(kept),
+            None => row.clone(),
+        };
+        let json = serde_json::to_string(&row).expect("a report minute serializes");
         self.redis
             .call(|mut conn| async move {
                 redis::pipe()
