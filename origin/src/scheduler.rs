@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use queuegate::controller::{AdmissionController, RoomLoad};
 use queuegate::estimate::RateMeter;
-use queuegate::report::{MinuteTally, Totals};
+use queuegate::report::{MinuteTally, ReportMinute, Totals};
 use queuegate::{RoomId, RoomRecord};
 use tokio::sync::{watch, Notify};
 use tokio::time::MissedTickBehavior;
@@ -29,6 +29,8 @@ struct RoomMemory {
     controller: AdmissionController,
     meter: RateMeter,
     minute: MinuteTally,
+    /// The minute as the store last took it: a room where nothing changed since costs no write.
+    kept: Option<ReportMinute>,
 }
 
 pub struct Scheduler {
@@ -170,8 +172,13 @@ impl Scheduler {
         );
         // The admissions stand whatever happens to the report: a minute not kept now is kept,
         // whole, by the next tick of the minute.
-        if let Err(error) = self.store.keep_minute(record, row).await {
-            tracing::warn!(%error, room = %record.id, "the report's minute could not be kept");
+        if memory.kept.as_ref() != Some(&row) {
+            match self.store.keep_minute(record, row.clone()).await {
+                Ok(()) => memory.kept = Some(row),
+                Err(error) => {
+                    tracing::warn!(%error, room = %record.id, "the report's minute could not be kept")
+                }
+            }
         }
         Ok(round.admitted)
     }
