@@ -44,8 +44,8 @@ cargo test --workspace --locked
 log "browser test: the waiting page in headless Chromium, origin and edge"
 scripts/browser-test.sh
 # The short benchmarks run side by side: each starts its own servers on free ports, and they
-# spend most of their time in k6's fixed durations (one after another they took 5.3 minutes
-# here, side by side 1.8). Each one's output goes to target/quick-<name>.log, shown if it fails.
+# spend most of their time in k6's fixed durations (here the four on the origin took 3.7 minutes
+# one after another, the edge one not timed alone; all five side by side 1.8 to 2.1). Each one's output goes to target/quick-<name>.log, shown if it fails.
 log "k6, short, side by side: the visitor cycle, a poll storm and the seed's scenario against the origin and against the edge under wrangler dev; fairness under attack (visitors and bots against the origin's defences); the wait estimate (a crowd and steady arrivals into a room of few slots); a sale opening (a crowd pre-queues for an event and is let in at the opening)"
 quick_pids=()
 quick_names=()
